@@ -1,0 +1,164 @@
+//! `fedpool demo`: the guided tour on embedded defaults.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fedpool_core::{Contract, Metrics};
+use fedpool_data::{Partition, Targets};
+use fedpool_runtime::{Simulation, SimulationOptions};
+
+use crate::load::DataSource;
+use crate::simulate::{progress_bar, write_outputs};
+
+/// The demo's contract, embedded so the demo needs no files.
+const DEMO_CONTRACT: &str = include_str!("../../../contracts/digits.toml");
+
+/// Arguments of `fedpool demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of data owners.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Seed for every random choice.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Where metrics.csv and the chart are written.
+    #[arg(long, default_value = "fedpool-demo")]
+    pub out: PathBuf,
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> Result<()> {
+    let contract = Contract::from_toml(DEMO_CONTRACT, "contracts/digits.toml")?;
+    let source = DataSource::Bundled("digits");
+    let table = source.load(&contract.schema, &[])?;
+    let alpha = 0.5;
+    let options = SimulationOptions {
+        n_clients: args.clients,
+        partition: Partition::Dirichlet { alpha },
+        seed: args.seed,
+        rounds: None,
+        strategy: None,
+        attack: None,
+    };
+
+    println!("fedpool demo: consent-first federated learning, simulated on this machine\n");
+    let info = &contract.model_info;
+    println!("1. A publisher writes a model contract.");
+    println!("   \"{}\" v{} by {}", info.name, info.version, info.publisher);
+    println!("   for:      {}", contract.purpose.intended_uses.join("; "));
+    println!("   not for:  {}", contract.purpose.out_of_scope_uses.join("; "));
+    println!("   applied to: {}", contract.purpose.population);
+    println!(
+        "   model:    {}, {} rounds of {}",
+        contract.model.describe(contract.n_features(), contract.schema.n_outputs()),
+        contract.training.rounds,
+        contract.training.strategy
+    );
+
+    let mut sim = Simulation::prepare(&contract, &table, &options)
+        .context("cannot set up the demo simulation")?;
+    let sizes = sim.client_sizes();
+    let mut sorted = sizes.clone();
+    sorted.sort_unstable();
+    println!(
+        "\n2. {} data owners each keep a private slice of the digits dataset ({} rows in all).",
+        sim.n_clients(),
+        sizes.iter().sum::<usize>()
+    );
+    println!(
+        "   The split is non-IID (Dirichlet α = {alpha}): owners hold {} to {} rows (median {}),",
+        sorted.first().copied().unwrap_or(0),
+        sorted.last().copied().unwrap_or(0),
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+    );
+    for client_idx in 0..3.min(sim.n_clients()) {
+        if let Some(data) = sim.client_data(client_idx) {
+            println!("   owner {client_idx}: {}", describe_labels(&data.targets, 3));
+        }
+    }
+    println!(
+        "   A further {} rows are held out to test the global model.",
+        sim.n_test_rows()
+    );
+
+    println!("\n3. Training: rows never leave their owner. Each round the publisher sends the model,");
+    println!("   every sampled owner trains locally and returns only a parameter update,");
+    println!("   and the publisher combines the updates ({}).", contract.training.strategy);
+    let initial = sim.initial_metrics();
+    println!("   before training: test accuracy {:.3}", initial.headline());
+    let progress = progress_bar(contract.training.rounds as u64, true);
+    let report = sim.run(|record| {
+        let line = format!(
+            "   round {:>2}: test accuracy {:.3}  ({} updates)",
+            record.round,
+            record.metrics.headline(),
+            record.n_contributors
+        );
+        match &progress {
+            Some(bar) => {
+                if record.round % 5 == 0 || record.round == 1 {
+                    bar.println(line);
+                }
+                bar.inc(1);
+            }
+            None => {
+                if record.round % 5 == 0 || record.round == 1 {
+                    println!("{line}");
+                }
+            }
+        }
+    })?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+
+    let (csv, chart) = write_outputs(&args.out, &contract, &sim, &report)?;
+    println!("\n4. Result");
+    if let Metrics::Classification {
+        accuracy,
+        log_loss,
+        macro_f1,
+    } = report.final_metrics
+    {
+        println!(
+            "   test accuracy {accuracy:.3} (macro-F1 {macro_f1:.3}, log-loss {log_loss:.3}) after {} rounds, {:.2} s of training",
+            report.rounds.len(),
+            report.seconds
+        );
+    }
+    println!("   metrics per round: {}", csv.display());
+    println!("   chart:             {}", chart.display());
+    println!(
+        "\nReproduce or vary it: fedpool simulate contracts/digits.toml --clients {} --partition dirichlet:{alpha} --seed {}",
+        args.clients, args.seed
+    );
+    Ok(())
+}
+
+/// One owner's label mix as text, e.g. `23 rows, mostly digits 3 (12), 7 (8)`.
+pub fn describe_labels(targets: &Targets, top: usize) -> String {
+    let Targets::Classes { labels, n_classes } = targets else {
+        return format!("{} rows", targets.len());
+    };
+    let mut counts = vec![0usize; *n_classes];
+    for &l in labels {
+        if let Some(c) = counts.get_mut(l as usize) {
+            *c += 1;
+        }
+    }
+    let mut ranked: Vec<(usize, usize)> = counts.into_iter().enumerate().filter(|&(_, c)| c > 0).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let parts: Vec<String> = ranked
+        .iter()
+        .take(top)
+        .map(|(class, count)| format!("{class} ({count})"))
+        .collect();
+    format!(
+        "{} rows, {} distinct digits, mostly {}",
+        labels.len(),
+        ranked.len(),
+        parts.join(", ")
+    )
+}

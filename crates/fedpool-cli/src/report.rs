@@ -1,0 +1,114 @@
+//! Writing a simulation's results: `metrics.csv` and a chart of the headline metric per round.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use fedpool_core::Metrics;
+use fedpool_runtime::RoundRecord;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+/// DejaVu Sans, embedded so charts render on machines without a system font library.
+static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+
+/// Writes one CSV row per round to `dir/metrics.csv`; returns the path.
+pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf> {
+    let path = dir.join("metrics.csv");
+    let mut writer = csv::Writer::from_path(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writer.write_record([
+        "round",
+        "completed",
+        "accuracy",
+        "log_loss",
+        "macro_f1",
+        "rmse",
+        "mae",
+        "train_loss",
+        "contributors",
+        "declined",
+        "dropped",
+        "elapsed_secs",
+    ])?;
+    for r in records {
+        let (acc, ll, f1, rmse, mae) = match r.metrics {
+            Metrics::Classification {
+                accuracy,
+                log_loss,
+                macro_f1,
+            } => (fmt(accuracy), fmt(log_loss), fmt(macro_f1), String::new(), String::new()),
+            Metrics::Regression { rmse, mae } => {
+                (String::new(), String::new(), String::new(), fmt(rmse), fmt(mae))
+            }
+        };
+        writer.write_record([
+            r.round.to_string(),
+            r.completed.to_string(),
+            acc,
+            ll,
+            f1,
+            rmse,
+            mae,
+            if r.train_loss.is_finite() { fmt(r.train_loss) } else { String::new() },
+            r.n_contributors.to_string(),
+            r.n_declined.to_string(),
+            r.n_dropped.to_string(),
+            format!("{:.4}", r.elapsed_secs),
+        ])?;
+    }
+    writer
+        .flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn fmt(x: f64) -> String {
+    format!("{x:.6}")
+}
+
+/// Draws the headline metric per round to `dir/accuracy.png` (or `rmse.png` for regression).
+pub fn write_chart(dir: &Path, title: &str, initial: Metrics, records: &[RoundRecord]) -> Result<PathBuf> {
+    // Registering twice is harmless; the font is valid TrueType, so this only fails on a bug.
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
+    let name = initial.headline_name();
+    let path = dir.join(format!("{name}.png"));
+    let points: Vec<(u32, f64)> = std::iter::once((0, initial.headline()))
+        .chain(records.iter().map(|r| (r.round, r.metrics.headline())))
+        .collect();
+    let max_round = points.last().map_or(1, |p| p.0.max(1));
+    let (y_min, y_max) = match initial {
+        Metrics::Classification { .. } => (0.0, 1.0),
+        Metrics::Regression { .. } => {
+            let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+            (0.0, if hi > 0.0 { hi * 1.05 } else { 1.0 })
+        }
+    };
+    {
+        let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0u32..max_round, y_min..y_max)
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .y_desc(format!("test {name}"))
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        root.present()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}

@@ -1,0 +1,204 @@
+//! `fedpool simulate`: federated training of a contract over in-process clients.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fedpool_core::{Contract, Metrics};
+use fedpool_data::Partition;
+use fedpool_runtime::{Attack, RoundRecord, Simulation, SimulationOptions, SimulationReport};
+use fedpool_strategy::StrategyConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::load::{self, DataSource};
+use crate::report;
+
+/// Arguments of `fedpool simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The model contract (TOML).
+    pub contract: PathBuf,
+    /// Number of simulated clients (a `column:` partition makes one per distinct value).
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// How rows are split: iid, dirichlet:ALPHA, shards:K or column:NAME.
+    #[arg(long, default_value = "iid")]
+    pub partition: Partition,
+    /// Rounds to run (default: the contract's).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Seed for every random choice; the same seed gives the same result.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Data: a CSV (optionally .gz), idx:IMAGES,LABELS, or bundled:NAME. Default: the bundled
+    /// dataset the contract file is named after.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Aggregation strategy, overriding the contract's (fedavg, fedprox:0.01, krum:0.2, ...).
+    #[arg(long)]
+    pub strategy: Option<StrategyConfig>,
+    /// Poisoning attack by a share of clients: label-flip:F, noise:F[,STD] or scale:F,X.
+    #[arg(long)]
+    pub attack: Option<Attack>,
+    /// Print one JSON object with the results instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Write metrics.csv and a chart of the metric per round into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `fedpool simulate`.
+pub fn run(args: SimulateArgs) -> Result<()> {
+    let contract = load::contract(&args.contract)?;
+    let source = match &args.data {
+        Some(arg) => DataSource::parse(arg)?,
+        None => DataSource::default_for(&args.contract)?,
+    };
+    let keep: Vec<&str> = match &args.partition {
+        Partition::Column { name } => vec![name.as_str()],
+        _ => Vec::new(),
+    };
+    let table = source.load(&contract.schema, &keep)?;
+    let options = SimulationOptions {
+        n_clients: args.clients,
+        partition: args.partition.clone(),
+        seed: args.seed,
+        rounds: args.rounds,
+        strategy: args.strategy.clone(),
+        attack: args.attack,
+    };
+    let mut sim = Simulation::prepare(&contract, &table, &options)
+        .context("cannot set up the simulation")?;
+    let n_rounds = args.rounds.unwrap_or(contract.training.rounds);
+    let strategy = args
+        .strategy
+        .clone()
+        .unwrap_or_else(|| contract.training.strategy.clone());
+    if !args.json {
+        println!(
+            "simulating {} on {} clients ({} partition, {} test rows), {} rounds of {}, seed {}",
+            contract.model.describe(contract.n_features(), contract.schema.n_outputs()),
+            sim.n_clients(),
+            args.partition,
+            sim.n_test_rows(),
+            n_rounds,
+            strategy,
+            args.seed
+        );
+        if sim.n_attackers() > 0 {
+            if let Some(attack) = args.attack {
+                println!("  {} clients run the attack {attack}", sim.n_attackers());
+            }
+        }
+    }
+    let progress = progress_bar(n_rounds as u64, !args.json);
+    let report = sim.run(|record| {
+        if let Some(bar) = &progress {
+            bar.set_message(format!(
+                "{} {:.4}",
+                record.metrics.headline_name(),
+                record.metrics.headline()
+            ));
+            bar.inc(1);
+        }
+    })?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let written = match &args.out {
+        Some(dir) => Some(write_outputs(dir, &contract, &sim, &report)?),
+        None => None,
+    };
+    if args.json {
+        let output = json_report(&contract, &args, &strategy, sim.n_clients(), &report);
+        println!("{}", serde_json::to_string_pretty(&output)?);
+    } else {
+        print_summary(&report);
+        if let Some((csv, chart)) = written {
+            println!("wrote {} and {}", csv.display(), chart.display());
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr, only when stderr is a terminal.
+pub fn progress_bar(len: u64, wanted: bool) -> Option<ProgressBar> {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("  round {pos}/{len} {bar:30} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Writes metrics.csv and the chart; returns their paths.
+pub fn write_outputs(
+    dir: &std::path::Path,
+    contract: &Contract,
+    sim: &Simulation,
+    report: &SimulationReport,
+) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let csv = report::write_metrics_csv(dir, &report.rounds)?;
+    let title = format!(
+        "{} — {} clients",
+        contract.model_info.name,
+        sim.n_clients()
+    );
+    let chart = report::write_chart(dir, &title, sim.initial_metrics(), &report.rounds)?;
+    Ok((csv, chart))
+}
+
+fn print_summary(report: &SimulationReport) {
+    match report.final_metrics {
+        Metrics::Classification {
+            accuracy,
+            log_loss,
+            macro_f1,
+        } => println!(
+            "final test accuracy {accuracy:.4}, log-loss {log_loss:.4}, macro-F1 {macro_f1:.4} after {} rounds in {:.2} s",
+            report.rounds.len(),
+            report.seconds
+        ),
+        Metrics::Regression { rmse, mae } => println!(
+            "final test RMSE {rmse:.4}, MAE {mae:.4} after {} rounds in {:.2} s",
+            report.rounds.len(),
+            report.seconds
+        ),
+    }
+    let failed = report.rounds.iter().filter(|r| !r.completed).count();
+    if failed > 0 {
+        println!("{failed} rounds failed and left the model unchanged (run with FEDPOOL_LOG=warn for reasons)");
+    }
+}
+
+fn json_report(
+    contract: &Contract,
+    args: &SimulateArgs,
+    strategy: &StrategyConfig,
+    n_clients: usize,
+    report: &SimulationReport,
+) -> serde_json::Value {
+    let per_round: Vec<f64> = report.rounds.iter().map(|r: &RoundRecord| r.metrics.headline()).collect();
+    let mut output = json!({
+        "contract": contract.model_info.name,
+        "rounds": report.rounds.len(),
+        "clients": n_clients,
+        "partition": args.partition.to_string(),
+        "strategy": strategy.to_string(),
+        "attack": args.attack.map(|a| a.to_string()),
+        "seed": args.seed,
+        "seconds": report.seconds,
+        "final_metrics": report.final_metrics,
+    });
+    let name = report.final_metrics.headline_name();
+    output[format!("final_{name}")] = json!(report.final_metrics.headline());
+    output[format!("{name}_per_round")] = json!(per_round);
+    output
+}

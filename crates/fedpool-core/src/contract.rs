@@ -1,0 +1,449 @@
+//! Model contracts: what a publisher asks of data owners, in TOML.
+//!
+//! A contract states what the model is for and on whom it will be used, the data schema it
+//! needs, the model and how it is trained, and the privacy and reward terms. Data owners consent
+//! to a contract (through its transparency card), so parsing is strict: unknown keys are errors,
+//! and every value is range-checked with the key named in the message.
+
+use fedpool_data::{ColumnKind, LabelKind, Schema};
+use fedpool_strategy::{ClientSampling, StrategyConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelSpec;
+use crate::train::{LocalTraining, Optimizer};
+
+/// A parsed and validated model contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// Identity of the model.
+    pub model_info: ModelInfo,
+    /// Intended and excluded uses, population and decisions.
+    pub purpose: Purpose,
+    /// Columns the model reads.
+    pub schema: Schema,
+    /// What is predicted.
+    pub task: Task,
+    /// Architecture.
+    pub model: ModelSpec,
+    /// Federated training plan.
+    pub training: Training,
+    /// Privacy terms.
+    pub privacy: Privacy,
+    /// Reward terms.
+    pub rewards: Rewards,
+}
+
+/// Name, version and publisher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    /// Short model name.
+    pub name: String,
+    /// Contract version (semantic version recommended).
+    pub version: String,
+    /// Who publishes and is accountable for the model.
+    pub publisher: String,
+    /// One-paragraph description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// What the model is for, and what it must not be used for (Mitchell et al., "Model Cards").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purpose {
+    /// Uses the publisher commits to.
+    pub intended_uses: Vec<String>,
+    /// Uses the publisher rules out.
+    pub out_of_scope_uses: Vec<String>,
+    /// The people or things the model will be applied to.
+    pub population: String,
+    /// Decisions the model's outputs inform.
+    pub decisions_informed: Vec<String>,
+}
+
+/// The prediction task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Task {
+    /// Predict one of the label's classes.
+    Classification,
+    /// Predict a real number.
+    Regression,
+}
+
+/// The federated training plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Training {
+    /// Number of rounds.
+    pub rounds: usize,
+    /// Which clients take part in each round.
+    pub sampling: ClientSampling,
+    /// Aggregation strategy and its hyperparameters.
+    #[serde(default = "default_strategy")]
+    pub strategy: StrategyConfig,
+    /// Local training on each node.
+    pub local: LocalTraining,
+    /// Share of each simulated node's rows held out for evaluation in simulation, and of the
+    /// pooled data for the publisher's test set.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+}
+
+fn default_strategy() -> StrategyConfig {
+    StrategyConfig::FedAvg
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+/// Client-level differential privacy and secure aggregation terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// L2 norm every client update is clipped to; 0 disables clipping (and then DP).
+    #[serde(default)]
+    pub clip_norm: f64,
+    /// Gaussian noise standard deviation as a multiple of `clip_norm`; 0 disables noise.
+    #[serde(default)]
+    pub noise_multiplier: f64,
+    /// Total (ε, δ) budget the publisher may spend on this model.
+    pub epsilon_budget: Option<f64>,
+    /// δ of the budget.
+    pub delta: Option<f64>,
+    /// Whether updates are securely aggregated (the publisher sees only their sum).
+    #[serde(default)]
+    pub secure_aggregation: bool,
+    /// Share of a round's participants whose shares are needed to unmask the sum.
+    #[serde(default = "default_threshold")]
+    pub secure_aggregation_threshold: f64,
+}
+
+fn default_threshold() -> f64 {
+    2.0 / 3.0
+}
+
+/// How contributors are paid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewards {
+    /// Total paid out over the whole training run.
+    pub pool: f64,
+    /// Unit of the pool.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// How each participant's contribution is measured.
+    pub valuation: Valuation,
+    /// How measured contributions become payouts.
+    pub split: SplitRule,
+}
+
+fn default_currency() -> String {
+    "credits".into()
+}
+
+/// Contribution measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Valuation {
+    /// Shapley values over a round's participants (exact when small, sampled when large).
+    Shapley,
+    /// Drop in validation metric when a participant is left out.
+    LeaveOneOut,
+    /// Number of training rows contributed.
+    DataSize,
+}
+
+/// Payout rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitRule {
+    /// Pay each round's share in proportion to positive contributions.
+    Proportional,
+    /// Pay every participant of a round the same.
+    Equal,
+}
+
+/// Why a contract was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ContractError {
+    /// Not valid TOML, a missing or unknown key, or a value of the wrong type. The message comes
+    /// from the TOML parser and names the line, the key and, for enums, the allowed values.
+    #[error("contract {source_name}: {message}")]
+    Parse {
+        /// File the contract came from.
+        source_name: String,
+        /// The parser's description, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("contract {source_name}: {key}: {problem}")]
+    Invalid {
+        /// File the contract came from.
+        source_name: String,
+        /// Dotted key path, e.g. `training.rounds`.
+        key: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
+
+impl Contract {
+    /// Parses and validates a contract from TOML text. `source_name` (a file name) appears in
+    /// every error.
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Contract, ContractError> {
+        let contract: Contract = toml::from_str(text).map_err(|e| ContractError::Parse {
+            source_name: source_name.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        contract.validate(source_name)?;
+        Ok(contract)
+    }
+
+    /// Renders the contract back to TOML (what `publish` signs).
+    pub fn to_toml(&self) -> String {
+        // A Contract always serializes: every field is a TOML-representable value.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks ranges and cross-field consistency; reports the first problem with its key.
+    pub fn validate(&self, source_name: &str) -> Result<(), ContractError> {
+        let invalid = |key: &str, problem: String| ContractError::Invalid {
+            source_name: source_name.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        let nonempty = |key: &str, value: &str| {
+            if value.trim().is_empty() {
+                Err(invalid(key, "must not be empty".into()))
+            } else {
+                Ok(())
+            }
+        };
+        nonempty("model_info.name", &self.model_info.name)?;
+        nonempty("model_info.version", &self.model_info.version)?;
+        nonempty("model_info.publisher", &self.model_info.publisher)?;
+        nonempty("purpose.population", &self.purpose.population)?;
+        if self.purpose.intended_uses.is_empty() {
+            return Err(invalid(
+                "purpose.intended_uses",
+                "list at least one intended use".into(),
+            ));
+        }
+
+        let features = self.schema.feature_columns();
+        if features.is_empty() {
+            return Err(invalid(
+                "schema",
+                "declare at least one feature in schema.columns or schema.column_ranges".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in self.schema.required_columns() {
+            if !seen.insert(name.clone()) {
+                return Err(invalid(
+                    "schema",
+                    format!("column \"{name}\" is declared twice"),
+                ));
+            }
+        }
+        for (idx, column) in self.schema.columns.iter().enumerate() {
+            if let ColumnKind::Categorical { categories } = &column.kind {
+                if categories.is_empty() {
+                    return Err(invalid(
+                        &format!("schema.columns[{idx}].categories"),
+                        format!("column \"{}\" lists no categories", column.name),
+                    ));
+                }
+            }
+        }
+        for (idx, range) in self.schema.column_ranges.iter().enumerate() {
+            if range.count == 0 {
+                return Err(invalid(
+                    &format!("schema.column_ranges[{idx}].count"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        match (&self.task, &self.schema.label.kind) {
+            (Task::Classification, LabelKind::Categorical { classes }) => {
+                if classes.len() < 2 {
+                    return Err(invalid(
+                        "schema.label.classes",
+                        format!("a classifier needs at least 2 classes, found {}", classes.len()),
+                    ));
+                }
+            }
+            (Task::Regression, LabelKind::Numeric) => {}
+            (Task::Classification, LabelKind::Numeric) => {
+                return Err(invalid(
+                    "schema.label.type",
+                    "task.kind = \"classification\" needs type = \"categorical\" with classes".into(),
+                ));
+            }
+            (Task::Regression, LabelKind::Categorical { .. }) => {
+                return Err(invalid(
+                    "schema.label.type",
+                    "task.kind = \"regression\" needs type = \"numeric\"".into(),
+                ));
+            }
+        }
+        match (&self.task, &self.model) {
+            (Task::Regression, ModelSpec::LogisticRegression | ModelSpec::Cnn { .. }) => {
+                return Err(invalid(
+                    "model.kind",
+                    "a regression task allows \"linear_regression\" or \"mlp\"".into(),
+                ));
+            }
+            (Task::Classification, ModelSpec::LinearRegression) => {
+                return Err(invalid(
+                    "model.kind",
+                    "a classification task allows \"logistic_regression\", \"mlp\" or \"cnn\"".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let ModelSpec::Mlp { hidden } = &self.model {
+            if hidden.is_empty() || hidden.contains(&0) {
+                return Err(invalid(
+                    "model.hidden",
+                    "list one or more hidden-layer widths, each at least 1".into(),
+                ));
+            }
+        }
+        if let ModelSpec::Cnn { channels } = &self.model {
+            let side = (self.schema.n_features() as f64).sqrt() as usize;
+            if side * side != self.schema.n_features() || side % 4 != 0 || channels.contains(&0) {
+                return Err(invalid(
+                    "model.kind",
+                    format!(
+                        "\"cnn\" needs a square image whose side is a multiple of 4 and channels ≥ 1; the schema has {} features",
+                        self.schema.n_features()
+                    ),
+                ));
+            }
+        }
+
+        let t = &self.training;
+        if t.rounds == 0 {
+            return Err(invalid("training.rounds", "must be at least 1".into()));
+        }
+        t.sampling
+            .validate()
+            .map_err(|e| invalid("training.sampling", e.to_string()))?;
+        t.strategy
+            .validate()
+            .map_err(|e| invalid("training.strategy", e.to_string()))?;
+        if t.local.local_epochs == 0 {
+            return Err(invalid("training.local.local_epochs", "must be at least 1".into()));
+        }
+        if t.local.batch_size == 0 {
+            return Err(invalid("training.local.batch_size", "must be at least 1".into()));
+        }
+        if !(t.local.learning_rate > 0.0 && t.local.learning_rate.is_finite()) {
+            return Err(invalid(
+                "training.local.learning_rate",
+                format!("must be a positive number, got {}", t.local.learning_rate),
+            ));
+        }
+        if !(t.local.proximal_mu >= 0.0 && t.local.weight_decay >= 0.0) {
+            return Err(invalid(
+                "training.local",
+                "proximal_mu and weight_decay must be ≥ 0".into(),
+            ));
+        }
+        match t.local.optimizer {
+            Optimizer::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
+                return Err(invalid(
+                    "training.local.optimizer.momentum",
+                    format!("must be in [0, 1), got {momentum}"),
+                ));
+            }
+            Optimizer::Adam { beta1, beta2, eps }
+                if !((0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0) =>
+            {
+                return Err(invalid(
+                    "training.local.optimizer",
+                    "Adam needs beta1, beta2 in [0, 1) and eps > 0".into(),
+                ));
+            }
+            _ => {}
+        }
+        if !(t.test_fraction > 0.0 && t.test_fraction < 1.0) {
+            return Err(invalid(
+                "training.test_fraction",
+                format!("must be in (0, 1), got {}", t.test_fraction),
+            ));
+        }
+
+        let p = &self.privacy;
+        if !(p.clip_norm >= 0.0 && p.clip_norm.is_finite()) {
+            return Err(invalid(
+                "privacy.clip_norm",
+                format!("must be ≥ 0 (0 = no clipping), got {}", p.clip_norm),
+            ));
+        }
+        if !(p.noise_multiplier >= 0.0 && p.noise_multiplier.is_finite()) {
+            return Err(invalid(
+                "privacy.noise_multiplier",
+                format!("must be ≥ 0, got {}", p.noise_multiplier),
+            ));
+        }
+        if p.noise_multiplier > 0.0 && p.clip_norm == 0.0 {
+            return Err(invalid(
+                "privacy.clip_norm",
+                "noise needs a clip norm > 0: without clipping an update's sensitivity is unbounded"
+                    .into(),
+            ));
+        }
+        if let Some(eps) = p.epsilon_budget {
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(invalid(
+                    "privacy.epsilon_budget",
+                    format!("must be a positive number, got {eps}"),
+                ));
+            }
+            if p.noise_multiplier == 0.0 {
+                return Err(invalid(
+                    "privacy.epsilon_budget",
+                    "a finite budget needs noise_multiplier > 0".into(),
+                ));
+            }
+        }
+        match (p.epsilon_budget, p.delta) {
+            (Some(_), None) => {
+                return Err(invalid("privacy.delta", "required when epsilon_budget is set".into()));
+            }
+            (_, Some(delta)) if !(delta > 0.0 && delta < 1.0) => {
+                return Err(invalid(
+                    "privacy.delta",
+                    format!("must be in (0, 1), got {delta}"),
+                ));
+            }
+            _ => {}
+        }
+        if !(p.secure_aggregation_threshold > 0.0 && p.secure_aggregation_threshold <= 1.0) {
+            return Err(invalid(
+                "privacy.secure_aggregation_threshold",
+                format!("must be in (0, 1], got {}", p.secure_aggregation_threshold),
+            ));
+        }
+
+        let r = &self.rewards;
+        if !(r.pool >= 0.0 && r.pool.is_finite()) {
+            return Err(invalid(
+                "rewards.pool",
+                format!("must be a non-negative number, got {}", r.pool),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of model inputs the schema encodes to.
+    pub fn n_features(&self) -> usize {
+        self.schema.n_features()
+    }
+}

@@ -1,0 +1,8 @@
+//! Models: the contract's model spec and the architectures that realise it.
+
+mod network;
+mod spec;
+
+pub(crate) use network::BatchTargets;
+pub use network::Network;
+pub use spec::ModelSpec;

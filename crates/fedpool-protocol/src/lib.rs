@@ -1,0 +1,19 @@
+//! fedpool's round protocol: the messages of a federated round and the publisher and
+//! participant state machines that exchange them.
+//!
+//! Architecture invariant: sans-IO. Both roles are plain structs driven by `handle(input)` and
+//! drained with `poll_output()`; they own no sockets, threads or clocks (time arrives as
+//! `Tick { now_ms }`), and local training leaves as an output and returns as an input. The
+//! in-process simulation driver and the network driver run these same machines, so what is
+//! tested in simulation is what runs in deployment.
+#![deny(missing_docs)]
+
+mod msg;
+mod participant;
+mod publisher;
+
+pub use msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+pub use participant::{Behaviour, Participant, ParticipantInput, ParticipantOutput, TrainJob};
+pub use publisher::{
+    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundSummary,
+};

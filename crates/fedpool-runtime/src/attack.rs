@@ -1,0 +1,143 @@
+//! Poisoning attacks for robustness experiments: which share of simulated clients misbehave, and
+//! how.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An attack run by a fraction of simulated clients, as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Attack {
+    /// `label-flip:F`: a fraction F of clients train on labels mapped c → (classes − 1 − c).
+    LabelFlip {
+        /// Share of clients attacking.
+        fraction: f64,
+    },
+    /// `noise:F[,STD]`: a fraction F send Gaussian noise (default std 1) instead of updates.
+    Noise {
+        /// Share of clients attacking.
+        fraction: f64,
+        /// Per-coordinate standard deviation.
+        std: f32,
+    },
+    /// `scale:F,X`: a fraction F multiply their honest update by X (boosting).
+    Scale {
+        /// Share of clients attacking.
+        fraction: f64,
+        /// Factor.
+        factor: f32,
+    },
+}
+
+impl Attack {
+    /// Share of clients attacking.
+    pub fn fraction(&self) -> f64 {
+        match *self {
+            Attack::LabelFlip { fraction }
+            | Attack::Noise { fraction, .. }
+            | Attack::Scale { fraction, .. } => fraction,
+        }
+    }
+}
+
+/// A malformed `--attack` value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid attack \"{input}\": {problem}; expected label-flip:F, noise:F[,STD] or scale:F,X with F in [0, 1]")]
+pub struct AttackParseError {
+    input: String,
+    problem: String,
+}
+
+impl FromStr for Attack {
+    type Err = AttackParseError;
+
+    fn from_str(s: &str) -> Result<Attack, AttackParseError> {
+        let err = |problem: &str| AttackParseError {
+            input: s.to_string(),
+            problem: problem.to_string(),
+        };
+        let (kind, args) = s.split_once(':').ok_or_else(|| err("missing ':'"))?;
+        let args: Vec<&str> = args.split(',').map(str::trim).collect();
+        let fraction: f64 = args[0]
+            .parse()
+            .map_err(|_| err(&format!("fraction \"{}\" is not a number", args[0])))?;
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(err(&format!("fraction {fraction} is outside [0, 1]")));
+        }
+        let number = |idx: usize, what: &str| -> Result<Option<f32>, AttackParseError> {
+            match args.get(idx) {
+                None => Ok(None),
+                Some(v) => v
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| err(&format!("{what} \"{v}\" is not a finite number"))),
+            }
+        };
+        let attack = match kind.trim() {
+            "label-flip" if args.len() == 1 => Attack::LabelFlip { fraction },
+            "noise" if args.len() <= 2 => {
+                let std = number(1, "std")?.unwrap_or(1.0);
+                if std <= 0.0 {
+                    return Err(err("std must be positive"));
+                }
+                Attack::Noise { fraction, std }
+            }
+            "scale" if args.len() == 2 => Attack::Scale {
+                fraction,
+                factor: number(1, "factor")?.unwrap_or(1.0),
+            },
+            "label-flip" | "noise" | "scale" => return Err(err("wrong number of parameters")),
+            other => return Err(err(&format!("unknown attack \"{other}\""))),
+        };
+        Ok(attack)
+    }
+}
+
+impl fmt::Display for Attack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attack::LabelFlip { fraction } => write!(f, "label-flip:{fraction}"),
+            Attack::Noise { fraction, std } => write!(f, "noise:{fraction},{std}"),
+            Attack::Scale { fraction, factor } => write!(f, "scale:{fraction},{factor}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Result<Attack, &str>) {
+        match (input.parse::<Attack>(), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{input}"),
+            (Err(got), Err(fragment)) => assert!(
+                got.to_string().contains(fragment),
+                "{input}: error {got} lacks {fragment:?}"
+            ),
+            (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_attacks_and_names_problems() {
+        check("label-flip:0.2", Ok(Attack::LabelFlip { fraction: 0.2 }));
+        check("noise:0.1", Ok(Attack::Noise { fraction: 0.1, std: 1.0 }));
+        check("noise:0.1,3", Ok(Attack::Noise { fraction: 0.1, std: 3.0 }));
+        check("scale:0.2,-10", Ok(Attack::Scale { fraction: 0.2, factor: -10.0 }));
+        check("scale:0.2", Err("wrong number of parameters"));
+        check("scale:1.5,2", Err("outside [0, 1]"));
+        check("flip:0.2", Err("unknown attack \"flip\""));
+        check("noise", Err("missing ':'"));
+        check("noise:abc", Err("\"abc\" is not a number"));
+        check("scale:0.2,inf", Err("not a finite number"));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for a in ["label-flip:0.2", "noise:0.1,2", "scale:0.2,-10"] {
+            let attack: Attack = a.parse().unwrap();
+            assert_eq!(attack.to_string().parse::<Attack>().unwrap(), attack);
+        }
+    }
+}

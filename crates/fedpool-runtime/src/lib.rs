@@ -1,0 +1,16 @@
+//! fedpool's runtime: transports, and the drivers that run the round protocol's state machines
+//! over them. Today: the in-process transport and the simulation driver.
+//!
+//! Architecture invariant: this crate (with the CLI) is where threads, clocks and transports
+//! live; the protocol and compute crates below it stay pure.
+#![deny(missing_docs)]
+
+mod attack;
+mod error;
+pub mod simulation;
+pub mod transport;
+
+pub use attack::{Attack, AttackParseError};
+pub use error::Error;
+pub use simulation::{RoundRecord, Simulation, SimulationOptions, SimulationReport};
+pub use transport::{Envelope, InProcessTransport, Transport};

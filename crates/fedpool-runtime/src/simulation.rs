@@ -1,0 +1,395 @@
+//! The in-process simulation driver: thousands of clients on one machine, running the same
+//! publisher and participant state machines as the network, deterministic from one seed.
+//!
+//! Like quinn's test `Pair`, the driver holds every node and a message queue and runs on a
+//! virtual clock. Training jobs emitted while messages are delivered are batched and run in
+//! parallel across cores (one client per thread, since a small model trains faster on one
+//! thread than split across two); results are fed back in node order, so the outcome never
+//! depends on thread scheduling.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fedpool_core::{Contract, Metrics, Network, evaluate_outputs, train_local};
+use fedpool_data::{Dataset, Partition, Table, Targets, partition_rows, train_test_split};
+use fedpool_protocol::{
+    Behaviour, NodeId, Participant, ParticipantInput, ParticipantOutput, Publisher,
+    PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, TrainJob,
+};
+use fedpool_strategy::StrategyConfig;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+
+use crate::attack::Attack;
+use crate::transport::{Envelope, InProcessTransport, Transport};
+use crate::Error;
+
+/// The publisher's address in a simulation; clients are `NodeId(0..n_clients)`.
+pub const PUBLISHER: NodeId = NodeId(u32::MAX);
+
+/// What to simulate, beyond the contract.
+#[derive(Debug, Clone)]
+pub struct SimulationOptions {
+    /// Number of clients (ignored by `column:` partitions, which make one client per value).
+    pub n_clients: usize,
+    /// How the training rows are split across clients.
+    pub partition: Partition,
+    /// Master seed: data split, partition, initial model, sampling and every client's RNG.
+    pub seed: u64,
+    /// Overrides the contract's round count.
+    pub rounds: Option<usize>,
+    /// Overrides the contract's strategy.
+    pub strategy: Option<StrategyConfig>,
+    /// Poisoning attack run by a share of clients.
+    pub attack: Option<Attack>,
+}
+
+/// One round's outcome, as reported to observers and written to `metrics.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundRecord {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Metrics of the new global model on the held-out test set.
+    pub metrics: Metrics,
+    /// Clients whose updates were aggregated.
+    pub n_contributors: usize,
+    /// Clients that declined.
+    pub n_declined: usize,
+    /// Sampled clients that never answered.
+    pub n_dropped: usize,
+    /// Example-weighted mean local training loss.
+    pub train_loss: f64,
+    /// Whether the round produced a model (false: the global model is unchanged).
+    pub completed: bool,
+    /// Wall-clock seconds since the simulation started.
+    pub elapsed_secs: f64,
+}
+
+/// The result of a whole simulation.
+#[derive(Debug, Clone)]
+pub struct SimulationReport {
+    /// One record per round.
+    pub rounds: Vec<RoundRecord>,
+    /// Final global parameters.
+    pub global: Arc<Vec<f32>>,
+    /// Metrics of the final model on the test set.
+    pub final_metrics: Metrics,
+    /// Wall-clock seconds for the training rounds (setup excluded).
+    pub seconds: f64,
+}
+
+/// A prepared simulation: nodes, their data, the publisher and the transport.
+pub struct Simulation<T: Transport = InProcessTransport> {
+    network: Network,
+    publisher: Publisher,
+    participants: Vec<Participant>,
+    datasets: Vec<Dataset>,
+    test_set: Dataset,
+    transport: T,
+    clock_ms: u64,
+    initial_metrics: Metrics,
+}
+
+impl Simulation<InProcessTransport> {
+    /// Splits `table` into a test set and per-client training sets, builds the model from the
+    /// contract, and sets up every node.
+    pub fn prepare(
+        contract: &Contract,
+        table: &Table,
+        options: &SimulationOptions,
+    ) -> Result<Simulation<InProcessTransport>, Error> {
+        let mut rng = ChaCha20Rng::seed_from_u64(options.seed);
+        let (train_rows, test_rows) =
+            train_test_split(table, contract.training.test_fraction, &mut rng)?;
+        let client_rows = partition_rows(
+            &options.partition,
+            &train_rows,
+            table,
+            options.n_clients,
+            &mut rng,
+        )?;
+        let n_clients = client_rows.len();
+        if n_clients == 0 {
+            return Err(Error::Setup("the partition produced no clients".into()));
+        }
+        // Each client standardises with statistics of its own rows, as a real node would.
+        let mut datasets: Vec<Dataset> = client_rows.iter().map(|rows| table.encode(rows)).collect();
+        let test_set = table.encode(&test_rows);
+
+        let n_attackers = options
+            .attack
+            .map_or(0, |a| (a.fraction() * n_clients as f64).round() as usize);
+        let mut client_order: Vec<usize> = (0..n_clients).collect();
+        client_order.shuffle(&mut rng);
+        let mut behaviours = vec![Behaviour::Honest; n_clients];
+        if let Some(attack) = options.attack {
+            for &client_idx in &client_order[..n_attackers] {
+                behaviours[client_idx] = match attack {
+                    Attack::LabelFlip { .. } => {
+                        flip_labels(&mut datasets[client_idx].targets);
+                        Behaviour::LabelFlip
+                    }
+                    Attack::Noise { std, .. } => Behaviour::Noise { std },
+                    Attack::Scale { factor, .. } => Behaviour::Scale { factor },
+                };
+            }
+        }
+
+        let network = Network::new(&contract.model, contract.n_features(), contract.schema.n_outputs())?;
+        let initial = network.init_params(&mut rng);
+        let participants: Vec<Participant> = behaviours
+            .iter()
+            .enumerate()
+            .map(|(idx, &behaviour)| Participant::new(NodeId(idx as u32), true, behaviour, rng.random()))
+            .collect();
+        let roster: Vec<NodeId> = participants
+            .iter()
+            .filter(|p| p.consented())
+            .map(|p| p.id())
+            .collect();
+        let strategy_config = options
+            .strategy
+            .clone()
+            .unwrap_or_else(|| contract.training.strategy.clone());
+        let publisher = Publisher::new(
+            PublisherConfig {
+                rounds: options.rounds.unwrap_or(contract.training.rounds),
+                sampling: contract.training.sampling.clone(),
+                local: contract.training.local.clone(),
+                round_timeout_ms: 60_000,
+                seed: rng.random(),
+            },
+            strategy_config.build(),
+            initial.clone(),
+            roster,
+        );
+        let initial_metrics = evaluate(&network, &initial, &test_set)?;
+        Ok(Simulation {
+            network,
+            publisher,
+            participants,
+            datasets,
+            test_set,
+            transport: InProcessTransport::new(),
+            clock_ms: 0,
+            initial_metrics,
+        })
+    }
+
+    /// Messages delivered so far.
+    pub fn n_messages(&self) -> u64 {
+        self.transport.n_delivered()
+    }
+}
+
+impl<T: Transport> Simulation<T> {
+    /// Number of clients.
+    pub fn n_clients(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Each client's number of training rows.
+    pub fn client_sizes(&self) -> Vec<usize> {
+        self.datasets.iter().map(Dataset::n_rows).collect()
+    }
+
+    /// The encoded training rows of one client.
+    pub fn client_data(&self, client_idx: usize) -> Option<&Dataset> {
+        self.datasets.get(client_idx)
+    }
+
+    /// Rows in the held-out test set.
+    pub fn n_test_rows(&self) -> usize {
+        self.test_set.n_rows()
+    }
+
+    /// Length of the flat parameter vector.
+    pub fn n_params(&self) -> usize {
+        self.network.n_params()
+    }
+
+    /// Clients that are not honest.
+    pub fn n_attackers(&self) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.behaviour() != Behaviour::Honest)
+            .count()
+    }
+
+    /// Metrics of the initial model, before any round.
+    pub fn initial_metrics(&self) -> Metrics {
+        self.initial_metrics
+    }
+
+    /// Runs every round, calling `on_round` after each.
+    pub fn run(&mut self, mut on_round: impl FnMut(&RoundRecord)) -> Result<SimulationReport, Error> {
+        let started = Instant::now();
+        let mut records = Vec::new();
+        let mut pending_jobs: Vec<TrainJob> = Vec::new();
+        self.publisher.handle(PublisherInput::Tick { now_ms: self.clock_ms });
+        loop {
+            if let Some(finished) = self.drain_publisher(&mut records, &started, &mut on_round)? {
+                let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
+                return Ok(SimulationReport {
+                    rounds: records,
+                    global: finished,
+                    final_metrics,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            if let Some(envelope) = self.transport.poll_recv() {
+                self.deliver(envelope, &mut pending_jobs);
+                continue;
+            }
+            if !pending_jobs.is_empty() {
+                self.run_jobs(std::mem::take(&mut pending_jobs));
+                continue;
+            }
+            // Nothing in flight: jump the virtual clock to the publisher's next deadline.
+            match self.publisher.next_deadline_ms() {
+                Some(deadline) => {
+                    self.clock_ms = self.clock_ms.max(deadline);
+                    self.publisher.handle(PublisherInput::Tick { now_ms: self.clock_ms });
+                }
+                None => {
+                    return Err(Error::Setup(
+                        "the publisher stopped without finishing; this is a bug".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Sends the publisher's messages and handles its events; returns the final model once the
+    /// publisher reports it is finished.
+    fn drain_publisher(
+        &mut self,
+        records: &mut Vec<RoundRecord>,
+        started: &Instant,
+        on_round: &mut impl FnMut(&RoundRecord),
+    ) -> Result<Option<Arc<Vec<f32>>>, Error> {
+        let mut finished = None;
+        while let Some(output) = self.publisher.poll_output() {
+            match output {
+                PublisherOutput::Send { to, msg } => self.transport.send(Envelope {
+                    from: PUBLISHER,
+                    to,
+                    msg,
+                }),
+                PublisherOutput::Event(RoundEvent::Started { .. }) => {}
+                PublisherOutput::Event(RoundEvent::Completed(summary)) => {
+                    let metrics = evaluate(&self.network, &summary.global, &self.test_set)?;
+                    let record = RoundRecord {
+                        round: summary.round.0,
+                        metrics,
+                        n_contributors: summary.contributors.len(),
+                        n_declined: summary.declined.len(),
+                        n_dropped: summary.dropped.len(),
+                        train_loss: summary.mean_train_loss,
+                        completed: true,
+                        elapsed_secs: started.elapsed().as_secs_f64(),
+                    };
+                    on_round(&record);
+                    records.push(record);
+                }
+                PublisherOutput::Event(RoundEvent::Failed { round, reason }) => {
+                    tracing::warn!(%round, %reason, "round failed");
+                    let metrics = records
+                        .last()
+                        .map_or(self.initial_metrics, |r: &RoundRecord| r.metrics);
+                    let record = RoundRecord {
+                        round: round.0,
+                        metrics,
+                        n_contributors: 0,
+                        n_declined: 0,
+                        n_dropped: 0,
+                        train_loss: f64::NAN,
+                        completed: false,
+                        elapsed_secs: started.elapsed().as_secs_f64(),
+                    };
+                    on_round(&record);
+                    records.push(record);
+                }
+                PublisherOutput::Event(RoundEvent::Finished { global }) => finished = Some(global),
+            }
+        }
+        Ok(finished)
+    }
+
+    fn deliver(&mut self, envelope: Envelope, pending_jobs: &mut Vec<TrainJob>) {
+        if envelope.to == PUBLISHER {
+            self.publisher.handle(PublisherInput::Received {
+                from: envelope.from,
+                msg: envelope.msg,
+            });
+            return;
+        }
+        let Some(participant) = self.participants.get_mut(envelope.to.0 as usize) else {
+            tracing::warn!(to = %envelope.to, "message to an unknown node dropped");
+            return;
+        };
+        participant.handle(ParticipantInput::Received {
+            from: envelope.from,
+            msg: envelope.msg,
+        });
+        while let Some(output) = participant.poll_output() {
+            match output {
+                ParticipantOutput::Send { to, msg } => self.transport.send(Envelope {
+                    from: participant.id(),
+                    to,
+                    msg,
+                }),
+                ParticipantOutput::Train(job) => pending_jobs.push(job),
+            }
+        }
+    }
+
+    fn run_jobs(&mut self, jobs: Vec<TrainJob>) {
+        let network = &self.network;
+        let datasets = &self.datasets;
+        let results: Vec<_> = jobs
+            .par_iter()
+            .map(|job| {
+                let data = &datasets[job.node.0 as usize];
+                let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
+                train_local(network, &job.global, data, &job.local, &mut rng).map_err(|e| e.to_string())
+            })
+            .collect();
+        let mut results: Vec<(NodeId, _, _)> = jobs
+            .iter()
+            .zip(results)
+            .map(|(j, r)| (j.node, j.round, r))
+            .collect();
+        results.sort_by_key(|(node, _, _)| *node);
+        for (node, round, outcome) in results {
+            let participant = &mut self.participants[node.0 as usize];
+            participant.handle(ParticipantInput::Trained { round, outcome });
+            while let Some(output) = participant.poll_output() {
+                match output {
+                    ParticipantOutput::Send { to, msg } => self.transport.send(Envelope {
+                        from: participant.id(),
+                        to,
+                        msg,
+                    }),
+                    ParticipantOutput::Train(job) => {
+                        tracing::warn!(node = %job.node, "participant asked to train twice");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn flip_labels(targets: &mut Targets) {
+    if let Targets::Classes { labels, n_classes } = targets {
+        let top = *n_classes as u32 - 1;
+        labels.iter_mut().for_each(|l| *l = top - *l);
+    }
+}
+
+fn evaluate(network: &Network, params: &[f32], data: &Dataset) -> Result<Metrics, Error> {
+    let outputs = network.predict(params, &data.features)?;
+    Ok(evaluate_outputs(&outputs, &data.targets))
+}
