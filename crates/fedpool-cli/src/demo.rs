@@ -156,8 +156,9 @@ pub fn describe_labels(targets: &Targets, top: usize) -> String {
         .map(|(class, count)| format!("{class} ({count})"))
         .collect();
     format!(
-        "{} rows, {} distinct digits, mostly {}",
+        "{} {}, {} distinct digits, mostly {}",
         labels.len(),
+        if labels.len() == 1 { "row" } else { "rows" },
         ranked.len(),
         parts.join(", ")
     )

@@ -144,7 +144,8 @@ pub fn train_local(
                 (x_all.index_select(&idx, 0)?, y_all.select(&idx)?)
             };
             let vars = network.vars(&params, &device)?;
-            let outputs = network.forward(&vars, &x)?;
+            let var_tensors: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+            let outputs = network.forward(&var_tensors, &x)?;
             let loss = network.loss(&outputs, &y)?;
             let grads = loss.backward()?;
             let grad_tensors: Vec<&Tensor> = vars

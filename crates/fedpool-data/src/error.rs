@@ -55,7 +55,9 @@ pub enum DataError {
     },
 
     /// A row has a different number of fields than the header.
-    #[error("{file} line {line}: expected {expected} fields (as many as the header), found {found}")]
+    #[error(
+        "{file} line {line}: expected {expected} fields (as many as the header), found {found}"
+    )]
     WrongFieldCount {
         /// Data file name.
         file: String,
@@ -188,7 +190,9 @@ pub enum DataError {
     },
 
     /// An IDX stream ends before the header or the items it declares.
-    #[error("{file} ({part}): truncated: expected {expected_bytes} bytes of {what}, found {found_bytes}")]
+    #[error(
+        "{file} ({part}): truncated: expected {expected_bytes} bytes of {what}, found {found_bytes}"
+    )]
     IdxTruncated {
         /// Data file name.
         file: String,
@@ -214,7 +218,9 @@ pub enum DataError {
     },
 
     /// The images and labels streams declare different item counts.
-    #[error("{file}: the images file holds {n_images} images but the labels file {n_labels} labels")]
+    #[error(
+        "{file}: the images file holds {n_images} images but the labels file {n_labels} labels"
+    )]
     IdxCountMismatch {
         /// Data file name.
         file: String,

@@ -27,7 +27,8 @@ pub struct Schema {
 
 /// The target column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// No deny_unknown_fields here: serde does not support it together with `flatten`; the
+// flattened `LabelKind` rejects unknown keys instead.
 pub struct LabelSpec {
     /// Column name in the CSV header.
     pub name: String,
@@ -38,7 +39,7 @@ pub struct LabelSpec {
 
 /// Whether the label is a class or a real number.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LabelKind {
     /// One of a fixed list of classes, written in the CSV exactly as listed.
     Categorical {
@@ -51,7 +52,7 @@ pub enum LabelKind {
 
 /// One feature column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Unknown keys are rejected by the flattened `ColumnKind` (see `LabelSpec`).
 pub struct ColumnSpec {
     /// Column name in the CSV header.
     pub name: String,
@@ -62,7 +63,7 @@ pub struct ColumnSpec {
 
 /// A column's type and how it is encoded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ColumnKind {
     /// A real number.
     Numeric {
@@ -79,7 +80,7 @@ pub enum ColumnKind {
 
 /// How a numeric column is scaled.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "method", rename_all = "snake_case")]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Scaling {
     /// Subtract the mean and divide by the standard deviation, both computed on the node's own
     /// rows (no statistics cross node boundaries).

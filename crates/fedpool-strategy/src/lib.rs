@@ -7,9 +7,57 @@
 //!
 //! Architecture invariant: pure computation. No I/O, no clock, no global state; randomness only
 //! from an RNG the caller passes in.
+//!
+//! # Map
+//!
+//! - [`Strategy`] is the one interface; [`ClientUpdate`] is its input, [`AggregateReport`] and
+//!   [`StrategyError`] its output.
+//! - Averaging: [`FedAvg`], [`FedProx`] (`average.rs`).
+//! - Server optimizers: [`FedAvgM`], [`FedAdagrad`], [`FedAdam`], [`FedYogi`] (`server_opt.rs`).
+//! - Coordinate-wise robust rules: [`FedMedian`], [`FedTrimmedAvg`] (`robust.rs`).
+//! - Distance-based robust rules: [`Krum`], [`MultiKrum`], [`Bulyan`] (`krum.rs`).
+//! - [`StrategyConfig`]: the `[training.strategy]` table of a contract and the CLI's
+//!   `--strategy NAME[:PARAM]`, which builds a `Box<dyn Strategy>` (`config.rs`).
+//! - [`ClientSampling`]: which clients take part in a round (`sampling.rs`).
+//!
+//! Every rule validates its input (one length per model, finite values) inside its main pass
+//! over the data, never in a separate one, and leaves the model (and any optimizer state)
+//! untouched when it returns an error. Updates are read in place, never copied whole: FedAvg
+//! and the server optimizers stream each update once, blocked so the output stays in cache; the
+//! coordinate-wise rules transpose one 64 KiB block at a time into scratch.
+//!
+//! ```
+//! use fedpool_strategy::{ClientUpdate, Strategy, StrategyConfig};
+//!
+//! let mut strategy = "fedavg".parse::<StrategyConfig>().unwrap().build();
+//! let mut global = vec![1.0f32, 1.0];
+//! let (a, b) = ([1.0f32, 2.0], [5.0f32, -2.0]);
+//! let updates = [
+//!     ClientUpdate { delta: &a, n_examples: 1 },
+//!     ClientUpdate { delta: &b, n_examples: 3 },
+//! ];
+//! let report = strategy.aggregate(&mut global, &updates).unwrap();
+//! assert_eq!(global, [5.0, 0.0]);
+//! assert_eq!(report.selected, [0, 1]);
+//! ```
 #![deny(missing_docs)]
 
-use serde::{Deserialize, Serialize};
+mod average;
+mod config;
+mod krum;
+mod robust;
+mod sampling;
+mod server_opt;
+#[cfg(test)]
+mod test_util;
+mod validate;
+
+pub use average::{FedAvg, FedProx};
+pub use config::{ConfigError, StrategyConfig, all_names};
+pub use krum::{Bulyan, Krum, MultiKrum};
+pub use robust::{FedMedian, FedTrimmedAvg};
+pub use sampling::{ClientSampling, SamplingError};
+pub use server_opt::{AdaptiveParams, FedAdagrad, FedAdam, FedAvgM, FedYogi};
 
 /// One client's contribution to a round, borrowed from wherever the update arrived: strategies
 /// read updates in place and never copy them.
@@ -62,8 +110,16 @@ pub enum StrategyError {
         /// First non-finite position.
         param_idx: usize,
     },
+    /// Every update reports zero training examples, so the example-weighted mean is undefined.
+    #[error("{strategy}: every update reports 0 training examples; the weighted mean is undefined")]
+    ZeroTotalWeight {
+        /// Strategy name.
+        strategy: &'static str,
+    },
     /// The rule needs more updates than arrived (Krum needs n > 2f + 2, Bulyan n > 4f + 3).
-    #[error("{strategy}: needs at least {needed} updates to tolerate {n_byzantine} Byzantine, got {got}")]
+    #[error(
+        "{strategy}: needs at least {needed} updates to tolerate {n_byzantine} Byzantine, got {got}"
+    )]
     TooFewUpdates {
         /// Strategy name.
         strategy: &'static str,

@@ -22,7 +22,12 @@ pub(crate) fn check(
             let report =
                 got.unwrap_or_else(|e| panic!("{}: unexpected error {e}", strategy.name()));
             assert_eq!(report.n_updates, updates.len());
-            assert_eq!(report.selected, want_selected, "{}: selected", strategy.name());
+            assert_eq!(
+                report.selected,
+                want_selected,
+                "{}: selected",
+                strategy.name()
+            );
             assert_eq!(model.len(), want_model.len());
             for (idx, (g, w)) in model.iter().zip(want_model).enumerate() {
                 assert!(
@@ -34,7 +39,10 @@ pub(crate) fn check(
         }
         Err(want) => {
             assert_eq!(got, Err(want));
-            assert_eq!(model, global, "a failed aggregation must leave the model untouched");
+            assert_eq!(
+                model, global,
+                "a failed aggregation must leave the model untouched"
+            );
         }
     }
 }

@@ -39,6 +39,7 @@ pub(crate) fn check_shapes(
 /// `x - x` is 0 for finite `x` and NaN for NaN and ±inf, and a NaN lane never returns to 0, so
 /// summing it into independent lanes detects any non-finite value with one vectorized
 /// subtract-add per element and no branch in the loop.
+#[expect(clippy::eq_op, reason = "x - x is the finiteness test, not a zero")]
 pub(crate) fn all_finite(values: &[f32]) -> bool {
     let mut probe = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);

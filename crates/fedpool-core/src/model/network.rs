@@ -45,7 +45,7 @@ impl Network {
             )));
         }
         let mut shapes: Vec<(Vec<usize>, usize)> = Vec::new();
-        let mut dense = |inp: usize, out: usize, shapes: &mut Vec<(Vec<usize>, usize)>| {
+        let dense = |inp: usize, out: usize, shapes: &mut Vec<(Vec<usize>, usize)>| {
             shapes.push((vec![inp, out], inp));
             shapes.push((vec![out], inp));
         };
@@ -170,8 +170,8 @@ impl Network {
     }
 
     /// Forward pass: logits (classification) or predictions (regression), `n × n_outputs`.
-    pub(crate) fn forward<T: AsRef<Tensor>>(&self, params: &[T], x: &Tensor) -> Result<Tensor, Error> {
-        let p = |i: usize| params[i].as_ref();
+    pub(crate) fn forward(&self, params: &[&Tensor], x: &Tensor) -> Result<Tensor, Error> {
+        let p = |i: usize| params[i];
         let out = match &self.spec {
             ModelSpec::LogisticRegression | ModelSpec::LinearRegression => {
                 x.matmul(p(0))?.broadcast_add(p(1))?
@@ -226,6 +226,7 @@ impl Network {
                 Tensor::from_slice(&params[s.offset..s.offset + s.len()], s.shape.as_slice(), &device)
             })
             .collect::<Result<_, _>>()?;
+        let refs: Vec<&Tensor> = tensors.iter().collect();
         let n_rows = features.len() / self.n_inputs;
         let mut out = Vec::with_capacity(n_rows * self.n_outputs);
         // Chunked so a CNN over 10k images never materialises every activation at once.
@@ -237,7 +238,7 @@ impl Network {
                 (rows, self.n_inputs),
                 &device,
             )?;
-            let y = self.forward(&tensors, &x)?;
+            let y = self.forward(&refs, &x)?;
             out.extend(y.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)

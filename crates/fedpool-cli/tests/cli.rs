@@ -1,0 +1,113 @@
+//! The `simulate` and `demo` commands end to end, through the real binary.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedpool");
+const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
+
+fn simulate_json(extra: &[&str]) -> serde_json::Value {
+    let output = Command::new(BIN)
+        .arg("simulate")
+        .arg(format!("{CONTRACTS}/digits.toml"))
+        .args(["--clients", "10", "--rounds", "3", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+#[test]
+fn simulate_json_has_the_documented_fields() {
+    let v = simulate_json(&["--seed", "5", "--partition", "dirichlet:0.5"]);
+    assert_eq!(v["rounds"], 3);
+    assert_eq!(v["clients"], 10);
+    assert_eq!(v["seed"], 5);
+    assert_eq!(v["strategy"], "fedavg");
+    assert!(v["seconds"].as_f64().unwrap() >= 0.0);
+    let acc = v["final_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let per_round = v["accuracy_per_round"].as_array().unwrap();
+    assert_eq!(per_round.len(), 3);
+    assert_eq!(per_round[2].as_f64().unwrap(), acc);
+}
+
+#[test]
+fn same_seed_same_result_through_the_cli() {
+    let a = simulate_json(&["--seed", "11", "--partition", "shards:2"]);
+    let b = simulate_json(&["--seed", "11", "--partition", "shards:2"]);
+    assert_eq!(a["accuracy_per_round"], b["accuracy_per_round"]);
+}
+
+#[test]
+fn simulate_writes_metrics_and_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = Command::new(BIN)
+        .arg("simulate")
+        .arg(format!("{CONTRACTS}/digits.toml"))
+        .args(["--clients", "5", "--rounds", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "header + one row per round:\n{csv}");
+    assert!(lines[0].starts_with("round,completed,accuracy"));
+    let png = std::fs::read(out.join("accuracy.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "accuracy.png is not a PNG");
+    assert!(png.len() > 5_000, "the chart looks empty ({} bytes)", png.len());
+}
+
+#[test]
+fn regression_contracts_report_rmse() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("scores.csv");
+    let mut rows = String::from("lea,school,student,score,gender,age,gcsescore,gcsecnt\n");
+    for i in 0..200 {
+        let gcse = 4.0 + (i % 40) as f64 / 10.0;
+        let score = ((gcse - 4.0) * 2.5).round();
+        let gender = if i % 2 == 0 { "F" } else { "M" };
+        rows.push_str(&format!("{},{},{},{score},{gender},{},{gcse},0\n", i % 5 + 1, i % 20, i, i % 11 - 5));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let output = Command::new(BIN)
+        .arg("simulate")
+        .arg(format!("{CONTRACTS}/chem97.toml"))
+        .arg("--data")
+        .arg(&csv)
+        .args(["--partition", "column:lea", "--rounds", "5", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(v["clients"], 5, "one client per LEA");
+    let rmse = v["final_rmse"].as_f64().unwrap();
+    assert!(rmse.is_finite() && rmse < 5.0, "rmse {rmse}");
+    assert_eq!(v["rmse_per_round"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn demo_tells_the_story_and_writes_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let output = Command::new(BIN)
+        .arg("demo")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for fragment in ["100 data owners", "Dirichlet", "round 30", "test accuracy", "metrics.csv", "accuracy.png"] {
+        assert!(stdout.contains(fragment), "demo output lacks {fragment:?}:\n{stdout}");
+    }
+    assert!(out.join("metrics.csv").exists());
+    assert!(out.join("accuracy.png").exists());
+}

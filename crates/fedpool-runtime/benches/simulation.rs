@@ -1,0 +1,36 @@
+//! Simulation speed: 100 clients × 10 rounds of logistic regression on digits, Dirichlet 0.5.
+//! The target is under 1 s in total on a 2-core machine.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use fedpool_core::Contract;
+use fedpool_data::{Partition, Table};
+use fedpool_runtime::{Simulation, SimulationOptions};
+
+const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits/digits.csv");
+const DIGITS_CONTRACT: &str = include_str!("../../../contracts/digits.toml");
+
+fn bench_simulation(c: &mut Criterion) {
+    let contract = Contract::from_toml(DIGITS_CONTRACT, "contracts/digits.toml").unwrap();
+    let file = std::fs::File::open(DIGITS_CSV).unwrap();
+    let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
+    let options = SimulationOptions {
+        n_clients: 100,
+        partition: Partition::Dirichlet { alpha: 0.5 },
+        seed: 42,
+        rounds: Some(10),
+        strategy: None,
+        attack: None,
+    };
+    let mut group = c.benchmark_group("simulation");
+    group.sample_size(10);
+    group.bench_function("digits_logreg_100_clients_10_rounds", |b| {
+        b.iter(|| {
+            let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+            sim.run(|_| {}).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_simulation);
+criterion_main!(benches);

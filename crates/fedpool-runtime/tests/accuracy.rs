@@ -1,0 +1,134 @@
+//! Accuracy of federated training on the bundled digits dataset, with fixed seeds.
+//!
+//! These are the foundation's acceptance thresholds. Each run prints its seed and per-round
+//! accuracy on failure, so a regression can be replayed with `fedpool simulate`.
+
+use fedpool_core::{Contract, Metrics};
+use fedpool_data::{Partition, Table};
+use fedpool_runtime::{Attack, Simulation, SimulationOptions, SimulationReport};
+use fedpool_strategy::StrategyConfig;
+
+const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits/digits.csv");
+const DIGITS_CONTRACT: &str = include_str!("../../../contracts/digits.toml");
+
+fn digits() -> (Contract, Table) {
+    let contract = Contract::from_toml(DIGITS_CONTRACT, "contracts/digits.toml").unwrap();
+    let file = std::fs::File::open(DIGITS_CSV).unwrap();
+    let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
+    (contract, table)
+}
+
+fn simulate(
+    n_clients: usize,
+    partition: &str,
+    strategy: Option<&str>,
+    attack: Option<&str>,
+    seed: u64,
+) -> SimulationReport {
+    let (contract, table) = digits();
+    let options = SimulationOptions {
+        n_clients,
+        partition: partition.parse::<Partition>().unwrap(),
+        seed,
+        rounds: Some(30),
+        strategy: strategy.map(|s| s.parse::<StrategyConfig>().unwrap()),
+        attack: attack.map(|a| a.parse::<Attack>().unwrap()),
+    };
+    let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+    sim.run(|_| {}).unwrap()
+}
+
+fn accuracy(report: &SimulationReport) -> f64 {
+    match report.final_metrics {
+        Metrics::Classification { accuracy, .. } => accuracy,
+        Metrics::Regression { .. } => panic!("digits is a classification task"),
+    }
+}
+
+fn check_at_least(
+    what: &str,
+    n_clients: usize,
+    partition: &str,
+    strategy: Option<&str>,
+    attack: Option<&str>,
+    threshold: f64,
+) {
+    let seed = 42;
+    let report = simulate(n_clients, partition, strategy, attack, seed);
+    let acc = accuracy(&report);
+    let curve: Vec<String> = report
+        .rounds
+        .iter()
+        .map(|r| format!("{:.3}", r.metrics.headline()))
+        .collect();
+    assert!(
+        acc >= threshold,
+        "{what}: accuracy {acc:.4} < {threshold} (seed {seed}); per round: {}",
+        curve.join(" ")
+    );
+}
+
+#[test]
+fn logistic_regression_on_one_client_reaches_095() {
+    check_at_least("1 client", 1, "iid", None, None, 0.95);
+}
+
+#[test]
+fn fedavg_iid_100_clients_reaches_093() {
+    check_at_least("FedAvg IID", 100, "iid", Some("fedavg"), None, 0.93);
+}
+
+#[test]
+fn fedavg_dirichlet_05_reaches_090() {
+    check_at_least("FedAvg Dirichlet 0.5", 100, "dirichlet:0.5", Some("fedavg"), None, 0.90);
+}
+
+#[test]
+fn fedprox_dirichlet_03_reaches_088() {
+    check_at_least("FedProx Dirichlet 0.3", 100, "dirichlet:0.3", Some("fedprox:0.01"), None, 0.88);
+}
+
+#[test]
+fn fedadam_dirichlet_03_reaches_088() {
+    check_at_least("FedAdam Dirichlet 0.3", 100, "dirichlet:0.3", Some("fedadam"), None, 0.88);
+}
+
+const SCALE_ATTACK: &str = "scale:0.2,-10";
+
+#[test]
+fn fedavg_collapses_under_scale_attack() {
+    let report = simulate(100, "iid", Some("fedavg"), Some(SCALE_ATTACK), 42);
+    let acc = accuracy(&report);
+    assert!(acc < 0.5, "FedAvg under {SCALE_ATTACK}: accuracy {acc:.4} should be < 0.5");
+}
+
+#[test]
+fn fedmedian_resists_scale_attack() {
+    check_at_least("FedMedian under attack", 100, "iid", Some("fedmedian"), Some(SCALE_ATTACK), 0.85);
+}
+
+#[test]
+fn krum_resists_scale_attack() {
+    check_at_least("Krum under attack", 100, "iid", Some("krum:0.2"), Some(SCALE_ATTACK), 0.85);
+}
+
+#[test]
+fn trimmed_mean_resists_scale_attack() {
+    check_at_least(
+        "FedTrimmedAvg under attack",
+        100,
+        "iid",
+        Some("fedtrimmedavg:0.25"),
+        Some(SCALE_ATTACK),
+        0.85,
+    );
+}
+
+#[test]
+fn same_seed_gives_the_same_model() {
+    let a = simulate(20, "dirichlet:0.5", Some("fedavg"), None, 9);
+    let b = simulate(20, "dirichlet:0.5", Some("fedavg"), None, 9);
+    assert_eq!(a.global, b.global, "same seed must give bit-identical parameters");
+    let c = simulate(20, "dirichlet:0.5", Some("fedavg"), None, 10);
+    assert_ne!(a.global, c.global, "a different seed should give a different model");
+}
