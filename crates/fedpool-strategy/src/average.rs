@@ -44,7 +44,7 @@ impl Strategy for FedAvg {
 
 /// FedProx (Li et al. 2020): FedAvg on the server; the difference is on the clients, which add
 /// `μ/2 ‖w − w_global‖²` to their local loss so heterogeneous local work drifts less
-/// (Li et al. 2020, §3, Eq. 2). The server only publishes μ through
+/// (Li et al. 2020, "Federated Optimization in Heterogeneous Networks", Eq. 2). The server only publishes μ through
 /// [`Strategy::proximal_mu`].
 #[derive(Debug, Clone)]
 pub struct FedProx {
@@ -53,7 +53,7 @@ pub struct FedProx {
 }
 
 impl FedProx {
-    /// Default μ. Li et al. 2020 (§5.3) tune μ over {0.001, 0.01, 0.1, 1}; 0.01 is a mild
+    /// Default μ. Li et al. 2020 tune μ over {0.001, 0.01, 0.1, 1} in their experiments; 0.01 is a mild
     /// pull towards the global model that rarely slows homogeneous training.
     pub const DEFAULT_MU: f32 = 0.01;
 

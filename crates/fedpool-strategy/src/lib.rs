@@ -15,7 +15,8 @@
 //! - Averaging: [`FedAvg`], [`FedProx`] (`average.rs`).
 //! - Server optimizers: [`FedAvgM`], [`FedAdagrad`], [`FedAdam`], [`FedYogi`] (`server_opt.rs`).
 //! - Coordinate-wise robust rules: [`FedMedian`], [`FedTrimmedAvg`] (`robust.rs`).
-//! - Distance-based robust rules: [`Krum`], [`MultiKrum`], [`Bulyan`] (`krum.rs`).
+//! - Distance-based robust rules: [`Krum`], [`MultiKrum`] (`krum.rs`), [`Bulyan`]
+//!   (`bulyan.rs`).
 //! - [`StrategyConfig`]: the `[training.strategy]` table of a contract and the CLI's
 //!   `--strategy NAME[:PARAM]`, which builds a `Box<dyn Strategy>` (`config.rs`).
 //! - [`ClientSampling`]: which clients take part in a round (`sampling.rs`).
@@ -43,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod average;
+mod bulyan;
 mod config;
 mod krum;
 mod robust;
@@ -53,8 +55,9 @@ mod test_util;
 mod validate;
 
 pub use average::{FedAvg, FedProx};
+pub use bulyan::Bulyan;
 pub use config::{ConfigError, StrategyConfig, all_names};
-pub use krum::{Bulyan, Krum, MultiKrum};
+pub use krum::{Krum, MultiKrum};
 pub use robust::{FedMedian, FedTrimmedAvg};
 pub use sampling::{ClientSampling, SamplingError};
 pub use server_opt::{AdaptiveParams, FedAdagrad, FedAdam, FedAvgM, FedYogi};

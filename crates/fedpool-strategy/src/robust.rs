@@ -1,6 +1,7 @@
-//! Coordinate-wise robust statistics: the median (Yin et al. 2018, "Byzantine-Robust
-//! Distributed Learning: Towards Optimal Statistical Rates", §3, Option II) and the trimmed mean
-//! (same paper, Option I), and the blocked gather kernel that Bulyan reuses.
+//! Coordinate-wise robust statistics: the median and the trimmed mean of Yin et al. 2018
+//! ("Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates", the two
+//! aggregation options of its robust distributed gradient descent), and the blocked gather
+//! kernel that Bulyan reuses.
 //!
 //! Both are unweighted: `n_examples` is self-reported, so weighting by it would let one
 //! Byzantine client outvote the rest by claiming a huge dataset.
@@ -9,7 +10,7 @@ use crate::average::add_assign;
 use crate::validate::{all_finite, check_shapes, find_non_finite};
 use crate::{AggregateReport, ClientUpdate, Strategy, StrategyError};
 
-/// Coordinate-wise median of the deltas (Yin et al. 2018, §3): `global[j] += median_i Δᵢ[j]`.
+/// Coordinate-wise median of the deltas (Yin et al. 2018): `global[j] += median_i Δᵢ[j]`.
 /// With an even number of updates the two middle values are averaged.
 ///
 /// It tolerates up to ⌈n/2⌉ − 1 arbitrary updates per coordinate, at the cost of ignoring the
@@ -52,7 +53,7 @@ impl Strategy for FedMedian {
     }
 }
 
-/// Coordinate-wise trimmed mean (Yin et al. 2018, §3): for each coordinate, drop the ⌊βn⌋
+/// Coordinate-wise trimmed mean (Yin et al. 2018): for each coordinate, drop the ⌊βn⌋
 /// largest and ⌊βn⌋ smallest values and average the rest.
 ///
 /// It tolerates ⌊βn⌋ arbitrary updates. β = 0 is the plain (unweighted) mean; β → 0.5

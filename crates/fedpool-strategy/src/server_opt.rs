@@ -9,7 +9,8 @@
 use crate::average::MeanDelta;
 use crate::{AggregateReport, ClientUpdate, Strategy, StrategyError};
 
-/// Federated averaging with server momentum (Hsu et al. 2019, §3, "FedAvgM"):
+/// Federated averaging with server momentum (Hsu et al. 2019, "Measuring the Effects of
+/// Non-Identical Data Distribution for Federated Visual Classification"):
 /// `v ← β v + Δ; global += η v`, where Δ is the example-weighted mean delta.
 ///
 /// Δ is a descent direction here (new minus old), so the model moves by `+η v`; the paper
@@ -93,10 +94,11 @@ pub struct AdaptiveParams {
     pub beta_1: f32,
     /// Second-moment decay β₂ in [0, 1) (FedAdam, FedYogi; FedAdagrad ignores it).
     pub beta_2: f32,
-    /// Adaptivity τ (> 0): coordinates whose mean delta is well below τ move by about
-    /// `η (1 − β₁) Δ / τ`, like scaled FedAvg; those well above move by about η regardless of
-    /// size. Reddi et al. (§5, Fig. 2) find τ around 1e-3 works across tasks; Flower's 1e-9
-    /// makes every coordinate, including noise, step by the full η.
+    /// Adaptivity τ (> 0). A coordinate whose √v is well below τ moves by about η·m/τ, in
+    /// proportion to its delta like scaled FedAvg; one whose √v is well above τ moves by about
+    /// η·m/√v, of order η whatever its size. With β₂ = 0.99, √v ≈ 0.1·|Δ| after the first
+    /// round, so τ = 1e-3 puts the switch near |Δ| = 1e-2: smaller deltas (often noise) are
+    /// not blown up to full η steps, as Flower's default τ = 1e-9 does to every coordinate.
     pub tau: f32,
 }
 
