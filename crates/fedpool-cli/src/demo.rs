@@ -46,13 +46,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("fedpool demo: consent-first federated learning, simulated on this machine\n");
     let info = &contract.model_info;
     println!("1. A publisher writes a model contract.");
-    println!("   \"{}\" v{} by {}", info.name, info.version, info.publisher);
+    println!(
+        "   \"{}\" v{} by {}",
+        info.name, info.version, info.publisher
+    );
     println!("   for:      {}", contract.purpose.intended_uses.join("; "));
-    println!("   not for:  {}", contract.purpose.out_of_scope_uses.join("; "));
+    println!(
+        "   not for:  {}",
+        contract.purpose.out_of_scope_uses.join("; ")
+    );
     println!("   applied to: {}", contract.purpose.population);
     println!(
         "   model:    {}, {} rounds of {}",
-        contract.model.describe(contract.n_features(), contract.schema.n_outputs()),
+        contract
+            .model
+            .describe(contract.n_features(), contract.schema.n_outputs()),
         contract.training.rounds,
         contract.training.strategy
     );
@@ -75,7 +83,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     for client_idx in 0..3.min(sim.n_clients()) {
         if let Some(data) = sim.client_data(client_idx) {
-            println!("   owner {client_idx}: {}", describe_labels(&data.targets, 3));
+            println!(
+                "   owner {client_idx}: {}",
+                describe_labels(&data.targets, 3)
+            );
         }
     }
     println!(
@@ -83,11 +94,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
         sim.n_test_rows()
     );
 
-    println!("\n3. Training: rows never leave their owner. Each round the publisher sends the model,");
+    println!(
+        "\n3. Training: rows never leave their owner. Each round the publisher sends the model,"
+    );
     println!("   every sampled owner trains locally and returns only a parameter update,");
-    println!("   and the publisher combines the updates ({}).", contract.training.strategy);
+    println!(
+        "   and the publisher combines the updates ({}).",
+        contract.training.strategy
+    );
     let initial = sim.initial_metrics();
-    println!("   before training: test accuracy {:.3}", initial.headline());
+    println!(
+        "   before training: test accuracy {:.3}",
+        initial.headline()
+    );
     let progress = progress_bar(contract.training.rounds as u64, true);
     let report = sim.run(|record| {
         let line = format!(
@@ -148,7 +167,11 @@ pub fn describe_labels(targets: &Targets, top: usize) -> String {
             *c += 1;
         }
     }
-    let mut ranked: Vec<(usize, usize)> = counts.into_iter().enumerate().filter(|&(_, c)| c > 0).collect();
+    let mut ranked: Vec<(usize, usize)> = counts
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, c)| c > 0)
+        .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let parts: Vec<String> = ranked
         .iter()

@@ -12,7 +12,10 @@ use flate2::read::GzDecoder;
 /// Small CC BY datasets shipped inside the binary, so `fedpool demo` runs anywhere.
 const BUNDLED: &[(&str, &[u8])] = &[
     ("digits", include_bytes!("../../../data/digits/digits.csv")),
-    ("breast_cancer", include_bytes!("../../../data/breast_cancer/breast_cancer.csv")),
+    (
+        "breast_cancer",
+        include_bytes!("../../../data/breast_cancer/breast_cancer.csv"),
+    ),
     ("adult", include_bytes!("../../../data/adult/adult.csv.gz")),
 ];
 
@@ -47,7 +50,9 @@ impl DataSource {
         }
         if let Some(pair) = arg.strip_prefix("idx:") {
             let Some((images, labels)) = pair.split_once(',') else {
-                bail!("--data idx: expects idx:IMAGES,LABELS (two files separated by a comma), got \"{arg}\"");
+                bail!(
+                    "--data idx: expects idx:IMAGES,LABELS (two files separated by a comma), got \"{arg}\""
+                );
             };
             return Ok(DataSource::Idx {
                 images: images.into(),
@@ -87,7 +92,12 @@ impl DataSource {
             }
             DataSource::Idx { images, labels } => {
                 let source = images.display().to_string();
-                Ok(Table::from_idx(open(images)?, open(labels)?, &source, schema)?)
+                Ok(Table::from_idx(
+                    open(images)?,
+                    open(labels)?,
+                    &source,
+                    schema,
+                )?)
             }
             DataSource::Bundled(name) => {
                 let bytes = BUNDLED

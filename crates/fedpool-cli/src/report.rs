@@ -36,10 +36,20 @@ pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf>
                 accuracy,
                 log_loss,
                 macro_f1,
-            } => (fmt(accuracy), fmt(log_loss), fmt(macro_f1), String::new(), String::new()),
-            Metrics::Regression { rmse, mae } => {
-                (String::new(), String::new(), String::new(), fmt(rmse), fmt(mae))
-            }
+            } => (
+                fmt(accuracy),
+                fmt(log_loss),
+                fmt(macro_f1),
+                String::new(),
+                String::new(),
+            ),
+            Metrics::Regression { rmse, mae } => (
+                String::new(),
+                String::new(),
+                String::new(),
+                fmt(rmse),
+                fmt(mae),
+            ),
         };
         writer.write_record([
             r.round.to_string(),
@@ -49,7 +59,11 @@ pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf>
             f1,
             rmse,
             mae,
-            if r.train_loss.is_finite() { fmt(r.train_loss) } else { String::new() },
+            if r.train_loss.is_finite() {
+                fmt(r.train_loss)
+            } else {
+                String::new()
+            },
             r.n_contributors.to_string(),
             r.n_declined.to_string(),
             r.n_dropped.to_string(),
@@ -67,7 +81,12 @@ fn fmt(x: f64) -> String {
 }
 
 /// Draws the headline metric per round to `dir/accuracy.png` (or `rmse.png` for regression).
-pub fn write_chart(dir: &Path, title: &str, initial: Metrics, records: &[RoundRecord]) -> Result<PathBuf> {
+pub fn write_chart(
+    dir: &Path,
+    title: &str,
+    initial: Metrics,
+    records: &[RoundRecord],
+) -> Result<PathBuf> {
     // Registering twice is harmless; the font is valid TrueType, so this only fails on a bug.
     plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
@@ -102,7 +121,10 @@ pub fn write_chart(dir: &Path, title: &str, initial: Metrics, records: &[RoundRe
             .draw()
             .map_err(|e| anyhow!("chart: {e}"))?;
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                BLUE.stroke_width(2),
+            ))
             .map_err(|e| anyhow!("chart: {e}"))?;
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))

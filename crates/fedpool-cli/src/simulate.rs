@@ -70,8 +70,8 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         strategy: args.strategy.clone(),
         attack: args.attack,
     };
-    let mut sim = Simulation::prepare(&contract, &table, &options)
-        .context("cannot set up the simulation")?;
+    let mut sim =
+        Simulation::prepare(&contract, &table, &options).context("cannot set up the simulation")?;
     let n_rounds = args.rounds.unwrap_or(contract.training.rounds);
     let strategy = args
         .strategy
@@ -80,7 +80,9 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     if !args.json {
         println!(
             "simulating {} on {} clients ({} partition, {} test rows), {} rounds of {}, seed {}",
-            contract.model.describe(contract.n_features(), contract.schema.n_outputs()),
+            contract
+                .model
+                .describe(contract.n_features(), contract.schema.n_outputs()),
             sim.n_clients(),
             args.partition,
             sim.n_test_rows(),
@@ -88,10 +90,11 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             strategy,
             args.seed
         );
-        if sim.n_attackers() > 0 {
-            if let Some(attack) = args.attack {
-                println!("  {} clients run the attack {attack}", sim.n_attackers());
-            }
+        println!("  data: {} ({} rows)", source.describe(), table.n_rows());
+        if let Some(attack) = args.attack
+            && sim.n_attackers() > 0
+        {
+            println!("  {} clients run the attack {attack}", sim.n_attackers());
         }
     }
     let progress = progress_bar(n_rounds as u64, !args.json);
@@ -146,11 +149,7 @@ pub fn write_outputs(
 ) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let csv = report::write_metrics_csv(dir, &report.rounds)?;
-    let title = format!(
-        "{} — {} clients",
-        contract.model_info.name,
-        sim.n_clients()
-    );
+    let title = format!("{} — {} clients", contract.model_info.name, sim.n_clients());
     let chart = report::write_chart(dir, &title, sim.initial_metrics(), &report.rounds)?;
     Ok((csv, chart))
 }
@@ -174,7 +173,9 @@ fn print_summary(report: &SimulationReport) {
     }
     let failed = report.rounds.iter().filter(|r| !r.completed).count();
     if failed > 0 {
-        println!("{failed} rounds failed and left the model unchanged (run with FEDPOOL_LOG=warn for reasons)");
+        println!(
+            "{failed} rounds failed and left the model unchanged (run with FEDPOOL_LOG=warn for reasons)"
+        );
     }
 }
 
@@ -185,7 +186,11 @@ fn json_report(
     n_clients: usize,
     report: &SimulationReport,
 ) -> serde_json::Value {
-    let per_round: Vec<f64> = report.rounds.iter().map(|r: &RoundRecord| r.metrics.headline()).collect();
+    let per_round: Vec<f64> = report
+        .rounds
+        .iter()
+        .map(|r: &RoundRecord| r.metrics.headline())
+        .collect();
     let mut output = json!({
         "contract": contract.model_info.name,
         "rounds": report.rounds.len(),

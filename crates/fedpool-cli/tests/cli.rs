@@ -55,14 +55,25 @@ fn simulate_writes_metrics_and_chart() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "header + one row per round:\n{csv}");
     assert!(lines[0].starts_with("round,completed,accuracy"));
     let png = std::fs::read(out.join("accuracy.png")).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "accuracy.png is not a PNG");
-    assert!(png.len() > 5_000, "the chart looks empty ({} bytes)", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "accuracy.png is not a PNG"
+    );
+    assert!(
+        png.len() > 5_000,
+        "the chart looks empty ({} bytes)",
+        png.len()
+    );
 }
 
 #[test]
@@ -74,7 +85,13 @@ fn regression_contracts_report_rmse() {
         let gcse = 4.0 + (i % 40) as f64 / 10.0;
         let score = ((gcse - 4.0) * 2.5).round();
         let gender = if i % 2 == 0 { "F" } else { "M" };
-        rows.push_str(&format!("{},{},{},{score},{gender},{},{gcse},0\n", i % 5 + 1, i % 20, i, i % 11 - 5));
+        rows.push_str(&format!(
+            "{},{},{},{score},{gender},{},{gcse},0\n",
+            i % 5 + 1,
+            i % 20,
+            i,
+            i % 11 - 5
+        ));
     }
     std::fs::write(&csv, rows).unwrap();
     let output = Command::new(BIN)
@@ -85,7 +102,11 @@ fn regression_contracts_report_rmse() {
         .args(["--partition", "column:lea", "--rounds", "5", "--json"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(v["clients"], 5, "one client per LEA");
     let rmse = v["final_rmse"].as_f64().unwrap();
@@ -104,9 +125,23 @@ fn demo_tells_the_story_and_writes_outputs() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    for fragment in ["100 data owners", "Dirichlet", "round 30", "test accuracy", "metrics.csv", "accuracy.png"] {
-        assert!(stdout.contains(fragment), "demo output lacks {fragment:?}:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for fragment in [
+        "100 data owners",
+        "Dirichlet",
+        "round 30",
+        "test accuracy",
+        "metrics.csv",
+        "accuracy.png",
+    ] {
+        assert!(
+            stdout.contains(fragment),
+            "demo output lacks {fragment:?}:\n{stdout}"
+        );
     }
     assert!(out.join("metrics.csv").exists());
     assert!(out.join("accuracy.png").exists());

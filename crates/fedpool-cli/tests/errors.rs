@@ -48,7 +48,8 @@ fn check(contract: &str, csv: &str, fragments: &[&str]) {
     }
 }
 
-const GOOD_ROWS: &str = "a,b,colour,label\n1,2,red,0\n2,3,blue,1\n3,1,red,0\n4,4,blue,1\n5,2,red,0\n6,3,blue,1\n";
+const GOOD_ROWS: &str =
+    "a,b,colour,label\n1,2,red,0\n2,3,blue,1\n3,1,red,0\n4,4,blue,1\n5,2,red,0\n6,3,blue,1\n";
 
 #[test]
 fn good_input_runs() {
@@ -59,7 +60,11 @@ fn good_input_runs() {
 
 #[test]
 fn csv_missing_column() {
-    check(&small_contract(), "a,colour,label\n1,red,0\n", &["rows.csv", "\"b\""]);
+    check(
+        &small_contract(),
+        "a,colour,label\n1,red,0\n",
+        &["rows.csv", "\"b\""],
+    );
 }
 
 #[test]
@@ -156,25 +161,41 @@ fn contract_bad_model_kind_lists_allowed_values() {
 #[test]
 fn contract_bad_strategy_lists_allowed_values() {
     let contract = small_contract().replace("name = \"fedavg\"", "name = \"fedfoo\"");
-    check(&contract, GOOD_ROWS, &["model.toml", "fedfoo", "fedavg", "krum"]);
+    check(
+        &contract,
+        GOOD_ROWS,
+        &["model.toml", "fedfoo", "fedavg", "krum"],
+    );
 }
 
 #[test]
 fn contract_out_of_range_value_names_key() {
     let contract = small_contract().replace("rounds = 20", "rounds = 0");
-    check(&contract, GOOD_ROWS, &["model.toml", "training.rounds", "at least 1"]);
+    check(
+        &contract,
+        GOOD_ROWS,
+        &["model.toml", "training.rounds", "at least 1"],
+    );
 }
 
 #[test]
 fn contract_bad_privacy_terms_name_key() {
     let contract = small_contract().replace("noise_multiplier = 0.0", "noise_multiplier = -1.0");
-    check(&contract, GOOD_ROWS, &["model.toml", "privacy.noise_multiplier"]);
+    check(
+        &contract,
+        GOOD_ROWS,
+        &["model.toml", "privacy.noise_multiplier"],
+    );
 }
 
 #[test]
 fn contract_bad_reward_terms_list_allowed_values() {
     let contract = small_contract().replace("valuation = \"shapley\"", "valuation = \"vibes\"");
-    check(&contract, GOOD_ROWS, &["model.toml", "vibes", "shapley", "leave_one_out"]);
+    check(
+        &contract,
+        GOOD_ROWS,
+        &["model.toml", "vibes", "shapley", "leave_one_out"],
+    );
 }
 
 #[test]

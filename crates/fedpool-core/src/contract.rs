@@ -251,13 +251,13 @@ impl Contract {
             }
         }
         for (idx, column) in self.schema.columns.iter().enumerate() {
-            if let ColumnKind::Categorical { categories } = &column.kind {
-                if categories.is_empty() {
-                    return Err(invalid(
-                        &format!("schema.columns[{idx}].categories"),
-                        format!("column \"{}\" lists no categories", column.name),
-                    ));
-                }
+            if let ColumnKind::Categorical { categories } = &column.kind
+                && categories.is_empty()
+            {
+                return Err(invalid(
+                    &format!("schema.columns[{idx}].categories"),
+                    format!("column \"{}\" lists no categories", column.name),
+                ));
             }
         }
         for (idx, range) in self.schema.column_ranges.iter().enumerate() {
@@ -273,7 +273,10 @@ impl Contract {
                 if classes.len() < 2 {
                     return Err(invalid(
                         "schema.label.classes",
-                        format!("a classifier needs at least 2 classes, found {}", classes.len()),
+                        format!(
+                            "a classifier needs at least 2 classes, found {}",
+                            classes.len()
+                        ),
                     ));
                 }
             }
@@ -281,7 +284,8 @@ impl Contract {
             (Task::Classification, LabelKind::Numeric) => {
                 return Err(invalid(
                     "schema.label.type",
-                    "task.kind = \"classification\" needs type = \"categorical\" with classes".into(),
+                    "task.kind = \"classification\" needs type = \"categorical\" with classes"
+                        .into(),
                 ));
             }
             (Task::Regression, LabelKind::Categorical { .. }) => {
@@ -301,22 +305,26 @@ impl Contract {
             (Task::Classification, ModelSpec::LinearRegression) => {
                 return Err(invalid(
                     "model.kind",
-                    "a classification task allows \"logistic_regression\", \"mlp\" or \"cnn\"".into(),
+                    "a classification task allows \"logistic_regression\", \"mlp\" or \"cnn\""
+                        .into(),
                 ));
             }
             _ => {}
         }
-        if let ModelSpec::Mlp { hidden } = &self.model {
-            if hidden.is_empty() || hidden.contains(&0) {
-                return Err(invalid(
-                    "model.hidden",
-                    "list one or more hidden-layer widths, each at least 1".into(),
-                ));
-            }
+        if let ModelSpec::Mlp { hidden } = &self.model
+            && (hidden.is_empty() || hidden.contains(&0))
+        {
+            return Err(invalid(
+                "model.hidden",
+                "list one or more hidden-layer widths, each at least 1".into(),
+            ));
         }
         if let ModelSpec::Cnn { channels } = &self.model {
             let side = (self.schema.n_features() as f64).sqrt() as usize;
-            if side * side != self.schema.n_features() || side % 4 != 0 || channels.contains(&0) {
+            if side * side != self.schema.n_features()
+                || !side.is_multiple_of(4)
+                || channels.contains(&0)
+            {
                 return Err(invalid(
                     "model.kind",
                     format!(
@@ -338,10 +346,16 @@ impl Contract {
             .validate()
             .map_err(|e| invalid("training.strategy", e.to_string()))?;
         if t.local.local_epochs == 0 {
-            return Err(invalid("training.local.local_epochs", "must be at least 1".into()));
+            return Err(invalid(
+                "training.local.local_epochs",
+                "must be at least 1".into(),
+            ));
         }
         if t.local.batch_size == 0 {
-            return Err(invalid("training.local.batch_size", "must be at least 1".into()));
+            return Err(invalid(
+                "training.local.batch_size",
+                "must be at least 1".into(),
+            ));
         }
         if !(t.local.learning_rate > 0.0 && t.local.learning_rate.is_finite()) {
             return Err(invalid(
@@ -415,7 +429,10 @@ impl Contract {
         }
         match (p.epsilon_budget, p.delta) {
             (Some(_), None) => {
-                return Err(invalid("privacy.delta", "required when epsilon_budget is set".into()));
+                return Err(invalid(
+                    "privacy.delta",
+                    "required when epsilon_budget is set".into(),
+                ));
             }
             (_, Some(delta)) if !(delta > 0.0 && delta < 1.0) => {
                 return Err(invalid(

@@ -80,7 +80,11 @@ fn classification(logits: &[f32], labels: &[u32], n_classes: usize) -> Metrics {
             }
             max = max.max(v);
         }
-        let log_sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln();
+        let log_sum: f64 = row
+            .iter()
+            .map(|&v| ((v - max) as f64).exp())
+            .sum::<f64>()
+            .ln();
         let log_p = (row.get(label).copied().unwrap_or(f32::NEG_INFINITY) - max) as f64 - log_sum;
         // Clamp like scikit-learn's log_loss so one confident mistake stays finite.
         log_loss -= log_p.max((1e-15f64).ln());
@@ -106,14 +110,21 @@ fn classification(logits: &[f32], labels: &[u32], n_classes: usize) -> Metrics {
     Metrics::Classification {
         accuracy: correct as f64 / n as f64,
         log_loss: log_loss / n as f64,
-        macro_f1: if n_present == 0 { 0.0 } else { f1_sum / n_present as f64 },
+        macro_f1: if n_present == 0 {
+            0.0
+        } else {
+            f1_sum / n_present as f64
+        },
     }
 }
 
 fn regression(predictions: &[f32], values: &[f32]) -> Metrics {
     let n = values.len();
     if n == 0 {
-        return Metrics::Regression { rmse: 0.0, mae: 0.0 };
+        return Metrics::Regression {
+            rmse: 0.0,
+            mae: 0.0,
+        };
     }
     let (mut se, mut ae) = (0f64, 0f64);
     for (&p, &y) in predictions.iter().zip(values) {

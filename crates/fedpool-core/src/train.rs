@@ -115,7 +115,9 @@ pub fn train_local(
     network.check_len(global)?;
     validate_data(network, data)?;
     if config.batch_size == 0 {
-        return Err(Error::Model("training.batch_size must be at least 1".into()));
+        return Err(Error::Model(
+            "training.batch_size must be at least 1".into(),
+        ));
     }
     let n_rows = data.n_rows();
     let device = Device::Cpu;
@@ -244,7 +246,11 @@ impl OptimizerState {
         match *optimizer {
             Optimizer::Sgd { momentum } => OptimizerState::Sgd {
                 momentum,
-                velocity: if momentum == 0.0 { Vec::new() } else { vec![0.0; n_params] },
+                velocity: if momentum == 0.0 {
+                    Vec::new()
+                } else {
+                    vec![0.0; n_params]
+                },
             },
             Optimizer::Adam { beta1, beta2, eps } => OptimizerState::Adam {
                 beta1,
@@ -257,7 +263,13 @@ impl OptimizerState {
         }
     }
 
-    fn step(&mut self, config: &LocalTraining, params: &mut [f32], grad: &mut [f32], global: &[f32]) {
+    fn step(
+        &mut self,
+        config: &LocalTraining,
+        params: &mut [f32],
+        grad: &mut [f32],
+        global: &[f32],
+    ) {
         let (wd, mu) = (config.weight_decay, config.proximal_mu);
         if wd != 0.0 || mu != 0.0 {
             for ((g, &p), &g0) in grad.iter_mut().zip(params.iter()).zip(global) {

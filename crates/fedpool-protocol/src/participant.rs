@@ -165,18 +165,24 @@ impl Participant {
         // Consent is checked here, on the data owner's side, whatever the publisher asks: a node
         // without consent never trains and never sends an update.
         if !self.consented {
-            self.send(from, Msg::Decline {
-                round: request.round,
-                reason: DeclineReason::NoConsent,
-            });
+            self.send(
+                from,
+                Msg::Decline {
+                    round: request.round,
+                    reason: DeclineReason::NoConsent,
+                },
+            );
             return;
         }
         if let State::Training { round, .. } = self.state {
             if round != request.round {
-                self.send(from, Msg::Decline {
-                    round: request.round,
-                    reason: DeclineReason::Busy,
-                });
+                self.send(
+                    from,
+                    Msg::Decline {
+                        round: request.round,
+                        reason: DeclineReason::Busy,
+                    },
+                );
             }
             return;
         }
@@ -210,17 +216,23 @@ impl Participant {
             Ok(outcome) => {
                 self.rounds_trained += 1;
                 let delta = self.apply_behaviour(outcome.delta);
-                self.send(publisher, Msg::Update(UpdateMsg {
-                    round,
-                    delta,
-                    n_examples: outcome.n_examples,
-                    train_loss: outcome.final_loss,
-                }));
+                self.send(
+                    publisher,
+                    Msg::Update(UpdateMsg {
+                        round,
+                        delta,
+                        n_examples: outcome.n_examples,
+                        train_loss: outcome.final_loss,
+                    }),
+                );
             }
-            Err(why) => self.send(publisher, Msg::Decline {
-                round,
-                reason: DeclineReason::TrainingFailed(why),
-            }),
+            Err(why) => self.send(
+                publisher,
+                Msg::Decline {
+                    round,
+                    reason: DeclineReason::TrainingFailed(why),
+                },
+            ),
         }
     }
 

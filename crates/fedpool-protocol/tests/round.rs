@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
     Behaviour, DeclineReason, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput,
-    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundId,
-    RoundSummary, UpdateMsg,
+    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundId, RoundSummary,
+    UpdateMsg,
 };
 use fedpool_strategy::{ClientSampling, StrategyConfig};
 
@@ -131,7 +131,15 @@ fn a_full_round_aggregates_weighted_by_examples() {
     let outputs = drain(&mut p);
     let requests = outputs
         .iter()
-        .filter(|o| matches!(o, PublisherOutput::Send { msg: Msg::TrainRequest(_), .. }))
+        .filter(|o| {
+            matches!(
+                o,
+                PublisherOutput::Send {
+                    msg: Msg::TrainRequest(_),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(requests, 2);
     assert!(receive(&mut p, 0, update(1, vec![1.0, 0.0], 1)).is_empty());
@@ -140,7 +148,11 @@ fn a_full_round_aggregates_weighted_by_examples() {
     assert_eq!(summary.global.as_slice(), &[3.0, 2.0]);
     assert_eq!(summary.contributors, vec![NodeId(0), NodeId(1)]);
     assert!(summary.dropped.is_empty());
-    assert!(outputs.iter().any(|o| matches!(o, PublisherOutput::Event(RoundEvent::Finished { .. }))));
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, PublisherOutput::Event(RoundEvent::Finished { .. })))
+    );
     assert!(p.is_done());
 }
 
@@ -153,7 +165,10 @@ fn silent_nodes_are_dropped_at_the_deadline() {
     receive(&mut p, 2, update(1, vec![3.0, 3.0], 1));
     assert_eq!(p.next_deadline_ms(), Some(1_000));
     p.handle(PublisherInput::Tick { now_ms: 999 });
-    assert!(drain(&mut p).is_empty(), "the round stays open before its deadline");
+    assert!(
+        drain(&mut p).is_empty(),
+        "the round stays open before its deadline"
+    );
     p.handle(PublisherInput::Tick { now_ms: 1_000 });
     let outputs = drain(&mut p);
     let summary = completed(&outputs).expect("the deadline closes the round");
@@ -180,7 +195,11 @@ fn malformed_late_and_unsolicited_updates_are_not_aggregated() {
     assert_eq!(summary.global.as_slice(), &[3.0, 3.0]);
     assert_eq!(summary.rejected.len(), 1);
     assert_eq!(summary.rejected[0].0, NodeId(0));
-    assert!(summary.rejected[0].1.contains("3 parameters"), "{:?}", summary.rejected);
+    assert!(
+        summary.rejected[0].1.contains("3 parameters"),
+        "{:?}",
+        summary.rejected
+    );
     // A late update for round 1 arriving during round 2 changes nothing.
     let outputs = receive(&mut p, 0, update(1, vec![100.0, 100.0], 1));
     assert!(completed(&outputs).is_none());
@@ -224,7 +243,10 @@ fn scaling_attackers_multiply_their_update() {
             local: Arc::new(LocalTraining::default()),
         }),
     });
-    assert!(matches!(node.poll_output(), Some(ParticipantOutput::Train(_))));
+    assert!(matches!(
+        node.poll_output(),
+        Some(ParticipantOutput::Train(_))
+    ));
     node.handle(ParticipantInput::Trained {
         round: RoundId(1),
         outcome: Ok(TrainOutcome {
@@ -236,7 +258,8 @@ fn scaling_attackers_multiply_their_update() {
     });
     match node.poll_output() {
         Some(ParticipantOutput::Send {
-            msg: Msg::Update(u), ..
+            msg: Msg::Update(u),
+            ..
         }) => assert_eq!(u.delta, vec![-3.0, 6.0]),
         other => panic!("expected an update, got {other:?}"),
     }

@@ -41,7 +41,9 @@ impl Attack {
 
 /// A malformed `--attack` value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid attack \"{input}\": {problem}; expected label-flip:F, noise:F[,STD] or scale:F,X with F in [0, 1]")]
+#[error(
+    "invalid attack \"{input}\": {problem}; expected label-flip:F, noise:F[,STD] or scale:F,X with F in [0, 1]"
+)]
 pub struct AttackParseError {
     input: String,
     problem: String,
@@ -122,9 +124,27 @@ mod tests {
     #[test]
     fn parses_attacks_and_names_problems() {
         check("label-flip:0.2", Ok(Attack::LabelFlip { fraction: 0.2 }));
-        check("noise:0.1", Ok(Attack::Noise { fraction: 0.1, std: 1.0 }));
-        check("noise:0.1,3", Ok(Attack::Noise { fraction: 0.1, std: 3.0 }));
-        check("scale:0.2,-10", Ok(Attack::Scale { fraction: 0.2, factor: -10.0 }));
+        check(
+            "noise:0.1",
+            Ok(Attack::Noise {
+                fraction: 0.1,
+                std: 1.0,
+            }),
+        );
+        check(
+            "noise:0.1,3",
+            Ok(Attack::Noise {
+                fraction: 0.1,
+                std: 3.0,
+            }),
+        );
+        check(
+            "scale:0.2,-10",
+            Ok(Attack::Scale {
+                fraction: 0.2,
+                factor: -10.0,
+            }),
+        );
         check("scale:0.2", Err("wrong number of parameters"));
         check("scale:1.5,2", Err("outside [0, 1]"));
         check("flip:0.2", Err("unknown attack \"flip\""));

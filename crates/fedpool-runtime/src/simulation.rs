@@ -22,9 +22,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
+use crate::Error;
 use crate::attack::Attack;
 use crate::transport::{Envelope, InProcessTransport, Transport};
-use crate::Error;
 
 /// The publisher's address in a simulation; clients are `NodeId(0..n_clients)`.
 pub const PUBLISHER: NodeId = NodeId(u32::MAX);
@@ -115,7 +115,8 @@ impl Simulation<InProcessTransport> {
             return Err(Error::Setup("the partition produced no clients".into()));
         }
         // Each client standardises with statistics of its own rows, as a real node would.
-        let mut datasets: Vec<Dataset> = client_rows.iter().map(|rows| table.encode(rows)).collect();
+        let mut datasets: Vec<Dataset> =
+            client_rows.iter().map(|rows| table.encode(rows)).collect();
         let test_set = table.encode(&test_rows);
 
         let n_attackers = options
@@ -137,12 +138,18 @@ impl Simulation<InProcessTransport> {
             }
         }
 
-        let network = Network::new(&contract.model, contract.n_features(), contract.schema.n_outputs())?;
+        let network = Network::new(
+            &contract.model,
+            contract.n_features(),
+            contract.schema.n_outputs(),
+        )?;
         let initial = network.init_params(&mut rng);
         let participants: Vec<Participant> = behaviours
             .iter()
             .enumerate()
-            .map(|(idx, &behaviour)| Participant::new(NodeId(idx as u32), true, behaviour, rng.random()))
+            .map(|(idx, &behaviour)| {
+                Participant::new(NodeId(idx as u32), true, behaviour, rng.random())
+            })
             .collect();
         let roster: Vec<NodeId> = participants
             .iter()
@@ -224,11 +231,16 @@ impl<T: Transport> Simulation<T> {
     }
 
     /// Runs every round, calling `on_round` after each.
-    pub fn run(&mut self, mut on_round: impl FnMut(&RoundRecord)) -> Result<SimulationReport, Error> {
+    pub fn run(
+        &mut self,
+        mut on_round: impl FnMut(&RoundRecord),
+    ) -> Result<SimulationReport, Error> {
         let started = Instant::now();
         let mut records = Vec::new();
         let mut pending_jobs: Vec<TrainJob> = Vec::new();
-        self.publisher.handle(PublisherInput::Tick { now_ms: self.clock_ms });
+        self.publisher.handle(PublisherInput::Tick {
+            now_ms: self.clock_ms,
+        });
         loop {
             if let Some(finished) = self.drain_publisher(&mut records, &started, &mut on_round)? {
                 let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
@@ -251,7 +263,9 @@ impl<T: Transport> Simulation<T> {
             match self.publisher.next_deadline_ms() {
                 Some(deadline) => {
                     self.clock_ms = self.clock_ms.max(deadline);
-                    self.publisher.handle(PublisherInput::Tick { now_ms: self.clock_ms });
+                    self.publisher.handle(PublisherInput::Tick {
+                        now_ms: self.clock_ms,
+                    });
                 }
                 None => {
                     return Err(Error::Setup(
@@ -354,7 +368,8 @@ impl<T: Transport> Simulation<T> {
             .map(|job| {
                 let data = &datasets[job.node.0 as usize];
                 let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
-                train_local(network, &job.global, data, &job.local, &mut rng).map_err(|e| e.to_string())
+                train_local(network, &job.global, data, &job.local, &mut rng)
+                    .map_err(|e| e.to_string())
             })
             .collect();
         let mut results: Vec<(NodeId, _, _)> = jobs

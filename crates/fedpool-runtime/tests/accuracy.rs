@@ -82,17 +82,38 @@ fn fedavg_iid_100_clients_reaches_093() {
 
 #[test]
 fn fedavg_dirichlet_05_reaches_090() {
-    check_at_least("FedAvg Dirichlet 0.5", 100, "dirichlet:0.5", Some("fedavg"), None, 0.90);
+    check_at_least(
+        "FedAvg Dirichlet 0.5",
+        100,
+        "dirichlet:0.5",
+        Some("fedavg"),
+        None,
+        0.90,
+    );
 }
 
 #[test]
 fn fedprox_dirichlet_03_reaches_088() {
-    check_at_least("FedProx Dirichlet 0.3", 100, "dirichlet:0.3", Some("fedprox:0.01"), None, 0.88);
+    check_at_least(
+        "FedProx Dirichlet 0.3",
+        100,
+        "dirichlet:0.3",
+        Some("fedprox:0.01"),
+        None,
+        0.88,
+    );
 }
 
 #[test]
 fn fedadam_dirichlet_03_reaches_088() {
-    check_at_least("FedAdam Dirichlet 0.3", 100, "dirichlet:0.3", Some("fedadam"), None, 0.88);
+    check_at_least(
+        "FedAdam Dirichlet 0.3",
+        100,
+        "dirichlet:0.3",
+        Some("fedadam"),
+        None,
+        0.88,
+    );
 }
 
 /// Two of ten clients (a cross-silo federation of ~144 rows each) send their update × −10.
@@ -106,17 +127,34 @@ const SILOS: usize = 10;
 fn fedavg_collapses_under_scale_attack() {
     let report = simulate(SILOS, "iid", Some("fedavg"), Some(SCALE_ATTACK), 42);
     let acc = accuracy(&report);
-    assert!(acc < 0.5, "FedAvg under {SCALE_ATTACK}: accuracy {acc:.4} should be < 0.5");
+    assert!(
+        acc < 0.5,
+        "FedAvg under {SCALE_ATTACK}: accuracy {acc:.4} should be < 0.5"
+    );
 }
 
 #[test]
 fn fedmedian_resists_scale_attack() {
-    check_at_least("FedMedian under attack", SILOS, "iid", Some("fedmedian"), Some(SCALE_ATTACK), 0.85);
+    check_at_least(
+        "FedMedian under attack",
+        SILOS,
+        "iid",
+        Some("fedmedian"),
+        Some(SCALE_ATTACK),
+        0.85,
+    );
 }
 
 #[test]
 fn krum_resists_scale_attack() {
-    check_at_least("Krum under attack", SILOS, "iid", Some("krum:0.2"), Some(SCALE_ATTACK), 0.85);
+    check_at_least(
+        "Krum under attack",
+        SILOS,
+        "iid",
+        Some("krum:0.2"),
+        Some(SCALE_ATTACK),
+        0.85,
+    );
 }
 
 #[test]
@@ -133,7 +171,14 @@ fn trimmed_mean_resists_scale_attack() {
 
 #[test]
 fn median_and_trimmed_mean_resist_scale_attack_across_100_clients() {
-    check_at_least("FedMedian, 100 clients", 100, "iid", Some("fedmedian"), Some(SCALE_ATTACK), 0.85);
+    check_at_least(
+        "FedMedian, 100 clients",
+        100,
+        "iid",
+        Some("fedmedian"),
+        Some(SCALE_ATTACK),
+        0.85,
+    );
     check_at_least(
         "FedTrimmedAvg, 100 clients",
         100,
@@ -148,7 +193,13 @@ fn median_and_trimmed_mean_resist_scale_attack_across_100_clients() {
 fn same_seed_gives_the_same_model() {
     let a = simulate(20, "dirichlet:0.5", Some("fedavg"), None, 9);
     let b = simulate(20, "dirichlet:0.5", Some("fedavg"), None, 9);
-    assert_eq!(a.global, b.global, "same seed must give bit-identical parameters");
+    assert_eq!(
+        a.global, b.global,
+        "same seed must give bit-identical parameters"
+    );
     let c = simulate(20, "dirichlet:0.5", Some("fedavg"), None, 10);
-    assert_ne!(a.global, c.global, "a different seed should give a different model");
+    assert_ne!(
+        a.global, c.global,
+        "a different seed should give a different model"
+    );
 }

@@ -211,7 +211,7 @@ impl Network {
     /// `n_rows × n_outputs` outputs, row-major. Softmax is not applied.
     pub fn predict(&self, params: &[f32], features: &[f32]) -> Result<Vec<f32>, Error> {
         self.check_len(params)?;
-        if features.len() % self.n_inputs != 0 {
+        if !features.len().is_multiple_of(self.n_inputs) {
             return Err(Error::Model(format!(
                 "feature matrix of {} values is not a multiple of the input width {}",
                 features.len(),
@@ -223,7 +223,11 @@ impl Network {
             .slots
             .iter()
             .map(|s| {
-                Tensor::from_slice(&params[s.offset..s.offset + s.len()], s.shape.as_slice(), &device)
+                Tensor::from_slice(
+                    &params[s.offset..s.offset + s.len()],
+                    s.shape.as_slice(),
+                    &device,
+                )
             })
             .collect::<Result<_, _>>()?;
         let refs: Vec<&Tensor> = tensors.iter().collect();
@@ -265,7 +269,7 @@ pub(crate) enum BatchTargets {
 
 fn image_side(n_inputs: usize) -> Result<usize, Error> {
     let side = (n_inputs as f64).sqrt().round() as usize;
-    if side * side != n_inputs || side % 4 != 0 {
+    if side * side != n_inputs || !side.is_multiple_of(4) {
         return Err(Error::Model(format!(
             "a CNN needs a square image whose side is a multiple of 4; {n_inputs} inputs is not one"
         )));

@@ -1,0 +1,1 @@
+//! fedpool-ledger (under construction).

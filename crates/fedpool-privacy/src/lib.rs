@@ -1,0 +1,1 @@
+//! fedpool-privacy (under construction).

@@ -1,0 +1,1 @@
+//! fedpool-secagg (under construction).
