@@ -1,18 +1,29 @@
 //! The `fedpool` command-line tool.
 
+mod cmd_consent;
+mod cmd_ledger;
+mod cmd_models;
 mod demo;
+mod home;
 mod load;
+mod node;
 mod report;
 mod simulate;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::home::Home;
 
 /// fedpool: consent-first federated learning.
 #[derive(Debug, Parser)]
 #[command(name = "fedpool", version, about, propagate_version = true)]
 struct Cli {
+    /// The node's home directory (default: $FEDPOOL_HOME, else ~/.fedpool).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,6 +34,23 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Simulate federated training of a contract over many in-process clients.
     Simulate(simulate::SimulateArgs),
+    /// Create this node's identity (an Ed25519 key, printed as a did:key) and ledger.
+    Init(cmd_models::InitArgs),
+    /// Sign and publish a model contract to the ledger; prints the model id.
+    Publish(cmd_models::PublishArgs),
+    /// List published models with their purpose, privacy and reward terms.
+    Models(cmd_models::ModelsArgs),
+    /// Show a model's transparency card.
+    Card(cmd_models::CardArgs),
+    /// Register local datasets (the rows stay where they are).
+    #[command(subcommand)]
+    Data(cmd_consent::DataCommand),
+    /// Grant, revoke and list consents.
+    #[command(subcommand)]
+    Consent(cmd_consent::ConsentCommand),
+    /// Show, verify, export and import the ledger.
+    #[command(subcommand)]
+    Ledger(cmd_ledger::LedgerCommand),
 }
 
 fn main() -> ExitCode {
@@ -34,12 +62,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo(args) => demo::run(args),
-        Command::Simulate(args) => simulate::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli) {
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
@@ -47,5 +71,21 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = || Home::resolve(cli.home.as_deref());
+    let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match cli.command {
+        Command::Demo(args) => ok(demo::run(args)),
+        Command::Simulate(args) => ok(simulate::run(args)),
+        Command::Init(args) => ok(cmd_models::init(home()?, args)),
+        Command::Publish(args) => ok(cmd_models::publish(home()?, args)),
+        Command::Models(args) => ok(cmd_models::models(home()?, args)),
+        Command::Card(args) => ok(cmd_models::card(home()?, args)),
+        Command::Data(command) => ok(cmd_consent::data(home()?, command)),
+        Command::Consent(command) => ok(cmd_consent::consent(home()?, command)),
+        Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
     }
 }

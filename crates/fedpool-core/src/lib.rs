@@ -7,12 +7,14 @@
 //! contiguous `f32` vector (see [`Network`]).
 #![deny(missing_docs)]
 
+pub mod card;
 pub mod contract;
 mod error;
 pub mod metrics;
 pub mod model;
 pub mod train;
 
+pub use card::{Card, CardStatus, CardTerms};
 pub use contract::{Contract, ContractError};
 pub use error::Error;
 pub use metrics::{Metrics, evaluate_outputs};

@@ -59,6 +59,7 @@ mod dataset;
 mod error;
 mod partition;
 mod schema;
+mod sniff;
 mod split;
 mod table;
 #[cfg(test)]
@@ -68,5 +69,6 @@ pub use dataset::{Dataset, Targets};
 pub use error::{ColumnRole, DataError, IdxPart};
 pub use partition::{MAX_DIRICHLET_ATTEMPTS, Partition, column_client_values, partition_rows};
 pub use schema::{ColumnKind, ColumnRange, ColumnSpec, LabelKind, LabelSpec, Scaling, Schema};
+pub use sniff::{CsvSummary, SniffedColumn, SniffedType, sniff_csv};
 pub use split::train_test_split;
 pub use table::Table;

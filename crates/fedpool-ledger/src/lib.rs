@@ -1,1 +1,84 @@
-//! fedpool-ledger (under construction).
+//! fedpool's verifiable ledger: `did:key` identities, signed per-author event chains, an
+//! embedded SQLite store, and an auditor's `verify`.
+//!
+//! Every node signs its own append-only chain of [`Event`]s with its Ed25519 [`Keypair`]
+//! (named by its [`Did`]). Each event names its author's previous event by [`EventId`], a
+//! content hash, so a chain cannot be altered, reordered or truncated in the middle without
+//! breaking a link. Events say what happened to a model: it was published, a data owner
+//! consented or revoked, a round was committed with the consents it relied on and the privacy
+//! it spent, rewards were paid, the model was released. [`verify_events`] (or
+//! [`Store::verify`]) checks all of it and reports every [`Violation`] by [`Rule`].
+//!
+//! ```
+//! use fedpool_ledger::*;
+//!
+//! let network = NetworkId::new("fedpool-doc")?;
+//! let publisher = Keypair::insecure_from_seed(1); // tests only; real nodes use generate()
+//! let contract = "name = \"demo\"";
+//! let published = Event::sign(&network, &publisher, 1, None, 1_000, ModelPublished {
+//!     model_id: ModelId(content_hash(contract.as_bytes())),
+//!     name: "demo".into(),
+//!     version: "1".into(),
+//!     contract_toml: contract.into(),
+//!     card_hash: content_hash(b"card"),
+//!     terms: ModelTerms {
+//!         required_fields: vec!["age".into()],
+//!         epsilon_budget: Some(4.0),
+//!         delta: Some(1e-5),
+//!         reward_pool: 100.0,
+//!         currency: "points".into(),
+//!     },
+//! })?;
+//! let bytes = published.encode();
+//! assert_eq!(Event::decode(&bytes)?, published);
+//! let report = verify_events(&network, &[published]);
+//! assert!(report.violations.is_empty());
+//! # Ok::<(), fedpool_ledger::Error>(())
+//! ```
+//!
+//! # Architecture invariants
+//!
+//! - The ledger knows nothing of models, training, networking or the other fedpool crates, and
+//!   depends on none of them. A model is an opaque id, a contract is opaque text, and the
+//!   terms it checks (ε budget, reward pool) are copied into the events as plain numbers.
+//! - Only the [`store`] and [`keyfile`] modules touch the file system. Everything else works
+//!   on bytes and values.
+//! - No clock is read anywhere in this crate: event construction takes the timestamp as an
+//!   argument, and verification compares the timestamps written in events.
+//! - Randomness is read only by [`Keypair::generate`], from the operating system's CSPRNG.
+//!   Seeded keys exist for tests and simulations only, under an unmistakable name
+//!   ([`Keypair::insecure_from_seed`]).
+//! - All decoding of untrusted bytes (events, DIDs, event ids, export files, database rows)
+//!   returns errors and never panics.
+//! - The event encoding is written by hand, versioned, and canonical: one value, one byte
+//!   string. No serde format decides what gets signed.
+//!
+//! # API boundary
+//!
+//! The public types here are fedpool's ledger format. Changing the encoding means a new
+//! [`ENCODING_VERSION`]; changing the database layout means a new store schema version.
+
+#![deny(missing_docs)]
+
+mod bundle;
+mod encoding;
+mod error;
+pub mod event;
+mod identity;
+pub mod keyfile;
+pub mod kinds;
+pub mod store;
+pub mod verify;
+
+pub use bundle::{decode_bundle, encode_bundle};
+pub use encoding::content_hash;
+pub use error::Error;
+pub use event::{ENCODING_VERSION, Event, EventId, MAX_EVENT_BYTES, NetworkId};
+pub use identity::{Did, Keypair, Signature};
+pub use keyfile::{read_key_file, write_key_file};
+pub use kinds::{
+    Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
+    ModelTerms, RewardsPaid, RoundCommitted,
+};
+pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
+pub use verify::{Rule, VerifyReport, Violation, verify_events};

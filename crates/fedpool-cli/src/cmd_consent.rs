@@ -1,0 +1,282 @@
+//! `fedpool data` and `fedpool consent`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use fedpool_data::{ColumnKind, LabelKind, SniffedType, sniff_csv};
+use fedpool_ledger::{ConsentGranted, ConsentRevoked, content_hash};
+use serde_json::json;
+
+use crate::home::{Home, RegisteredDataset, format_time, now_ms, parse_until_date};
+use crate::node::{self, ConsentState, Node};
+
+/// `fedpool data …`
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Register a local CSV (optionally .gz): its path, columns and fingerprint. The rows stay
+    /// where they are.
+    Add {
+        /// A name to refer to it by.
+        name: String,
+        /// The CSV file.
+        file: PathBuf,
+        /// The label column.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List registered datasets.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `fedpool data …`.
+pub fn data(home: Home, command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Add { name, file, label } => {
+            let path = std::fs::canonicalize(&file)
+                .with_context(|| format!("cannot find data file {}", file.display()))?;
+            let bytes = node::read_bytes(&path)?;
+            let fingerprint = content_hash(&bytes);
+            let source = path.display().to_string();
+            let summary = if bytes.starts_with(&[0x1f, 0x8b]) {
+                sniff_csv(flate2::read::GzDecoder::new(bytes.as_slice()), &source)?
+            } else {
+                sniff_csv(bytes.as_slice(), &source)?
+            };
+            if let Some(label) = &label
+                && summary.column(label).is_none()
+            {
+                let names: Vec<&str> = summary.columns.iter().map(|c| c.name.as_str()).collect();
+                bail!("{source}: no column \"{label}\" to use as the label (columns: {})", names.join(", "));
+            }
+            let n_columns = summary.columns.len();
+            let n_rows = summary.n_rows;
+            home.save_dataset(RegisteredDataset {
+                name: name.clone(),
+                path: path.clone(),
+                label,
+                fingerprint: fingerprint.clone(),
+                n_rows,
+                columns: summary.columns,
+                registered_at_ms: now_ms(),
+            })?;
+            println!("registered \"{name}\": {n_rows} rows, {n_columns} columns, fingerprint {fingerprint}");
+            println!("the rows stay in {}; only the fingerprint is ever shared", path.display());
+            Ok(())
+        }
+        DataCommand::List { json } => {
+            let datasets = home.datasets()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&datasets)?);
+                return Ok(());
+            }
+            if datasets.is_empty() {
+                println!("no datasets registered; add one with `fedpool data add NAME FILE`");
+            }
+            for d in datasets {
+                println!(
+                    "{}  {} rows × {} columns  {}  {}",
+                    d.name,
+                    d.n_rows,
+                    d.columns.len(),
+                    d.path.display(),
+                    d.fingerprint
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `fedpool consent …`
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Consent to a model using one of your registered datasets.
+    Grant {
+        /// Model id, id prefix, or name.
+        model: String,
+        /// The registered dataset to use.
+        #[arg(long)]
+        data: String,
+        /// Last day (UTC) the consent holds, YYYY-MM-DD.
+        #[arg(long)]
+        until: Option<String>,
+        /// The most ε you accept for this model (your node refuses rounds beyond it).
+        #[arg(long)]
+        epsilon_cap: Option<f64>,
+    },
+    /// Withdraw your consent to a model; takes effect at the next round.
+    Revoke {
+        /// Model id, id prefix, or name.
+        model: String,
+    },
+    /// List your consents.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `fedpool consent …`.
+pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
+    let mut node = Node::open(home)?;
+    let me = node.did();
+    match command {
+        ConsentCommand::Grant {
+            model,
+            data,
+            until,
+            epsilon_cap,
+        } => {
+            let model = node::find_model(&node.store, &model)?;
+            let dataset = node.home.dataset(&data)?;
+            let fields = check_dataset_fits(&model.contract, &dataset)?;
+            let expires_at_ms = until.as_deref().map(parse_until_date).transpose()?;
+            if let Some(cap) = epsilon_cap
+                && !(cap > 0.0 && cap.is_finite())
+            {
+                bail!("--epsilon-cap must be a positive number, got {cap}");
+            }
+            let now = now_ms();
+            if expires_at_ms.is_some_and(|t| t <= now) {
+                bail!("--until {} is already past", until.unwrap_or_default());
+            }
+            let active = node::consents(&node.store, Some(&me), Some(model.id()), now)?
+                .into_iter()
+                .find(|c| c.state == ConsentState::Active);
+            if let Some(active) = active {
+                bail!(
+                    "you already consent to {} (consent {}); revoke it first to change its terms",
+                    model.body.name,
+                    active.event.id()
+                );
+            }
+            let event = node.append(ConsentGranted {
+                model_id: model.id().clone(),
+                card_hash: model.body.card_hash.clone(),
+                dataset_fingerprint: dataset.fingerprint.clone(),
+                fields: fields.clone(),
+                expires_at_ms,
+                epsilon_cap,
+            })?;
+            println!("{}", event.id());
+            eprintln!(
+                "consented to \"{}\" with dataset \"{}\"{}",
+                model.body.name,
+                dataset.name,
+                expires_at_ms.map(|t| format!(" until {}", format_time(t - 1))).unwrap_or_default()
+            );
+            eprintln!("fields that will be used ({}): {}", fields.len(), abbreviate(&fields, 12));
+            Ok(())
+        }
+        ConsentCommand::Revoke { model } => {
+            let model = node::find_model(&node.store, &model)?;
+            let active: Vec<_> = node::consents(&node.store, Some(&me), Some(model.id()), now_ms())?
+                .into_iter()
+                .filter(|c| c.state == ConsentState::Active)
+                .collect();
+            if active.is_empty() {
+                bail!("you have no active consent to {}", model.body.name);
+            }
+            for consent in active {
+                let event = node.append(ConsentRevoked {
+                    model_id: model.id().clone(),
+                    consent: consent.event.id(),
+                })?;
+                println!("{}", event.id());
+            }
+            eprintln!("revoked; from the next round your node will decline to train {}", model.body.name);
+            Ok(())
+        }
+        ConsentCommand::List { json } => {
+            let models = node::published_models(&node.store)?;
+            let name_of = |id: &fedpool_ledger::ModelId| {
+                models
+                    .iter()
+                    .find(|m| m.id() == id)
+                    .map_or_else(|| id.to_string(), |m| m.body.name.clone())
+            };
+            let rows: Vec<_> = node::consents(&node.store, Some(&me), None, now_ms())?
+                .into_iter()
+                .map(|c| {
+                    json!({
+                        "consent_id": c.event.id().to_string(),
+                        "model_id": c.body.model_id.to_string(),
+                        "model": name_of(&c.body.model_id),
+                        "state": c.state,
+                        "granted_at_ms": c.event.timestamp_ms(),
+                        "expires_at_ms": c.body.expires_at_ms,
+                        "epsilon_cap": c.body.epsilon_cap,
+                        "dataset_fingerprint": c.body.dataset_fingerprint,
+                        "fields": c.body.fields,
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            if rows.is_empty() {
+                println!("no consents");
+            }
+            for r in rows {
+                println!(
+                    "{}  {}  {}  granted {}{}",
+                    r["model"].as_str().unwrap_or(""),
+                    r["state"].as_str().unwrap_or(""),
+                    r["consent_id"].as_str().unwrap_or(""),
+                    format_time(r["granted_at_ms"].as_u64().unwrap_or(0)),
+                    r["expires_at_ms"].as_u64().map(|t| format!(", until {}", format_time(t - 1))).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks that a dataset has every column a contract requires, with compatible types; returns
+/// the fields the model will read.
+fn check_dataset_fits(contract: &fedpool_core::Contract, dataset: &RegisteredDataset) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for column in contract.schema.feature_columns() {
+        match dataset.columns.iter().find(|c| c.name == column.name) {
+            None => problems.push(format!("missing column \"{}\"", column.name)),
+            Some(found) => {
+                if matches!(column.kind, ColumnKind::Numeric { .. }) && found.kind != SniffedType::Numeric {
+                    problems.push(format!("column \"{}\" must be numeric but holds text", column.name));
+                }
+            }
+        }
+    }
+    let label = &contract.schema.label;
+    match dataset.columns.iter().find(|c| c.name == label.name) {
+        None => problems.push(format!("missing label column \"{}\"", label.name)),
+        Some(found) => {
+            if matches!(label.kind, LabelKind::Numeric) && found.kind != SniffedType::Numeric {
+                problems.push(format!("label \"{}\" must be numeric but holds text", label.name));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "dataset \"{}\" does not fit model \"{}\": {}",
+            dataset.name,
+            contract.model_info.name,
+            abbreviate(&problems, 8)
+        );
+    }
+    Ok(contract.schema.required_columns())
+}
+
+fn abbreviate(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        items.join(", ")
+    } else {
+        format!("{}, … and {} more", items[..max].join(", "), items.len() - max)
+    }
+}

@@ -1,0 +1,165 @@
+//! `fedpool ledger show|verify|export|import`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use fedpool_ledger::{Body, Event, Store};
+use serde_json::json;
+
+use crate::home::{Home, format_time};
+use crate::node::{self, Node};
+
+/// `fedpool ledger …`
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// List events.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only events about this model (id, prefix or name).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Check signatures, chains, forks, consent at round time, privacy budgets and payouts.
+    Verify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Verify this ledger file instead of the node's own.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write every event to a portable file.
+    Export {
+        /// Output file.
+        file: PathBuf,
+    },
+    /// Merge events from a portable file (importing twice is a no-op).
+    Import {
+        /// Input file.
+        file: PathBuf,
+    },
+}
+
+/// Runs `fedpool ledger …`; `verify` exits 1 on any violation.
+pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
+    match command {
+        LedgerCommand::Show { json, model } => {
+            let store = Store::open(&home.ledger_path(), &node::network()?)?;
+            let events = match model {
+                Some(query) => store.events_by_model(node::find_model(&store, &query)?.id())?,
+                None => store.events()?,
+            };
+            if json {
+                let rows: Vec<_> = events.iter().map(event_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                if events.is_empty() {
+                    println!("the ledger is empty");
+                }
+                for e in &events {
+                    println!(
+                        "{}  {} #{:<3} {:<16} {}  {}",
+                        format_time(e.timestamp_ms()),
+                        short(&e.author().to_string()),
+                        e.seq(),
+                        e.kind().name(),
+                        short(&e.id().to_string()),
+                        summary(e)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Verify { json, file } => {
+            let path = file.unwrap_or_else(|| home.ledger_path());
+            let store = Store::open_existing(&path)?;
+            let report = store.verify()?;
+            if json {
+                println!("{}", report.to_json());
+            } else if report.is_ok() {
+                println!(
+                    "OK: {} events by {} authors, {} models, {} rounds; every signature, chain, consent, budget and payout checks out",
+                    report.n_events, report.n_authors, report.n_models, report.n_rounds
+                );
+            } else {
+                println!("{} violations in {} events:", report.violations.len(), report.n_events);
+                for v in &report.violations {
+                    println!("  {v}");
+                }
+            }
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        LedgerCommand::Export { file } => {
+            let node = Node::open(home)?;
+            let n = node.store.export_file(&file)?;
+            println!("exported {n} events to {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Import { file } => {
+            let mut node = Node::open(home)?;
+            let report = node.store.import_file(&file)?;
+            println!(
+                "imported {} new events ({} already present, {} forks recorded, {} rejected)",
+                report.n_appended,
+                report.n_already_present,
+                report.n_forks,
+                report.rejected.len()
+            );
+            for why in &report.rejected {
+                println!("  rejected: {why}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.len() <= 20 {
+        s.to_string()
+    } else {
+        format!("{}…{}", &s[..14], &s[s.len() - 4..])
+    }
+}
+
+fn summary(e: &Event) -> String {
+    match e.body() {
+        Body::ModelPublished(m) => format!("{} v{} ({})", m.name, m.version, short(m.model_id.as_str())),
+        Body::ConsentGranted(c) => format!(
+            "model {} with {} fields{}",
+            short(c.model_id.as_str()),
+            c.fields.len(),
+            c.expires_at_ms.map(|t| format!(" until {}", format_time(t - 1))).unwrap_or_default()
+        ),
+        Body::ConsentRevoked(r) => format!("consent {}", short(&r.consent.to_string())),
+        Body::RoundCommitted(r) => format!(
+            "round {} of {}: {} participants, ε total {:.3}{}",
+            r.round,
+            short(r.model_id.as_str()),
+            r.participants.len(),
+            r.epsilon_total,
+            r.metrics.first().map(|(k, v)| format!(", {k} {v:.4}")).unwrap_or_default()
+        ),
+        Body::RewardsPaid(p) => format!(
+            "{} payouts, {:.2} in total",
+            p.payouts.len(),
+            p.payouts.iter().map(|(_, a)| a).sum::<f64>()
+        ),
+        Body::ModelReleased(r) => format!("released after {} rounds", r.rounds),
+    }
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    json!({
+        "id": e.id().to_string(),
+        "author": e.author().to_string(),
+        "seq": e.seq(),
+        "prev": e.prev().map(|p| p.to_string()),
+        "timestamp_ms": e.timestamp_ms(),
+        "kind": e.kind().name(),
+        "body": e.body(),
+    })
+}

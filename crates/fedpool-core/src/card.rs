@@ -1,0 +1,452 @@
+//! Transparency cards: a contract rendered for the people asked to consent to it, in the sense
+//! of Mitchell et al., "Model Cards for Model Reporting" (2019).
+//!
+//! A card has two parts. The **terms** come only from the contract and never change, so their
+//! hash identifies what a data owner consented to; consent is given to that hash. The **status**
+//! (rounds done, participants, ε spent, metrics) is live and is shown beside the terms but is
+//! not part of the hash, so training progress never invalidates a consent.
+
+use std::fmt::Write as _;
+
+use fedpool_data::{ColumnKind, LabelKind, Scaling};
+use serde::Serialize;
+
+use crate::contract::{Contract, SplitRule, Task, Valuation};
+
+/// The terms of a card: everything a data owner agrees to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CardTerms {
+    /// Model name.
+    pub name: String,
+    /// Contract version.
+    pub version: String,
+    /// Accountable publisher.
+    pub publisher: String,
+    /// Description.
+    pub description: String,
+    /// Intended uses.
+    pub intended_uses: Vec<String>,
+    /// Ruled-out uses.
+    pub out_of_scope_uses: Vec<String>,
+    /// Who the model is applied to.
+    pub population: String,
+    /// Decisions the model informs.
+    pub decisions_informed: Vec<String>,
+    /// Task in words.
+    pub task: String,
+    /// Model in words.
+    pub model: String,
+    /// Every data field the model reads, with its type, in plain words.
+    pub fields: Vec<CardField>,
+    /// The label column.
+    pub label: String,
+    /// Training plan in words.
+    pub training: String,
+    /// Privacy terms in plain words.
+    pub privacy: Vec<String>,
+    /// Reward terms in plain words.
+    pub rewards: Vec<String>,
+}
+
+/// One data field the model reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CardField {
+    /// Column name.
+    pub name: String,
+    /// What is read from it.
+    pub description: String,
+}
+
+/// Live training status shown with a card (not part of its hash).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct CardStatus {
+    /// Consents currently active.
+    pub active_consents: usize,
+    /// Rounds committed so far.
+    pub rounds_done: u32,
+    /// Distinct participants so far.
+    pub participants: usize,
+    /// ε spent so far (None when training is not differentially private).
+    pub epsilon_spent: Option<f64>,
+    /// Latest metrics, by name.
+    pub latest_metrics: Vec<(String, f64)>,
+    /// Whether the final model has been released.
+    pub released: bool,
+}
+
+/// A transparency card: terms plus status, and identifiers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Card {
+    /// The model's id (content hash of the contract).
+    pub model_id: String,
+    /// Hash of the terms (consent is given to this).
+    pub card_hash: String,
+    /// The terms.
+    pub terms: CardTerms,
+    /// The live status.
+    pub status: CardStatus,
+}
+
+impl CardTerms {
+    /// Derives the terms from a contract.
+    pub fn from_contract(contract: &Contract) -> CardTerms {
+        let info = &contract.model_info;
+        let fields = contract
+            .schema
+            .feature_columns()
+            .into_iter()
+            .map(|c| CardField {
+                description: match &c.kind {
+                    ColumnKind::Numeric { scaling } => match scaling {
+                        Scaling::Standardize => {
+                            "a number (standardised on your node with your own statistics)".into()
+                        }
+                        Scaling::Range { min, max } => format!("a number between {min} and {max}"),
+                        Scaling::None => "a number".into(),
+                    },
+                    ColumnKind::Categorical { categories } => {
+                        format!("one of {} categories: {}", categories.len(), abbreviate(categories, 8))
+                    }
+                },
+                name: c.name,
+            })
+            .collect();
+        let label = match &contract.schema.label.kind {
+            LabelKind::Categorical { classes } => format!(
+                "{} (one of {}: {})",
+                contract.schema.label.name,
+                classes.len(),
+                abbreviate(classes, 10)
+            ),
+            LabelKind::Numeric => format!("{} (a number)", contract.schema.label.name),
+        };
+        let t = &contract.training;
+        let sampling = match (t.sampling.fraction, t.sampling.count) {
+            (Some(f), _) => format!("{:.0}% of consenting nodes", f * 100.0),
+            (None, Some(n)) => format!("{n} consenting nodes"),
+            (None, None) => "consenting nodes".into(),
+        };
+        let training = format!(
+            "{} rounds; each round {} (at least {}) train locally for {} epoch(s) and send only a parameter update, combined with {}",
+            t.rounds, sampling, t.sampling.min_clients, t.local.local_epochs, t.strategy
+        );
+        CardTerms {
+            name: info.name.clone(),
+            version: info.version.clone(),
+            publisher: info.publisher.clone(),
+            description: info.description.clone(),
+            intended_uses: contract.purpose.intended_uses.clone(),
+            out_of_scope_uses: contract.purpose.out_of_scope_uses.clone(),
+            population: contract.purpose.population.clone(),
+            decisions_informed: contract.purpose.decisions_informed.clone(),
+            task: match contract.task {
+                Task::Classification => "classification".into(),
+                Task::Regression => "regression".into(),
+            },
+            model: contract
+                .model
+                .describe(contract.n_features(), contract.schema.n_outputs()),
+            fields,
+            label,
+            training,
+            privacy: privacy_words(contract),
+            rewards: reward_words(contract),
+        }
+    }
+
+    /// Canonical JSON of the terms: the bytes whose hash is the card hash.
+    pub fn canonical_json(&self) -> String {
+        // Struct fields serialize in declaration order and contain no maps, so the output is
+        // deterministic for equal terms.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn abbreviate(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        items.join(", ")
+    } else {
+        format!("{}, … ({} more)", items[..max].join(", "), items.len() - max)
+    }
+}
+
+fn privacy_words(contract: &Contract) -> Vec<String> {
+    let p = &contract.privacy;
+    let mut words = vec![
+        "Your rows never leave your node; only model updates do.".to_string(),
+    ];
+    if p.clip_norm > 0.0 {
+        words.push(format!(
+            "Each update is clipped to length (L2 norm) {}, so no single node can move the model by more than that.",
+            p.clip_norm
+        ));
+    } else {
+        words.push("Updates are not clipped.".into());
+    }
+    if p.noise_multiplier > 0.0 {
+        words.push(format!(
+            "Gaussian noise of {} × the clip norm is added to every round's combined update (client-level differential privacy).",
+            p.noise_multiplier
+        ));
+    } else {
+        words.push("No differential-privacy noise is added: updates are not differentially private.".into());
+    }
+    match (p.epsilon_budget, p.delta) {
+        (Some(eps), Some(delta)) => words.push(format!(
+            "Total privacy budget ε = {eps}, δ = {delta:e}: training stops before it would be exceeded, and your own node refuses to train past it (or past your own cap)."
+        )),
+        _ => words.push("No privacy budget is set.".into()),
+    }
+    if p.secure_aggregation {
+        words.push(format!(
+            "Secure aggregation: the publisher only ever sees the sum of masked updates, never yours alone; the sum is recoverable when at least {:.0}% of a round's participants finish.",
+            p.secure_aggregation_threshold * 100.0
+        ));
+    } else {
+        words.push("No secure aggregation: the publisher sees each node's update.".into());
+    }
+    words
+}
+
+fn reward_words(contract: &Contract) -> Vec<String> {
+    let r = &contract.rewards;
+    let valuation = match r.valuation {
+        Valuation::Shapley => "Shapley values over each round's participants (how much your update improved the model)",
+        Valuation::LeaveOneOut => "leave-one-out: how much worse the round's model is without your update",
+        Valuation::DataSize => "the number of rows you trained on",
+    };
+    let split = match r.split {
+        SplitRule::Proportional => "in proportion to measured contribution (negative contributions earn nothing)",
+        SplitRule::Equal => "equally among a round's participants",
+    };
+    vec![
+        format!("A pool of {} {} is paid out over the training run.", r.pool, r.currency),
+        format!("Contribution is measured by {valuation}."),
+        format!("Each round's share is split {split}; every payout is recorded on the ledger."),
+    ]
+}
+
+impl Card {
+    /// Plain text for terminals.
+    pub fn to_text(&self) -> String {
+        let t = &self.terms;
+        let mut out = String::new();
+        let _ = writeln!(out, "{} v{} — transparency card", t.name, t.version);
+        let _ = writeln!(out, "publisher:  {}", t.publisher);
+        let _ = writeln!(out, "model id:   {}", self.model_id);
+        let _ = writeln!(out, "card hash:  {}", self.card_hash);
+        if !t.description.is_empty() {
+            let _ = writeln!(out, "\n{}", t.description);
+        }
+        section_text(&mut out, "Intended uses", &t.intended_uses);
+        section_text(&mut out, "Out of scope (will not be used for)", &t.out_of_scope_uses);
+        let _ = writeln!(out, "\nApplied to: {}", t.population);
+        section_text(&mut out, "Decisions informed", &t.decisions_informed);
+        let _ = writeln!(out, "\nModel: {} ({})", t.model, t.task);
+        let _ = writeln!(out, "Label: {}", t.label);
+        let _ = writeln!(out, "\nData fields read ({}):", t.fields.len());
+        for f in t.fields.iter().take(20) {
+            let _ = writeln!(out, "  - {}: {}", f.name, f.description);
+        }
+        if t.fields.len() > 20 {
+            let _ = writeln!(out, "  … and {} more", t.fields.len() - 20);
+        }
+        let _ = writeln!(out, "\nTraining: {}", t.training);
+        section_text(&mut out, "Privacy", &t.privacy);
+        section_text(&mut out, "Rewards", &t.rewards);
+        let s = &self.status;
+        let _ = writeln!(out, "\nStatus: {} active consents, {} rounds done, {} participants{}{}",
+            s.active_consents,
+            s.rounds_done,
+            s.participants,
+            s.epsilon_spent.map(|e| format!(", ε spent {e:.3}")).unwrap_or_default(),
+            if s.released { ", released" } else { "" });
+        if !s.latest_metrics.is_empty() {
+            let metrics: Vec<String> = s.latest_metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            let _ = writeln!(out, "Latest metrics: {}", metrics.join(", "));
+        }
+        out
+    }
+
+    /// Markdown, e.g. for a repository or a web page.
+    pub fn to_markdown(&self) -> String {
+        let t = &self.terms;
+        let mut out = String::new();
+        let _ = writeln!(out, "# {} v{}\n", t.name, t.version);
+        let _ = writeln!(out, "| | |\n| --- | --- |");
+        let _ = writeln!(out, "| publisher | {} |", md_cell(&t.publisher));
+        let _ = writeln!(out, "| model id | `{}` |", self.model_id);
+        let _ = writeln!(out, "| card hash | `{}` |", self.card_hash);
+        let _ = writeln!(out, "| model | {} ({}) |", md_cell(&t.model), t.task);
+        let _ = writeln!(out, "| label | {} |", md_cell(&t.label));
+        let _ = writeln!(out, "| applied to | {} |\n", md_cell(&t.population));
+        if !t.description.is_empty() {
+            let _ = writeln!(out, "{}\n", t.description);
+        }
+        section_md(&mut out, "Intended uses", &t.intended_uses);
+        section_md(&mut out, "Out of scope", &t.out_of_scope_uses);
+        section_md(&mut out, "Decisions informed", &t.decisions_informed);
+        let _ = writeln!(out, "## Data fields\n\n| field | read as |\n| --- | --- |");
+        for f in &t.fields {
+            let _ = writeln!(out, "| `{}` | {} |", f.name, md_cell(&f.description));
+        }
+        let _ = writeln!(out, "\n## Training\n\n{}\n", t.training);
+        section_md(&mut out, "Privacy", &t.privacy);
+        section_md(&mut out, "Rewards", &t.rewards);
+        let s = &self.status;
+        let _ = writeln!(out, "## Status\n");
+        let _ = writeln!(out, "- active consents: {}", s.active_consents);
+        let _ = writeln!(out, "- rounds done: {}", s.rounds_done);
+        let _ = writeln!(out, "- participants: {}", s.participants);
+        if let Some(e) = s.epsilon_spent {
+            let _ = writeln!(out, "- ε spent: {e:.3}");
+        }
+        for (k, v) in &s.latest_metrics {
+            let _ = writeln!(out, "- {k}: {v:.4}");
+        }
+        out
+    }
+
+    /// A self-contained HTML page.
+    pub fn to_html(&self) -> String {
+        let t = &self.terms;
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — transparency card</title>\
+             <style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;line-height:1.45}}\
+             table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}\
+             code{{font-size:.85em}}</style></head><body>\n",
+            esc(&t.name)
+        );
+        let _ = writeln!(out, "<h1>{} v{}</h1>", esc(&t.name), esc(&t.version));
+        let _ = writeln!(out, "<table>");
+        for (k, v) in [
+            ("publisher", esc(&t.publisher)),
+            ("model id", format!("<code>{}</code>", esc(&self.model_id))),
+            ("card hash", format!("<code>{}</code>", esc(&self.card_hash))),
+            ("model", format!("{} ({})", esc(&t.model), esc(&t.task))),
+            ("label", esc(&t.label)),
+            ("applied to", esc(&t.population)),
+        ] {
+            let _ = writeln!(out, "<tr><th>{k}</th><td>{v}</td></tr>");
+        }
+        let _ = writeln!(out, "</table>");
+        if !t.description.is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", esc(&t.description));
+        }
+        section_html(&mut out, "Intended uses", &t.intended_uses);
+        section_html(&mut out, "Out of scope", &t.out_of_scope_uses);
+        section_html(&mut out, "Decisions informed", &t.decisions_informed);
+        let _ = writeln!(out, "<h2>Data fields</h2><table><tr><th>field</th><th>read as</th></tr>");
+        for f in &t.fields {
+            let _ = writeln!(out, "<tr><td><code>{}</code></td><td>{}</td></tr>", esc(&f.name), esc(&f.description));
+        }
+        let _ = writeln!(out, "</table><h2>Training</h2><p>{}</p>", esc(&t.training));
+        section_html(&mut out, "Privacy", &t.privacy);
+        section_html(&mut out, "Rewards", &t.rewards);
+        let s = &self.status;
+        let mut status = vec![
+            format!("active consents: {}", s.active_consents),
+            format!("rounds done: {}", s.rounds_done),
+            format!("participants: {}", s.participants),
+        ];
+        if let Some(e) = s.epsilon_spent {
+            status.push(format!("ε spent: {e:.3}"));
+        }
+        status.extend(s.latest_metrics.iter().map(|(k, v)| format!("{k}: {v:.4}")));
+        section_html(&mut out, "Status", &status);
+        let _ = writeln!(out, "</body></html>");
+        out
+    }
+}
+
+fn section_text(out: &mut String, title: &str, items: &[String]) {
+    let _ = writeln!(out, "\n{title}:");
+    for item in items {
+        let _ = writeln!(out, "  - {item}");
+    }
+}
+
+fn section_md(out: &mut String, title: &str, items: &[String]) {
+    let _ = writeln!(out, "## {title}\n");
+    for item in items {
+        let _ = writeln!(out, "- {item}");
+    }
+    let _ = writeln!(out);
+}
+
+fn section_html(out: &mut String, title: &str, items: &[String]) {
+    let _ = writeln!(out, "<h2>{}</h2><ul>", esc(title));
+    for item in items {
+        let _ = writeln!(out, "<li>{}</li>", esc(item));
+    }
+    let _ = writeln!(out, "</ul>");
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGITS: &str = include_str!("../../../contracts/digits.toml");
+
+    fn card(contract_text: &str) -> Card {
+        let contract = Contract::from_toml(contract_text, "digits.toml").unwrap();
+        let terms = CardTerms::from_contract(&contract);
+        Card {
+            model_id: "m".into(),
+            card_hash: "h".into(),
+            terms,
+            status: CardStatus::default(),
+        }
+    }
+
+    #[test]
+    fn terms_are_deterministic_and_status_free() {
+        let a = card(DIGITS);
+        let mut b = card(DIGITS);
+        b.status.rounds_done = 7;
+        assert_eq!(a.terms.canonical_json(), b.terms.canonical_json());
+        let changed = DIGITS.replace("rounds = 30", "rounds = 31");
+        assert_ne!(a.terms.canonical_json(), card(&changed).terms.canonical_json());
+    }
+
+    #[test]
+    fn every_format_states_purpose_fields_and_privacy() {
+        let c = card(DIGITS);
+        for rendered in [c.to_text(), c.to_markdown(), c.to_html()] {
+            assert!(rendered.contains("Routing scanned postal forms"), "{rendered}");
+            assert!(rendered.contains("Identifying or profiling"), "{rendered}");
+            assert!(rendered.contains("p63"), "{rendered}");
+            assert!(rendered.contains("not differentially private"), "{rendered}");
+        }
+    }
+
+    #[test]
+    fn html_escapes_contract_text() {
+        let evil = DIGITS.replace("fedpool example lab", "<script>alert(1)</script>");
+        let html = card(&evil).to_html();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,468 @@
+//! Event kinds and their bodies.
+//!
+//! Each body encodes its fields in declaration order with the primitives of
+//! [`crate::encoding`]. Adding a field or a kind is a new encoding version: old events keep
+//! their bytes, and therefore their ids and signatures.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::{Reader, Writer};
+use crate::{Did, Error, EventId};
+
+/// Names a model on the ledger: the [`content_hash`](crate::content_hash) of its contract
+/// text, computed by the publisher.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelId(pub String);
+
+impl ModelId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for ModelId {
+    fn from(id: String) -> ModelId {
+        ModelId(id)
+    }
+}
+
+impl From<&str> for ModelId {
+    fn from(id: &str) -> ModelId {
+        ModelId(id.to_string())
+    }
+}
+
+/// The kind of an event. The tag byte and the name are part of the stable format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A publisher published a model contract ([`ModelPublished`]).
+    ModelPublished,
+    /// A data owner consented to a model ([`ConsentGranted`]).
+    ConsentGranted,
+    /// A data owner withdrew a consent ([`ConsentRevoked`]).
+    ConsentRevoked,
+    /// A publisher committed a training round ([`RoundCommitted`]).
+    RoundCommitted,
+    /// A publisher paid rewards from a model's pool ([`RewardsPaid`]).
+    RewardsPaid,
+    /// A publisher released a trained model ([`ModelReleased`]).
+    ModelReleased,
+}
+
+impl EventKind {
+    /// Every kind, in tag order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::ModelPublished,
+        EventKind::ConsentGranted,
+        EventKind::ConsentRevoked,
+        EventKind::RoundCommitted,
+        EventKind::RewardsPaid,
+        EventKind::ModelReleased,
+    ];
+
+    /// The stable short name, e.g. `consent-granted` (stored in the database's `kind` column).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::ModelPublished => "model-published",
+            EventKind::ConsentGranted => "consent-granted",
+            EventKind::ConsentRevoked => "consent-revoked",
+            EventKind::RoundCommitted => "round-committed",
+            EventKind::RewardsPaid => "rewards-paid",
+            EventKind::ModelReleased => "model-released",
+        }
+    }
+
+    /// The kind named `name` (see [`EventKind::name`]).
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The tag byte in the encoding.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            EventKind::ModelPublished => 1,
+            EventKind::ConsentGranted => 2,
+            EventKind::ConsentRevoked => 3,
+            EventKind::RoundCommitted => 4,
+            EventKind::RewardsPaid => 5,
+            EventKind::ModelReleased => 6,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.tag() == tag)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a model's contributors are promised; copied from the contract so the ledger can
+/// check rounds and payouts against it without parsing TOML.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelTerms {
+    /// Data fields (columns) the model needs from each contributor.
+    pub required_fields: Vec<String>,
+    /// Total client-level ε the model may spend over all rounds; `None` if the contract does
+    /// not use differential privacy.
+    pub epsilon_budget: Option<f64>,
+    /// The δ of the (ε, δ) guarantee; `None` without differential privacy.
+    pub delta: Option<f64>,
+    /// Total amount the publisher may pay out over the model's life.
+    pub reward_pool: f64,
+    /// Unit of `reward_pool` and of every payout, e.g. `"USDC"` or `"points"`.
+    pub currency: String,
+}
+
+/// A publisher publishes a model contract. The author of this event is the model's publisher.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelPublished {
+    /// The model's id: the content hash of `contract_toml`.
+    pub model_id: ModelId,
+    /// Human-readable model name.
+    pub name: String,
+    /// The contract's version string.
+    pub version: String,
+    /// The full contract, as TOML text.
+    pub contract_toml: String,
+    /// Content hash of the transparency card data owners consent to.
+    pub card_hash: String,
+    /// Privacy and reward terms, checked by `verify`.
+    pub terms: ModelTerms,
+}
+
+/// A data owner lets one of their datasets be used to train one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentGranted {
+    /// The model consented to.
+    pub model_id: ModelId,
+    /// Hash of the transparency card the owner read; must match the model's card.
+    pub card_hash: String,
+    /// Content hash identifying the dataset used (never the data itself).
+    pub dataset_fingerprint: String,
+    /// Fields the owner allows the model to read.
+    pub fields: Vec<String>,
+    /// When the consent lapses (ms since the Unix epoch); `None` for no expiry.
+    pub expires_at_ms: Option<u64>,
+    /// The most ε the owner accepts for this model; `None` to accept the model's budget.
+    pub epsilon_cap: Option<f64>,
+}
+
+/// A data owner withdraws a consent they granted. Takes effect for rounds at or after this
+/// event's timestamp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentRevoked {
+    /// The model the consent was for.
+    pub model_id: ModelId,
+    /// The [`ConsentGranted`] event being withdrawn.
+    pub consent: EventId,
+}
+
+/// A publisher commits a finished training round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundCommitted {
+    /// The model trained.
+    pub model_id: ModelId,
+    /// Round number; strictly increasing per model.
+    pub round: u32,
+    /// Each participant and the [`ConsentGranted`] event its data was used under.
+    pub participants: Vec<(Did, EventId)>,
+    /// Content hash of the global model after this round.
+    pub global_model_hash: String,
+    /// ε spent by this round alone.
+    pub epsilon_round: f64,
+    /// ε spent by all rounds so far, as computed by the publisher's accountant (under RDP
+    /// composition this is not the sum of `epsilon_round`s, but it never decreases).
+    pub epsilon_total: f64,
+    /// The δ the ε figures hold for.
+    pub delta: f64,
+    /// Evaluation metrics after this round, by name (e.g. `("accuracy", 0.91)`).
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// A publisher pays contributors from a model's reward pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RewardsPaid {
+    /// The model whose pool pays.
+    pub model_id: ModelId,
+    /// The round paid for; `None` for a payout covering the whole training.
+    pub round: Option<u32>,
+    /// Amount per recipient, in the model's currency.
+    pub payouts: Vec<(Did, f64)>,
+    /// Valuation method, e.g. `"shapley-tmc"`.
+    pub method: String,
+    /// Whatever is needed to recompute the payouts (scores, seeds, split rule), as text.
+    pub details: String,
+}
+
+/// A publisher releases the trained model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelReleased {
+    /// The model released.
+    pub model_id: ModelId,
+    /// Content hash of the final model parameters.
+    pub final_model_hash: String,
+    /// Number of rounds trained.
+    pub rounds: u32,
+    /// Final evaluation metrics, by name.
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// The body of an event: one of the kinds above.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Body {
+    /// See [`ModelPublished`].
+    ModelPublished(ModelPublished),
+    /// See [`ConsentGranted`].
+    ConsentGranted(ConsentGranted),
+    /// See [`ConsentRevoked`].
+    ConsentRevoked(ConsentRevoked),
+    /// See [`RoundCommitted`].
+    RoundCommitted(RoundCommitted),
+    /// See [`RewardsPaid`].
+    RewardsPaid(RewardsPaid),
+    /// See [`ModelReleased`].
+    ModelReleased(ModelReleased),
+}
+
+macro_rules! body_from {
+    ($($kind:ident),*) => {$(
+        impl From<$kind> for Body {
+            fn from(body: $kind) -> Body {
+                Body::$kind(body)
+            }
+        }
+    )*};
+}
+body_from!(
+    ModelPublished,
+    ConsentGranted,
+    ConsentRevoked,
+    RoundCommitted,
+    RewardsPaid,
+    ModelReleased
+);
+
+impl Body {
+    /// This body's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Body::ModelPublished(_) => EventKind::ModelPublished,
+            Body::ConsentGranted(_) => EventKind::ConsentGranted,
+            Body::ConsentRevoked(_) => EventKind::ConsentRevoked,
+            Body::RoundCommitted(_) => EventKind::RoundCommitted,
+            Body::RewardsPaid(_) => EventKind::RewardsPaid,
+            Body::ModelReleased(_) => EventKind::ModelReleased,
+        }
+    }
+
+    /// The model this event is about (every kind names one).
+    pub fn model_id(&self) -> &ModelId {
+        match self {
+            Body::ModelPublished(body) => &body.model_id,
+            Body::ConsentGranted(body) => &body.model_id,
+            Body::ConsentRevoked(body) => &body.model_id,
+            Body::RoundCommitted(body) => &body.model_id,
+            Body::RewardsPaid(body) => &body.model_id,
+            Body::ModelReleased(body) => &body.model_id,
+        }
+    }
+
+    /// The first non-finite float, as `(field, value)`; the encoding has no NaN or infinity.
+    pub(crate) fn first_non_finite(&self) -> Option<(&'static str, f64)> {
+        let floats: Vec<(&'static str, f64)> = match self {
+            Body::ModelPublished(body) => {
+                let mut floats = vec![("terms.reward_pool", body.terms.reward_pool)];
+                floats.extend(body.terms.epsilon_budget.map(|v| ("terms.epsilon_budget", v)));
+                floats.extend(body.terms.delta.map(|v| ("terms.delta", v)));
+                floats
+            }
+            Body::ConsentGranted(body) => body
+                .epsilon_cap
+                .map(|v| ("epsilon_cap", v))
+                .into_iter()
+                .collect(),
+            Body::ConsentRevoked(_) => Vec::new(),
+            Body::RoundCommitted(body) => {
+                let mut floats = vec![
+                    ("epsilon_round", body.epsilon_round),
+                    ("epsilon_total", body.epsilon_total),
+                    ("delta", body.delta),
+                ];
+                floats.extend(body.metrics.iter().map(|(_, v)| ("metrics", *v)));
+                floats
+            }
+            Body::RewardsPaid(body) => body.payouts.iter().map(|(_, v)| ("payouts", *v)).collect(),
+            Body::ModelReleased(body) => body.metrics.iter().map(|(_, v)| ("metrics", *v)).collect(),
+        };
+        floats.into_iter().find(|(_, value)| !value.is_finite())
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        match self {
+            Body::ModelPublished(body) => {
+                w.str(&body.model_id.0);
+                w.str(&body.name);
+                w.str(&body.version);
+                w.str(&body.contract_toml);
+                w.str(&body.card_hash);
+                let terms = &body.terms;
+                w.len(terms.required_fields.len());
+                for field in &terms.required_fields {
+                    w.str(field);
+                }
+                w.option(terms.epsilon_budget, Writer::f64);
+                w.option(terms.delta, Writer::f64);
+                w.f64(terms.reward_pool);
+                w.str(&terms.currency);
+            }
+            Body::ConsentGranted(body) => {
+                w.str(&body.model_id.0);
+                w.str(&body.card_hash);
+                w.str(&body.dataset_fingerprint);
+                w.len(body.fields.len());
+                for field in &body.fields {
+                    w.str(field);
+                }
+                w.option(body.expires_at_ms, Writer::u64);
+                w.option(body.epsilon_cap, Writer::f64);
+            }
+            Body::ConsentRevoked(body) => {
+                w.str(&body.model_id.0);
+                w.raw(body.consent.as_bytes());
+            }
+            Body::RoundCommitted(body) => {
+                w.str(&body.model_id.0);
+                w.u32(body.round);
+                w.len(body.participants.len());
+                for (did, consent) in &body.participants {
+                    w.raw(did.public_key());
+                    w.raw(consent.as_bytes());
+                }
+                w.str(&body.global_model_hash);
+                w.f64(body.epsilon_round);
+                w.f64(body.epsilon_total);
+                w.f64(body.delta);
+                encode_metrics(w, &body.metrics);
+            }
+            Body::RewardsPaid(body) => {
+                w.str(&body.model_id.0);
+                w.option(body.round, Writer::u32);
+                w.len(body.payouts.len());
+                for (did, amount) in &body.payouts {
+                    w.raw(did.public_key());
+                    w.f64(*amount);
+                }
+                w.str(&body.method);
+                w.str(&body.details);
+            }
+            Body::ModelReleased(body) => {
+                w.str(&body.model_id.0);
+                w.str(&body.final_model_hash);
+                w.u32(body.rounds);
+                encode_metrics(w, &body.metrics);
+            }
+        }
+    }
+
+    /// Reads a body of `kind`; the caller checks that the body's bytes were consumed exactly.
+    pub(crate) fn decode(kind: EventKind, r: &mut Reader<'_>) -> Result<Body, Error> {
+        let model_id = ModelId(r.str("model_id")?);
+        let body = match kind {
+            EventKind::ModelPublished => Body::ModelPublished(ModelPublished {
+                model_id,
+                name: r.str("name")?,
+                version: r.str("version")?,
+                contract_toml: r.str("contract_toml")?,
+                card_hash: r.str("card_hash")?,
+                terms: ModelTerms {
+                    required_fields: r.vec("terms.required_fields", 4, |r| {
+                        r.str("terms.required_fields")
+                    })?,
+                    epsilon_budget: r.option("terms.epsilon_budget", |r| {
+                        r.f64("terms.epsilon_budget")
+                    })?,
+                    delta: r.option("terms.delta", |r| r.f64("terms.delta"))?,
+                    reward_pool: r.f64("terms.reward_pool")?,
+                    currency: r.str("terms.currency")?,
+                },
+            }),
+            EventKind::ConsentGranted => Body::ConsentGranted(ConsentGranted {
+                model_id,
+                card_hash: r.str("card_hash")?,
+                dataset_fingerprint: r.str("dataset_fingerprint")?,
+                fields: r.vec("fields", 4, |r| r.str("fields"))?,
+                expires_at_ms: r.option("expires_at_ms", |r| r.u64("expires_at_ms"))?,
+                epsilon_cap: r.option("epsilon_cap", |r| r.f64("epsilon_cap"))?,
+            }),
+            EventKind::ConsentRevoked => Body::ConsentRevoked(ConsentRevoked {
+                model_id,
+                consent: EventId::from_bytes(r.array("consent")?),
+            }),
+            EventKind::RoundCommitted => Body::RoundCommitted(RoundCommitted {
+                model_id,
+                round: r.u32("round")?,
+                participants: r.vec("participants", 64, |r| {
+                    Ok((read_did(r, "participants")?, EventId::from_bytes(r.array("participants")?)))
+                })?,
+                global_model_hash: r.str("global_model_hash")?,
+                epsilon_round: r.f64("epsilon_round")?,
+                epsilon_total: r.f64("epsilon_total")?,
+                delta: r.f64("delta")?,
+                metrics: decode_metrics(r)?,
+            }),
+            EventKind::RewardsPaid => Body::RewardsPaid(RewardsPaid {
+                model_id,
+                round: r.option("round", |r| r.u32("round"))?,
+                payouts: r.vec("payouts", 40, |r| {
+                    Ok((read_did(r, "payouts")?, r.f64("payouts")?))
+                })?,
+                method: r.str("method")?,
+                details: r.str("details")?,
+            }),
+            EventKind::ModelReleased => Body::ModelReleased(ModelReleased {
+                model_id,
+                final_model_hash: r.str("final_model_hash")?,
+                rounds: r.u32("rounds")?,
+                metrics: decode_metrics(r)?,
+            }),
+        };
+        Ok(body)
+    }
+}
+
+fn encode_metrics(w: &mut Writer, metrics: &[(String, f64)]) {
+    w.len(metrics.len());
+    for (name, value) in metrics {
+        w.str(name);
+        w.f64(*value);
+    }
+}
+
+fn decode_metrics(r: &mut Reader<'_>) -> Result<Vec<(String, f64)>, Error> {
+    r.vec("metrics", 12, |r| Ok((r.str("metrics")?, r.f64("metrics")?)))
+}
+
+pub(crate) fn read_did(r: &mut Reader<'_>, field: &'static str) -> Result<Did, Error> {
+    let start = r.offset;
+    let key_bytes = r.array::<32>(field)?;
+    Did::from_public_key(&key_bytes).map_err(|_| {
+        r.offset = start;
+        r.error(field, "not a valid Ed25519 public key")
+    })
+}

@@ -1,0 +1,753 @@
+//! The embedded SQLite store: the only module (with [`crate::keyfile`]) that touches files.
+//!
+//! # Schema (version 1)
+//!
+//! ```sql
+//! events(id TEXT PRIMARY KEY, author TEXT, seq INTEGER, kind TEXT, model_id TEXT,
+//!        timestamp_ms INTEGER, bytes BLOB, UNIQUE(author, seq))
+//! forks(id TEXT PRIMARY KEY, author TEXT, seq INTEGER, conflicts_with TEXT, kind TEXT,
+//!       model_id TEXT, timestamp_ms INTEGER, bytes BLOB)
+//! meta(key TEXT PRIMARY KEY, value TEXT)   -- 'network'
+//! ```
+//!
+//! with indexes on `events(kind, author, seq)` and `events(model_id, author, seq)` (the
+//! `UNIQUE(author, seq)` constraint is the by-author index). `bytes` is the full encoded
+//! event; the other columns are copies for querying, checked against the bytes by
+//! [`Store::verify`]. `PRAGMA application_id` marks the file as a fedpool ledger and
+//! `PRAGMA user_version` holds the schema version.
+//!
+//! # Durability
+//!
+//! The database runs in WAL mode with `synchronous=FULL`: every committed append is fsynced
+//! before [`Store::append`] returns, so an acknowledged event survives a process kill and a
+//! power cut. (`NORMAL` would survive a process kill but could lose the last commits on power
+//! loss, and a ledger must not forget a consent revocation it acknowledged.) Batch writes go
+//! through [`Store::import`], which commits once.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+
+use crate::verify::{Rule, Violation, verify_events};
+use crate::{
+    Did, Error, Event, EventId, EventKind, ModelId, NetworkId, VerifyReport, decode_bundle,
+    encode_bundle,
+};
+
+/// The database layout version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA application_id` of a fedpool ledger: "fplg" in ASCII.
+const APPLICATION_ID: i64 = 0x6670_6c67;
+
+const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events(
+    id TEXT PRIMARY KEY,
+    author TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    UNIQUE(author, seq)
+);
+CREATE INDEX events_by_kind ON events(kind, author, seq);
+CREATE INDEX events_by_model ON events(model_id, author, seq);
+CREATE TABLE forks(
+    id TEXT PRIMARY KEY,
+    author TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    conflicts_with TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    bytes BLOB NOT NULL
+);
+";
+
+/// What [`Store::append`] did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The event extended its author's chain.
+    Appended,
+    /// The event was already stored (in the chain or as fork evidence); nothing changed.
+    AlreadyPresent,
+    /// The author already has another event at this seq. The new one is kept as evidence of
+    /// the fork; the chain is unchanged.
+    ForkRecorded {
+        /// The stored event at the same author and seq.
+        conflicts_with: EventId,
+    },
+}
+
+/// An authentic event that conflicts with a stored one (same author and seq, other content).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForkEvidence {
+    /// The conflicting event.
+    pub event: Event,
+    /// The chain's event at the same author and seq.
+    pub conflicts_with: EventId,
+}
+
+/// What [`Store::import`] did with a batch of events.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Events that extended a chain.
+    pub n_appended: usize,
+    /// Events already present (importing the same file twice yields only these).
+    pub n_already_present: usize,
+    /// Events recorded as fork evidence.
+    pub n_forks: usize,
+    /// Events refused (bad signature, foreign network, or not chaining even after sorting),
+    /// with the reason.
+    pub rejected: Vec<Error>,
+}
+
+/// A ledger database file.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    network: NetworkId,
+}
+
+impl Store {
+    /// Opens the ledger at `path` for `network`, creating it if the file does not exist.
+    ///
+    /// Fails with [`Error::NotALedger`] for a file that is not SQLite or belongs to another
+    /// application, [`Error::SchemaVersion`] for another layout version,
+    /// [`Error::Corrupt`] if SQLite's quick integrity check fails, and
+    /// [`Error::NetworkMismatch`] if the ledger belongs to another network.
+    pub fn open(path: &Path, network: &NetworkId) -> Result<Store, Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let store = Store::open_with(path, flags, Some(network))?;
+        if &store.network != network {
+            return Err(Error::NetworkMismatch {
+                path: path.to_path_buf(),
+                stored: store.network.to_string(),
+                requested: network.to_string(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing ledger, whatever its network (e.g. for auditing). Fails if the file
+    /// does not exist rather than creating it.
+    pub fn open_existing(path: &Path) -> Result<Store, Error> {
+        if let Err(source) = fs::metadata(path) {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                action: "cannot open ledger",
+                source,
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Store::open_with(path, flags, None)
+    }
+
+    fn open_with(
+        path: &Path,
+        flags: OpenFlags,
+        create_for: Option<&NetworkId>,
+    ) -> Result<Store, Error> {
+        let sql = |action| sql_error(path, action);
+        let conn = Connection::open_with_flags(path, flags).map_err(sql("cannot open"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(sql("cannot set busy timeout"))?;
+        // The first read of the header is where SQLite notices a file that is not a database.
+        let application_id: i64 = conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(|err| not_a_ledger_or(path, err, "cannot read header"))?;
+        let schema_version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|err| not_a_ledger_or(path, err, "cannot read header"))?;
+        let n_tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .map_err(|err| not_a_ledger_or(path, err, "cannot read schema"))?;
+
+        let is_empty = application_id == 0 && schema_version == 0 && n_tables == 0;
+        if is_empty {
+            let Some(network) = create_for else {
+                return Err(Error::NotALedger {
+                    path: path.to_path_buf(),
+                    reason: "the database is empty".into(),
+                });
+            };
+            Store::create_schema(&conn, path, network)?;
+        } else if application_id != APPLICATION_ID {
+            return Err(Error::NotALedger {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "SQLite application id is {application_id:#x}, a fedpool ledger has {APPLICATION_ID:#x}"
+                ),
+            });
+        } else if schema_version != SCHEMA_VERSION {
+            return Err(Error::SchemaVersion {
+                path: path.to_path_buf(),
+                found: schema_version,
+                expected: SCHEMA_VERSION,
+            });
+        }
+
+        // WAL persists in the file; synchronous is per connection (see the module docs).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("cannot enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("cannot set synchronous"))?;
+
+        let check: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
+            .map_err(|err| not_a_ledger_or(path, err, "cannot run integrity check"))?;
+        if check != "ok" {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                detail: check,
+            });
+        }
+        let network_name: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'network'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sql("cannot read network"))?;
+        let network = network_name
+            .as_deref()
+            .map(NetworkId::new)
+            .transpose()
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Corrupt {
+                path: path.to_path_buf(),
+                detail: "missing or invalid network id in table `meta`".into(),
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            network,
+        })
+    }
+
+    fn create_schema(conn: &Connection, path: &Path, network: &NetworkId) -> Result<(), Error> {
+        let sql = |action| sql_error(path, action);
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("cannot enable WAL"))?;
+        let batch = format!(
+            "BEGIN IMMEDIATE;
+             PRAGMA application_id = {APPLICATION_ID};
+             PRAGMA user_version = {SCHEMA_VERSION};
+             {SCHEMA}
+             INSERT INTO meta(key, value) VALUES ('network', '{network}');
+             COMMIT;"
+        );
+        // `network` is validated to [a-z0-9._-], so it cannot break out of the quotes.
+        conn.execute_batch(&batch)
+            .map_err(sql("cannot create schema"))
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The network this ledger belongs to.
+    pub fn network(&self) -> &NetworkId {
+        &self.network
+    }
+
+    /// Appends one event, durably, in one transaction.
+    ///
+    /// The network and the signature are checked first (they need no database), then, inside
+    /// the transaction, the chain: the event must be its author's next (`seq` = last + 1 and
+    /// `prev` = last id). An event already present is a no-op; an authentic event at an
+    /// occupied seq is kept as fork evidence. Errors: [`Error::ForeignNetwork`],
+    /// [`Error::Signature`], [`Error::ChainGap`], [`Error::ChainPrevHash`].
+    pub fn append(&mut self, event: &Event) -> Result<AppendOutcome, Error> {
+        check_authentic(&self.network, event)?;
+        let tx = begin(&mut self.conn, &self.path)?;
+        let outcome = append_in(&tx, &self.path, event)?;
+        tx.commit()
+            .map_err(sql_error(&self.path, "cannot commit append"))?;
+        Ok(outcome)
+    }
+
+    /// Appends many events in one transaction, tolerating out-of-order arrival: events are
+    /// sorted per author by seq first. Events that still do not chain, and events with bad
+    /// signatures or of another network, are reported in [`ImportReport::rejected`]; the rest
+    /// are stored. Only database failures abort the import (and roll it back).
+    pub fn import(&mut self, events: impl IntoIterator<Item = Event>) -> Result<ImportReport, Error> {
+        let mut by_author: BTreeMap<Did, Vec<Event>> = BTreeMap::new();
+        for event in events {
+            by_author.entry(event.author()).or_default().push(event);
+        }
+        let mut report = ImportReport::default();
+        let tx = begin(&mut self.conn, &self.path)?;
+        for (_, mut chain) in by_author {
+            chain.sort_by_key(Event::seq);
+            for event in chain {
+                if let Err(err) = check_authentic(&self.network, &event) {
+                    report.rejected.push(err);
+                    continue;
+                }
+                match append_in(&tx, &self.path, &event) {
+                    Ok(AppendOutcome::Appended) => report.n_appended += 1,
+                    Ok(AppendOutcome::AlreadyPresent) => report.n_already_present += 1,
+                    Ok(AppendOutcome::ForkRecorded { .. }) => report.n_forks += 1,
+                    Err(err @ (Error::ChainGap { .. } | Error::ChainPrevHash { .. })) => {
+                        report.rejected.push(err);
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        tx.commit()
+            .map_err(sql_error(&self.path, "cannot commit import"))?;
+        Ok(report)
+    }
+
+    /// Imports an export file written by [`Store::export_file`] (possibly by another node).
+    /// The file must be for this store's network.
+    pub fn import_file(&mut self, path: &Path) -> Result<ImportReport, Error> {
+        let bytes = fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            action: "cannot read ledger export",
+            source,
+        })?;
+        let in_file = |err| Error::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(err),
+        };
+        let (network, events) = decode_bundle(&bytes).map_err(in_file)?;
+        if network != self.network {
+            return Err(in_file(Error::NetworkMismatch {
+                path: self.path.clone(),
+                stored: self.network.to_string(),
+                requested: network.to_string(),
+            }));
+        }
+        self.import(events)
+    }
+
+    /// Writes every event, chains first in (author, seq) order and then fork evidence, to an
+    /// export file at `path` (replacing it atomically). Returns the number of events written.
+    pub fn export_file(&self, path: &Path) -> Result<usize, Error> {
+        let mut events = self.events()?;
+        events.extend(self.forks()?.into_iter().map(|fork| fork.event));
+        let bytes = encode_bundle(&self.network, &events);
+        let io_error = |action| move |source| Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        };
+        let mut temp_name = path.as_os_str().to_owned();
+        temp_name.push(".tmp");
+        let temp_path = PathBuf::from(temp_name);
+        let mut file =
+            fs::File::create(&temp_path).map_err(io_error("cannot create ledger export"))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error("cannot write ledger export"))?;
+        drop(file);
+        fs::rename(&temp_path, path).map_err(io_error("cannot move ledger export in place"))?;
+        Ok(events.len())
+    }
+
+    /// The event with this id, from the chains or the fork evidence.
+    pub fn get(&self, id: &EventId) -> Result<Option<Event>, Error> {
+        let id_text = id.to_string();
+        for table in ["events", "forks"] {
+            let bytes: Option<Vec<u8>> = self
+                .conn
+                .prepare_cached(&format!("SELECT bytes FROM {table} WHERE id = ?1"))
+                .and_then(|mut stmt| stmt.query_row([&id_text], |row| row.get(0)).optional())
+                .map_err(sql_error(&self.path, "cannot look up event"))?;
+            if let Some(bytes) = bytes {
+                return self.decode_row(&id_text, &bytes).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every chained event (not fork evidence), in (author, seq) order.
+    pub fn events(&self) -> Result<Vec<Event>, Error> {
+        self.query_events("SELECT id, bytes FROM events ORDER BY author, seq", [])
+    }
+
+    /// One author's chain, in seq order.
+    pub fn events_by_author(&self, author: &Did) -> Result<Vec<Event>, Error> {
+        self.query_events(
+            "SELECT id, bytes FROM events WHERE author = ?1 ORDER BY seq",
+            [author.to_string()],
+        )
+    }
+
+    /// Every chained event of one kind, in (author, seq) order.
+    pub fn events_by_kind(&self, kind: EventKind) -> Result<Vec<Event>, Error> {
+        self.query_events(
+            "SELECT id, bytes FROM events WHERE kind = ?1 ORDER BY author, seq",
+            [kind.name().to_string()],
+        )
+    }
+
+    /// Every chained event about one model, in (author, seq) order.
+    pub fn events_by_model(&self, model_id: &ModelId) -> Result<Vec<Event>, Error> {
+        self.query_events(
+            "SELECT id, bytes FROM events WHERE model_id = ?1 ORDER BY author, seq",
+            [model_id.as_str().to_string()],
+        )
+    }
+
+    /// Every recorded fork, in (author, seq) order.
+    pub fn forks(&self) -> Result<Vec<ForkEvidence>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, bytes, conflicts_with FROM forks ORDER BY author, seq, id",
+            )
+            .map_err(sql_error(&self.path, "cannot list forks"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_error(&self.path, "cannot list forks"))?;
+        rows.into_iter()
+            .map(|(id, bytes, conflicts_with)| {
+                let event = self.decode_row(&id, &bytes)?;
+                let conflicts_with =
+                    conflicts_with
+                        .parse()
+                        .map_err(|err| Error::StoredEvent {
+                            path: self.path.clone(),
+                            id: id.clone(),
+                            source: Box::new(err),
+                        })?;
+                Ok(ForkEvidence {
+                    event,
+                    conflicts_with,
+                })
+            })
+            .collect()
+    }
+
+    /// The seq and `prev` an author's next event must carry: `(1, None)` for a new author.
+    pub fn next_seq_and_prev(&self, author: &Did) -> Result<(u64, Option<EventId>), Error> {
+        let (last_seq, last_id) = last_of(&self.conn, &self.path, author)?;
+        Ok((last_seq + 1, last_id))
+    }
+
+    /// Number of chained events (fork evidence not counted).
+    pub fn n_events(&self) -> Result<u64, Error> {
+        self.conn
+            .query_row("SELECT count(*) FROM events", [], |row| row.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sql_error(&self.path, "cannot count events"))
+    }
+
+    /// Verifies the whole ledger (see [`crate::verify`]), including fork evidence. Rows whose
+    /// bytes do not decode, or disagree with their `id`, `author`, `seq`, `kind` or
+    /// `model_id` columns, are reported as violations rather than errors, so a damaged
+    /// database still yields a full report.
+    pub fn verify(&self) -> Result<VerifyReport, Error> {
+        let mut events = Vec::new();
+        let mut store_violations = Vec::new();
+        let mut n_rows = 0;
+        for table in ["events", "forks"] {
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT id, author, seq, kind, model_id, bytes FROM {table} ORDER BY author, seq"
+                ))
+                .map_err(sql_error(&self.path, "cannot read events"))?;
+            let mut rows = stmt
+                .query([])
+                .map_err(sql_error(&self.path, "cannot read events"))?;
+            while let Some(row) = rows
+                .next()
+                .map_err(sql_error(&self.path, "cannot read events"))?
+            {
+                n_rows += 1;
+                let columns = (|| -> rusqlite::Result<_> {
+                    Ok(StoredColumns {
+                        id: row.get(0)?,
+                        author: row.get(1)?,
+                        seq: row.get(2)?,
+                        kind: row.get(3)?,
+                        model_id: row.get(4)?,
+                        bytes: row.get(5)?,
+                    })
+                })();
+                match columns {
+                    Ok(columns) => check_row(table, columns, &mut events, &mut store_violations),
+                    Err(err) => store_violations.push(Violation {
+                        rule: Rule::Undecodable,
+                        event_id: None,
+                        author: None,
+                        seq: None,
+                        detail: format!("{table} row has columns of the wrong type: {err}"),
+                    }),
+                }
+            }
+        }
+        let mut report = verify_events(&self.network, &events);
+        report.n_events = report.n_events.max(n_rows);
+        store_violations.append(&mut report.violations);
+        report.violations = store_violations;
+        Ok(report)
+    }
+
+    fn query_events<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<Vec<Event>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(sql_error(&self.path, "cannot query events"))?;
+        let rows = stmt
+            .query_map(params, |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_error(&self.path, "cannot query events"))?;
+        rows.iter()
+            .map(|(id, bytes)| self.decode_row(id, bytes))
+            .collect()
+    }
+
+    /// Decodes a stored event and checks it is the one its `id` column names.
+    fn decode_row(&self, id: &str, bytes: &[u8]) -> Result<Event, Error> {
+        let stored_event_error = |source| Error::StoredEvent {
+            path: self.path.clone(),
+            id: id.to_string(),
+            source: Box::new(source),
+        };
+        let event = Event::decode(bytes).map_err(stored_event_error)?;
+        if event.id().to_string() != id {
+            return Err(stored_event_error(Error::EventIdParse {
+                input: id.to_string(),
+                reason: format!("the stored bytes hash to {}", event.id()),
+            }));
+        }
+        Ok(event)
+    }
+}
+
+fn check_authentic(network: &NetworkId, event: &Event) -> Result<(), Error> {
+    if event.network() != network {
+        return Err(Error::ForeignNetwork {
+            author: event.author(),
+            seq: event.seq(),
+            id: event.id(),
+            expected: network.to_string(),
+            found: event.network().to_string(),
+        });
+    }
+    event.verify_signature()
+}
+
+fn begin<'conn>(conn: &'conn mut Connection, path: &Path) -> Result<Transaction<'conn>, Error> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_error(path, "cannot begin transaction"))
+}
+
+/// The chain checks and the insert, inside the caller's transaction.
+fn append_in(tx: &Transaction<'_>, path: &Path, event: &Event) -> Result<AppendOutcome, Error> {
+    let sql = |action| sql_error(path, action);
+    let id_text = event.id().to_string();
+    let author_text = event.author().to_string();
+    let seq = event.seq() as i64;
+
+    let is_present: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM events WHERE id = ?1)
+                 OR EXISTS(SELECT 1 FROM forks WHERE id = ?1)",
+        )
+        .and_then(|mut stmt| stmt.query_row([&id_text], |row| row.get(0)))
+        .map_err(sql("cannot look up event"))?;
+    if is_present {
+        return Ok(AppendOutcome::AlreadyPresent);
+    }
+
+    let occupant: Option<String> = tx
+        .prepare_cached("SELECT id FROM events WHERE author = ?1 AND seq = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![author_text, seq], |row| row.get(0))
+                .optional()
+        })
+        .map_err(sql("cannot look up chain"))?;
+    if let Some(occupant) = occupant {
+        let conflicts_with: EventId = occupant.parse().map_err(|err| Error::StoredEvent {
+            path: path.to_path_buf(),
+            id: occupant.clone(),
+            source: Box::new(err),
+        })?;
+        tx.prepare_cached(
+            "INSERT INTO forks(id, author, seq, conflicts_with, kind, model_id, timestamp_ms, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id_text,
+                author_text,
+                seq,
+                occupant,
+                event.kind().name(),
+                event.model_id().as_str(),
+                event.timestamp_ms() as i64,
+                event.encode(),
+            ])
+        })
+        .map_err(sql("cannot record fork"))?;
+        return Ok(AppendOutcome::ForkRecorded { conflicts_with });
+    }
+
+    let (last_seq, last_id) = last_of(tx, path, &event.author())?;
+    if event.seq() != last_seq + 1 {
+        return Err(Error::ChainGap {
+            author: event.author(),
+            seq: event.seq(),
+            expected_seq: last_seq + 1,
+            id: event.id(),
+        });
+    }
+    if event.prev() != last_id {
+        return Err(Error::ChainPrevHash {
+            author: event.author(),
+            seq: event.seq(),
+            id: event.id(),
+            expected: last_id,
+            found: event.prev(),
+        });
+    }
+    tx.prepare_cached(
+        "INSERT INTO events(id, author, seq, kind, model_id, timestamp_ms, bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id_text,
+            author_text,
+            seq,
+            event.kind().name(),
+            event.model_id().as_str(),
+            event.timestamp_ms() as i64,
+            event.encode(),
+        ])
+    })
+    .map_err(sql("cannot insert event"))?;
+    Ok(AppendOutcome::Appended)
+}
+
+/// The author's last chained seq and id: `(0, None)` if they have none.
+fn last_of(conn: &Connection, path: &Path, author: &Did) -> Result<(u64, Option<EventId>), Error> {
+    let last: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, id FROM events WHERE author = ?1 ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut stmt| {
+            stmt.query_row([author.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(sql_error(path, "cannot look up chain head"))?;
+    match last {
+        None => Ok((0, None)),
+        Some((seq, id)) => {
+            let id = id.parse().map_err(|err| Error::StoredEvent {
+                path: path.to_path_buf(),
+                id: id.clone(),
+                source: Box::new(err),
+            })?;
+            Ok((seq as u64, Some(id)))
+        }
+    }
+}
+
+struct StoredColumns {
+    id: String,
+    author: String,
+    seq: i64,
+    kind: String,
+    model_id: String,
+    bytes: Vec<u8>,
+}
+
+/// Decodes one row for [`Store::verify`], recording problems as violations.
+fn check_row(
+    table: &str,
+    row: StoredColumns,
+    events: &mut Vec<Event>,
+    violations: &mut Vec<Violation>,
+) {
+    let row_id = row.id.parse::<EventId>().ok();
+    let row_author = row.author.parse::<Did>().ok();
+    let row_seq = u64::try_from(row.seq).ok();
+    let event = match Event::decode(&row.bytes) {
+        Ok(event) => event,
+        Err(err) => {
+            violations.push(Violation {
+                rule: Rule::Undecodable,
+                event_id: row_id,
+                author: row_author,
+                seq: row_seq,
+                detail: format!("{table} row {}: {err}", row.id),
+            });
+            return;
+        }
+    };
+    let mut mismatches = Vec::new();
+    if row.id != event.id().to_string() {
+        mismatches.push(format!("id column {} but bytes hash to {}", row.id, event.id()));
+    }
+    if row.author != event.author().to_string() {
+        mismatches.push(format!("author column {} but bytes say {}", row.author, event.author()));
+    }
+    if row_seq != Some(event.seq()) {
+        mismatches.push(format!("seq column {} but bytes say {}", row.seq, event.seq()));
+    }
+    if row.kind != event.kind().name() {
+        mismatches.push(format!("kind column {} but bytes say {}", row.kind, event.kind()));
+    }
+    if row.model_id != event.model_id().as_str() {
+        mismatches.push(format!(
+            "model_id column {} but bytes say {}",
+            row.model_id,
+            event.model_id()
+        ));
+    }
+    if !mismatches.is_empty() {
+        violations.push(Violation {
+            rule: Rule::RecordMismatch,
+            event_id: Some(event.id()),
+            author: Some(event.author()),
+            seq: Some(event.seq()),
+            detail: format!("{table} row {}: {}", row.id, mismatches.join("; ")),
+        });
+    }
+    events.push(event);
+}
+
+fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {
+    move |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Maps SQLite's "not a database" to [`Error::NotALedger`], anything else to [`Error::Sqlite`].
+fn not_a_ledger_or(path: &Path, err: rusqlite::Error, action: &'static str) -> Error {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotALedger {
+            path: path.to_path_buf(),
+            reason: "the file is not a SQLite database".into(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: err.to_string(),
+        },
+        _ => sql_error(path, action)(err),
+    }
+}

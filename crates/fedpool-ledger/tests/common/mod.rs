@@ -1,0 +1,400 @@
+//! Shared test helpers: a chain builder, body constructors, and a simulator that turns random
+//! actions into a ledger that must verify cleanly. Also used by `benches/ledger.rs`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use fedpool_ledger::*;
+
+pub const NETWORK: &str = "fedpool-test";
+
+pub fn network() -> NetworkId {
+    NetworkId::new(NETWORK).unwrap()
+}
+
+/// Signs events onto per-author chains, remembering each author's head.
+#[derive(Debug)]
+pub struct Ledger {
+    pub network: NetworkId,
+    pub events: Vec<Event>,
+    heads: HashMap<Did, (u64, Option<EventId>)>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::new()
+    }
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger::on(network())
+    }
+
+    pub fn on(network: NetworkId) -> Ledger {
+        Ledger {
+            network,
+            events: Vec::new(),
+            heads: HashMap::new(),
+        }
+    }
+
+    /// Signs `body` as `keypair`'s next event and keeps it.
+    pub fn push(&mut self, keypair: &Keypair, timestamp_ms: u64, body: impl Into<Body>) -> Event {
+        let (last_seq, last_id) = self.heads.get(&keypair.did()).copied().unwrap_or((0, None));
+        let event = Event::sign(
+            &self.network,
+            keypair,
+            last_seq + 1,
+            last_id,
+            timestamp_ms,
+            body,
+        )
+        .unwrap();
+        self.heads
+            .insert(keypair.did(), (event.seq(), Some(event.id())));
+        self.events.push(event.clone());
+        event
+    }
+
+    pub fn verify(&self) -> VerifyReport {
+        verify_events(&self.network, &self.events)
+    }
+}
+
+pub fn model(name: &str, epsilon_budget: Option<f64>, reward_pool: f64) -> ModelPublished {
+    let contract_toml = format!("name = \"{name}\"\n[privacy]\nepsilon = {epsilon_budget:?}\n");
+    ModelPublished {
+        model_id: ModelId(content_hash(contract_toml.as_bytes())),
+        name: name.to_string(),
+        version: "1.0.0".to_string(),
+        card_hash: content_hash(format!("card of {name}").as_bytes()),
+        contract_toml,
+        terms: ModelTerms {
+            required_fields: vec!["age".into(), "income".into()],
+            epsilon_budget,
+            delta: epsilon_budget.map(|_| 1e-5),
+            reward_pool,
+            currency: "points".to_string(),
+        },
+    }
+}
+
+pub fn consent(
+    model: &ModelPublished,
+    expires_at_ms: Option<u64>,
+    epsilon_cap: Option<f64>,
+) -> ConsentGranted {
+    ConsentGranted {
+        model_id: model.model_id.clone(),
+        card_hash: model.card_hash.clone(),
+        dataset_fingerprint: content_hash(b"rows"),
+        fields: model.terms.required_fields.clone(),
+        expires_at_ms,
+        epsilon_cap,
+    }
+}
+
+pub fn round(
+    model: &ModelPublished,
+    round: u32,
+    participants: Vec<(Did, EventId)>,
+    epsilon_round: f64,
+    epsilon_total: f64,
+) -> RoundCommitted {
+    RoundCommitted {
+        model_id: model.model_id.clone(),
+        round,
+        participants,
+        global_model_hash: content_hash(format!("model after round {round}").as_bytes()),
+        epsilon_round,
+        epsilon_total,
+        delta: model.terms.delta.unwrap_or(0.0),
+        metrics: vec![("accuracy".into(), 0.5 + f64::from(round) * 0.01)],
+    }
+}
+
+pub fn payout(model: &ModelPublished, round: Option<u32>, payouts: Vec<(Did, f64)>) -> RewardsPaid {
+    RewardsPaid {
+        model_id: model.model_id.clone(),
+        round,
+        payouts,
+        method: "shapley-tmc".into(),
+        details: "seed=1".into(),
+    }
+}
+
+/// One step of a random but valid ledger history. Indices are taken modulo the number of
+/// keys, models or consents, so any value is meaningful.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Publish {
+        publisher: usize,
+        epsilon_budget: Option<f64>,
+        reward_pool: f64,
+    },
+    Grant {
+        owner: usize,
+        model: usize,
+        expires_in_ms: Option<u64>,
+        epsilon_cap: Option<f64>,
+    },
+    Revoke {
+        owner: usize,
+        model: usize,
+    },
+    Round {
+        model: usize,
+        participant_mask: u32,
+        epsilon_round: f64,
+    },
+    Pay {
+        model: usize,
+        fraction: f64,
+    },
+    Release {
+        model: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+}
+
+struct SimModel {
+    published: ModelPublished,
+    publisher: usize,
+    epsilon_total: f64,
+    n_rounds: u32,
+    paid: f64,
+    last_participants: Vec<Did>,
+}
+
+struct SimConsent {
+    owner: usize,
+    model: usize,
+    id: EventId,
+    expires_at_ms: Option<u64>,
+    epsilon_cap: Option<f64>,
+    revoked: bool,
+}
+
+/// Applies actions, skipping any that would break a rule, so the result always verifies.
+pub struct Sim {
+    pub ledger: Ledger,
+    pub publishers: Vec<Keypair>,
+    pub owners: Vec<Keypair>,
+    now_ms: u64,
+    models: Vec<SimModel>,
+    consents: Vec<SimConsent>,
+}
+
+impl Sim {
+    pub fn new(n_publishers: usize, n_owners: usize) -> Sim {
+        Sim {
+            ledger: Ledger::new(),
+            publishers: (0..n_publishers as u64).map(Keypair::insecure_from_seed).collect(),
+            owners: (0..n_owners as u64)
+                .map(|i| Keypair::insecure_from_seed(1000 + i))
+                .collect(),
+            now_ms: 1_700_000_000_000,
+            models: Vec::new(),
+            consents: Vec::new(),
+        }
+    }
+
+    pub fn apply(&mut self, action: &Action) {
+        match *action {
+            Action::Advance { ms } => self.now_ms += ms,
+            Action::Publish {
+                publisher,
+                epsilon_budget,
+                reward_pool,
+            } => {
+                let publisher = publisher % self.publishers.len();
+                let name = format!("model-{}", self.models.len());
+                let published = model(&name, epsilon_budget, reward_pool);
+                let keypair = self.publishers[publisher].clone();
+                self.ledger.push(&keypair, self.now_ms, published.clone());
+                self.models.push(SimModel {
+                    published,
+                    publisher,
+                    epsilon_total: 0.0,
+                    n_rounds: 0,
+                    paid: 0.0,
+                    last_participants: Vec::new(),
+                });
+            }
+            Action::Grant {
+                owner,
+                model,
+                expires_in_ms,
+                epsilon_cap,
+            } => {
+                if self.models.is_empty() {
+                    return;
+                }
+                let owner = owner % self.owners.len();
+                let model = model % self.models.len();
+                let expires_at_ms = expires_in_ms.map(|ms| self.now_ms + ms.max(1));
+                let body = consent(&self.models[model].published, expires_at_ms, epsilon_cap);
+                let keypair = self.owners[owner].clone();
+                let event = self.ledger.push(&keypair, self.now_ms, body);
+                self.consents.push(SimConsent {
+                    owner,
+                    model,
+                    id: event.id(),
+                    expires_at_ms,
+                    epsilon_cap,
+                    revoked: false,
+                });
+            }
+            Action::Revoke { owner, model } => {
+                if self.models.is_empty() {
+                    return;
+                }
+                let owner = owner % self.owners.len();
+                let model = model % self.models.len();
+                let Some(consent) = self
+                    .consents
+                    .iter_mut()
+                    .rev()
+                    .find(|c| c.owner == owner && c.model == model && !c.revoked)
+                else {
+                    return;
+                };
+                consent.revoked = true;
+                let body = ConsentRevoked {
+                    model_id: self.models[model].published.model_id.clone(),
+                    consent: consent.id,
+                };
+                let keypair = self.owners[owner].clone();
+                self.ledger.push(&keypair, self.now_ms, body);
+            }
+            Action::Round {
+                model,
+                participant_mask,
+                epsilon_round,
+            } => {
+                if self.models.is_empty() {
+                    return;
+                }
+                let model_idx = model % self.models.len();
+                let sim_model = &self.models[model_idx];
+                let epsilon_total = sim_model.epsilon_total + epsilon_round;
+                if let Some(budget) = sim_model.published.terms.epsilon_budget
+                    && epsilon_total > budget
+                {
+                    return;
+                }
+                let mut participants: Vec<(Did, EventId)> = Vec::new();
+                for (owner, keypair) in self.owners.iter().enumerate() {
+                    if participant_mask & (1 << (owner % 32)) == 0 {
+                        continue;
+                    }
+                    let usable = self.consents.iter().rev().find(|c| {
+                        c.owner == owner
+                            && c.model == model_idx
+                            && !c.revoked
+                            && c.expires_at_ms.is_none_or(|at| at > self.now_ms)
+                            && c.epsilon_cap.is_none_or(|cap| epsilon_total <= cap)
+                    });
+                    if let Some(consent) = usable {
+                        participants.push((keypair.did(), consent.id));
+                    }
+                }
+                if participants.is_empty() {
+                    return;
+                }
+                let number = sim_model.n_rounds + 1;
+                let body = round(
+                    &sim_model.published,
+                    number,
+                    participants.clone(),
+                    epsilon_round,
+                    epsilon_total,
+                );
+                let keypair = self.publishers[sim_model.publisher].clone();
+                self.ledger.push(&keypair, self.now_ms, body);
+                let sim_model = &mut self.models[model_idx];
+                sim_model.n_rounds = number;
+                sim_model.epsilon_total = epsilon_total;
+                sim_model.last_participants = participants.iter().map(|(did, _)| *did).collect();
+            }
+            Action::Pay { model, fraction } => {
+                if self.models.is_empty() {
+                    return;
+                }
+                let model_idx = model % self.models.len();
+                let sim_model = &self.models[model_idx];
+                if sim_model.last_participants.is_empty() {
+                    return;
+                }
+                let remaining = (sim_model.published.terms.reward_pool - sim_model.paid).max(0.0);
+                let share = remaining * fraction / sim_model.last_participants.len() as f64;
+                let payouts: Vec<(Did, f64)> = sim_model
+                    .last_participants
+                    .iter()
+                    .map(|did| (*did, share))
+                    .collect();
+                let body = payout(&sim_model.published, Some(sim_model.n_rounds), payouts);
+                let keypair = self.publishers[sim_model.publisher].clone();
+                self.ledger.push(&keypair, self.now_ms, body);
+                self.models[model_idx].paid +=
+                    share * self.models[model_idx].last_participants.len() as f64;
+            }
+            Action::Release { model } => {
+                if self.models.is_empty() {
+                    return;
+                }
+                let sim_model = &self.models[model % self.models.len()];
+                let body = ModelReleased {
+                    model_id: sim_model.published.model_id.clone(),
+                    final_model_hash: content_hash(b"final"),
+                    rounds: sim_model.n_rounds,
+                    metrics: vec![("accuracy".into(), 0.9)],
+                };
+                let keypair = self.publishers[sim_model.publisher].clone();
+                self.ledger.push(&keypair, self.now_ms, body);
+            }
+        }
+    }
+}
+
+/// A large valid ledger for benchmarks: one model, 32 consents, then alternating rounds of ten
+/// participants and payouts, until `n_events` events exist.
+pub fn large_ledger(n_events: usize) -> Vec<Event> {
+    let mut sim = Sim::new(1, 32);
+    sim.apply(&Action::Publish {
+        publisher: 0,
+        epsilon_budget: Some(1e9),
+        reward_pool: 1e12,
+    });
+    for owner in 0..32 {
+        sim.apply(&Action::Grant {
+            owner,
+            model: 0,
+            expires_in_ms: None,
+            epsilon_cap: None,
+        });
+    }
+    let mut round_idx = 0u32;
+    while sim.ledger.events.len() < n_events {
+        sim.apply(&Action::Advance { ms: 1000 });
+        if round_idx % 2 == 0 {
+            sim.apply(&Action::Round {
+                model: 0,
+                participant_mask: 0b11_1111_1111u32.rotate_left(round_idx % 32),
+                epsilon_round: 0.01,
+            });
+        } else {
+            sim.apply(&Action::Pay {
+                model: 0,
+                fraction: 0.001,
+            });
+        }
+        round_idx += 1;
+    }
+    sim.ledger.events.truncate(n_events);
+    sim.ledger.events
+}

@@ -1,0 +1,417 @@
+//! The SQLite store: append outcomes, chain errors, queries, import/export, and opening files
+//! that are not (good) ledgers.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use fedpool_ledger::*;
+use rusqlite::Connection;
+
+fn open(dir: &Path) -> Store {
+    Store::open(&dir.join("ledger.db"), &network()).unwrap()
+}
+
+/// A small valid history: a model, two consents, a round, a payout.
+fn history() -> (Ledger, Keypair, Keypair, Keypair) {
+    let mut ledger = Ledger::new();
+    let publisher = Keypair::insecure_from_seed(1);
+    let alice = Keypair::insecure_from_seed(2);
+    let bob = Keypair::insecure_from_seed(3);
+    let m = model("m", Some(3.0), 10.0);
+    ledger.push(&publisher, 1_000, m.clone());
+    let a = ledger.push(&alice, 2_000, consent(&m, None, None));
+    let b = ledger.push(&bob, 2_000, consent(&m, None, None));
+    let participants = vec![(alice.did(), a.id()), (bob.did(), b.id())];
+    ledger.push(&publisher, 3_000, round(&m, 1, participants, 1.0, 1.0));
+    let pay = payout(&m, Some(1), vec![(alice.did(), 5.0), (bob.did(), 5.0)]);
+    ledger.push(&publisher, 3_100, pay);
+    (ledger, publisher, alice, bob)
+}
+
+#[test]
+fn append_then_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let (ledger, publisher, alice, _) = history();
+    for event in &ledger.events {
+        assert_eq!(store.append(event).unwrap(), AppendOutcome::Appended);
+    }
+    assert_eq!(store.n_events().unwrap(), 5);
+    assert_eq!(store.get(&ledger.events[1].id()).unwrap().as_ref(), Some(&ledger.events[1]));
+    assert_eq!(store.get(&EventId::from_bytes([0; 32])).unwrap(), None);
+
+    let by_publisher = store.events_by_author(&publisher.did()).unwrap();
+    assert_eq!(
+        by_publisher.iter().map(Event::seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let consents = store.events_by_kind(EventKind::ConsentGranted).unwrap();
+    assert_eq!(consents.len(), 2);
+    let model_id = ledger.events[0].model_id().clone();
+    assert_eq!(store.events_by_model(&model_id).unwrap().len(), 5);
+    let all = store.events().unwrap();
+    let keys: Vec<(String, u64)> = all.iter().map(|e| (e.author().to_string(), e.seq())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "events come in (author, seq) order");
+
+    assert_eq!(
+        store.next_seq_and_prev(&publisher.did()).unwrap(),
+        (4, Some(ledger.events[4].id()))
+    );
+    assert_eq!(
+        store.next_seq_and_prev(&alice.did()).unwrap(),
+        (2, Some(ledger.events[1].id()))
+    );
+    let stranger = Keypair::insecure_from_seed(99).did();
+    assert_eq!(store.next_seq_and_prev(&stranger).unwrap(), (1, None));
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn appending_a_present_event_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let (ledger, ..) = history();
+    store.append(&ledger.events[0]).unwrap();
+    assert_eq!(
+        store.append(&ledger.events[0]).unwrap(),
+        AppendOutcome::AlreadyPresent
+    );
+    assert_eq!(store.n_events().unwrap(), 1);
+}
+
+#[test]
+fn gap_is_rejected_with_a_chain_gap_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let (ledger, publisher, ..) = history();
+    store.append(&ledger.events[0]).unwrap();
+    let err = store.append(&ledger.events[4]).unwrap_err(); // publisher seq 3
+    match &err {
+        Error::ChainGap {
+            author,
+            seq,
+            expected_seq,
+            ..
+        } => assert_eq!((*author, *seq, *expected_seq), (publisher.did(), 3, 2)),
+        other => panic!("expected ChainGap, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.starts_with(&format!("chain {} breaks at seq 3", publisher.did())), "{message}");
+}
+
+#[test]
+fn wrong_prev_hash_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let alice = Keypair::insecure_from_seed(2);
+    let m = model("m", None, 1.0);
+    let first = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
+    let bogus = EventId::from_bytes([3; 32]);
+    let second = Event::sign(&network(), &alice, 2, Some(bogus), 2, consent(&m, None, None)).unwrap();
+    store.append(&first).unwrap();
+    let err = store.append(&second).unwrap_err();
+    assert!(
+        matches!(err, Error::ChainPrevHash { expected: Some(id), found: Some(f), .. } if id == first.id() && f == bogus),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("previous hash mismatch"));
+}
+
+#[test]
+fn foreign_network_and_bad_signature_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let alice = Keypair::insecure_from_seed(2);
+    let m = model("m", None, 1.0);
+    let other = NetworkId::new("fedpool-other").unwrap();
+    let foreign = Event::sign(&other, &alice, 1, None, 1, consent(&m, None, None)).unwrap();
+    assert!(matches!(store.append(&foreign), Err(Error::ForeignNetwork { .. })));
+
+    let genuine = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
+    let mut bytes = genuine.encode();
+    *bytes.last_mut().unwrap() ^= 1;
+    let forged = Event::decode(&bytes).unwrap();
+    assert!(matches!(store.append(&forged), Err(Error::Signature { .. })));
+    assert_eq!(store.n_events().unwrap(), 0);
+}
+
+#[test]
+fn fork_is_recorded_as_evidence_without_overwriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let alice = Keypair::insecure_from_seed(2);
+    let m = model("m", None, 1.0);
+    let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
+    let conflicting = Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
+    store.append(&original).unwrap();
+    assert_eq!(
+        store.append(&conflicting).unwrap(),
+        AppendOutcome::ForkRecorded {
+            conflicts_with: original.id()
+        }
+    );
+    assert_eq!(
+        store.append(&conflicting).unwrap(),
+        AppendOutcome::AlreadyPresent
+    );
+    assert_eq!(store.events().unwrap(), vec![original.clone()]);
+    assert_eq!(
+        store.forks().unwrap(),
+        vec![ForkEvidence {
+            event: conflicting.clone(),
+            conflicts_with: original.id()
+        }]
+    );
+    assert_eq!(store.get(&conflicting.id()).unwrap(), Some(conflicting.clone()));
+    let report = store.verify().unwrap();
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, vec![Rule::Fork, Rule::UnknownModel, Rule::UnknownModel]);
+}
+
+#[test]
+fn import_sorts_out_of_order_arrivals_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let (ledger, ..) = history();
+    let mut shuffled = ledger.events.clone();
+    shuffled.reverse();
+    let report = store.import(shuffled.clone()).unwrap();
+    assert_eq!((report.n_appended, report.rejected.len()), (5, 0));
+    let report = store.import(shuffled).unwrap();
+    assert_eq!((report.n_appended, report.n_already_present), (0, 5));
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn import_reports_events_that_do_not_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let (ledger, ..) = history();
+    let mut events = ledger.events.clone();
+    events.remove(3); // publisher seq 2: seq 3 can no longer chain
+    let report = store.import(events).unwrap();
+    assert_eq!(report.n_appended, 3);
+    assert_eq!(report.rejected.len(), 1);
+    assert!(matches!(report.rejected[0], Error::ChainGap { seq: 3, .. }));
+}
+
+#[test]
+fn export_import_merges_ledgers_between_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, ..) = history();
+    let mut node_a = Store::open(&dir.path().join("a.db"), &network()).unwrap();
+    let mut node_b = Store::open(&dir.path().join("b.db"), &network()).unwrap();
+    node_a.import(ledger.events[..3].to_vec()).unwrap();
+    node_b.import(ledger.events[..1].to_vec()).unwrap();
+    node_b.import(ledger.events[3..].to_vec()).unwrap(); // rejected: publisher seq 2 chains
+    assert_eq!(node_b.n_events().unwrap(), 3);
+
+    let export = dir.path().join("a.fpledger");
+    assert_eq!(node_a.export_file(&export).unwrap(), 3);
+    let report = node_b.import_file(&export).unwrap();
+    assert_eq!((report.n_appended, report.n_already_present), (2, 1));
+    let again = node_b.import_file(&export).unwrap();
+    assert_eq!((again.n_appended, again.n_already_present), (0, 3));
+
+    let export_b = dir.path().join("b.fpledger");
+    node_b.export_file(&export_b).unwrap();
+    node_a.import_file(&export_b).unwrap();
+    assert_eq!(node_a.events().unwrap(), node_b.events().unwrap());
+    assert!(node_a.verify().unwrap().is_ok());
+}
+
+#[test]
+fn forks_travel_with_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Keypair::insecure_from_seed(2);
+    let m = model("m", None, 1.0);
+    let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
+    let conflicting = Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
+    let mut node_a = Store::open(&dir.path().join("a.db"), &network()).unwrap();
+    node_a.append(&original).unwrap();
+    node_a.append(&conflicting).unwrap();
+    let export = dir.path().join("a.fpledger");
+    node_a.export_file(&export).unwrap();
+    let mut node_b = Store::open(&dir.path().join("b.db"), &network()).unwrap();
+    let report = node_b.import_file(&export).unwrap();
+    assert_eq!((report.n_appended, report.n_forks), (1, 1));
+    assert_eq!(node_b.forks().unwrap().len(), 1);
+}
+
+#[test]
+fn export_of_another_network_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = NetworkId::new("fedpool-other").unwrap();
+    let foreign = Store::open(&dir.path().join("other.db"), &other).unwrap();
+    let export = dir.path().join("other.fpledger");
+    foreign.export_file(&export).unwrap();
+    let mut store = open(dir.path());
+    let err = store.import_file(&export).unwrap_err();
+    assert!(err.to_string().contains("fedpool-other"), "{err}");
+}
+
+#[test]
+fn damaged_export_files_are_refused() {
+    let (ledger, ..) = history();
+    let bytes = encode_bundle(&network(), &ledger.events);
+    let (net, events) = decode_bundle(&bytes).unwrap();
+    assert_eq!((net, events), (network(), ledger.events.clone()));
+    assert!(decode_bundle(&bytes[..bytes.len() - 1]).is_err());
+    let mut flipped = bytes.clone();
+    flipped[40] ^= 1;
+    let err = decode_bundle(&flipped).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    let err = decode_bundle(b"not an export at all, but long enough to be checked fully").unwrap_err();
+    assert!(err.to_string().contains("magic"), "{err}");
+}
+
+#[test]
+fn reopening_keeps_events_and_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, ..) = history();
+    {
+        let mut store = open(dir.path());
+        store.import(ledger.events.clone()).unwrap();
+    }
+    let store = Store::open_existing(&dir.path().join("ledger.db")).unwrap();
+    assert_eq!(store.network(), &network());
+    assert_eq!(store.n_events().unwrap(), 5);
+    let other = NetworkId::new("fedpool-other").unwrap();
+    let err = Store::open(&dir.path().join("ledger.db"), &other).unwrap_err();
+    assert!(matches!(err, Error::NetworkMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn open_existing_does_not_create_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.db");
+    let err = Store::open_existing(&path).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_not_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are not the bytes you are looking for ".repeat(100)).unwrap();
+    let err = Store::open(&path, &network()).unwrap_err();
+    assert!(matches!(err, Error::NotALedger { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a fedpool ledger"), "{err}");
+}
+
+#[test]
+fn another_applications_database_is_not_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+    drop(conn);
+    let err = Store::open(&path, &network()).unwrap_err();
+    assert!(matches!(err, Error::NotALedger { .. }), "{err:?}");
+}
+
+#[test]
+fn another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    drop(open(dir.path()));
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 7).unwrap();
+    drop(conn);
+    let err = Store::open(&path, &network()).unwrap_err();
+    assert!(
+        matches!(err, Error::SchemaVersion { found: 7, expected: 1, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_damaged_database_file_gives_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        let mut store = open(dir.path());
+        store.import(common::large_ledger(300)).unwrap();
+    }
+    // Overwrite a page in the middle of the file (the WAL was checkpointed on close).
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 16 * 4096, "{} bytes", bytes.len());
+    let page = 4096 * 8;
+    for byte in &mut bytes[page..page + 4096] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Store::open(&path, &network()).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { .. } | Error::NotALedger { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn swapped_rows_in_the_database_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let (ledger, publisher, ..) = history();
+    {
+        let mut store = open(dir.path());
+        store.import(ledger.events.clone()).unwrap();
+    }
+    // Re-order the publisher's chain inside the database: swap the bytes of seq 2 and 3.
+    let conn = Connection::open(&path).unwrap();
+    let author = publisher.did().to_string();
+    let bytes_at = |seq: i64| -> Vec<u8> {
+        conn.query_row(
+            "SELECT bytes FROM events WHERE author = ?1 AND seq = ?2",
+            rusqlite::params![author, seq],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let (second, third) = (bytes_at(2), bytes_at(3));
+    let update = "UPDATE events SET bytes = ?1 WHERE author = ?2 AND seq = ?3";
+    conn.execute(update, rusqlite::params![third, author, 2]).unwrap();
+    conn.execute(update, rusqlite::params![second, author, 3]).unwrap();
+    drop(conn);
+    let store = Store::open(&path, &network()).unwrap();
+    let report = store.verify().unwrap();
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, vec![Rule::RecordMismatch, Rule::RecordMismatch], "{report}");
+    // Queries refuse the mismatched rows instead of returning the wrong event.
+    assert!(matches!(
+        store.events_by_author(&publisher.did()),
+        Err(Error::StoredEvent { .. })
+    ));
+}
+
+#[test]
+fn largest_event_round_trips_and_one_byte_more_is_refused() {
+    let alice = Keypair::insecure_from_seed(2);
+    let m = model("m", None, 1.0);
+    let mut body = consent(&m, None, None);
+    let base = Event::sign(&network(), &alice, 1, None, 1, body.clone()).unwrap();
+    let room = MAX_EVENT_BYTES - base.encode().len();
+    body.dataset_fingerprint.push_str(&"x".repeat(room));
+    let largest = Event::sign(&network(), &alice, 1, None, 1, body.clone()).unwrap();
+    let bytes = largest.encode();
+    assert_eq!(bytes.len(), MAX_EVENT_BYTES);
+    assert_eq!(Event::decode(&bytes).unwrap(), largest);
+    largest.verify_signature().unwrap();
+
+    body.dataset_fingerprint.push('x');
+    let err = Event::sign(&network(), &alice, 1, None, 1, body).unwrap_err();
+    assert!(matches!(err, Error::InvalidEvent { .. }), "{err:?}");
+    let mut too_long = bytes.clone();
+    too_long.push(0);
+    assert!(Event::decode(&too_long).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    store.append(&largest).unwrap();
+    assert_eq!(store.get(&largest.id()).unwrap(), Some(largest));
+}

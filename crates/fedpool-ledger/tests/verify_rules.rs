@@ -1,0 +1,556 @@
+//! One test per way a ledger can be wrong, each asserting exactly the rules `verify` names.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use fedpool_ledger::*;
+
+/// A publisher with one model (ε budget 2, pool 100), two consenting owners, and a third
+/// owner (carol) who never consents.
+struct World {
+    ledger: Ledger,
+    publisher: Keypair,
+    alice: Keypair,
+    bob: Keypair,
+    carol: Keypair,
+    model: ModelPublished,
+    alice_consent: Event,
+    bob_consent: Event,
+}
+
+fn world() -> World {
+    world_with(None, None)
+}
+
+fn world_with(bob_expires_at_ms: Option<u64>, bob_epsilon_cap: Option<f64>) -> World {
+    let mut ledger = Ledger::new();
+    let publisher = Keypair::insecure_from_seed(1);
+    let alice = Keypair::insecure_from_seed(2);
+    let bob = Keypair::insecure_from_seed(3);
+    let carol = Keypair::insecure_from_seed(4);
+    let model = model("diabetes", Some(2.0), 100.0);
+    ledger.push(&publisher, 1_000, model.clone());
+    let alice_consent = ledger.push(&alice, 2_000, consent(&model, None, None));
+    let bob_consent = ledger.push(
+        &bob,
+        2_000,
+        consent(&model, bob_expires_at_ms, bob_epsilon_cap),
+    );
+    World {
+        ledger,
+        publisher,
+        alice,
+        bob,
+        carol,
+        model,
+        alice_consent,
+        bob_consent,
+    }
+}
+
+impl World {
+    fn both(&self) -> Vec<(Did, EventId)> {
+        vec![
+            (self.alice.did(), self.alice_consent.id()),
+            (self.bob.did(), self.bob_consent.id()),
+        ]
+    }
+}
+
+/// Verifies `events` and asserts the set of rules broken is exactly `expected`.
+#[track_caller]
+fn check(events: &[Event], expected: &[Rule]) -> VerifyReport {
+    let report = verify_events(&network(), events);
+    let found: BTreeSet<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    let expected: BTreeSet<Rule> = expected.iter().copied().collect();
+    assert_eq!(found, expected, "report:\n{report}");
+    report
+}
+
+/// Replaces the first occurrence of `needle` in `haystack`, which must exist.
+fn replace_bytes(haystack: &mut [u8], needle: &[u8], replacement: &[u8]) {
+    assert_eq!(needle.len(), replacement.len());
+    let at = haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .expect("needle present");
+    haystack[at..at + needle.len()].copy_from_slice(replacement);
+}
+
+#[test]
+fn a_valid_history_has_no_violations() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let pay = payout(&w.model, Some(1), vec![(w.alice.did(), 50.0), (w.bob.did(), 50.0)]);
+    w.ledger.push(&w.publisher, 3_500, pay);
+    let report = check(&w.ledger.events, &[]);
+    assert_eq!(
+        (report.n_events, report.n_authors, report.n_models, report.n_rounds),
+        (5, 3, 1, 1)
+    );
+}
+
+#[test]
+fn an_empty_ledger_verifies() {
+    let report = check(&[], &[]);
+    assert_eq!(report.n_events, 0);
+}
+
+#[test]
+fn tampered_body_breaks_the_signature() {
+    let w = world();
+    let mut bytes = w.alice_consent.encode();
+    // Change one character of the dataset fingerprint: still a well-formed event.
+    let fingerprint = content_hash(b"rows");
+    let mut forged = fingerprint.clone().into_bytes();
+    forged[10] = if forged[10] == b'a' { b'b' } else { b'a' };
+    replace_bytes(&mut bytes, fingerprint.as_bytes(), &forged);
+    let tampered = Event::decode(&bytes).unwrap();
+    let mut events = w.ledger.events.clone();
+    events[1] = tampered.clone();
+    let report = check(&events, &[Rule::Signature]);
+    assert_eq!(report.violations[0].event_id, Some(tampered.id()));
+}
+
+#[test]
+fn tampered_signature_is_detected() {
+    let w = world();
+    let mut bytes = w.bob_consent.encode();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    let mut events = w.ledger.events.clone();
+    events[2] = Event::decode(&bytes).unwrap();
+    let report = check(&events, &[Rule::Signature]);
+    assert_eq!(report.violations[0].author, Some(w.bob.did()));
+}
+
+#[test]
+fn swapped_signature_from_another_event_is_detected() {
+    let w = world();
+    let mut bytes = w.alice_consent.encode();
+    let n = bytes.len();
+    bytes[n - 64..].copy_from_slice(&w.bob_consent.signature().0);
+    let mut events = w.ledger.events.clone();
+    events[1] = Event::decode(&bytes).unwrap();
+    check(&events, &[Rule::Signature]);
+}
+
+#[test]
+fn reordered_chain_is_detected() {
+    // Alice's genuine seq 1, then two events whose numbering contradicts their links: the one
+    // numbered 3 was signed first (linking to seq 1), the one numbered 2 links to it.
+    let w = world();
+    let net = network();
+    let body = || consent(&w.model, None, None);
+    let third = Event::sign(&net, &w.alice, 3, Some(w.alice_consent.id()), 2_100, body()).unwrap();
+    let second = Event::sign(&net, &w.alice, 2, Some(third.id()), 2_200, body()).unwrap();
+    let mut events = w.ledger.events.clone();
+    events.extend([second, third]);
+    let report = check(&events, &[Rule::ChainPrevHash]);
+    assert_eq!(report.violations.len(), 2, "both links are wrong:\n{report}");
+}
+
+#[test]
+fn presenting_a_valid_chain_out_of_order_is_fine() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let mut events = w.ledger.events.clone();
+    events.reverse();
+    events.push(events[0].clone()); // and a duplicate
+    check(&events, &[]);
+}
+
+#[test]
+fn gap_in_a_chain_is_detected() {
+    let mut w = world();
+    w.ledger.push(&w.alice, 2_100, consent(&w.model, None, None));
+    w.ledger.push(&w.alice, 2_200, consent(&w.model, None, None));
+    let mut events = w.ledger.events.clone();
+    let dropped = events.remove(3); // alice's seq 2
+    assert_eq!((dropped.author(), dropped.seq()), (w.alice.did(), 2));
+    let report = check(&events, &[Rule::ChainGap]);
+    assert_eq!(report.violations[0].seq, Some(3));
+}
+
+#[test]
+fn chain_not_starting_at_one_is_a_gap() {
+    let w = world();
+    let mut events = w.ledger.events.clone();
+    events.remove(0); // the publisher's only event...
+    // ...so the model is unknown as well.
+    check(&events, &[Rule::UnknownModel]);
+
+    let mut w = world();
+    w.ledger.push(&w.alice, 2_100, consent(&w.model, None, None));
+    let mut events = w.ledger.events.clone();
+    events.remove(1); // alice's seq 1
+    check(&events, &[Rule::ChainGap]);
+}
+
+#[test]
+fn event_replayed_from_another_network_is_detected() {
+    let w = world();
+    let mut other = Ledger::on(NetworkId::new("fedpool-other").unwrap());
+    let replayed = other.push(&w.carol, 2_000, consent(&w.model, None, None));
+    let mut events = w.ledger.events.clone();
+    events.push(replayed.clone());
+    let report = check(&events, &[Rule::ForeignNetwork]);
+    assert_eq!(report.violations[0].event_id, Some(replayed.id()));
+}
+
+#[test]
+fn fork_is_detected() {
+    let w = world();
+    let conflicting = Event::sign(
+        &network(),
+        &w.alice,
+        1,
+        None,
+        2_000,
+        consent(&w.model, Some(9_999), None),
+    )
+    .unwrap();
+    let mut events = w.ledger.events.clone();
+    events.push(conflicting.clone());
+    let report = check(&events, &[Rule::Fork]);
+    assert_eq!(report.violations[0].event_id, Some(conflicting.id()));
+}
+
+#[test]
+fn forged_event_at_an_occupied_seq_is_not_a_fork() {
+    // Someone without alice's key cannot accuse her of forking.
+    let w = world();
+    let mut bytes = w.alice_consent.encode();
+    replace_bytes(&mut bytes, &2_000u64.to_be_bytes(), &2_001u64.to_be_bytes());
+    let mut events = w.ledger.events.clone();
+    events.push(Event::decode(&bytes).unwrap());
+    check(&events, &[Rule::Signature]);
+}
+
+#[test]
+fn round_naming_a_non_consenting_node_is_detected() {
+    let mut w = world();
+    let mut participants = w.both();
+    participants.push((w.carol.did(), EventId::from_bytes([7; 32])));
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let report = check(&w.ledger.events, &[Rule::ConsentMissing]);
+    assert!(report.violations[0].detail.contains(&w.carol.did().to_string()));
+}
+
+#[test]
+fn round_naming_a_node_under_someone_elses_consent_is_detected() {
+    let mut w = world();
+    let mut participants = w.both();
+    participants.push((w.carol.did(), w.alice_consent.id()));
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    check(&w.ledger.events, &[Rule::ConsentWrongAuthor]);
+}
+
+#[test]
+fn round_citing_a_non_consent_event_is_detected() {
+    let mut w = world();
+    let revoked = w.ledger.push(
+        &w.carol,
+        2_500,
+        ConsentRevoked {
+            model_id: w.model.model_id.clone(),
+            consent: w.alice_consent.id(),
+        },
+    );
+    let mut participants = w.both();
+    participants.push((w.carol.did(), revoked.id()));
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    check(
+        &w.ledger.events,
+        &[Rule::RevocationInvalid, Rule::ConsentMissing],
+    );
+}
+
+#[test]
+fn round_after_revocation_is_detected() {
+    let mut w = world();
+    w.ledger.push(
+        &w.alice,
+        3_000,
+        ConsentRevoked {
+            model_id: w.model.model_id.clone(),
+            consent: w.alice_consent.id(),
+        },
+    );
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 4_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let report = check(&w.ledger.events, &[Rule::ConsentRevoked]);
+    assert!(report.violations[0].detail.contains(&w.alice.did().to_string()));
+}
+
+#[test]
+fn revocation_at_the_rounds_timestamp_counts() {
+    let mut w = world();
+    let revocation = ConsentRevoked {
+        model_id: w.model.model_id.clone(),
+        consent: w.alice_consent.id(),
+    };
+    w.ledger.push(&w.alice, 3_000, revocation);
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    check(&w.ledger.events, &[Rule::ConsentRevoked]);
+}
+
+#[test]
+fn round_before_revocation_is_fine() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 2_999, round(&w.model, 1, participants, 0.5, 0.5));
+    let revocation = ConsentRevoked {
+        model_id: w.model.model_id.clone(),
+        consent: w.alice_consent.id(),
+    };
+    w.ledger.push(&w.alice, 3_000, revocation);
+    check(&w.ledger.events, &[]);
+}
+
+#[test]
+fn revoking_someone_elses_consent_is_invalid_and_ineffective() {
+    let mut w = world();
+    let revocation = ConsentRevoked {
+        model_id: w.model.model_id.clone(),
+        consent: w.alice_consent.id(),
+    };
+    w.ledger.push(&w.bob, 2_500, revocation);
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    check(&w.ledger.events, &[Rule::RevocationInvalid]);
+}
+
+#[test]
+fn round_after_expiry_is_detected() {
+    let mut w = world_with(Some(3_000), None);
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 2_999, round(&w.model, 1, participants.clone(), 0.5, 0.5));
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 2, participants, 0.5, 1.0));
+    let report = check(&w.ledger.events, &[Rule::ConsentExpired]);
+    assert_eq!(report.violations.len(), 1, "round 1 was before expiry:\n{report}");
+    assert_eq!(report.violations[0].seq, Some(3));
+}
+
+#[test]
+fn round_before_consent_is_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 1_500, round(&w.model, 1, participants, 0.5, 0.5));
+    let report = check(&w.ledger.events, &[Rule::ConsentNotYetGranted]);
+    assert_eq!(report.violations.len(), 2);
+}
+
+#[test]
+fn consent_for_another_model_is_detected() {
+    let mut w = world();
+    let other_model = model("other", Some(2.0), 10.0);
+    w.ledger.push(&w.publisher, 1_100, other_model.clone());
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&other_model, 1, participants, 0.5, 0.5));
+    // The consents are for the first model and its card.
+    check(
+        &w.ledger.events,
+        &[Rule::ConsentWrongModel, Rule::ConsentWrongCard],
+    );
+}
+
+#[test]
+fn consent_to_a_stale_card_is_detected() {
+    let mut w = world();
+    let mut stale = consent(&w.model, None, None);
+    stale.card_hash = content_hash(b"an older card");
+    let carol_consent = w.ledger.push(&w.carol, 2_000, stale);
+    let mut participants = w.both();
+    participants.push((w.carol.did(), carol_consent.id()));
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    check(&w.ledger.events, &[Rule::ConsentWrongCard]);
+}
+
+#[test]
+fn privacy_budget_overrun_is_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 1.5, 1.5));
+    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants, 1.0, 2.5));
+    let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
+    assert_eq!(report.violations[0].seq, Some(3));
+}
+
+#[test]
+fn participants_epsilon_cap_is_enforced() {
+    let mut w = world_with(None, Some(1.0));
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 1.0, 1.0));
+    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants, 0.5, 1.5));
+    let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
+    assert!(report.violations[0].detail.contains("cap"), "{report}");
+}
+
+#[test]
+fn decreasing_epsilon_total_is_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 1.0, 1.0));
+    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants.clone(), 0.5, 0.8));
+    w.ledger.push(&w.publisher, 5_000, round(&w.model, 3, participants, 0.9, 0.85));
+    let report = check(&w.ledger.events, &[Rule::PrivacyTotalMismatch]);
+    assert_eq!(report.violations.len(), 3, "{report}");
+}
+
+#[test]
+fn over_paid_pool_is_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let first = payout(&w.model, Some(1), vec![(w.alice.did(), 30.0), (w.bob.did(), 30.0)]);
+    w.ledger.push(&w.publisher, 3_100, first);
+    let second = payout(&w.model, None, vec![(w.alice.did(), 25.0), (w.bob.did(), 25.0)]);
+    let second = w.ledger.push(&w.publisher, 3_200, second);
+    let report = check(&w.ledger.events, &[Rule::PayoutExceedsPool]);
+    assert_eq!(report.violations[0].event_id, Some(second.id()));
+}
+
+#[test]
+fn paying_out_the_exact_pool_in_thirds_is_fine() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    for _ in 0..3 {
+        let third = payout(&w.model, None, vec![(w.alice.did(), 100.0 / 3.0)]);
+        w.ledger.push(&w.publisher, 3_100, third);
+    }
+    check(&w.ledger.events, &[]);
+}
+
+#[test]
+fn payout_to_a_non_participant_is_detected() {
+    let mut w = world();
+    let participants = vec![(w.alice.did(), w.alice_consent.id())];
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let pay = payout(&w.model, Some(1), vec![(w.alice.did(), 10.0), (w.bob.did(), 10.0)]);
+    w.ledger.push(&w.publisher, 3_100, pay);
+    let pay_carol = payout(&w.model, None, vec![(w.carol.did(), 10.0)]);
+    w.ledger.push(&w.publisher, 3_200, pay_carol);
+    let report = check(&w.ledger.events, &[Rule::PayoutToNonParticipant]);
+    assert_eq!(report.violations.len(), 2);
+}
+
+#[test]
+fn round_by_someone_other_than_the_publisher_is_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.carol, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let pay = payout(&w.model, None, vec![(w.alice.did(), 10.0)]);
+    w.ledger.push(&w.carol, 3_100, pay);
+    let report = check(&w.ledger.events, &[Rule::NotPublisher]);
+    assert_eq!(report.violations.len(), 2);
+}
+
+#[test]
+fn events_about_unpublished_models_are_detected() {
+    let mut w = world();
+    let ghost = model("ghost", Some(1.0), 1.0);
+    w.ledger.push(&w.carol, 2_000, consent(&ghost, None, None));
+    w.ledger.push(&w.publisher, 3_000, round(&ghost, 1, vec![], 0.1, 0.1));
+    let report = check(&w.ledger.events, &[Rule::UnknownModel]);
+    assert_eq!(report.violations.len(), 2);
+}
+
+#[test]
+fn second_publication_of_a_model_id_is_detected() {
+    let mut w = world();
+    w.ledger.push(&w.carol, 5_000, w.model.clone());
+    let report = check(&w.ledger.events, &[Rule::DuplicateModel]);
+    assert_eq!(report.violations[0].author, Some(w.carol.did()));
+}
+
+#[test]
+fn duplicate_participants_and_round_order_are_detected() {
+    let mut w = world();
+    let mut participants = w.both();
+    participants.push(participants[0]);
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 2, participants, 0.5, 0.5));
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants, 0.5, 1.0));
+    check(
+        &w.ledger.events,
+        &[Rule::DuplicateParticipant, Rule::RoundOutOfOrder],
+    );
+}
+
+#[test]
+fn negative_amounts_are_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    let pay = payout(&w.model, Some(1), vec![(w.alice.did(), 60.0), (w.bob.did(), -50.0)]);
+    w.ledger.push(&w.publisher, 3_100, pay);
+    check(&w.ledger.events, &[Rule::InvalidAmount]);
+}
+
+#[test]
+fn timestamps_going_backwards_in_a_chain_are_detected() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 0.5, 0.5));
+    w.ledger.push(&w.publisher, 2_500, round(&w.model, 2, participants, 0.5, 1.0));
+    check(&w.ledger.events, &[Rule::ChainTimestamp]);
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let mut w = world();
+    let mut participants = w.both();
+    participants.push((w.carol.did(), EventId::from_bytes([9; 32])));
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 2.5, 2.5));
+    let pay = payout(&w.model, Some(1), vec![(w.carol.did(), 500.0)]);
+    w.ledger.push(&w.publisher, 3_100, pay);
+    let mut events = w.ledger.events.clone();
+    let mut bytes = w.bob_consent.encode();
+    *bytes.last_mut().unwrap() ^= 0x80;
+    events[2] = Event::decode(&bytes).unwrap();
+    check(
+        &events,
+        &[
+            Rule::Signature,
+            Rule::ConsentMissing, // carol's and (its signature broken) bob's
+            Rule::PrivacyBudgetExceeded,
+            Rule::PayoutExceedsPool,
+        ],
+    );
+}
+
+#[test]
+fn report_renders_as_text_and_json_with_stable_rule_names() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 2.5, 2.5));
+    let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
+    let text = report.to_string();
+    assert!(text.starts_with("4 events, 3 authors, 1 models, 1 rounds: 1 violation\n"), "{text}");
+    assert!(text.contains("[privacy-budget-exceeded] did:key:z6Mk"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["violations"][0]["rule"], "privacy-budget-exceeded");
+    assert_eq!(json["n_rounds"], 1);
+    assert_eq!(
+        json["violations"][0]["author"],
+        w.publisher.did().to_string()
+    );
+}
+
+#[test]
+fn rule_names_are_unique_and_match_serde() {
+    let names: BTreeSet<&str> = Rule::ALL.iter().map(|rule| rule.name()).collect();
+    assert_eq!(names.len(), Rule::ALL.len());
+    for rule in Rule::ALL {
+        assert_eq!(
+            serde_json::to_value(rule).unwrap(),
+            serde_json::Value::String(rule.name().to_string())
+        );
+    }
+}

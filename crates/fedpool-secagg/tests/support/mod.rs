@@ -1,0 +1,220 @@
+//! Shared test helpers: build a round from a compact spec, run it, check the result.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use fedpool_secagg::sim::{
+    self, ClientOutcome, DropoutPlan, Hooks, RoundOutcome, SimOptions, SimRound, run_round_with,
+};
+use fedpool_secagg::{
+    Error, ParticipantIdx, RoundConfig, RoundSettings, SessionId, Stage, ToClient, ToServer,
+    Topology,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// A compact description of a round.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub n: usize,
+    /// `None`: all-pairs; `Some(k)`: Harary of degree k.
+    pub degree: Option<usize>,
+    pub threshold: usize,
+    pub modulus_bits: u32,
+    pub vector_len: usize,
+    pub seed: u64,
+}
+
+impl Spec {
+    pub fn harary(n: usize, degree: usize, threshold: usize) -> Spec {
+        Spec {
+            n,
+            degree: Some(degree),
+            threshold,
+            modulus_bits: 32,
+            vector_len: 37,
+            seed: 1,
+        }
+    }
+
+    pub fn all_pairs(n: usize, threshold: usize) -> Spec {
+        Spec {
+            degree: None,
+            ..Spec::harary(n, 0, threshold)
+        }
+    }
+
+    pub fn bits(mut self, modulus_bits: u32) -> Spec {
+        self.modulus_bits = modulus_bits;
+        self
+    }
+
+    pub fn len(mut self, vector_len: usize) -> Spec {
+        self.vector_len = vector_len;
+        self
+    }
+
+    pub fn seed(mut self, seed: u64) -> Spec {
+        self.seed = seed;
+        self
+    }
+
+    pub fn k(&self) -> usize {
+        self.degree.unwrap_or(self.n - 1)
+    }
+
+    pub fn identities(&self) -> Vec<SigningKey> {
+        let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ 0x1d);
+        (0..self.n)
+            .map(|_| SigningKey::from_bytes(&rng.random()))
+            .collect()
+    }
+
+    pub fn config(&self) -> Arc<RoundConfig> {
+        let topology = match self.degree {
+            None => Topology::AllPairs,
+            Some(degree) => Topology::Harary {
+                degree,
+                graph_seed: [self.seed as u8; 32],
+            },
+        };
+        Arc::new(
+            RoundConfig::new(RoundSettings {
+                session_id: SessionId([0x5e; 32]),
+                identities: self.identities().iter().map(|k| k.verifying_key()).collect(),
+                topology,
+                threshold: self.threshold,
+                modulus_bits: self.modulus_bits,
+                vector_len: self.vector_len,
+            })
+            .unwrap_or_else(|e| panic!("{self:?}: {e}")),
+        )
+    }
+
+    /// Random words below 2^b, seeded.
+    pub fn inputs(&self) -> Vec<Vec<u32>> {
+        let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ 0x1a);
+        let mask = if self.modulus_bits == 32 {
+            u32::MAX
+        } else {
+            (1 << self.modulus_bits) - 1
+        };
+        (0..self.n)
+            .map(|_| (0..self.vector_len).map(|_| rng.random::<u32>() & mask).collect())
+            .collect()
+    }
+
+    pub fn round(&self) -> SimRound {
+        SimRound {
+            config: self.config(),
+            identities: self.identities(),
+            inputs: self.inputs(),
+        }
+    }
+
+    pub fn options(&self) -> SimOptions {
+        SimOptions {
+            seed: self.seed,
+            stage_timeout_ms: 1_000,
+            wire_roundtrip: true,
+        }
+    }
+
+    pub fn run(&self, plan: &DropoutPlan) -> RoundOutcome {
+        sim::run_round_in_process(self.round(), plan, self.options())
+    }
+
+    /// Runs with a malicious server rewriting what it relays.
+    pub fn run_tampered(
+        &self,
+        plan: &DropoutPlan,
+        tamper: &mut dyn FnMut(ParticipantIdx, &mut ToClient),
+    ) -> RoundOutcome {
+        let hooks = Hooks {
+            to_client: Some(tamper),
+            to_server: None,
+        };
+        run_round_with(self.round(), plan, self.options(), &sim::Sequential, hooks)
+    }
+
+    /// Runs with a malicious participant rewriting what it sends.
+    pub fn run_with_bad_participant(
+        &self,
+        plan: &DropoutPlan,
+        tamper: &mut dyn FnMut(ParticipantIdx, &mut ToServer),
+    ) -> RoundOutcome {
+        let hooks = Hooks {
+            to_client: None,
+            to_server: Some(tamper),
+        };
+        run_round_with(self.round(), plan, self.options(), &sim::Sequential, hooks)
+    }
+}
+
+/// The participants whose inputs must be in the sum: all but those dropped before sending a
+/// masked input.
+pub fn expected_survivors(n: usize, plan: &DropoutPlan) -> Vec<ParticipantIdx> {
+    (0..n as u32)
+        .map(ParticipantIdx)
+        .filter(|&p| !plan.is_gone(p, Stage::MaskedInput))
+        .collect()
+}
+
+/// Runs the round and asserts the exact sum of the survivors' inputs; every participant the
+/// plan keeps finishes.
+pub fn check_exact(spec: &Spec, plan: &DropoutPlan) {
+    let outcome = spec.run(plan);
+    let aggregate = match &outcome.aggregate {
+        Ok(aggregate) => aggregate,
+        Err(error) => panic!("seed {}: {spec:?} {plan:?}: round failed: {error}", spec.seed),
+    };
+    let survivors = expected_survivors(spec.n, plan);
+    assert_eq!(aggregate.survivors, survivors, "seed {}: {plan:?}", spec.seed);
+    let expected = sim::plain_sum(&spec.inputs(), &survivors, spec.modulus_bits);
+    assert_eq!(aggregate.sum, expected, "seed {}: {spec:?} {plan:?}", spec.seed);
+    for (i, client) in outcome.clients.iter().enumerate() {
+        let idx = ParticipantIdx(i as u32);
+        match plan.stage_of(idx) {
+            None => assert_eq!(client, &ClientOutcome::Finished, "{idx}"),
+            Some(stage) => assert_eq!(client, &ClientOutcome::Dropped(stage), "{idx}"),
+        }
+    }
+    assert_view_is_masked(spec, &outcome);
+}
+
+/// The server's view holds only masked vectors: none equals its sender's input, and each
+/// differs from it in almost every word (a mask word is zero with probability 2^−b).
+pub fn assert_view_is_masked(spec: &Spec, outcome: &RoundOutcome) {
+    let inputs = spec.inputs();
+    for (sender, masked) in outcome.server.masked_inputs() {
+        let input = &inputs[sender.as_usize()];
+        assert_ne!(masked, input, "{sender}'s input reached the server unmasked");
+        let equal_words = masked.iter().zip(input).filter(|(a, b)| a == b).count();
+        // Expected vector_len · 2^−b equal words by chance; allow four times that, plus 2.
+        let allowed = 2 + (spec.vector_len >> (spec.modulus_bits.clamp(4, 16) - 2));
+        assert!(
+            equal_words <= allowed,
+            "{sender}: {equal_words} of {} words unmasked",
+            spec.vector_len
+        );
+    }
+}
+
+/// `k − t` participants of one neighbourhood (the neighbours of participant 0): the worst
+/// placement for a dropout budget.
+pub fn neighbourhood_dropouts(spec: &Spec, count: usize) -> Vec<ParticipantIdx> {
+    spec.config()
+        .neighbours(ParticipantIdx(0))
+        .iter()
+        .copied()
+        .take(count)
+        .collect()
+}
+
+pub fn is_abort(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::TooFewSurvivors { .. } | Error::TooFewShares { .. }
+    )
+}
