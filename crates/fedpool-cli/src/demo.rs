@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fedpool_core::{Contract, Metrics};
 use fedpool_data::{Partition, Targets};
-use fedpool_runtime::{Simulation, SimulationOptions};
+use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 use crate::load::DataSource;
 use crate::simulate::{progress_bar, write_outputs};
@@ -23,7 +23,10 @@ pub struct DemoArgs {
     /// Seed for every random choice.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Where metrics.csv and the chart are written.
+    /// Share of data owners who consent after reading the card.
+    #[arg(long, default_value_t = 0.8)]
+    pub consent_rate: f64,
+    /// Where metrics.csv, the chart and the ledger are written.
     #[arg(long, default_value = "fedpool-demo")]
     pub out: PathBuf,
 }
@@ -34,14 +37,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let source = DataSource::Bundled("digits");
     let table = source.load(&contract.schema, &[])?;
     let alpha = 0.5;
-    let options = SimulationOptions {
-        n_clients: args.clients,
-        partition: Partition::Dirichlet { alpha },
-        seed: args.seed,
-        rounds: None,
-        strategy: None,
-        attack: None,
-    };
+    let mut options = SimulationOptions::new(args.clients, Partition::Dirichlet { alpha }, args.seed);
+    options.consent_rate = args.consent_rate;
+    options.ledger = LedgerChoice::At(args.out.join("ledger.db"));
 
     println!("fedpool demo: consent-first federated learning, simulated on this machine\n");
     let info = &contract.model_info;
@@ -65,6 +63,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
         contract.training.strategy
     );
 
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // A fresh ledger per demo run, so the verification below covers exactly this story.
+    let ledger_path = args.out.join("ledger.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = ledger_path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
     let mut sim = Simulation::prepare(&contract, &table, &options)
         .context("cannot set up the demo simulation")?;
     let sizes = sim.client_sizes();
@@ -94,10 +101,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
         sim.n_test_rows()
     );
 
+    let n_consenting = sim.n_consenting();
     println!(
-        "\n3. Training: rows never leave their owner. Each round the publisher sends the model,"
+        "\n   Each owner reads the model's transparency card and decides: {} consent, {} refuse.",
+        n_consenting,
+        sim.n_clients() - n_consenting
     );
-    println!("   every sampled owner trains locally and returns only a parameter update,");
+    println!(
+        "   Every identity is a did:key; the publication and every consent are signed events on the ledger."
+    );
+
+    println!(
+        "\n3. Training: rows never leave their owner. Each round the publisher asks only consenting"
+    );
+    println!(
+        "   owners; each checks its own consent, trains locally and returns only a parameter update,"
+    );
     println!(
         "   and the publisher combines the updates ({}).",
         contract.training.strategy
@@ -147,12 +166,37 @@ pub fn run(args: DemoArgs) -> Result<()> {
             report.seconds
         );
     }
+    println!(
+        "   {} owners refused; they received {} training requests (none, by construction).",
+        report.n_refused, report.n_requests_to_refusers
+    );
+    if let Some(ledger) = &report.ledger {
+        if ledger.verify.is_ok() {
+            println!(
+                "   ledger verified: {} signed events, {} rounds; every participant of every round had a valid consent.",
+                ledger.verify.n_events, ledger.verify.n_rounds
+            );
+        } else {
+            println!("   ledger verification FAILED:");
+            for v in &ledger.verify.violations {
+                println!("     {v}");
+            }
+        }
+        println!("   ledger:            {}", ledger.path.display());
+        println!(
+            "   audit it yourself: fedpool ledger verify --file {}",
+            ledger.path.display()
+        );
+    }
     println!("   metrics per round: {}", csv.display());
     println!("   chart:             {}", chart.display());
     println!(
-        "\nReproduce or vary it: fedpool simulate contracts/digits.toml --clients {} --partition dirichlet:{alpha} --seed {}",
-        args.clients, args.seed
+        "\nReproduce or vary it: fedpool simulate contracts/digits.toml --clients {} --partition dirichlet:{alpha} --consent-rate {} --seed {}",
+        args.clients, args.consent_rate, args.seed
     );
+    if report.ledger.as_ref().is_some_and(|l| !l.verify.is_ok()) {
+        anyhow::bail!("the demo's ledger failed verification");
+    }
     Ok(())
 }
 

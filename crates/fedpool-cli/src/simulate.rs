@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fedpool_core::{Contract, Metrics};
 use fedpool_data::Partition;
-use fedpool_runtime::{Attack, RoundRecord, Simulation, SimulationOptions, SimulationReport};
+use fedpool_runtime::{
+    Attack, LedgerChoice, RoundRecord, Simulation, SimulationOptions, SimulationReport,
+};
 use fedpool_strategy::StrategyConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -42,6 +44,12 @@ pub struct SimulateArgs {
     /// Poisoning attack by a share of clients: label-flip:F, noise:F[,STD] or scale:F,X.
     #[arg(long)]
     pub attack: Option<Attack>,
+    /// Share of clients that consent to the model (the rest refuse and are never asked).
+    #[arg(long, default_value_t = 1.0)]
+    pub consent_rate: f64,
+    /// Keep the simulation's ledger in this SQLite file (default: a temporary one).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
     /// Print one JSON object with the results instead of text.
     #[arg(long)]
     pub json: bool,
@@ -62,13 +70,14 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         _ => Vec::new(),
     };
     let table = source.load(&contract.schema, &keep)?;
-    let options = SimulationOptions {
-        n_clients: args.clients,
-        partition: args.partition.clone(),
-        seed: args.seed,
-        rounds: args.rounds,
-        strategy: args.strategy.clone(),
-        attack: args.attack,
+    let mut options = SimulationOptions::new(args.clients, args.partition.clone(), args.seed);
+    options.rounds = args.rounds;
+    options.strategy = args.strategy.clone();
+    options.attack = args.attack;
+    options.consent_rate = args.consent_rate;
+    options.ledger = match &args.ledger {
+        Some(path) => LedgerChoice::At(path.clone()),
+        None => LedgerChoice::Temporary,
     };
     let mut sim =
         Simulation::prepare(&contract, &table, &options).context("cannot set up the simulation")?;
@@ -124,6 +133,14 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             println!("wrote {} and {}", csv.display(), chart.display());
         }
     }
+    if let Some(ledger) = &report.ledger
+        && !ledger.verify.is_ok()
+    {
+        anyhow::bail!(
+            "the simulation's ledger failed verification with {} violations",
+            ledger.verify.violations.len()
+        );
+    }
     Ok(())
 }
 
@@ -171,6 +188,30 @@ fn print_summary(report: &SimulationReport) {
             report.seconds
         ),
     }
+    if report.n_refused > 0 {
+        println!(
+            "{} clients refused consent and received {} training requests",
+            report.n_refused, report.n_requests_to_refusers
+        );
+    }
+    if let Some(ledger) = &report.ledger {
+        let place = if ledger.temporary {
+            "temporary ledger".to_string()
+        } else {
+            format!("ledger {}", ledger.path.display())
+        };
+        if ledger.verify.is_ok() {
+            println!(
+                "{place} verified: {} events, {} rounds, every participant had consent",
+                ledger.verify.n_events, ledger.verify.n_rounds
+            );
+        } else {
+            println!("{place} FAILED verification:");
+            for v in &ledger.verify.violations {
+                println!("  {v}");
+            }
+        }
+    }
     let failed = report.rounds.iter().filter(|r| !r.completed).count();
     if failed > 0 {
         println!(
@@ -202,6 +243,17 @@ fn json_report(
         "seconds": report.seconds,
         "final_metrics": report.final_metrics,
     });
+    output["consent_rate"] = json!(args.consent_rate);
+    output["refused"] = json!(report.n_refused);
+    if let Some(ledger) = &report.ledger {
+        output["ledger"] = json!({
+            "path": if ledger.temporary { None } else { Some(ledger.path.display().to_string()) },
+            "model_id": ledger.model_id,
+            "verified": ledger.verify.is_ok(),
+            "events": ledger.verify.n_events,
+            "violations": ledger.verify.violations.len(),
+        });
+    }
     let name = report.final_metrics.headline_name();
     output[format!("final_{name}")] = json!(report.final_metrics.headline());
     output[format!("{name}_per_round")] = json!(per_round);

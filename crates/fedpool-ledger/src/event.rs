@@ -38,8 +38,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use ed25519_dalek::VerifyingKey;
+
 use crate::encoding::{Reader, Writer, format_cid, parse_cid};
-use crate::kinds::read_did;
+use crate::identity::verify_strict;
 use crate::{Body, Did, Error, EventKind, Keypair, ModelId, Signature};
 
 /// The encoding version this build writes and reads.
@@ -168,7 +170,7 @@ impl<'de> Deserialize<'de> for EventId {
 
 /// A signed ledger event. Fields are read through accessors so the cached id always matches
 /// the content; build one with [`Event::sign`] or [`Event::decode`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Event {
     network: NetworkId,
     author: Did,
@@ -178,6 +180,23 @@ pub struct Event {
     body: Body,
     signature: Signature,
     id: EventId,
+    /// The author's key, decompressed once (decoding checks it is a curve point).
+    author_key: VerifyingKey,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("network", &self.network)
+            .field("author", &self.author)
+            .field("seq", &self.seq)
+            .field("prev", &self.prev)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("body", &self.body)
+            .field("signature", &self.signature)
+            .finish()
+    }
 }
 
 impl Event {
@@ -219,6 +238,7 @@ impl Event {
             body,
             signature: Signature([0; 64]),
             id: EventId([0; 32]),
+            author_key: keypair.verifying_key(),
         };
         let signed_bytes = event.signed_bytes();
         if signed_bytes.len() + 64 > MAX_EVENT_BYTES {
@@ -270,7 +290,14 @@ impl Event {
             field: "network",
             reason: err.to_string(),
         })?;
-        let author = read_did(&mut r, "author")?;
+        let author_offset = r.offset;
+        let author_bytes = r.array::<32>("author")?;
+        let author_key = VerifyingKey::from_bytes(&author_bytes).map_err(|_| Error::Decode {
+            offset: author_offset,
+            field: "author",
+            reason: "not a valid Ed25519 public key".into(),
+        })?;
+        let author = Did::from_unchecked_bytes(author_bytes);
         let header_offset = r.offset;
         let seq = r.u64("seq")?;
         let prev = r.option("prev", |r| Ok(EventId(r.array("prev")?)))?;
@@ -317,15 +344,17 @@ impl Event {
             body,
             signature,
             id: EventId(*blake3::hash(&bytes[..n_signed_bytes]).as_bytes()),
+            author_key,
         })
     }
 
     /// Checks the signature against the author's key.
     pub fn verify_signature(&self) -> Result<(), Error> {
-        if self
-            .author
-            .verify(&signature_message(&self.id), &self.signature)
-        {
+        if verify_strict(
+            &self.author_key,
+            &signature_message(&self.id),
+            &self.signature,
+        ) {
             Ok(())
         } else {
             Err(Error::Signature {

@@ -6,9 +6,7 @@
 //! signatures are domain-separated (see [`crate::event`]) and cannot be replayed as
 //! signatures over network messages, or the reverse.
 
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -23,41 +21,60 @@ const DID_KEY_PREFIX: &str = "did:key:z";
 
 /// A node's decentralized identifier: its Ed25519 public key, written `did:key:z6Mk…`.
 ///
-/// A `Did` always holds a valid curve point: parsing and decoding check it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Parsing ([`str::parse`]) and [`Did::from_public_key`] check that the key is a valid curve
+/// point. DIDs named inside event bodies (participants, payees) are compared by their bytes and
+/// not decompressed when decoding, which keeps decoding cheap; an invalid one simply never
+/// verifies a signature and never matches a consent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Did {
-    key: VerifyingKey,
+    /// Orders by key bytes, which is also the order of the DID strings (so "by author"
+    /// listings sort the same in Rust and in SQLite's `ORDER BY author`): every DID encodes 34
+    /// bytes starting `0xed 0x01`, a number in [0xed01·2²⁵⁶, 0xed02·2²⁵⁶) that always has 47
+    /// base58 digits (58⁴⁶ < 2²⁷⁰ < it < 2²⁷² < 58⁴⁷), and the base58btc alphabet is in ASCII
+    /// order.
+    key: [u8; 32],
 }
 
 impl Did {
     /// The DID of a raw 32-byte Ed25519 public key; fails if the bytes are not a curve point.
     pub fn from_public_key(key_bytes: &[u8; 32]) -> Result<Did, Error> {
         VerifyingKey::from_bytes(key_bytes)
-            .map(|key| Did { key })
+            .map(|_| Did { key: *key_bytes })
             .map_err(|_| Error::DidKey {
                 input: hex(key_bytes),
             })
     }
 
+    /// A DID read from an event body, not checked to be a curve point (see the type docs).
+    pub(crate) fn from_unchecked_bytes(key_bytes: [u8; 32]) -> Did {
+        Did { key: key_bytes }
+    }
+
     /// The raw 32-byte public key.
     pub fn public_key(&self) -> &[u8; 32] {
-        self.key.as_bytes()
+        &self.key
     }
 
     /// Checks `signature` over `message` with this DID's key, using strict verification
     /// (canonical `s`, no small-order keys or `R`), so no second valid signature can be derived
-    /// from a first one.
+    /// from a first one. False for a key that is not a curve point.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.key.verify_strict(message, &signature).is_ok()
+        VerifyingKey::from_bytes(&self.key)
+            .is_ok_and(|key| verify_strict(&key, message, signature))
     }
+}
+
+/// Strict Ed25519 verification with an already decompressed key.
+pub(crate) fn verify_strict(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
+    let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+    key.verify_strict(message, &signature).is_ok()
 }
 
 impl fmt::Display for Did {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut bytes = [0u8; 34];
         bytes[..2].copy_from_slice(&ED25519_PUB_CODEC);
-        bytes[2..].copy_from_slice(self.key.as_bytes());
+        bytes[2..].copy_from_slice(&self.key);
         write!(
             f,
             "{DID_KEY_PREFIX}{}",
@@ -106,32 +123,10 @@ impl FromStr for Did {
             n_key_bytes: bytes.len() - 2,
         })?;
         VerifyingKey::from_bytes(&key_bytes)
-            .map(|key| Did { key })
+            .map(|_| Did { key: key_bytes })
             .map_err(|_| Error::DidKey {
                 input: input.to_string(),
             })
-    }
-}
-
-impl Hash for Did {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key.as_bytes().hash(state);
-    }
-}
-
-/// Orders by the DID string, so "by author" listings sort the same in Rust and in SQLite.
-impl Ord for Did {
-    fn cmp(&self, other: &Did) -> Ordering {
-        if self.key.as_bytes() == other.key.as_bytes() {
-            return Ordering::Equal;
-        }
-        self.to_string().cmp(&other.to_string())
-    }
-}
-
-impl PartialOrd for Did {
-    fn partial_cmp(&self, other: &Did) -> Option<Ordering> {
-        Some(self.cmp(other))
     }
 }
 
@@ -191,7 +186,7 @@ impl Keypair {
     pub(crate) fn from_secret_bytes(secret: &[u8; 32]) -> Keypair {
         let signing_key = SigningKey::from_bytes(secret);
         let did = Did {
-            key: signing_key.verifying_key(),
+            key: signing_key.verifying_key().to_bytes(),
         };
         Keypair { signing_key, did }
     }
@@ -199,6 +194,11 @@ impl Keypair {
     /// The 32-byte secret key, for writing a key file. Wrapped so it is wiped when dropped.
     pub(crate) fn secret_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
         zeroize::Zeroizing::new(self.signing_key.to_bytes())
+    }
+
+    /// The decompressed public key, so signing does not redo it.
+    pub(crate) fn verifying_key(&self) -> VerifyingKey {
+        self.signing_key.verifying_key()
     }
 
     /// This key pair's public identity.
@@ -244,6 +244,16 @@ mod tests {
             keypair.did().to_string(),
             "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
         );
+    }
+
+    #[test]
+    fn did_order_is_string_order() {
+        let mut dids: Vec<Did> = (0..200).map(|i| Keypair::insecure_from_seed(i).did()).collect();
+        dids.sort();
+        for pair in dids.windows(2) {
+            assert!(pair[0].to_string() < pair[1].to_string());
+            assert_eq!(pair[0].to_string().len(), 56);
+        }
     }
 
     #[test]

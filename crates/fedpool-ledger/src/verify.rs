@@ -56,9 +56,11 @@ pub enum Rule {
     ConsentWrongCard,
     /// A round relies on a consent granted after the round.
     ConsentNotYetGranted,
-    /// A round relies on a consent revoked at or before the round.
+    /// A round relies on a consent revoked before the round's timestamp. (At an equal
+    /// timestamp the order is unknowable across chains, so the revocation binds the next
+    /// round.)
     ConsentRevoked,
-    /// A round relies on a consent expired at the round.
+    /// A round relies on a consent whose expiry is at or before the round's timestamp.
     ConsentExpired,
     /// A revocation names an event that is not its author's consent for that model.
     RevocationInvalid,
@@ -688,11 +690,11 @@ fn check_round(
             );
         }
         if let Some(&revoked_ms) = revoked_at.get(consent_id)
-            && revoked_ms <= round_ms
+            && revoked_ms < round_ms
         {
             flag(
                 Rule::ConsentRevoked,
-                format!("revoked at {revoked_ms} ms, at or before the round at {round_ms} ms"),
+                format!("revoked at {revoked_ms} ms, before the round at {round_ms} ms"),
             );
         }
         if let Some(expires_ms) = consent.expires_at_ms

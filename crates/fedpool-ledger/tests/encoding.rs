@@ -59,7 +59,7 @@ fn ids_and_signatures_are_stable() {
     let (_, event) = sample();
     assert_eq!(
         event.id().to_string(),
-        "bafkr4ia7ynr3jnvv3sgnedhm7gyhfmbmutfbljc5epphm3ccnywbrqxmze"
+        "bafkr4ievdei7vkr7j3anq7gnowqoydtraco7hfetpvrg267tgw42rjc7uq"
     );
 }
 

@@ -64,6 +64,17 @@ fn check_decode(bytes: &[u8]) {
     }
 }
 
+/// `n_cases` cases; finds are saved next to this file and replayed on every run.
+fn config(n_cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: n_cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("regressions"),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Mutation {
     Flip(Index, u8),
@@ -118,7 +129,7 @@ fn mutate(bytes: &mut Vec<u8>, mutation: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(config(3000))]
 
     #[test]
     fn decode_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
@@ -169,7 +180,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(config(500))]
 
     #[test]
     fn bundle_decoder_survives_arbitrary_and_mutated_bytes(

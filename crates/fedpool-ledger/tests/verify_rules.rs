@@ -287,7 +287,9 @@ fn round_after_revocation_is_detected() {
 }
 
 #[test]
-fn revocation_at_the_rounds_timestamp_counts() {
+fn revocation_at_the_rounds_timestamp_is_not_yet_in_effect() {
+    // Chains are independent, so at equal timestamps the verifier cannot tell which came
+    // first; a revocation binds rounds strictly after it.
     let mut w = world();
     let revocation = ConsentRevoked {
         model_id: w.model.model_id.clone(),
@@ -295,8 +297,11 @@ fn revocation_at_the_rounds_timestamp_counts() {
     };
     w.ledger.push(&w.alice, 3_000, revocation);
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
-    check(&w.ledger.events, &[Rule::ConsentRevoked]);
+    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 0.5, 0.5));
+    w.ledger.push(&w.publisher, 3_001, round(&w.model, 2, participants, 0.5, 1.0));
+    let report = check(&w.ledger.events, &[Rule::ConsentRevoked]);
+    assert_eq!(report.violations.len(), 1, "{report}");
+    assert_eq!(report.violations[0].seq, Some(3));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! - [`accountant`]: Rényi-DP of the Poisson-subsampled Gaussian mechanism (Mironov, Talwar,
 //!   Zhang 2019), composition, conversion to (ε, δ) (Canonne, Kamath, Steinke 2020), noise
 //!   calibration ([`sigma_for`]), the per-model [`PrivacyLedger`] of a data owner, and a
-//!   privacy-loss-distribution accountant for tighter ε.
+//!   privacy-loss-distribution accountant ([`PldAccountant`]) for tighter ε.
 //! - [`clip`]: L2 clipping and adaptive clipping to a norm quantile
 //!   ([`QuantileClipEstimator`], Andrew et al. 2021).
 //! - [`gaussian`]: central Gaussian noise for a trusted aggregator or simulation.
@@ -49,9 +49,9 @@ pub mod gaussian;
 mod math;
 
 pub use accountant::{
-    BudgetError, BudgetLimit, BudgetTracker, PrivacyLedger, RdpAccountant, RoundRecord,
-    SpendPreview, default_orders, delta_from_rdp, epsilon, epsilon_from_rdp, extended_orders,
-    sigma_for,
+    BudgetError, BudgetLimit, BudgetTracker, PldAccountant, PldConfig, PrivacyLedger,
+    RdpAccountant, RoundRecord, SpendPreview, default_orders, delta_from_rdp, epsilon,
+    epsilon_from_rdp, extended_orders, sigma_for,
 };
 pub use clip::{QuantileClipEstimator, clip_l2, l2_norm};
 pub use error::{Error, Result};

@@ -2,7 +2,7 @@
 //! `scripts/make_accountant_fixture.py` generated (see that script and the JSON header for
 //! the version and command). CI does not run Python; the JSON is committed.
 
-use fedpool_privacy::{RdpAccountant, default_orders, extended_orders};
+use fedpool_privacy::{PldAccountant, RdpAccountant, default_orders, extended_orders};
 
 const FIXTURE: &str = include_str!("fixtures/rdp_reference.json");
 
@@ -72,6 +72,7 @@ fn rdp_epsilon_matches_dp_accounting() {
     let mut max_rel_vs_dp_accounting: f64 = 0.0;
     let mut max_rel_vs_exact: f64 = 0.0;
     let mut tighter = Vec::new();
+    let (mut n_dp_exact, mut max_rel_where_dp_exact) = (0, 0.0f64);
     for entry in &fixture.entries {
         let (eps, _) = ours(entry, default_orders());
         let vs_exact = rel(eps, entry.epsilon_rdp_quadrature);
@@ -89,6 +90,10 @@ fn rdp_epsilon_matches_dp_accounting() {
         );
         max_rel_vs_exact = max_rel_vs_exact.max(vs_exact);
         let vs_dp = rel(eps, entry.epsilon_rdp);
+        if rel(entry.epsilon_rdp, entry.epsilon_rdp_quadrature) < 1e-6 {
+            n_dp_exact += 1;
+            max_rel_where_dp_exact = max_rel_where_dp_exact.max(vs_dp);
+        }
         if vs_dp <= 0.01 {
             max_rel_vs_dp_accounting = max_rel_vs_dp_accounting.max(vs_dp);
         } else {
@@ -108,8 +113,9 @@ fn rdp_epsilon_matches_dp_accounting() {
         }
     }
     println!(
-        "{} entries; max relative error vs dp-accounting (where its series is exact) {max_rel_vs_dp_accounting:.2e}; \
-         vs exact quadrature {max_rel_vs_exact:.2e}; tighter by >1% on {}:\n{}",
+        "{} entries; vs dp-accounting: max relative error {max_rel_where_dp_exact:.2e} on the {n_dp_exact} entries \
+         where its series is exact, {max_rel_vs_dp_accounting:.2e} on all within 1%; vs exact quadrature \
+         {max_rel_vs_exact:.2e}; tighter by >1% on {}:\n{}",
         fixture.entries.len(),
         tighter.len(),
         tighter.join("\n")
@@ -186,4 +192,37 @@ fn pld_reference_is_below_rdp() {
             entry.epsilon_pld
         );
     }
+}
+
+/// Our PLD accountant (pessimistic connect-the-dots, h = 1e-4, as dp-accounting's default)
+/// against dp-accounting's `PLDAccountant`, on the entries cheap enough for a debug-build
+/// test (σ ≥ 1.5, q ≤ 0.1) and the headline. `examples/pld_reference.rs` runs the whole
+/// table (`cargo run --release -p fedpool-privacy --example pld_reference`).
+#[test]
+fn pld_epsilon_matches_dp_accounting() {
+    let fixture = fixture();
+    let mut cases: Vec<&Entry> = fixture
+        .entries
+        .iter()
+        .filter(|e| e.sigma >= 1.5 && e.q <= 0.1)
+        .collect();
+    cases.push(&fixture.headline);
+    assert!(cases.len() >= 40);
+    let mut max_rel: f64 = 0.0;
+    for entry in cases {
+        let mut accountant = PldAccountant::default();
+        accountant
+            .compose_subsampled_gaussian(entry.q, entry.sigma, entry.rounds)
+            .unwrap();
+        let eps = accountant.epsilon(entry.delta).unwrap();
+        let error = rel(eps, entry.epsilon_pld);
+        assert!(
+            error < 1e-6,
+            "{}: ours {eps}, dp-accounting {}",
+            describe(entry),
+            entry.epsilon_pld
+        );
+        max_rel = max_rel.max(error);
+    }
+    println!("PLD: max relative error vs dp-accounting {max_rel:.2e}");
 }

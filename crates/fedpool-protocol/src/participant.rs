@@ -99,6 +99,7 @@ pub struct Participant {
     rng: ChaCha20Rng,
     outputs: VecDeque<ParticipantOutput>,
     rounds_trained: usize,
+    requests_received: usize,
 }
 
 impl Participant {
@@ -112,6 +113,7 @@ impl Participant {
             rng: ChaCha20Rng::seed_from_u64(seed),
             outputs: VecDeque::new(),
             rounds_trained: 0,
+            requests_received: 0,
         }
     }
 
@@ -140,6 +142,11 @@ impl Participant {
         self.rounds_trained
     }
 
+    /// Training requests received (consented or not), for audits of who was asked.
+    pub fn requests_received(&self) -> usize {
+        self.requests_received
+    }
+
     /// Applies one input. Never blocks; drain [`Participant::poll_output`] afterwards.
     pub fn handle(&mut self, input: ParticipantInput) {
         match input {
@@ -162,6 +169,7 @@ impl Participant {
     }
 
     fn on_train_request(&mut self, from: NodeId, request: TrainRequest) {
+        self.requests_received += 1;
         // Consent is checked here, on the data owner's side, whatever the publisher asks: a node
         // without consent never trains and never sends an update.
         if !self.consented {

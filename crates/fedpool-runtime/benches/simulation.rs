@@ -4,7 +4,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedpool_core::Contract;
 use fedpool_data::{Partition, Table};
-use fedpool_runtime::{Simulation, SimulationOptions};
+use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits/digits.csv");
 const DIGITS_CONTRACT: &str = include_str!("../../../contracts/digits.toml");
@@ -13,19 +13,24 @@ fn bench_simulation(c: &mut Criterion) {
     let contract = Contract::from_toml(DIGITS_CONTRACT, "contracts/digits.toml").unwrap();
     let file = std::fs::File::open(DIGITS_CSV).unwrap();
     let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
-    let options = SimulationOptions {
-        n_clients: 100,
-        partition: Partition::Dirichlet { alpha: 0.5 },
-        seed: 42,
-        rounds: Some(10),
-        strategy: None,
-        attack: None,
-    };
+    let mut options = SimulationOptions::new(100, Partition::Dirichlet { alpha: 0.5 }, 42);
+    options.rounds = Some(10);
+    options.ledger = LedgerChoice::Off;
     let mut group = c.benchmark_group("simulation");
     group.sample_size(10);
     group.bench_function("digits_logreg_100_clients_10_rounds", |b| {
         b.iter(|| {
             let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+            sim.run(|_| {}).unwrap()
+        })
+    });
+    // The same run recording every consent and round on a temporary SQLite ledger (fsync per
+    // round) and verifying it at the end.
+    let mut with_ledger = options.clone();
+    with_ledger.ledger = LedgerChoice::Temporary;
+    group.bench_function("digits_logreg_100_clients_10_rounds_with_ledger", |b| {
+        b.iter(|| {
+            let mut sim = Simulation::prepare(&contract, &table, &with_ledger).unwrap();
             sim.run(|_| {}).unwrap()
         })
     });

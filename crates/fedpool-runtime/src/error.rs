@@ -9,6 +9,9 @@ pub enum Error {
     /// Building or running the model failed.
     #[error(transparent)]
     Core(#[from] fedpool_core::Error),
+    /// Recording on or verifying the ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] fedpool_ledger::Error),
     /// The simulation could not be set up as asked.
     #[error("simulation: {0}")]
     Setup(String),

@@ -7,10 +7,14 @@
 
 mod attack;
 mod error;
+pub mod ledger;
 pub mod simulation;
 pub mod transport;
 
 pub use attack::{Attack, AttackParseError};
 pub use error::Error;
-pub use simulation::{RoundRecord, Simulation, SimulationOptions, SimulationReport};
+pub use ledger::{SimulationLedger, publication};
+pub use simulation::{
+    LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationReport,
+};
 pub use transport::{Envelope, InProcessTransport, Transport};

@@ -7,6 +7,7 @@
 //! thread than split across two); results are fed back in node order, so the outcome never
 //! depends on thread scheduling.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +25,8 @@ use rayon::prelude::*;
 
 use crate::Error;
 use crate::attack::Attack;
+use crate::ledger::SimulationLedger;
+use fedpool_ledger::VerifyReport;
 use crate::transport::{Envelope, InProcessTransport, Transport};
 
 /// The publisher's address in a simulation; clients are `NodeId(0..n_clients)`.
@@ -44,6 +47,50 @@ pub struct SimulationOptions {
     pub strategy: Option<StrategyConfig>,
     /// Poisoning attack run by a share of clients.
     pub attack: Option<Attack>,
+    /// Share of clients that consent to the model; the rest refuse and are never asked.
+    pub consent_rate: f64,
+    /// Where the simulation's ledger lives.
+    pub ledger: LedgerChoice,
+}
+
+/// Where a simulation records its ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LedgerChoice {
+    /// No ledger (pure training speed measurements).
+    Off,
+    /// A temporary ledger, verified and then deleted.
+    Temporary,
+    /// A ledger file that is kept (created if missing; events are appended).
+    At(PathBuf),
+}
+
+impl SimulationOptions {
+    /// Options with everyone consenting, a temporary ledger and no overrides.
+    pub fn new(n_clients: usize, partition: Partition, seed: u64) -> SimulationOptions {
+        SimulationOptions {
+            n_clients,
+            partition,
+            seed,
+            rounds: None,
+            strategy: None,
+            attack: None,
+            consent_rate: 1.0,
+            ledger: LedgerChoice::Temporary,
+        }
+    }
+}
+
+/// What the ledger says about a finished simulation.
+#[derive(Debug, Clone)]
+pub struct LedgerOutcome {
+    /// The ledger file (already deleted if temporary).
+    pub path: PathBuf,
+    /// Whether it was temporary.
+    pub temporary: bool,
+    /// The model id recorded.
+    pub model_id: String,
+    /// The auditor's verification of the whole ledger.
+    pub verify: VerifyReport,
 }
 
 /// One round's outcome, as reported to observers and written to `metrics.csv`.
@@ -78,6 +125,12 @@ pub struct SimulationReport {
     pub final_metrics: Metrics,
     /// Wall-clock seconds for the training rounds (setup excluded).
     pub seconds: f64,
+    /// Clients that refused consent.
+    pub n_refused: usize,
+    /// Training requests that reached a refusing client (the protocol guarantees 0).
+    pub n_requests_to_refusers: usize,
+    /// The ledger's verdict, when a ledger was kept.
+    pub ledger: Option<LedgerOutcome>,
 }
 
 /// A prepared simulation: nodes, their data, the publisher and the transport.
@@ -90,6 +143,7 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     transport: T,
     clock_ms: u64,
     initial_metrics: Metrics,
+    ledger: Option<SimulationLedger>,
 }
 
 impl Simulation<InProcessTransport> {
@@ -138,6 +192,15 @@ impl Simulation<InProcessTransport> {
             }
         }
 
+        if !(0.0..=1.0).contains(&options.consent_rate) {
+            return Err(Error::Setup(format!(
+                "consent rate must be in [0, 1], got {}",
+                options.consent_rate
+            )));
+        }
+        let decisions: Vec<bool> = (0..n_clients)
+            .map(|_| rng.random::<f64>() < options.consent_rate)
+            .collect();
         let network = Network::new(
             &contract.model,
             contract.n_features(),
@@ -146,11 +209,30 @@ impl Simulation<InProcessTransport> {
         let initial = network.init_params(&mut rng);
         let participants: Vec<Participant> = behaviours
             .iter()
+            .zip(&decisions)
             .enumerate()
-            .map(|(idx, &behaviour)| {
-                Participant::new(NodeId(idx as u32), true, behaviour, rng.random())
+            .map(|(idx, (&behaviour, &consented))| {
+                Participant::new(NodeId(idx as u32), consented, behaviour, rng.random())
             })
             .collect();
+        let ledger = match &options.ledger {
+            LedgerChoice::Off => None,
+            choice => {
+                let fingerprints: Vec<String> = datasets.iter().map(dataset_fingerprint).collect();
+                let path = match choice {
+                    LedgerChoice::At(path) => Some(path.as_path()),
+                    _ => None,
+                };
+                Some(SimulationLedger::record_setup(
+                    path,
+                    contract,
+                    &decisions,
+                    &fingerprints,
+                    options.seed,
+                    wall_clock_ms(),
+                )?)
+            }
+        };
         let roster: Vec<NodeId> = participants
             .iter()
             .filter(|p| p.consented())
@@ -182,6 +264,7 @@ impl Simulation<InProcessTransport> {
             transport: InProcessTransport::new(),
             clock_ms: 0,
             initial_metrics,
+            ledger,
         })
     }
 
@@ -217,6 +300,11 @@ impl<T: Transport> Simulation<T> {
         self.network.n_params()
     }
 
+    /// Clients that consented.
+    pub fn n_consenting(&self) -> usize {
+        self.participants.iter().filter(|p| p.consented()).count()
+    }
+
     /// Clients that are not honest.
     pub fn n_attackers(&self) -> usize {
         self.participants
@@ -244,11 +332,30 @@ impl<T: Transport> Simulation<T> {
         loop {
             if let Some(finished) = self.drain_publisher(&mut records, &started, &mut on_round)? {
                 let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
+                let seconds = started.elapsed().as_secs_f64();
+                let ledger = match self.ledger.take() {
+                    Some(mut ledger) => {
+                        let n_rounds = records.iter().filter(|r| r.completed).count() as u32;
+                        ledger.release(&finished, n_rounds, &final_metrics)?;
+                        let verify = ledger.verify()?;
+                        Some(LedgerOutcome {
+                            path: ledger.path().to_path_buf(),
+                            temporary: ledger.is_temporary(),
+                            model_id: ledger.model_id().to_string(),
+                            verify,
+                        })
+                    }
+                    None => None,
+                };
+                let refusers = self.participants.iter().filter(|p| !p.consented());
                 return Ok(SimulationReport {
                     rounds: records,
                     global: finished,
                     final_metrics,
-                    seconds: started.elapsed().as_secs_f64(),
+                    seconds,
+                    n_refused: refusers.clone().count(),
+                    n_requests_to_refusers: refusers.map(Participant::requests_received).sum(),
+                    ledger,
                 });
             }
             if let Some(envelope) = self.transport.poll_recv() {
@@ -295,6 +402,19 @@ impl<T: Transport> Simulation<T> {
                 PublisherOutput::Event(RoundEvent::Started { .. }) => {}
                 PublisherOutput::Event(RoundEvent::Completed(summary)) => {
                     let metrics = evaluate(&self.network, &summary.global, &self.test_set)?;
+                    if let Some(ledger) = &mut self.ledger {
+                        let contributors: Vec<usize> =
+                            summary.contributors.iter().map(|n| n.0 as usize).collect();
+                        ledger.commit_round(
+                            summary.round.0,
+                            &contributors,
+                            &summary.global,
+                            0.0,
+                            0.0,
+                            0.0,
+                            &metrics,
+                        )?;
+                    }
                     let record = RoundRecord {
                         round: summary.round.0,
                         metrics,
@@ -395,6 +515,25 @@ impl<T: Transport> Simulation<T> {
             }
         }
     }
+}
+
+/// Content hash of a client's encoded rows: what its consent names, never the rows themselves.
+fn dataset_fingerprint(data: &Dataset) -> String {
+    let mut bytes = Vec::with_capacity((data.features.len() + data.n_rows()) * 4);
+    for f in &data.features {
+        bytes.extend_from_slice(&f.to_le_bytes());
+    }
+    match &data.targets {
+        Targets::Classes { labels, .. } => labels.iter().for_each(|l| bytes.extend_from_slice(&l.to_le_bytes())),
+        Targets::Real(values) => values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
+    }
+    fedpool_ledger::content_hash(&bytes)
+}
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn flip_labels(targets: &mut Targets) {

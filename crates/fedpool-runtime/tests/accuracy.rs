@@ -5,7 +5,7 @@
 
 use fedpool_core::{Contract, Metrics};
 use fedpool_data::{Partition, Table};
-use fedpool_runtime::{Attack, Simulation, SimulationOptions, SimulationReport};
+use fedpool_runtime::{Attack, LedgerChoice, Simulation, SimulationOptions, SimulationReport};
 use fedpool_strategy::StrategyConfig;
 
 const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits/digits.csv");
@@ -28,14 +28,11 @@ fn simulate(
     let (mut contract, table) = digits();
     // One client must be allowed to train alone for the centralised baseline.
     contract.training.sampling.min_clients = 1;
-    let options = SimulationOptions {
-        n_clients,
-        partition: partition.parse::<Partition>().unwrap(),
-        seed,
-        rounds: Some(30),
-        strategy: strategy.map(|s| s.parse::<StrategyConfig>().unwrap()),
-        attack: attack.map(|a| a.parse::<Attack>().unwrap()),
-    };
+    let mut options = SimulationOptions::new(n_clients, partition.parse::<Partition>().unwrap(), seed);
+    options.rounds = Some(30);
+    options.strategy = strategy.map(|s| s.parse::<StrategyConfig>().unwrap());
+    options.attack = attack.map(|a| a.parse::<Attack>().unwrap());
+    options.ledger = LedgerChoice::Off;
     let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
     sim.run(|_| {}).unwrap()
 }

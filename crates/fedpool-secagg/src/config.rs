@@ -73,7 +73,9 @@ impl RoundConfig {
             )));
         }
         if n_participants > u32::MAX as usize - 1 {
-            return Err(invalid(format!("{n_participants} participants is too many")));
+            return Err(invalid(format!(
+                "{n_participants} participants is too many"
+            )));
         }
         if !(1..=32).contains(&settings.modulus_bits) {
             return Err(invalid(format!(

@@ -46,7 +46,12 @@ pub(crate) fn sign_keys(
     masking_pk: &[u8; 32],
 ) -> [u8; 64] {
     identity
-        .sign(&advertise_payload(binding, owner, encryption_pk, masking_pk))
+        .sign(&advertise_payload(
+            binding,
+            owner,
+            encryption_pk,
+            masking_pk,
+        ))
         .to_bytes()
 }
 
@@ -226,9 +231,37 @@ mod tests {
         let binding = [2u8; 32];
         let signature = sign_keys(&identity, &binding, ParticipantIdx(3), &[1; 32], &[2; 32]);
         let public = identity.verifying_key();
-        assert!(verify_keys(&public, &binding, ParticipantIdx(3), &[1; 32], &[2; 32], &signature));
-        assert!(!verify_keys(&public, &binding, ParticipantIdx(4), &[1; 32], &[2; 32], &signature));
-        assert!(!verify_keys(&public, &binding, ParticipantIdx(3), &[2; 32], &[1; 32], &signature));
-        assert!(!verify_keys(&public, &[3u8; 32], ParticipantIdx(3), &[1; 32], &[2; 32], &signature));
+        assert!(verify_keys(
+            &public,
+            &binding,
+            ParticipantIdx(3),
+            &[1; 32],
+            &[2; 32],
+            &signature
+        ));
+        assert!(!verify_keys(
+            &public,
+            &binding,
+            ParticipantIdx(4),
+            &[1; 32],
+            &[2; 32],
+            &signature
+        ));
+        assert!(!verify_keys(
+            &public,
+            &binding,
+            ParticipantIdx(3),
+            &[2; 32],
+            &[1; 32],
+            &signature
+        ));
+        assert!(!verify_keys(
+            &public,
+            &[3u8; 32],
+            ParticipantIdx(3),
+            &[1; 32],
+            &[2; 32],
+            &signature
+        ));
     }
 }

@@ -151,7 +151,9 @@ pub enum Error {
     },
     /// X25519 with a peer's key gave an all-zero secret: the peer's key is a low-order point, so
     /// anyone could compute the "shared" secret.
-    #[error("{party} at {stage}: key agreement with {peer} is not contributory (low-order public key)")]
+    #[error(
+        "{party} at {stage}: key agreement with {peer} is not contributory (low-order public key)"
+    )]
     WeakKey {
         /// Who noticed.
         party: Party,
@@ -162,7 +164,9 @@ pub enum Error {
     },
     /// An encrypted share pair did not authenticate: it was altered, or routed to the wrong
     /// recipient.
-    #[error("{party} at {stage}: the shares from {sender} fail authentication (tampered or misrouted)")]
+    #[error(
+        "{party} at {stage}: the shares from {sender} fail authentication (tampered or misrouted)"
+    )]
     Decryption {
         /// The recipient.
         party: Party,
@@ -194,7 +198,9 @@ pub enum Error {
     },
     /// Too few participants remain for the secrets to be recoverable; the round stops before
     /// anything that could be unmasked is released.
-    #[error("{party} at {stage}: {alive} participants remain {scope}, the threshold is {threshold}; aborting the round")]
+    #[error(
+        "{party} at {stage}: {alive} participants remain {scope}, the threshold is {threshold}; aborting the round"
+    )]
     TooFewSurvivors {
         /// Who noticed.
         party: Party,
@@ -208,7 +214,9 @@ pub enum Error {
         threshold: usize,
     },
     /// Fewer than t shares of a secret the server needs arrived.
-    #[error("server at unmasking: {have} shares of the {secret} of {owner} arrived, {threshold} are needed; aborting the round")]
+    #[error(
+        "server at unmasking: {have} shares of the {secret} of {owner} arrived, {threshold} are needed; aborting the round"
+    )]
     TooFewShares {
         /// Whose secret.
         owner: ParticipantIdx,
@@ -221,7 +229,9 @@ pub enum Error {
     },
     /// Shares of a secret reconstruct to something impossible: a value out of range, or a
     /// masking key whose public key is not the one advertised.
-    #[error("server at unmasking: the shares of the {secret} of {owner} are inconsistent: {detail}")]
+    #[error(
+        "server at unmasking: the shares of the {secret} of {owner} are inconsistent: {detail}"
+    )]
     BadShares {
         /// Whose secret.
         owner: ParticipantIdx,

@@ -35,7 +35,7 @@ impl NeighbourGraph {
     ///
     /// Preconditions (checked by the config): `degree` is even, `2 <= degree < n_participants`.
     pub(crate) fn harary(n_participants: usize, degree: usize, seed: &[u8; 32]) -> NeighbourGraph {
-        debug_assert!(degree % 2 == 0 && degree >= 2 && degree < n_participants);
+        debug_assert!(degree & 1 == 0 && degree >= 2 && degree < n_participants);
         let ring = shuffled_ring(n_participants, seed);
         let half = degree / 2;
         let mut neighbours = vec![Vec::with_capacity(degree); n_participants];
@@ -113,7 +113,15 @@ mod tests {
 
     #[test]
     fn harary_graphs_are_regular_and_symmetric() {
-        for (n, degree) in [(3, 2), (5, 4), (10, 2), (10, 4), (11, 10), (100, 14), (2000, 20)] {
+        for (n, degree) in [
+            (3, 2),
+            (5, 4),
+            (10, 2),
+            (10, 4),
+            (11, 10),
+            (100, 14),
+            (2000, 20),
+        ] {
             let graph = NeighbourGraph::harary(n, degree, &[7; 32]);
             check_regular_symmetric(&graph, n, degree);
         }

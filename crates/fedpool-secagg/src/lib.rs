@@ -95,9 +95,7 @@ pub use client::{Client, ClientEvent, ClientInput, ClientOutput, ClientStatus};
 pub use config::{RoundConfig, RoundSettings, SessionId, Topology};
 pub use crypto::SHARE_CIPHERTEXT_BYTES;
 pub use error::{Error, ParticipantIdx, Party, Scope, SecretKind, Stage};
-pub use msg::{
-    AdvertisedKeys, EncryptedShares, ToClient, ToServer, UnmaskRequest, UnmaskResponse,
-};
+pub use msg::{AdvertisedKeys, EncryptedShares, ToClient, ToServer, UnmaskRequest, UnmaskResponse};
 pub use params::{SecAggPlusParameters, secagg_plus_parameters};
 pub use quantize::Quantizer;
 pub use server::{
@@ -105,3 +103,13 @@ pub use server::{
 };
 pub use shamir::ShareValue;
 pub use wire::{ADVERTISED_KEYS_BYTES, ENCRYPTED_SHARES_BYTES, OWNED_SHARE_BYTES};
+
+/// Entry points for the crate's own benchmarks; not part of the API.
+#[doc(hidden)]
+pub mod bench_support {
+    /// Adds the pairwise-mask keystream of `seed` to `acc` (one mask of the hot path).
+    pub fn fold_mask(acc: &mut [u32], seed: &[u8; 32]) {
+        let nonces = crate::prg::MaskNonces::new(&[0; 32]);
+        crate::prg::add_mask(acc, seed, &nonces, crate::prg::MaskPurpose::Pairwise);
+    }
+}

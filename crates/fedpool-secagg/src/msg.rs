@@ -30,13 +30,14 @@ pub struct EncryptedShares {
     pub ciphertext: [u8; SHARE_CIPHERTEXT_BYTES],
 }
 
-/// The server's stage-4 request: who sent a masked input (survivors) and who shared keys but
-/// sent none (dropped).
+/// The server's stage-4 request to a survivor, about the survivor's neighbours only (so its
+/// size is O(k), not O(n)): which of them sent a masked input and which shared keys but sent
+/// none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnmaskRequest {
-    /// Participants whose masked inputs are in the sum, sorted.
+    /// Neighbours whose masked inputs are in the sum, sorted.
     pub survivors: Vec<ParticipantIdx>,
-    /// Participants that shared keys but whose masked inputs never arrived, sorted.
+    /// Neighbours that shared keys but whose masked inputs never arrived, sorted.
     pub dropped: Vec<ParticipantIdx>,
 }
 

@@ -63,7 +63,8 @@ pub fn secagg_plus_parameters(
     let n_dropped = ((dropout_rate + 1e-14) * n as f64).floor() as usize;
     let n_surviving = n - n_dropped;
     let log_factorials = LogFactorials::new(n);
-    let per_participant_security = (-(SECURITY_BITS + 1.0) * std::f64::consts::LN_2).exp() / n as f64;
+    let per_participant_security =
+        (-(SECURITY_BITS + 1.0) * std::f64::consts::LN_2).exp() / n as f64;
     let per_participant_failure = (-CORRECTNESS_BITS * std::f64::consts::LN_2).exp() / n as f64;
 
     for degree in (2..n - 1).step_by(2) {
@@ -132,7 +133,12 @@ struct Hypergeometric {
 }
 
 impl Hypergeometric {
-    fn new(lf: &LogFactorials, population: usize, successes: usize, draws: usize) -> Hypergeometric {
+    fn new(
+        lf: &LogFactorials,
+        population: usize,
+        successes: usize,
+        draws: usize,
+    ) -> Hypergeometric {
         let total = lf.ln_choose(population, draws);
         let pmf = (0..=draws)
             .map(|i| {
@@ -176,12 +182,18 @@ mod tests {
         let mut previous_degree = 0;
         for n in [100, 1_000, 10_000, 100_000] {
             let params = secagg_plus_parameters(n, 0.05, 0.0).unwrap();
-            assert!(params.degree % 2 == 0 && params.degree < n - 1, "{params:?}");
+            assert!(
+                params.degree & 1 == 0 && params.degree < n - 1,
+                "{params:?}"
+            );
             assert!(params.threshold >= 2 && params.threshold <= params.degree);
             assert!(2 * params.threshold > params.degree, "{params:?}");
             assert!(params.degree >= previous_degree);
             // Logarithmic, far below n.
-            assert!(params.degree <= 12 * (n as f64).log2() as usize, "{n}: {params:?}");
+            assert!(
+                params.degree <= 12 * (n as f64).log2() as usize,
+                "{n}: {params:?}"
+            );
             previous_degree = params.degree;
         }
     }

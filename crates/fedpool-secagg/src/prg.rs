@@ -57,7 +57,12 @@ impl MaskNonces {
 }
 
 /// `acc[i] += PRG(seed)[i]` (wrapping), for every word of `acc`.
-pub(crate) fn add_mask(acc: &mut [u32], seed: &[u8; 32], nonces: &MaskNonces, purpose: MaskPurpose) {
+pub(crate) fn add_mask(
+    acc: &mut [u32],
+    seed: &[u8; 32],
+    nonces: &MaskNonces,
+    purpose: MaskPurpose,
+) {
     core(seed, nonces.get(purpose)).process_with_backend(FoldKeystream::<false> { acc });
 }
 
@@ -87,6 +92,10 @@ impl<const SUBTRACT: bool> BlockSizeUser for FoldKeystream<'_, SUBTRACT> {
 }
 
 impl<const SUBTRACT: bool> StreamCipherClosure for FoldKeystream<'_, SUBTRACT> {
+    // Inlined into the backend's `#[target_feature(enable = "avx2")]` entry point, so the
+    // backend's per-batch intrinsics and our folding loop are compiled with AVX2 too; out of
+    // line, every `_mm256_*` helper became a function call (measured: 5% of a round).
+    #[inline(always)]
     fn call<B: StreamCipherBackend<BlockSize = U64>>(self, backend: &mut B) {
         const WORDS_PER_BLOCK: usize = 16;
         let words_per_batch = <B as ParBlocksSizeUser>::ParBlocksSize::USIZE * WORDS_PER_BLOCK;

@@ -173,18 +173,28 @@ mod tests {
         let quantizer = Quantizer::new(clip, n).unwrap();
         assert_eq!(quantizer.modulus_bits(), 32);
         assert_eq!(quantizer.levels(), 1_073_741);
-        assert!(n as u64 * quantizer.levels() as u64 <= (1u64 << 31) - 1);
+        assert!(n as u64 * u64::from(quantizer.levels()) < 1u64 << 31);
         let mut rng = ChaCha20Rng::seed_from_u64(11);
-        let plus = quantizer.quantize(&[clip, 10.0, f32::INFINITY], &mut rng).unwrap();
-        let minus = quantizer.quantize(&[-clip, -10.0, f32::NEG_INFINITY], &mut rng).unwrap();
+        let plus = quantizer
+            .quantize(&[clip, 10.0, f32::INFINITY], &mut rng)
+            .unwrap();
+        let minus = quantizer
+            .quantize(&[-clip, -10.0, f32::NEG_INFINITY], &mut rng)
+            .unwrap();
         for (vectors, expected) in [
             (vec![plus.clone(); n], n as f64 * clip as f64),
             (vec![minus.clone(); n], -(n as f64) * clip as f64),
         ] {
             let sum = wrapping_sum(&vectors, 32);
             for (&word, decoded) in sum.iter().zip(quantizer.decode_sum(&sum)) {
-                assert_eq!(quantizer.centered(word), (expected / quantizer.step()).round() as i64);
-                assert!((decoded as f64 - expected).abs() < 1e-3, "{decoded} vs {expected}");
+                assert_eq!(
+                    quantizer.centered(word),
+                    (expected / quantizer.step()).round() as i64
+                );
+                assert!(
+                    (decoded as f64 - expected).abs() < 1e-3,
+                    "{decoded} vs {expected}"
+                );
             }
         }
         // 1,999 at +c and 1 at −c: exact difference.

@@ -220,13 +220,18 @@ pub struct RoundOutcome {
     pub elapsed_ms: u64,
 }
 
+/// Rewrites a server → participant message before delivery (given the recipient).
+pub type ToClientHook<'a> = &'a mut dyn FnMut(ParticipantIdx, &mut ToClient);
+/// Rewrites a participant → server message before delivery (given the sender).
+pub type ToServerHook<'a> = &'a mut dyn FnMut(ParticipantIdx, &mut ToServer);
+
 /// Message interceptors, for tests that play a malicious server or participant.
 #[derive(Default)]
 pub struct Hooks<'a> {
-    /// Applied to every server → participant message before delivery (the recipient is given).
-    pub to_client: Option<&'a mut dyn FnMut(ParticipantIdx, &mut ToClient)>,
-    /// Applied to every participant → server message before delivery (the sender is given).
-    pub to_server: Option<&'a mut dyn FnMut(ParticipantIdx, &mut ToServer)>,
+    /// Applied to every server → participant message.
+    pub to_client: Option<ToClientHook<'a>>,
+    /// Applied to every participant → server message.
+    pub to_server: Option<ToServerHook<'a>>,
 }
 
 /// Runs one round sequentially: see the module docs.
@@ -348,7 +353,10 @@ pub fn run_round_with(
             }
             // The server waits for participants that will never answer: jump to its deadline.
             // A tick at the deadline always closes the stage, so this happens once per stage.
-            assert!(!ticked_at_deadline, "the server made no progress at its deadline");
+            assert!(
+                !ticked_at_deadline,
+                "the server made no progress at its deadline"
+            );
             let deadline = server
                 .next_deadline_ms()
                 .expect("a server still collecting has a deadline");
@@ -383,7 +391,11 @@ fn client_seed(seed: u64, idx: ParticipantIdx) -> [u8; 32] {
 }
 
 /// Σ inputs[u] mod 2^b over `participants`: what a correct round outputs.
-pub fn plain_sum(inputs: &[Vec<u32>], participants: &[ParticipantIdx], modulus_bits: u32) -> Vec<u32> {
+pub fn plain_sum(
+    inputs: &[Vec<u32>],
+    participants: &[ParticipantIdx],
+    modulus_bits: u32,
+) -> Vec<u32> {
     let mask = crate::config::word_mask(modulus_bits);
     let mut sum = vec![0u32; inputs.first().map_or(0, Vec::len)];
     for participant in participants {

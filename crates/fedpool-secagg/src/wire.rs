@@ -325,7 +325,10 @@ mod tests {
                 ToServer::MaskedInput(vec![0, 1, u32::MAX, 77]),
                 ToServer::UnmaskShares(UnmaskResponse {
                     self_mask_shares: vec![(ParticipantIdx(1), share)],
-                    masking_key_shares: vec![(ParticipantIdx(2), share), (ParticipantIdx(5), share)],
+                    masking_key_shares: vec![
+                        (ParticipantIdx(2), share),
+                        (ParticipantIdx(5), share),
+                    ],
                 }),
             ],
             vec![
@@ -362,7 +365,10 @@ mod tests {
         for message in &up {
             let bytes = message.encode();
             for cut in 0..bytes.len() {
-                assert!(ToServer::decode(&bytes[..cut]).is_err(), "{message:?} cut at {cut}");
+                assert!(
+                    ToServer::decode(&bytes[..cut]).is_err(),
+                    "{message:?} cut at {cut}"
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);
@@ -371,7 +377,10 @@ mod tests {
         for message in &down {
             let bytes = message.encode();
             for cut in 0..bytes.len() {
-                assert!(ToClient::decode(&bytes[..cut]).is_err(), "{message:?} cut at {cut}");
+                assert!(
+                    ToClient::decode(&bytes[..cut]).is_err(),
+                    "{message:?} cut at {cut}"
+                );
             }
         }
         assert!(ToServer::decode(&[TAG_NEIGHBOUR_KEYS, 0, 0, 0, 0]).is_err());

@@ -101,7 +101,9 @@ fn the_threshold_error_names_the_stage_and_the_neighbourhood() {
     let spec = Spec::harary(12, 4, 3);
     let plan = neighbourhood_dropouts(&spec, 2)
         .into_iter()
-        .fold(DropoutPlan::none(), |plan, p| plan.drop_at(p, Stage::ShareKeys));
+        .fold(DropoutPlan::none(), |plan, p| {
+            plan.drop_at(p, Stage::ShareKeys)
+        });
     let error = spec.run(&plan).aggregate.unwrap_err();
     assert_eq!(
         error,
@@ -149,7 +151,8 @@ fn a_masked_update_passes_a_chi_square_uniformity_test() {
         let spec = Spec::harary(6, 2, 2).bits(bits).len(vector_len).seed(seed);
         let mut round = spec.round();
         round.inputs = vec![vec![0; vector_len]; spec.n];
-        let outcome = fedpool_secagg::sim::run_round_in_process(round, &DropoutPlan::none(), spec.options());
+        let outcome =
+            fedpool_secagg::sim::run_round_in_process(round, &DropoutPlan::none(), spec.options());
         let masked = &outcome.server.masked_inputs()[&ParticipantIdx(0)];
         let mut bins = [0u64; 256];
         if bits == 32 {
@@ -178,7 +181,13 @@ fn a_masked_update_passes_a_chi_square_uniformity_test() {
 }
 
 fn arbitrary_spec() -> impl Strategy<Value = Spec> {
-    (3usize..13, any::<bool>(), any::<u64>(), 0usize..100, prop::sample::select(vec![8u32, 16, 32]))
+    (
+        3usize..13,
+        any::<bool>(),
+        any::<u64>(),
+        0usize..100,
+        prop::sample::select(vec![8u32, 16, 32]),
+    )
         .prop_map(|(n, all_pairs, seed, pick, bits)| {
             let k = if all_pairs || n < 5 {
                 n - 1
@@ -200,12 +209,17 @@ fn arbitrary_spec() -> impl Strategy<Value = Spec> {
 }
 
 fn arbitrary_plan(n: usize, max_dropouts: usize) -> impl Strategy<Value = DropoutPlan> {
-    prop::collection::vec((0..n as u32, prop::sample::select(STAGES.to_vec())), 0..=max_dropouts)
-        .prop_map(|drops| {
-            drops.into_iter().fold(DropoutPlan::none(), |plan, (p, stage)| {
+    prop::collection::vec(
+        (0..n as u32, prop::sample::select(STAGES.to_vec())),
+        0..=max_dropouts,
+    )
+    .prop_map(|drops| {
+        drops
+            .into_iter()
+            .fold(DropoutPlan::none(), |plan, (p, stage)| {
                 plan.drop_at(ParticipantIdx(p), stage)
             })
-        })
+    })
 }
 
 proptest! {

@@ -31,85 +31,93 @@ pub(crate) fn convolve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
     if n > MAX_FFT_LEN {
         return None;
     }
-    let twiddles = Twiddles::new(n);
-    let (mut a_re, mut a_im) = (a.to_vec(), vec![0.0; n]);
-    a_re.resize(n, 0.0);
-    fft(&mut a_re, &mut a_im, &twiddles, false);
-    let same = std::ptr::eq(a, b);
-    let (b_re, b_im) = if same {
-        (a_re.clone(), a_im.clone())
-    } else {
-        let (mut b_re, mut b_im) = (b.to_vec(), vec![0.0; n]);
-        b_re.resize(n, 0.0);
-        fft(&mut b_re, &mut b_im, &twiddles, false);
-        (b_re, b_im)
+    let twiddles = twiddles(n);
+    // Forward transforms by decimation in frequency leave the spectrum in bit-reversed
+    // order, which a pointwise product does not mind; the inverse by decimation in time
+    // takes bit-reversed input. No bit-reversal permutation is ever done.
+    let transform = |x: &[f64]| {
+        let mut data = vec![[0.0f64; 2]; n];
+        for (d, &v) in data.iter_mut().zip(x) {
+            d[0] = v;
+        }
+        fft_dif(&mut data, &twiddles);
+        data
     };
-    for i in 0..n {
-        let (ar, ai, br, bi) = (a_re[i], a_im[i], b_re[i], b_im[i]);
-        a_re[i] = ar * br - ai * bi;
-        a_im[i] = ar * bi + ai * br;
-    }
-    fft(&mut a_re, &mut a_im, &twiddles, true);
-    a_re.truncate(out_len);
-    for v in a_re.iter_mut() {
-        *v = v.max(0.0);
-    }
-    Some(a_re)
-}
-
-struct Twiddles {
-    cos: Vec<f64>,
-    sin: Vec<f64>,
-}
-
-impl Twiddles {
-    fn new(n: usize) -> Self {
-        // Each angle computed directly (not by recurrence) to keep errors at one ulp.
-        let (cos, sin) = (0..n / 2)
-            .map(|k| {
-                let angle = -2.0 * PI * k as f64 / n as f64;
-                (angle.cos(), angle.sin())
-            })
-            .unzip();
-        Self { cos, sin }
-    }
-}
-
-/// In-place iterative Cooley–Tukey FFT (inverse includes the 1/n scaling).
-fn fft(re: &mut [f64], im: &mut [f64], twiddles: &Twiddles, inverse: bool) {
-    let n = re.len();
-    let bits = n.trailing_zeros();
-    for i in 0..n {
-        let j = i.reverse_bits() >> (usize::BITS - bits);
-        if j > i {
-            re.swap(i, j);
-            im.swap(i, j);
+    let mut data = transform(a);
+    if std::ptr::eq(a, b) {
+        for z in data.iter_mut() {
+            *z = mul(*z, *z);
+        }
+    } else {
+        let other = transform(b);
+        for (z, w) in data.iter_mut().zip(&other) {
+            *z = mul(*z, *w);
         }
     }
-    let sign = if inverse { -1.0 } else { 1.0 };
-    let mut len = 2;
-    while len <= n {
-        let half = len / 2;
-        let stride = n / len;
-        for start in (0..n).step_by(len) {
-            for k in 0..half {
-                let (wr, wi) = (twiddles.cos[k * stride], sign * twiddles.sin[k * stride]);
-                let (i, j) = (start + k, start + k + half);
-                let (xr, xi) = (re[j] * wr - im[j] * wi, re[j] * wi + im[j] * wr);
-                re[j] = re[i] - xr;
-                im[j] = im[i] - xi;
-                re[i] += xr;
-                im[i] += xi;
-            }
+    inverse_fft_dit(&mut data, &twiddles);
+    Some(data[..out_len].iter().map(|z| z[0].max(0.0)).collect())
+}
+
+fn mul(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+    [a[0] * b[0] - a[1] * b[1], a[0] * b[1] + a[1] * b[0]]
+}
+
+/// `e^{-2πik/n}` for `k < n/2`, each computed directly (not by recurrence) to keep errors
+/// at one ulp.
+fn twiddles(n: usize) -> Vec<[f64; 2]> {
+    (0..n / 2)
+        .map(|k| {
+            let angle = -2.0 * PI * k as f64 / n as f64;
+            [angle.cos(), angle.sin()]
+        })
+        .collect()
+}
+
+/// In-place forward FFT by decimation in frequency (Gentleman–Sande): natural-order input,
+/// bit-reversed output. Recursive, so that once a block fits in cache all its remaining
+/// stages run there: main memory is swept about log2(n / cache size) times, not log2(n).
+fn fft_dif(data: &mut [[f64; 2]], twiddles: &[[f64; 2]]) {
+    fn recurse(data: &mut [[f64; 2]], twiddles: &[[f64; 2]], stride: usize) {
+        let half = data.len() / 2;
+        if half == 0 {
+            return;
         }
-        len *= 2;
+        let (left, right) = data.split_at_mut(half);
+        for (k, (x, y)) in left.iter_mut().zip(right.iter_mut()).enumerate() {
+            let w = twiddles[k * stride];
+            let diff = [x[0] - y[0], x[1] - y[1]];
+            *x = [x[0] + y[0], x[1] + y[1]];
+            *y = mul(diff, w);
+        }
+        recurse(left, twiddles, stride * 2);
+        recurse(right, twiddles, stride * 2);
     }
-    if inverse {
-        let scale = 1.0 / n as f64;
-        for (r, i) in re.iter_mut().zip(im.iter_mut()) {
-            *r *= scale;
-            *i *= scale;
+    recurse(data, twiddles, 1);
+}
+
+/// In-place inverse FFT by decimation in time (Cooley–Tukey): bit-reversed input,
+/// natural-order output, including the 1/n scaling. Recursive like [`fft_dif`].
+fn inverse_fft_dit(data: &mut [[f64; 2]], twiddles: &[[f64; 2]]) {
+    fn recurse(data: &mut [[f64; 2]], twiddles: &[[f64; 2]], stride: usize) {
+        let half = data.len() / 2;
+        if half == 0 {
+            return;
         }
+        let (left, right) = data.split_at_mut(half);
+        recurse(left, twiddles, stride * 2);
+        recurse(right, twiddles, stride * 2);
+        for (k, (x, y)) in left.iter_mut().zip(right.iter_mut()).enumerate() {
+            let w = twiddles[k * stride];
+            let t = mul([w[0], -w[1]], *y);
+            *y = [x[0] - t[0], x[1] - t[1]];
+            *x = [x[0] + t[0], x[1] + t[1]];
+        }
+    }
+    recurse(data, twiddles, 1);
+    let scale = 1.0 / data.len() as f64;
+    for z in data.iter_mut() {
+        z[0] *= scale;
+        z[1] *= scale;
     }
 }
 
@@ -119,8 +127,12 @@ mod tests {
 
     #[test]
     fn fft_convolution_matches_direct() {
-        let a: Vec<f64> = (0..3000).map(|i| ((i * 7919) % 1000) as f64 / 1000.0).collect();
-        let b: Vec<f64> = (0..2000).map(|i| ((i * 104_729) % 997) as f64 / 997.0).collect();
+        let a: Vec<f64> = (0..3000)
+            .map(|i| ((i * 7919) % 1000) as f64 / 1000.0)
+            .collect();
+        let b: Vec<f64> = (0..2000)
+            .map(|i| ((i * 104_729) % 997) as f64 / 997.0)
+            .collect();
         let fast = convolve(&a, &b).unwrap();
         let mut direct = vec![0.0; a.len() + b.len() - 1];
         for (i, x) in a.iter().enumerate() {

@@ -5,12 +5,15 @@
 //! adjacency, the same default orders, the same conversion), so a fedpool ε can be checked
 //! against it; `tests/accountant_reference.rs` does so on a table it generated.
 
+mod fft;
 mod ledger;
+mod pld;
 mod sgm;
 
 pub use ledger::{
     BudgetError, BudgetLimit, BudgetTracker, PrivacyLedger, RoundRecord, SpendPreview,
 };
+pub use pld::{PldAccountant, PldConfig};
 
 use crate::error::{Error, Result, ensure};
 

@@ -24,6 +24,7 @@ pub struct Spec {
     pub modulus_bits: u32,
     pub vector_len: usize,
     pub seed: u64,
+    pub session: [u8; 32],
 }
 
 impl Spec {
@@ -35,6 +36,7 @@ impl Spec {
             modulus_bits: 32,
             vector_len: 37,
             seed: 1,
+            session: [0x5e; 32],
         }
     }
 
@@ -60,6 +62,11 @@ impl Spec {
         self
     }
 
+    pub fn session(mut self, session: [u8; 32]) -> Spec {
+        self.session = session;
+        self
+    }
+
     pub fn k(&self) -> usize {
         self.degree.unwrap_or(self.n - 1)
     }
@@ -81,8 +88,12 @@ impl Spec {
         };
         Arc::new(
             RoundConfig::new(RoundSettings {
-                session_id: SessionId([0x5e; 32]),
-                identities: self.identities().iter().map(|k| k.verifying_key()).collect(),
+                session_id: SessionId(self.session),
+                identities: self
+                    .identities()
+                    .iter()
+                    .map(|k| k.verifying_key())
+                    .collect(),
                 topology,
                 threshold: self.threshold,
                 modulus_bits: self.modulus_bits,
@@ -101,7 +112,11 @@ impl Spec {
             (1 << self.modulus_bits) - 1
         };
         (0..self.n)
-            .map(|_| (0..self.vector_len).map(|_| rng.random::<u32>() & mask).collect())
+            .map(|_| {
+                (0..self.vector_len)
+                    .map(|_| rng.random::<u32>() & mask)
+                    .collect()
+            })
             .collect()
     }
 
@@ -167,12 +182,23 @@ pub fn check_exact(spec: &Spec, plan: &DropoutPlan) {
     let outcome = spec.run(plan);
     let aggregate = match &outcome.aggregate {
         Ok(aggregate) => aggregate,
-        Err(error) => panic!("seed {}: {spec:?} {plan:?}: round failed: {error}", spec.seed),
+        Err(error) => panic!(
+            "seed {}: {spec:?} {plan:?}: round failed: {error}",
+            spec.seed
+        ),
     };
     let survivors = expected_survivors(spec.n, plan);
-    assert_eq!(aggregate.survivors, survivors, "seed {}: {plan:?}", spec.seed);
+    assert_eq!(
+        aggregate.survivors, survivors,
+        "seed {}: {plan:?}",
+        spec.seed
+    );
     let expected = sim::plain_sum(&spec.inputs(), &survivors, spec.modulus_bits);
-    assert_eq!(aggregate.sum, expected, "seed {}: {spec:?} {plan:?}", spec.seed);
+    assert_eq!(
+        aggregate.sum, expected,
+        "seed {}: {spec:?} {plan:?}",
+        spec.seed
+    );
     for (i, client) in outcome.clients.iter().enumerate() {
         let idx = ParticipantIdx(i as u32);
         match plan.stage_of(idx) {
@@ -189,7 +215,10 @@ pub fn assert_view_is_masked(spec: &Spec, outcome: &RoundOutcome) {
     let inputs = spec.inputs();
     for (sender, masked) in outcome.server.masked_inputs() {
         let input = &inputs[sender.as_usize()];
-        assert_ne!(masked, input, "{sender}'s input reached the server unmasked");
+        assert_ne!(
+            masked, input,
+            "{sender}'s input reached the server unmasked"
+        );
         let equal_words = masked.iter().zip(input).filter(|(a, b)| a == b).count();
         // Expected vector_len · 2^−b equal words by chance; allow four times that, plus 2.
         let allowed = 2 + (spec.vector_len >> (spec.modulus_bits.clamp(4, 16) - 2));

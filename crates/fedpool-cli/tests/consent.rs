@@ -1,0 +1,188 @@
+//! Identity, publication, consent and the ledger through the real binary, and the promise that
+//! a dataset's rows never appear in the ledger or in any command's output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedpool");
+const CONTRACTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
+
+fn fedpool(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("FEDPOOL_HOME")
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = fedpool(home, args);
+    assert!(
+        out.status.success(),
+        "fedpool {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn err(home: &Path, args: &[&str]) -> String {
+    let out = fedpool(home, args);
+    assert!(!out.status.success(), "fedpool {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// A chem97-shaped dataset whose cells are distinctive strings that could not appear by chance.
+fn distinctive_rows(path: &Path) -> Vec<String> {
+    let mut secrets = Vec::new();
+    let mut csv = String::from("lea,school,student,score,gender,age,gcsescore,gcsecnt\n");
+    for i in 0..40 {
+        let gcse = format!("{}.{:06}", 3 + i % 5, 918_273 + i * 7);
+        let lea = format!("{}", 7_300_000 + i);
+        secrets.push(gcse.clone());
+        secrets.push(lea.clone());
+        csv.push_str(&format!("{lea},1,{i},{},F,{},{gcse},0.5\n", (i % 6) * 2, i % 11 - 5));
+    }
+    std::fs::write(path, csv).unwrap();
+    secrets
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_guards_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    let did = ok(&home, &["init"]);
+    assert!(did.starts_with("did:key:z6Mk"), "{did}");
+    let stderr = err(&home, &["init"]);
+    assert!(stderr.contains("--force"), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = home.join("identity.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let stderr = err(&home, &["models"]);
+        assert!(stderr.contains("identity.key") && stderr.contains("chmod 600"), "{stderr}");
+    }
+    let again = ok(&home, &["init", "--force"]);
+    assert_ne!(again.lines().next(), did.lines().next(), "a forced init makes a new identity");
+}
+
+#[test]
+fn publish_consent_revoke_verify_and_never_leak_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    let csv = dir.path().join("scores.csv");
+    let secrets = distinctive_rows(&csv);
+    let contract = format!("{CONTRACTS}/chem97.toml");
+    let mut transcript = String::new();
+
+    transcript += &ok(&home, &["init"]);
+    let model_id = ok(&home, &["publish", &contract]);
+    transcript += &model_id;
+    let model_id = model_id.lines().next().unwrap().to_string();
+    assert!(model_id.starts_with('b'), "{model_id}");
+    // Publishing the same contract twice is a no-op that prints the same id.
+    assert!(ok(&home, &["publish", &contract]).starts_with(&model_id));
+
+    transcript += &ok(&home, &["data", "add", "scores", csv.to_str().unwrap(), "--label", "score"]);
+    transcript += &ok(&home, &["data", "list", "--json"]);
+    let grant = ok(&home, &["consent", "grant", "chem97-alevel-score", "--data", "scores", "--until", "2099-12-31"]);
+    assert!(grant.contains("gcsescore") && grant.contains("gender"), "lists the fields used:\n{grant}");
+    transcript += &grant;
+    let stderr = err(&home, &["consent", "grant", &model_id, "--data", "scores"]);
+    assert!(stderr.contains("already consent"), "{stderr}");
+
+    let models = ok(&home, &["models", "--json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&models).unwrap();
+    assert_eq!(parsed[0]["active_consents"], 1);
+    transcript += &models;
+    for format in ["text", "json", "markdown", "html"] {
+        let card = ok(&home, &["card", &model_id[..12], "--format", format]);
+        assert!(card.contains("chem97-alevel-score"), "{card}");
+        transcript += &card;
+    }
+    transcript += &ok(&home, &["consent", "list", "--json"]);
+    transcript += &ok(&home, &["ledger", "show"]);
+    transcript += &ok(&home, &["ledger", "show", "--json"]);
+    transcript += &ok(&home, &["ledger", "verify", "--json"]);
+
+    transcript += &ok(&home, &["consent", "revoke", "chem97-alevel-score"]);
+    let list = ok(&home, &["consent", "list", "--json"]);
+    assert!(list.contains("\"revoked\""), "{list}");
+    transcript += &list;
+    let verify = ok(&home, &["ledger", "verify"]);
+    assert!(verify.starts_with("OK: 3 events"), "{verify}");
+    transcript += &verify;
+
+    let export = dir.path().join("ledger.bundle");
+    transcript += &ok(&home, &["ledger", "export", export.to_str().unwrap()]);
+    let other = dir.path().join("other");
+    ok(&other, &["init"]);
+    let imported = ok(&other, &["ledger", "import", export.to_str().unwrap()]);
+    assert!(imported.contains("imported 3 new events"), "{imported}");
+    let twice = ok(&other, &["ledger", "import", export.to_str().unwrap()]);
+    assert!(twice.contains("imported 0 new events (3 already present"), "{twice}");
+
+    // A simulation over the same file, recorded in a kept ledger.
+    let sim_ledger = dir.path().join("sim.db");
+    transcript += &ok(&home, &[
+        "simulate", &contract, "--data", csv.to_str().unwrap(), "--partition", "column:lea",
+        "--rounds", "2", "--ledger", sim_ledger.to_str().unwrap(),
+    ]);
+
+    let mut stored = std::fs::read(home.join("ledger.db")).unwrap();
+    for suffix in ["ledger.db-wal"] {
+        if let Ok(bytes) = std::fs::read(home.join(suffix)) {
+            stored.extend(bytes);
+        }
+    }
+    stored.extend(std::fs::read(&export).unwrap());
+    stored.extend(std::fs::read(&sim_ledger).unwrap());
+    let stored = String::from_utf8_lossy(&stored);
+    for secret in &secrets {
+        assert!(!transcript.contains(secret.as_str()), "output leaked {secret}");
+        assert!(!stored.contains(secret.as_str()), "ledger leaked {secret}");
+    }
+}
+
+#[test]
+fn consent_checks_the_dataset_has_every_required_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    let csv = dir.path().join("partial.csv");
+    std::fs::write(&csv, "gcsescore,score\n5.5,4\n6.1,8\n").unwrap();
+    ok(&home, &["init"]);
+    ok(&home, &["publish", &format!("{CONTRACTS}/chem97.toml")]);
+    ok(&home, &["data", "add", "partial", csv.to_str().unwrap()]);
+    let stderr = err(&home, &["consent", "grant", "chem97-alevel-score", "--data", "partial"]);
+    assert!(stderr.contains("missing column \"age\"") && stderr.contains("\"gender\""), "{stderr}");
+    let stderr = err(&home, &["consent", "grant", "no-such-model", "--data", "partial"]);
+    assert!(stderr.contains("no model \"no-such-model\""), "{stderr}");
+    let stderr = err(&home, &["consent", "grant", "chem97-alevel-score", "--data", "nope"]);
+    assert!(stderr.contains("no dataset \"nope\""), "{stderr}");
+}
+
+#[test]
+fn simulate_with_refusals_never_asks_refusers_and_verifies() {
+    let output = Command::new(BIN)
+        .arg("simulate")
+        .arg(format!("{CONTRACTS}/digits.toml"))
+        .args(["--clients", "30", "--rounds", "3", "--consent-rate", "0.6", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let refused = v["refused"].as_u64().unwrap();
+    assert!(refused > 0 && refused < 30, "{v}");
+    assert_eq!(v["ledger"]["verified"], true, "{v}");
+    assert_eq!(v["ledger"]["violations"], 0);
+}

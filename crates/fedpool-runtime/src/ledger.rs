@@ -1,0 +1,285 @@
+//! Recording a simulation on a real ledger: every simulated client gets an identity and makes a
+//! consent decision, the publisher publishes the contract, each round is committed with the
+//! consent each participant relied on, and the ledger is verified at the end — the same events
+//! and the same `verify` an auditor runs on a real deployment.
+
+use std::path::{Path, PathBuf};
+
+use fedpool_core::{CardTerms, Contract, Metrics};
+use fedpool_ledger::{
+    ConsentGranted, Did, Event, EventId, Keypair, ModelId, ModelPublished, ModelReleased,
+    ModelTerms, NetworkId, RoundCommitted, Store, VerifyReport, content_hash,
+};
+
+use crate::Error;
+
+/// The ledger namespace simulations record into.
+pub const SIMULATION_NETWORK: &str = "fedpool-sim";
+
+/// What `publish` records for a contract: its id (a content hash of the text), the hash of its
+/// transparency card terms, and the terms `verify` checks.
+pub fn publication(contract: &Contract, contract_text: &str) -> ModelPublished {
+    let terms = CardTerms::from_contract(contract);
+    ModelPublished {
+        model_id: ModelId(content_hash(contract_text.as_bytes())),
+        name: contract.model_info.name.clone(),
+        version: contract.model_info.version.clone(),
+        contract_toml: contract_text.to_string(),
+        card_hash: content_hash(terms.canonical_json().as_bytes()),
+        terms: ModelTerms {
+            required_fields: contract.schema.required_columns(),
+            epsilon_budget: contract.privacy.epsilon_budget,
+            delta: contract.privacy.delta,
+            reward_pool: contract.rewards.pool,
+            currency: contract.rewards.currency.clone(),
+        },
+    }
+}
+
+/// Content hash of a parameter vector (little-endian `f32` bytes).
+pub fn params_hash(params: &[f32]) -> String {
+    let mut bytes = Vec::with_capacity(params.len() * 4);
+    for p in params {
+        bytes.extend_from_slice(&p.to_le_bytes());
+    }
+    content_hash(&bytes)
+}
+
+/// Metrics as the ledger records them.
+pub fn metric_pairs(metrics: &Metrics) -> Vec<(String, f64)> {
+    match *metrics {
+        Metrics::Classification {
+            accuracy,
+            log_loss,
+            macro_f1,
+        } => vec![
+            ("accuracy".into(), accuracy),
+            ("log_loss".into(), log_loss),
+            ("macro_f1".into(), macro_f1),
+        ],
+        Metrics::Regression { rmse, mae } => vec![("rmse".into(), rmse), ("mae".into(), mae)],
+    }
+}
+
+/// One signer's chain position.
+struct Signer {
+    keypair: Keypair,
+    next_seq: u64,
+    prev: Option<EventId>,
+}
+
+impl Signer {
+    fn new(keypair: Keypair) -> Signer {
+        Signer {
+            keypair,
+            next_seq: 1,
+            prev: None,
+        }
+    }
+
+    fn sign(
+        &mut self,
+        network: &NetworkId,
+        timestamp_ms: u64,
+        body: impl Into<fedpool_ledger::Body>,
+    ) -> Result<Event, Error> {
+        let event = Event::sign(network, &self.keypair, self.next_seq, self.prev, timestamp_ms, body)?;
+        self.next_seq += 1;
+        self.prev = Some(event.id());
+        Ok(event)
+    }
+}
+
+/// A simulation's ledger: the store, the publisher's and every client's identity, and the
+/// consents granted.
+pub struct SimulationLedger {
+    store: Store,
+    network: NetworkId,
+    temporary: Option<PathBuf>,
+    publisher: Signer,
+    client_dids: Vec<Did>,
+    consents: Vec<Option<EventId>>,
+    model_id: ModelId,
+    clock_ms: u64,
+}
+
+impl SimulationLedger {
+    /// Opens (or creates) the ledger at `path`, or a temporary one removed on drop, publishes
+    /// the contract, and records a consent for every client whose decision is `true`.
+    ///
+    /// Identities are derived from `seed` (simulation only: real nodes use OS randomness).
+    pub fn record_setup(
+        path: Option<&Path>,
+        contract: &Contract,
+        decisions: &[bool],
+        fingerprints: &[String],
+        seed: u64,
+        start_ms: u64,
+    ) -> Result<SimulationLedger, Error> {
+        let network = NetworkId::new(SIMULATION_NETWORK)?;
+        let (db_path, temporary) = match path {
+            Some(p) => (p.to_path_buf(), None),
+            None => {
+                // RandomState's keys are random per instance: a unique name even for several
+                // simulations started in one process in the same millisecond.
+                let nonce = {
+                    use std::hash::{BuildHasher, Hasher};
+                    std::collections::hash_map::RandomState::new().build_hasher().finish()
+                };
+                let p = std::env::temp_dir().join(format!(
+                    "fedpool-sim-{}-{nonce:016x}.db",
+                    std::process::id()
+                ));
+                (p.clone(), Some(p))
+            }
+        };
+        let mut store = Store::open(&db_path, &network)?;
+        // A fresh identity per simulation, derived from the seed and the start time, so that
+        // several simulations recorded into one ledger never collide on an author's chain.
+        let identity_seed = seed ^ start_ms.rotate_left(17);
+        let mut publisher = Signer::new(Keypair::insecure_from_seed(identity_seed));
+        let contract_text = contract.to_toml();
+        let publication = publication(contract, &contract_text);
+        let model_id = publication.model_id.clone();
+        let card_hash = publication.card_hash.clone();
+        let mut clock_ms = start_ms;
+        let mut events = vec![publisher.sign(&network, clock_ms, publication)?];
+        let mut client_dids = Vec::with_capacity(decisions.len());
+        let mut consent_signers = Vec::new();
+        let mut consents = vec![None; decisions.len()];
+        for (client_idx, &consented) in decisions.iter().enumerate() {
+            let keypair = Keypair::insecure_from_seed(
+                identity_seed.wrapping_add(1 + client_idx as u64).rotate_left(7),
+            );
+            client_dids.push(keypair.did());
+            if consented {
+                clock_ms += 1;
+                let mut signer = Signer::new(keypair);
+                let event = signer.sign(
+                    &network,
+                    clock_ms,
+                    ConsentGranted {
+                        model_id: model_id.clone(),
+                        card_hash: card_hash.clone(),
+                        dataset_fingerprint: fingerprints[client_idx].clone(),
+                        fields: contract.schema.required_columns(),
+                        expires_at_ms: None,
+                        epsilon_cap: None,
+                    },
+                )?;
+                consents[client_idx] = Some(event.id());
+                events.push(event);
+                consent_signers.push(signer);
+            }
+        }
+        // One transaction for the whole setup: thousands of consents commit in one fsync.
+        let report = store.import(events)?;
+        if let Some(why) = report.rejected.into_iter().next() {
+            return Err(Error::Ledger(why));
+        }
+        Ok(SimulationLedger {
+            store,
+            network,
+            temporary,
+            publisher,
+            client_dids,
+            consents,
+            model_id,
+            clock_ms,
+        })
+    }
+
+    /// The model id the simulation published.
+    pub fn model_id(&self) -> &ModelId {
+        &self.model_id
+    }
+
+    /// Each client's DID.
+    pub fn client_dids(&self) -> &[Did] {
+        &self.client_dids
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Whether the ledger is temporary (deleted when the simulation ends).
+    pub fn is_temporary(&self) -> bool {
+        self.temporary.is_some()
+    }
+
+    /// Commits a round: its contributors with the consent each relied on.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_round(
+        &mut self,
+        round: u32,
+        contributors: &[usize],
+        global: &[f32],
+        epsilon_round: f64,
+        epsilon_total: f64,
+        delta: f64,
+        metrics: &Metrics,
+    ) -> Result<(), Error> {
+        let mut participants = Vec::with_capacity(contributors.len());
+        for &client_idx in contributors {
+            let consent = self.consents.get(client_idx).copied().flatten().ok_or_else(|| {
+                Error::Setup(format!(
+                    "client {client_idx} contributed to round {round} without a recorded consent; this is a bug"
+                ))
+            })?;
+            participants.push((self.client_dids[client_idx].clone(), consent));
+        }
+        self.clock_ms += 1_000;
+        let event = self.publisher.sign(
+            &self.network,
+            self.clock_ms,
+            RoundCommitted {
+                model_id: self.model_id.clone(),
+                round,
+                participants,
+                global_model_hash: params_hash(global),
+                epsilon_round,
+                epsilon_total,
+                delta,
+                metrics: metric_pairs(metrics),
+            },
+        )?;
+        self.store.append(&event)?;
+        Ok(())
+    }
+
+    /// Records the release of the final model.
+    pub fn release(&mut self, global: &[f32], rounds: u32, metrics: &Metrics) -> Result<(), Error> {
+        self.clock_ms += 1_000;
+        let event = self.publisher.sign(
+            &self.network,
+            self.clock_ms,
+            ModelReleased {
+                model_id: self.model_id.clone(),
+                final_model_hash: params_hash(global),
+                rounds,
+                metrics: metric_pairs(metrics),
+            },
+        )?;
+        self.store.append(&event)?;
+        Ok(())
+    }
+
+    /// Runs the auditor's verification over the whole ledger.
+    pub fn verify(&self) -> Result<VerifyReport, Error> {
+        Ok(self.store.verify()?)
+    }
+}
+
+impl Drop for SimulationLedger {
+    fn drop(&mut self) {
+        if let Some(path) = &self.temporary {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
