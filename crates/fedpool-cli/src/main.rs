@@ -3,6 +3,7 @@
 mod cmd_consent;
 mod cmd_ledger;
 mod cmd_models;
+mod cmd_privacy;
 mod demo;
 mod home;
 mod load;
@@ -48,6 +49,9 @@ enum Command {
     /// Grant, revoke and list consents.
     #[command(subcommand)]
     Consent(cmd_consent::ConsentCommand),
+    /// Plan privacy budgets with the Rényi-DP accountant.
+    #[command(subcommand)]
+    Privacy(cmd_privacy::PrivacyCommand),
     /// Show, verify, export and import the ledger.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCommand),
@@ -87,5 +91,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data(command) => ok(cmd_consent::data(home()?, command)),
         Command::Consent(command) => ok(cmd_consent::consent(home()?, command)),
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
+        Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
     }
 }

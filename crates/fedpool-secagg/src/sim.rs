@@ -390,7 +390,7 @@ fn client_seed(seed: u64, idx: ParticipantIdx) -> [u8; 32] {
     blake3::derive_key("fedpool-secagg v1 simulation client rng", &material)
 }
 
-/// Σ inputs[u] mod 2^b over `participants`: what a correct round outputs.
+/// `Σ inputs[u] mod 2^b` over `participants`: what a correct round outputs.
 pub fn plain_sum(
     inputs: &[Vec<u32>],
     participants: &[ParticipantIdx],

@@ -30,13 +30,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use crate::verify::{Rule, Violation, verify_events};
 use crate::{
     Did, Error, Event, EventId, EventKind, ModelId, NetworkId, VerifyReport, decode_bundle,
     encode_bundle,
 };
+
+mod append;
+mod rows;
+
+use append::{append_in, begin, chain_head, check_authentic};
 
 /// The database layout version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -160,6 +165,12 @@ impl Store {
         let conn = Connection::open_with_flags(path, flags).map_err(sql("cannot open"))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(sql("cannot set busy timeout"))?;
+        // The bundled SQLite has STAT4, which re-prepares a statement whenever a value bound
+        // against an indexed column changes, in case a better plan exists. Our lookups are all
+        // point queries on unique indexes, so a stable plan is right, and re-preparing on
+        // every append cost ~10% of import time.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(sql("cannot configure the query planner"))?;
         // The first read of the header is where SQLite notices a file that is not a database.
         let application_id: i64 = conn
             .pragma_query_value(None, "application_id", |row| row.get(0))
@@ -441,8 +452,8 @@ impl Store {
 
     /// The seq and `prev` an author's next event must carry: `(1, None)` for a new author.
     pub fn next_seq_and_prev(&self, author: &Did) -> Result<(u64, Option<EventId>), Error> {
-        let (last_seq, last_id) = last_of(&self.conn, &self.path, author)?;
-        Ok((last_seq + 1, last_id))
+        let (head_seq, head_id) = chain_head(&self.conn, &self.path, author, &author.to_string())?;
+        Ok((head_seq + 1, head_id))
     }
 
     /// Number of chained events (fork evidence not counted).
@@ -458,51 +469,7 @@ impl Store {
     /// `model_id` columns, are reported as violations rather than errors, so a damaged
     /// database still yields a full report.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
-        let mut events = Vec::new();
-        let mut store_violations = Vec::new();
-        let mut n_rows = 0;
-        for table in ["events", "forks"] {
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
-                    "SELECT id, author, seq, kind, model_id, bytes FROM {table} ORDER BY author, seq"
-                ))
-                .map_err(sql_error(&self.path, "cannot read events"))?;
-            let mut rows = stmt
-                .query([])
-                .map_err(sql_error(&self.path, "cannot read events"))?;
-            while let Some(row) = rows
-                .next()
-                .map_err(sql_error(&self.path, "cannot read events"))?
-            {
-                n_rows += 1;
-                let columns = (|| -> rusqlite::Result<_> {
-                    Ok(StoredColumns {
-                        id: row.get(0)?,
-                        author: row.get(1)?,
-                        seq: row.get(2)?,
-                        kind: row.get(3)?,
-                        model_id: row.get(4)?,
-                        bytes: row.get(5)?,
-                    })
-                })();
-                match columns {
-                    Ok(columns) => check_row(table, columns, &mut events, &mut store_violations),
-                    Err(err) => store_violations.push(Violation {
-                        rule: Rule::Undecodable,
-                        event_id: None,
-                        author: None,
-                        seq: None,
-                        detail: format!("{table} row has columns of the wrong type: {err}"),
-                    }),
-                }
-            }
-        }
-        let mut report = verify_events(&self.network, &events);
-        report.n_events = report.n_events.max(n_rows);
-        store_violations.append(&mut report.violations);
-        report.violations = store_violations;
-        Ok(report)
+        rows::verify_rows(&self.conn, &self.path, &self.network)
     }
 
     fn query_events<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<Vec<Event>, Error> {
@@ -535,198 +502,6 @@ impl Store {
         }
         Ok(event)
     }
-}
-
-fn check_authentic(network: &NetworkId, event: &Event) -> Result<(), Error> {
-    if event.network() != network {
-        return Err(Error::ForeignNetwork {
-            author: event.author(),
-            seq: event.seq(),
-            id: event.id(),
-            expected: network.to_string(),
-            found: event.network().to_string(),
-        });
-    }
-    event.verify_signature()
-}
-
-fn begin<'conn>(conn: &'conn mut Connection, path: &Path) -> Result<Transaction<'conn>, Error> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql_error(path, "cannot begin transaction"))
-}
-
-/// The chain checks and the insert, inside the caller's transaction.
-fn append_in(tx: &Transaction<'_>, path: &Path, event: &Event) -> Result<AppendOutcome, Error> {
-    let sql = |action| sql_error(path, action);
-    let id_text = event.id().to_string();
-    let author_text = event.author().to_string();
-    let seq = event.seq() as i64;
-
-    let is_present: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM events WHERE id = ?1)
-                 OR EXISTS(SELECT 1 FROM forks WHERE id = ?1)",
-        )
-        .and_then(|mut stmt| stmt.query_row([&id_text], |row| row.get(0)))
-        .map_err(sql("cannot look up event"))?;
-    if is_present {
-        return Ok(AppendOutcome::AlreadyPresent);
-    }
-
-    let occupant: Option<String> = tx
-        .prepare_cached("SELECT id FROM events WHERE author = ?1 AND seq = ?2")
-        .and_then(|mut stmt| {
-            stmt.query_row(params![author_text, seq], |row| row.get(0))
-                .optional()
-        })
-        .map_err(sql("cannot look up chain"))?;
-    if let Some(occupant) = occupant {
-        let conflicts_with: EventId = occupant.parse().map_err(|err| Error::StoredEvent {
-            path: path.to_path_buf(),
-            id: occupant.clone(),
-            source: Box::new(err),
-        })?;
-        tx.prepare_cached(
-            "INSERT INTO forks(id, author, seq, conflicts_with, kind, model_id, timestamp_ms, bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                id_text,
-                author_text,
-                seq,
-                occupant,
-                event.kind().name(),
-                event.model_id().as_str(),
-                event.timestamp_ms() as i64,
-                event.encode(),
-            ])
-        })
-        .map_err(sql("cannot record fork"))?;
-        return Ok(AppendOutcome::ForkRecorded { conflicts_with });
-    }
-
-    let (last_seq, last_id) = last_of(tx, path, &event.author())?;
-    if event.seq() != last_seq + 1 {
-        return Err(Error::ChainGap {
-            author: event.author(),
-            seq: event.seq(),
-            expected_seq: last_seq + 1,
-            id: event.id(),
-        });
-    }
-    if event.prev() != last_id {
-        return Err(Error::ChainPrevHash {
-            author: event.author(),
-            seq: event.seq(),
-            id: event.id(),
-            expected: last_id,
-            found: event.prev(),
-        });
-    }
-    tx.prepare_cached(
-        "INSERT INTO events(id, author, seq, kind, model_id, timestamp_ms, bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            id_text,
-            author_text,
-            seq,
-            event.kind().name(),
-            event.model_id().as_str(),
-            event.timestamp_ms() as i64,
-            event.encode(),
-        ])
-    })
-    .map_err(sql("cannot insert event"))?;
-    Ok(AppendOutcome::Appended)
-}
-
-/// The author's last chained seq and id: `(0, None)` if they have none.
-fn last_of(conn: &Connection, path: &Path, author: &Did) -> Result<(u64, Option<EventId>), Error> {
-    let last: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, id FROM events WHERE author = ?1 ORDER BY seq DESC LIMIT 1")
-        .and_then(|mut stmt| {
-            stmt.query_row([author.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
-        })
-        .map_err(sql_error(path, "cannot look up chain head"))?;
-    match last {
-        None => Ok((0, None)),
-        Some((seq, id)) => {
-            let id = id.parse().map_err(|err| Error::StoredEvent {
-                path: path.to_path_buf(),
-                id: id.clone(),
-                source: Box::new(err),
-            })?;
-            Ok((seq as u64, Some(id)))
-        }
-    }
-}
-
-struct StoredColumns {
-    id: String,
-    author: String,
-    seq: i64,
-    kind: String,
-    model_id: String,
-    bytes: Vec<u8>,
-}
-
-/// Decodes one row for [`Store::verify`], recording problems as violations.
-fn check_row(
-    table: &str,
-    row: StoredColumns,
-    events: &mut Vec<Event>,
-    violations: &mut Vec<Violation>,
-) {
-    let row_id = row.id.parse::<EventId>().ok();
-    let row_author = row.author.parse::<Did>().ok();
-    let row_seq = u64::try_from(row.seq).ok();
-    let event = match Event::decode(&row.bytes) {
-        Ok(event) => event,
-        Err(err) => {
-            violations.push(Violation {
-                rule: Rule::Undecodable,
-                event_id: row_id,
-                author: row_author,
-                seq: row_seq,
-                detail: format!("{table} row {}: {err}", row.id),
-            });
-            return;
-        }
-    };
-    let mut mismatches = Vec::new();
-    if row.id != event.id().to_string() {
-        mismatches.push(format!("id column {} but bytes hash to {}", row.id, event.id()));
-    }
-    if row.author != event.author().to_string() {
-        mismatches.push(format!("author column {} but bytes say {}", row.author, event.author()));
-    }
-    if row_seq != Some(event.seq()) {
-        mismatches.push(format!("seq column {} but bytes say {}", row.seq, event.seq()));
-    }
-    if row.kind != event.kind().name() {
-        mismatches.push(format!("kind column {} but bytes say {}", row.kind, event.kind()));
-    }
-    if row.model_id != event.model_id().as_str() {
-        mismatches.push(format!(
-            "model_id column {} but bytes say {}",
-            row.model_id,
-            event.model_id()
-        ));
-    }
-    if !mismatches.is_empty() {
-        violations.push(Violation {
-            rule: Rule::RecordMismatch,
-            event_id: Some(event.id()),
-            author: Some(event.author()),
-            seq: Some(event.seq()),
-            detail: format!("{table} row {}: {}", row.id, mismatches.join("; ")),
-        });
-    }
-    events.push(event);
 }
 
 fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {

@@ -1,0 +1,309 @@
+//! The auditor's check: every rule over every event, every problem reported.
+//!
+//! [`verify_events`] works on any set of events (order and duplicates do not matter);
+//! [`Store::verify`](crate::Store::verify) adds checks of the stored rows themselves.
+//!
+//! Only *admissible* events (a valid signature, for this network) count as evidence: a forged
+//! event is reported once, as `signature`, and neither breaks its claimed author's chain, nor
+//! accuses them of a fork, nor grants a consent. Chains and forks are checked first; the
+//! consent, privacy and payout rules then read the admissible events of each author in chain
+//! order. Timestamps are the authors' own; each chain's timestamps must not go backwards.
+//!
+//! Budget and pool comparisons allow a relative slack of 1e-9, so that a pool paid out
+//! exactly in floating-point shares does not read as overpaid.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::{Did, Event, EventId, NetworkId};
+
+mod chains;
+mod rules;
+
+use chains::check_chains;
+use rules::check_semantics;
+
+/// A verification rule. The short name ([`Rule::name`]) is stable and appears in the JSON
+/// output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// The signature does not verify against the author's key.
+    Signature,
+    /// The event was signed for another network.
+    ForeignNetwork,
+    /// A chain does not start at seq 1 or skips a seq.
+    ChainGap,
+    /// An event's `prev` is not the id of its author's previous event.
+    ChainPrevHash,
+    /// An event's timestamp is earlier than its author's previous event's.
+    ChainTimestamp,
+    /// An author signed two different events with the same seq.
+    Fork,
+    /// A stored row's bytes do not decode (store verification only).
+    Undecodable,
+    /// A stored row's columns disagree with its bytes (store verification only).
+    RecordMismatch,
+    /// An event names a model that was never published.
+    UnknownModel,
+    /// A model id was published twice; the earliest publication counts.
+    DuplicateModel,
+    /// A round, payout or release was signed by someone other than the model's publisher.
+    NotPublisher,
+    /// A round participant's consent event does not exist or is not a consent grant.
+    ConsentMissing,
+    /// A round participant relies on a consent granted by another DID.
+    ConsentWrongAuthor,
+    /// A round participant relies on a consent for another model.
+    ConsentWrongModel,
+    /// A round participant relies on a consent to another transparency card.
+    ConsentWrongCard,
+    /// A round relies on a consent granted after the round.
+    ConsentNotYetGranted,
+    /// A round relies on a consent revoked before the round's timestamp. (At an equal
+    /// timestamp the order is unknowable across chains, so the revocation binds the next
+    /// round.)
+    ConsentRevoked,
+    /// A round relies on a consent whose expiry is at or before the round's timestamp.
+    ConsentExpired,
+    /// A revocation names an event that is not its author's consent for that model.
+    RevocationInvalid,
+    /// A round lists the same participant twice.
+    DuplicateParticipant,
+    /// A model's round numbers do not increase along the publisher's chain.
+    RoundOutOfOrder,
+    /// A round's total ε exceeds the model's budget or a participant's cap, or its δ exceeds
+    /// the model's δ.
+    PrivacyBudgetExceeded,
+    /// A round's total ε is below the previous round's total or below its own ε.
+    PrivacyTotalMismatch,
+    /// A negative amount, ε or pool, or a δ outside [0, 1).
+    InvalidAmount,
+    /// A model's payouts add up to more than its reward pool.
+    PayoutExceedsPool,
+    /// A payout goes to a DID that did not participate in the model's (or the named) round.
+    PayoutToNonParticipant,
+}
+
+impl Rule {
+    /// Every rule.
+    pub const ALL: [Rule; 26] = [
+        Rule::Signature,
+        Rule::ForeignNetwork,
+        Rule::ChainGap,
+        Rule::ChainPrevHash,
+        Rule::ChainTimestamp,
+        Rule::Fork,
+        Rule::Undecodable,
+        Rule::RecordMismatch,
+        Rule::UnknownModel,
+        Rule::DuplicateModel,
+        Rule::NotPublisher,
+        Rule::ConsentMissing,
+        Rule::ConsentWrongAuthor,
+        Rule::ConsentWrongModel,
+        Rule::ConsentWrongCard,
+        Rule::ConsentNotYetGranted,
+        Rule::ConsentRevoked,
+        Rule::ConsentExpired,
+        Rule::RevocationInvalid,
+        Rule::DuplicateParticipant,
+        Rule::RoundOutOfOrder,
+        Rule::PrivacyBudgetExceeded,
+        Rule::PrivacyTotalMismatch,
+        Rule::InvalidAmount,
+        Rule::PayoutExceedsPool,
+        Rule::PayoutToNonParticipant,
+    ];
+
+    /// The stable short name, e.g. `consent-revoked`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Signature => "signature",
+            Rule::ForeignNetwork => "foreign-network",
+            Rule::ChainGap => "chain-gap",
+            Rule::ChainPrevHash => "chain-prev-hash",
+            Rule::ChainTimestamp => "chain-timestamp",
+            Rule::Fork => "fork",
+            Rule::Undecodable => "undecodable",
+            Rule::RecordMismatch => "record-mismatch",
+            Rule::UnknownModel => "unknown-model",
+            Rule::DuplicateModel => "duplicate-model",
+            Rule::NotPublisher => "not-publisher",
+            Rule::ConsentMissing => "consent-missing",
+            Rule::ConsentWrongAuthor => "consent-wrong-author",
+            Rule::ConsentWrongModel => "consent-wrong-model",
+            Rule::ConsentWrongCard => "consent-wrong-card",
+            Rule::ConsentNotYetGranted => "consent-not-yet-granted",
+            Rule::ConsentRevoked => "consent-revoked",
+            Rule::ConsentExpired => "consent-expired",
+            Rule::RevocationInvalid => "revocation-invalid",
+            Rule::DuplicateParticipant => "duplicate-participant",
+            Rule::RoundOutOfOrder => "round-out-of-order",
+            Rule::PrivacyBudgetExceeded => "privacy-budget-exceeded",
+            Rule::PrivacyTotalMismatch => "privacy-total-mismatch",
+            Rule::InvalidAmount => "invalid-amount",
+            Rule::PayoutExceedsPool => "payout-exceeds-pool",
+            Rule::PayoutToNonParticipant => "payout-to-non-participant",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One broken rule, and where.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    /// The rule broken.
+    pub rule: Rule,
+    /// The offending event (absent only for a stored row whose id cannot be read).
+    pub event_id: Option<EventId>,
+    /// The offending event's author.
+    pub author: Option<Did>,
+    /// The offending event's seq.
+    pub seq: Option<u64>,
+    /// What exactly is wrong, in a sentence.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.rule)?;
+        if let Some(author) = &self.author {
+            write!(f, " {author}")?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " seq {seq}")?;
+        }
+        if let Some(id) = &self.event_id {
+            write!(f, " event {id}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// The result of verifying a ledger.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Distinct events examined (including fork evidence and undecodable rows).
+    pub n_events: usize,
+    /// Distinct authors.
+    pub n_authors: usize,
+    /// Models published (admissible publications, duplicates counted once).
+    pub n_models: usize,
+    /// Rounds committed (admissible `round-committed` events).
+    pub n_rounds: usize,
+    /// Every problem found.
+    pub violations: Vec<Violation>,
+}
+
+impl VerifyReport {
+    /// True when no rule is broken.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The violations of one rule.
+    pub fn of_rule(&self, rule: Rule) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(move |v| v.rule == rule)
+    }
+
+    /// The report as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+/// The text rendering: a summary line, then one line per violation.
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} events, {} authors, {} models, {} rounds: {}",
+            self.n_events,
+            self.n_authors,
+            self.n_models,
+            self.n_rounds,
+            match self.violations.len() {
+                0 => "ok".to_string(),
+                1 => "1 violation".to_string(),
+                n => format!("{n} violations"),
+            }
+        )?;
+        for violation in &self.violations {
+            writeln!(f, "{violation}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Verifies a set of events of `network`. Duplicates are counted once and order is
+/// irrelevant; several events at one author and seq are a fork.
+pub fn verify_events(network: &NetworkId, events: &[Event]) -> VerifyReport {
+    let mut check = Check::default();
+
+    // Distinct events in (author, seq) order; ties (forks) keep input order.
+    let mut seen = HashSet::with_capacity(events.len());
+    let mut distinct: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id())).collect();
+    distinct.sort_by(|a, b| (a.author(), a.seq()).cmp(&(b.author(), b.seq())));
+    let authors: BTreeSet<Did> = distinct.iter().map(|e| e.author()).collect();
+
+    let mut admissible: Vec<&Event> = Vec::with_capacity(distinct.len());
+    for &event in &distinct {
+        if event.network() != network {
+            check.flag(
+                Rule::ForeignNetwork,
+                event,
+                format!(
+                    "signed for network `{}`, this ledger is `{network}`",
+                    event.network()
+                ),
+            );
+        } else if event.verify_signature().is_err() {
+            check.flag(
+                Rule::Signature,
+                event,
+                "signature does not verify against the author's key".into(),
+            );
+        } else {
+            admissible.push(event);
+        }
+    }
+
+    check_chains(&mut check, &admissible);
+    check_semantics(&mut check, &admissible);
+
+    VerifyReport {
+        n_events: distinct.len(),
+        n_authors: authors.len(),
+        n_models: check.n_models,
+        n_rounds: check.n_rounds,
+        violations: check.violations,
+    }
+}
+
+#[derive(Default)]
+struct Check {
+    violations: Vec<Violation>,
+    n_models: usize,
+    n_rounds: usize,
+}
+
+impl Check {
+    fn flag(&mut self, rule: Rule, event: &Event, detail: String) {
+        self.violations.push(Violation {
+            rule,
+            event_id: Some(event.id()),
+            author: Some(event.author()),
+            seq: Some(event.seq()),
+            detail,
+        });
+    }
+}
+
