@@ -84,7 +84,10 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<(NetworkId, Vec<Event>), Error> {
     if n_events > (r.remaining() / 5) as u64 {
         return Err(bundle_error(
             r.offset - 8,
-            format!("{n_events} events cannot fit in the {} bytes that follow", r.remaining()),
+            format!(
+                "{n_events} events cannot fit in the {} bytes that follow",
+                r.remaining()
+            ),
         ));
     }
     let mut events = Vec::with_capacity(n_events as usize);
@@ -92,9 +95,8 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<(NetworkId, Vec<Event>), Error> {
         let len = r.len("event length", 1).map_err(framing)?;
         let event_offset = r.offset;
         let event_bytes = r.take(len, "event").map_err(framing)?;
-        let event = Event::decode(event_bytes).map_err(|err| {
-            bundle_error(event_offset, format!("event #{event_idx}: {err}"))
-        })?;
+        let event = Event::decode(event_bytes)
+            .map_err(|err| bundle_error(event_offset, format!("event #{event_idx}: {err}")))?;
         events.push(event);
     }
     r.finish("checksum").map_err(framing)?;

@@ -241,7 +241,11 @@ impl<'a> Reader<'a> {
 
     /// A length or count, checked against the bytes left: each item needs at least
     /// `min_item_bytes`, so a forged count cannot make us allocate more than the input size.
-    pub(crate) fn len(&mut self, field: &'static str, min_item_bytes: usize) -> Result<usize, Error> {
+    pub(crate) fn len(
+        &mut self,
+        field: &'static str,
+        min_item_bytes: usize,
+    ) -> Result<usize, Error> {
         let start = self.offset;
         let len = self.u32(field)? as usize;
         let n_available = self.remaining();
@@ -354,6 +358,9 @@ mod tests {
         let hash = content_hash(b"hello");
         assert!(hash.starts_with("bafkr4i"), "{hash}");
         assert_eq!(hash.len(), 59);
-        assert_eq!(&parse_cid(&hash).unwrap(), blake3::hash(b"hello").as_bytes());
+        assert_eq!(
+            &parse_cid(&hash).unwrap(),
+            blake3::hash(b"hello").as_bytes()
+        );
     }
 }

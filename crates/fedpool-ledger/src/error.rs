@@ -126,20 +126,19 @@ pub enum Error {
     },
     /// An event's `prev` is not the id of its author's previous event.
     #[error(
-        "chain {author} breaks at seq {seq}: previous hash mismatch (event {id} names {}, the chain has {})",
-        fmt_link(.found), fmt_link(.expected)
+        "chain {author} breaks at seq {seq}: previous hash mismatch (the event names {found}, \
+         seq {} is {expected})",
+        .seq - 1
     )]
     ChainPrevHash {
         /// The author.
         author: Did,
         /// The offered sequence number.
         seq: u64,
-        /// The offered event's id.
-        id: EventId,
-        /// The id of the author's last stored event.
-        expected: Option<EventId>,
+        /// The id of the author's event at `seq - 1`.
+        expected: EventId,
         /// The `prev` the event names.
-        found: Option<EventId>,
+        found: EventId,
     },
     /// The operating system's random number generator failed.
     #[error("cannot read OS randomness: {reason}")]
@@ -256,11 +255,4 @@ pub enum Error {
         /// The error.
         source: Box<Error>,
     },
-}
-
-fn fmt_link(link: &Option<EventId>) -> String {
-    match link {
-        Some(id) => id.to_string(),
-        None => "no previous event".to_string(),
-    }
 }

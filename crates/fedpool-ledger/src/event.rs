@@ -280,7 +280,9 @@ impl Event {
             r.offset = 0;
             return Err(r.error(
                 "version",
-                format!("unsupported encoding version {version}, this build reads {ENCODING_VERSION}"),
+                format!(
+                    "unsupported encoding version {version}, this build reads {ENCODING_VERSION}"
+                ),
             ));
         }
         let network_offset = r.offset;

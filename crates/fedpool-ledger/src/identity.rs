@@ -59,8 +59,7 @@ impl Did {
     /// (canonical `s`, no small-order keys or `R`), so no second valid signature can be derived
     /// from a first one. False for a key that is not a curve point.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        VerifyingKey::from_bytes(&self.key)
-            .is_ok_and(|key| verify_strict(&key, message, signature))
+        VerifyingKey::from_bytes(&self.key).is_ok_and(|key| verify_strict(&key, message, signature))
     }
 }
 
@@ -78,7 +77,9 @@ impl fmt::Display for Did {
         write!(
             f,
             "{DID_KEY_PREFIX}{}",
-            bs58::encode(bytes).with_alphabet(bs58::Alphabet::BITCOIN).into_string()
+            bs58::encode(bytes)
+                .with_alphabet(bs58::Alphabet::BITCOIN)
+                .into_string()
         )
     }
 }
@@ -248,7 +249,9 @@ mod tests {
 
     #[test]
     fn did_order_is_string_order() {
-        let mut dids: Vec<Did> = (0..200).map(|i| Keypair::insecure_from_seed(i).did()).collect();
+        let mut dids: Vec<Did> = (0..200)
+            .map(|i| Keypair::insecure_from_seed(i).did())
+            .collect();
         dids.sort();
         for pair in dids.windows(2) {
             assert!(pair[0].to_string() < pair[1].to_string());

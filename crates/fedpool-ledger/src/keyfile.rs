@@ -38,10 +38,12 @@ pub fn write_key_file(path: &Path, keypair: &Keypair, force: bool) -> Result<(),
         keypair.did(),
         encoded_secret.as_str()
     ));
-    let io_error = |action| move |source| Error::Io {
-        path: path.to_path_buf(),
-        action,
-        source,
+    let io_error = |action| {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     };
 
     if !force {
@@ -83,10 +85,12 @@ pub fn write_key_file(path: &Path, keypair: &Keypair, force: bool) -> Result<(),
 /// On unix, fails with [`Error::KeyFilePermissions`] if the file is accessible by group or
 /// others. Checks that the secret key matches the DID written next to it.
 pub fn read_key_file(path: &Path) -> Result<Keypair, Error> {
-    let io_error = |action| move |source| Error::Io {
-        path: path.to_path_buf(),
-        action,
-        source,
+    let io_error = |action| {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     };
     let mut file = File::open(path).map_err(io_error("cannot open key file"))?;
     let metadata = file

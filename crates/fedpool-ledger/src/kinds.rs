@@ -288,7 +288,11 @@ impl Body {
         let floats: Vec<(&'static str, f64)> = match self {
             Body::ModelPublished(body) => {
                 let mut floats = vec![("terms.reward_pool", body.terms.reward_pool)];
-                floats.extend(body.terms.epsilon_budget.map(|v| ("terms.epsilon_budget", v)));
+                floats.extend(
+                    body.terms
+                        .epsilon_budget
+                        .map(|v| ("terms.epsilon_budget", v)),
+                );
                 floats.extend(body.terms.delta.map(|v| ("terms.delta", v)));
                 floats
             }
@@ -308,7 +312,9 @@ impl Body {
                 floats
             }
             Body::RewardsPaid(body) => body.payouts.iter().map(|(_, v)| ("payouts", *v)).collect(),
-            Body::ModelReleased(body) => body.metrics.iter().map(|(_, v)| ("metrics", *v)).collect(),
+            Body::ModelReleased(body) => {
+                body.metrics.iter().map(|(_, v)| ("metrics", *v)).collect()
+            }
         };
         floats.into_iter().find(|(_, value)| !value.is_finite())
     }
@@ -394,9 +400,8 @@ impl Body {
                     required_fields: r.vec("terms.required_fields", 4, |r| {
                         r.str("terms.required_fields")
                     })?,
-                    epsilon_budget: r.option("terms.epsilon_budget", |r| {
-                        r.f64("terms.epsilon_budget")
-                    })?,
+                    epsilon_budget: r
+                        .option("terms.epsilon_budget", |r| r.f64("terms.epsilon_budget"))?,
                     delta: r.option("terms.delta", |r| r.f64("terms.delta"))?,
                     reward_pool: r.f64("terms.reward_pool")?,
                     currency: r.str("terms.currency")?,
@@ -418,7 +423,10 @@ impl Body {
                 model_id,
                 round: r.u32("round")?,
                 participants: r.vec("participants", 64, |r| {
-                    Ok((read_did(r, "participants")?, EventId::from_bytes(r.array("participants")?)))
+                    Ok((
+                        read_did(r, "participants")?,
+                        EventId::from_bytes(r.array("participants")?),
+                    ))
                 })?,
                 global_model_hash: r.str("global_model_hash")?,
                 epsilon_round: r.f64("epsilon_round")?,
@@ -455,7 +463,9 @@ fn encode_metrics(w: &mut Writer, metrics: &[(String, f64)]) {
 }
 
 fn decode_metrics(r: &mut Reader<'_>) -> Result<Vec<(String, f64)>, Error> {
-    r.vec("metrics", 12, |r| Ok((r.str("metrics")?, r.f64("metrics")?)))
+    r.vec("metrics", 12, |r| {
+        Ok((r.str("metrics")?, r.f64("metrics")?))
+    })
 }
 
 /// A DID named in a body: 32 key bytes, not decompressed (see [`Did`]).

@@ -44,7 +44,10 @@ fn scheduled(step: u64, consents: Option<[EventId; 2]>, keys: &[Keypair; 3]) -> 
                 0 => {
                     let participants = vec![(alice, alice_consent), (bob, bob_consent)];
                     let total = f64::from(round_number) * 0.001;
-                    (0, round(&m, round_number, participants, 0.001, total).into())
+                    (
+                        0,
+                        round(&m, round_number, participants, 0.001, total).into(),
+                    )
                 }
                 1 => {
                     let payouts = vec![(alice, 0.01), (bob, 0.01)];
@@ -99,7 +102,8 @@ impl Expected {
     fn up_to(&mut self, n_events: usize) -> &[Event] {
         while self.ledger.events.len() < n_events {
             let step = self.ledger.events.len() as u64;
-            let consents = (step >= 3).then(|| [self.ledger.events[1].id(), self.ledger.events[2].id()]);
+            let consents =
+                (step >= 3).then(|| [self.ledger.events[1].id(), self.ledger.events[2].id()]);
             let (author_idx, body) = scheduled(step, consents, &self.keys);
             let author = self.keys[author_idx].clone();
             self.ledger.push(&author, step, body);
@@ -124,11 +128,13 @@ fn killed_appender_loses_no_acknowledged_event() {
     }
     let seed: u64 = match std::env::var("FEDPOOL_CRASH_SEED") {
         Ok(text) => text.parse().expect("FEDPOOL_CRASH_SEED is a u64"),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1,
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        }
     };
     let mut rng = seed;
     let dir = tempfile::tempdir().unwrap();
@@ -174,12 +180,19 @@ fn killed_appender_loses_no_acknowledged_event() {
             .unwrap_or_else(|err| panic!("{context}: ledger does not open after kill: {err}"));
         let report = store.verify().unwrap();
         assert!(report.is_ok(), "{context}: {report}");
-        assert!(store.forks().unwrap().is_empty(), "{context}: forks after kill");
+        assert!(
+            store.forks().unwrap().is_empty(),
+            "{context}: forks after kill"
+        );
 
         let n_stored = store.n_events().unwrap() as usize;
         let expected_prefix = expected.up_to(n_stored);
-        let stored: HashMap<EventId, Event> =
-            store.events().unwrap().into_iter().map(|e| (e.id(), e)).collect();
+        let stored: HashMap<EventId, Event> = store
+            .events()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id(), e))
+            .collect();
         assert_eq!(stored.len(), n_stored, "{context}");
         for event in expected_prefix {
             assert_eq!(

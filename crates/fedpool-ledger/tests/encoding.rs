@@ -129,7 +129,8 @@ fn decode_inverts_encode_for_every_kind() {
     ];
     for (idx, body) in bodies.into_iter().enumerate() {
         let prev = (idx > 0).then_some(id);
-        let event = Event::sign(&network, &keypair, idx as u64 + 1, prev, idx as u64, body).unwrap();
+        let event =
+            Event::sign(&network, &keypair, idx as u64 + 1, prev, idx as u64, body).unwrap();
         let decoded = Event::decode(&event.encode()).unwrap();
         assert_eq!(decoded, event);
         assert_eq!(decoded.encode(), event.encode());
@@ -171,7 +172,10 @@ fn invalid_events_cannot_be_built() {
         };
         let err = Event::sign(&network, &keypair, 1, None, 0, body).unwrap_err();
         assert!(err.to_string().contains("`payouts` is"), "{err}");
-        assert!(err.to_string().contains(&keypair.did().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&keypair.did().to_string()),
+            "{err}"
+        );
     }
 }
 

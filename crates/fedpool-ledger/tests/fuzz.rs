@@ -95,7 +95,13 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         any::<Index>().prop_map(Mutation::Truncate),
         (
             any::<Index>(),
-            prop_oneof![Just(0u32), Just(1), Just(u32::MAX), Just(1 << 24), 0u32..300]
+            prop_oneof![
+                Just(0u32),
+                Just(1),
+                Just(u32::MAX),
+                Just(1 << 24),
+                0u32..300
+            ]
         )
             .prop_map(|(i, n)| Mutation::Length(i, n)),
     ]
@@ -208,7 +214,10 @@ fn regressions() {
     for event in seed_events() {
         let bytes = event.encode();
         for len in 0..bytes.len() {
-            assert!(Event::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+            assert!(
+                Event::decode(&bytes[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
         }
         for byte_idx in 0..bytes.len() {
             for bit in 0..8 {
@@ -252,7 +261,10 @@ fn decode_errors_name_the_field_and_offset() {
     let mut bad_version = bytes.clone();
     bad_version[0] = 9;
     let err = Event::decode(&bad_version).unwrap_err();
-    assert!(err.to_string().contains("unsupported encoding version 9"), "{err}");
+    assert!(
+        err.to_string().contains("unsupported encoding version 9"),
+        "{err}"
+    );
     let mut trailing = bytes.clone();
     trailing.push(0);
     let err = Event::decode(&trailing).unwrap_err();

@@ -9,7 +9,10 @@ use fedpool_ledger::*;
 fn check_did_error(input: &str, variant: &str, message_part: &str) {
     let err = input.parse::<Did>().unwrap_err();
     let debug = format!("{err:?}");
-    assert!(debug.starts_with(variant), "{input}: expected {variant}, got {debug}");
+    assert!(
+        debug.starts_with(variant),
+        "{input}: expected {variant}, got {debug}"
+    );
     let message = err.to_string();
     assert!(message.contains(message_part), "{input}: {message}");
 }
@@ -38,7 +41,11 @@ fn did_errors_say_what_is_wrong() {
     let reencode = |bytes: &[u8]| format!("did:key:z{}", bs58::encode(bytes).into_string());
 
     check_did_error("", "DidPrefix", "did:key:z");
-    check_did_error(&good.replacen("did:key:", "did:web:", 1), "DidPrefix", "did:key:z");
+    check_did_error(
+        &good.replacen("did:key:", "did:web:", 1),
+        "DidPrefix",
+        "did:key:z",
+    );
     check_did_error(&good.replacen(":z", ":m", 1), "DidPrefix", "did:key:z");
     check_did_error("did:key:z6Mk0OIl", "DidBase58", "base58");
     let mut secp = bytes.clone();
@@ -48,12 +55,20 @@ fn did_errors_say_what_is_wrong() {
     let mut long = bytes.clone();
     long.push(0);
     check_did_error(&reencode(&long), "DidLength", "33 bytes");
-    check_did_error(&format!("did:key:z{}", "2".repeat(200)), "DidLength", "expected 32");
+    check_did_error(
+        &format!("did:key:z{}", "2".repeat(200)),
+        "DidLength",
+        "expected 32",
+    );
     check_did_error("did:key:z", "DidCodec", "expected `ed01`");
     // y = 2 is not on the curve.
     let mut not_a_point = vec![0xed, 0x01, 2];
     not_a_point.extend([0; 31]);
-    check_did_error(&reencode(&not_a_point), "DidKey", "valid Ed25519 public key");
+    check_did_error(
+        &reencode(&not_a_point),
+        "DidKey",
+        "valid Ed25519 public key",
+    );
 }
 
 #[test]
@@ -62,7 +77,11 @@ fn event_id_round_trips_and_rejects_malformed_text() {
     let text = id.to_string();
     assert!(text.starts_with("bafkr4i"), "{text}");
     assert_eq!(text.parse::<EventId>().unwrap(), id);
-    assert_eq!(content_hash(b"x"), text, "content hashes share the CID format");
+    assert_eq!(
+        content_hash(b"x"),
+        text,
+        "content hashes share the CID format"
+    );
 
     for (input, reason) in [
         ("", "prefix `b`"),
@@ -76,7 +95,10 @@ fn event_id_round_trips_and_rejects_malformed_text() {
         (&text.replacen('a', "1", 1), "alphabet"),
     ] {
         let err = input.parse::<EventId>().unwrap_err();
-        assert!(matches!(err, Error::EventIdParse { .. }), "{input}: {err:?}");
+        assert!(
+            matches!(err, Error::EventIdParse { .. }),
+            "{input}: {err:?}"
+        );
         assert!(err.to_string().contains(reason), "{input}: {err}");
     }
 }
@@ -86,7 +108,10 @@ fn network_ids_are_validated() {
     assert!(NetworkId::new("fedpool-main").is_ok());
     assert!(NetworkId::new("a.b_c-1").is_ok());
     for bad in ["", "Fedpool", "fed pool", "fedpool/main", &"x".repeat(65)] {
-        assert!(matches!(NetworkId::new(bad), Err(Error::NetworkId { .. })), "{bad}");
+        assert!(
+            matches!(NetworkId::new(bad), Err(Error::NetworkId { .. })),
+            "{bad}"
+        );
     }
 }
 
@@ -158,11 +183,17 @@ fn key_file_readable_by_others_is_refused_with_a_fix() {
     for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
         set_mode(&path, mode);
         let err = read_key_file(&path).unwrap_err();
-        assert!(matches!(err, Error::KeyFilePermissions { mode: m, .. } if m == mode), "{err:?}");
+        assert!(
+            matches!(err, Error::KeyFilePermissions { mode: m, .. } if m == mode),
+            "{err:?}"
+        );
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains(&format!("{mode:o}")), "{message}");
-        assert!(message.contains(&format!("chmod 600 {}", path.display())), "{message}");
+        assert!(
+            message.contains(&format!("chmod 600 {}", path.display())),
+            "{message}"
+        );
     }
     set_mode(&path, 0o600);
     read_key_file(&path).unwrap();
@@ -185,17 +216,29 @@ fn malformed_key_files_are_refused() {
         ("fedpool-key-v2\nx\ny\n", "first line"),
         ("fedpool-key-v1\n", "missing DID"),
         (&format!("fedpool-key-v1\n{}\n", lines[1]), "missing secret"),
-        (&format!("fedpool-key-v1\nnot-a-did\n{}\n", lines[2]), "bad DID"),
+        (
+            &format!("fedpool-key-v1\nnot-a-did\n{}\n", lines[2]),
+            "bad DID",
+        ),
         (&format!("fedpool-key-v1\n{}\n0OIl\n", lines[1]), "base58"),
-        (&format!("fedpool-key-v1\n{}\n{}\n", lines[1], &lines[2][..10]), "32 bytes"),
-        (&format!("fedpool-key-v1\n{}\n{}\n", other.did(), lines[2]), "does not match"),
+        (
+            &format!("fedpool-key-v1\n{}\n{}\n", lines[1], &lines[2][..10]),
+            "32 bytes",
+        ),
+        (
+            &format!("fedpool-key-v1\n{}\n{}\n", other.did(), lines[2]),
+            "does not match",
+        ),
         (&format!("{good}extra\n"), "unexpected lines"),
     ];
     for (content, reason) in cases {
         std::fs::write(&path, content).unwrap();
         set_mode(&path, 0o600);
         let err = read_key_file(&path).unwrap_err();
-        assert!(matches!(err, Error::KeyFileFormat { .. }), "{content:?}: {err:?}");
+        assert!(
+            matches!(err, Error::KeyFileFormat { .. }),
+            "{content:?}: {err:?}"
+        );
         assert!(err.to_string().contains(reason), "{content:?}: {err}");
     }
 }

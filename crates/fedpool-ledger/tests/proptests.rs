@@ -58,8 +58,12 @@ fn action() -> impl Strategy<Value = Action> {
 /// A simulated history from 1–3 publishers, 1–8 owners and up to 60 actions after a first
 /// publication (so it is never empty).
 fn history() -> impl Strategy<Value = Ledger> {
-    (1..=3usize, 1..=8usize, prop::collection::vec(action(), 1..60)).prop_map(
-        |(n_publishers, n_owners, actions)| {
+    (
+        1..=3usize,
+        1..=8usize,
+        prop::collection::vec(action(), 1..60),
+    )
+        .prop_map(|(n_publishers, n_owners, actions)| {
             let mut sim = Sim::new(n_publishers, n_owners);
             sim.apply(&Action::Publish {
                 publisher: 0,
@@ -70,8 +74,7 @@ fn history() -> impl Strategy<Value = Ledger> {
                 sim.apply(action);
             }
             sim.ledger
-        },
-    )
+        })
 }
 
 proptest! {

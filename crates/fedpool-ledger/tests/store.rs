@@ -39,7 +39,10 @@ fn append_then_query() {
         assert_eq!(store.append(event).unwrap(), AppendOutcome::Appended);
     }
     assert_eq!(store.n_events().unwrap(), 5);
-    assert_eq!(store.get(&ledger.events[1].id()).unwrap().as_ref(), Some(&ledger.events[1]));
+    assert_eq!(
+        store.get(&ledger.events[1].id()).unwrap().as_ref(),
+        Some(&ledger.events[1])
+    );
     assert_eq!(store.get(&EventId::from_bytes([0; 32])).unwrap(), None);
 
     let by_publisher = store.events_by_author(&publisher.did()).unwrap();
@@ -52,7 +55,10 @@ fn append_then_query() {
     let model_id = ledger.events[0].model_id().clone();
     assert_eq!(store.events_by_model(&model_id).unwrap().len(), 5);
     let all = store.events().unwrap();
-    let keys: Vec<(String, u64)> = all.iter().map(|e| (e.author().to_string(), e.seq())).collect();
+    let keys: Vec<(String, u64)> = all
+        .iter()
+        .map(|e| (e.author().to_string(), e.seq()))
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "events come in (author, seq) order");
@@ -100,7 +106,10 @@ fn gap_is_rejected_with_a_chain_gap_error() {
         other => panic!("expected ChainGap, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(message.starts_with(&format!("chain {} breaks at seq 3", publisher.did())), "{message}");
+    assert!(
+        message.starts_with(&format!("chain {} breaks at seq 3", publisher.did())),
+        "{message}"
+    );
 }
 
 #[test]
@@ -111,11 +120,19 @@ fn wrong_prev_hash_is_rejected() {
     let m = model("m", None, 1.0);
     let first = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let bogus = EventId::from_bytes([3; 32]);
-    let second = Event::sign(&network(), &alice, 2, Some(bogus), 2, consent(&m, None, None)).unwrap();
+    let second = Event::sign(
+        &network(),
+        &alice,
+        2,
+        Some(bogus),
+        2,
+        consent(&m, None, None),
+    )
+    .unwrap();
     store.append(&first).unwrap();
     let err = store.append(&second).unwrap_err();
     assert!(
-        matches!(err, Error::ChainPrevHash { expected: Some(id), found: Some(f), .. } if id == first.id() && f == bogus),
+        matches!(err, Error::ChainPrevHash { expected, found, .. } if expected == first.id() && found == bogus),
         "{err:?}"
     );
     assert!(err.to_string().contains("previous hash mismatch"));
@@ -129,13 +146,19 @@ fn foreign_network_and_bad_signature_are_rejected() {
     let m = model("m", None, 1.0);
     let other = NetworkId::new("fedpool-other").unwrap();
     let foreign = Event::sign(&other, &alice, 1, None, 1, consent(&m, None, None)).unwrap();
-    assert!(matches!(store.append(&foreign), Err(Error::ForeignNetwork { .. })));
+    assert!(matches!(
+        store.append(&foreign),
+        Err(Error::ForeignNetwork { .. })
+    ));
 
     let genuine = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let mut bytes = genuine.encode();
     *bytes.last_mut().unwrap() ^= 1;
     let forged = Event::decode(&bytes).unwrap();
-    assert!(matches!(store.append(&forged), Err(Error::Signature { .. })));
+    assert!(matches!(
+        store.append(&forged),
+        Err(Error::Signature { .. })
+    ));
     assert_eq!(store.n_events().unwrap(), 0);
 }
 
@@ -146,7 +169,8 @@ fn fork_is_recorded_as_evidence_without_overwriting() {
     let alice = Keypair::insecure_from_seed(2);
     let m = model("m", None, 1.0);
     let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
-    let conflicting = Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
+    let conflicting =
+        Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
     store.append(&original).unwrap();
     assert_eq!(
         store.append(&conflicting).unwrap(),
@@ -166,10 +190,16 @@ fn fork_is_recorded_as_evidence_without_overwriting() {
             conflicts_with: original.id()
         }]
     );
-    assert_eq!(store.get(&conflicting.id()).unwrap(), Some(conflicting.clone()));
+    assert_eq!(
+        store.get(&conflicting.id()).unwrap(),
+        Some(conflicting.clone())
+    );
     let report = store.verify().unwrap();
     let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
-    assert_eq!(rules, vec![Rule::Fork, Rule::UnknownModel, Rule::UnknownModel]);
+    assert_eq!(
+        rules,
+        vec![Rule::Fork, Rule::UnknownModel, Rule::UnknownModel]
+    );
 }
 
 #[test]
@@ -230,7 +260,8 @@ fn forks_travel_with_exports() {
     let alice = Keypair::insecure_from_seed(2);
     let m = model("m", None, 1.0);
     let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
-    let conflicting = Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
+    let conflicting =
+        Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
     let mut node_a = Store::open(&dir.path().join("a.db"), &network()).unwrap();
     node_a.append(&original).unwrap();
     node_a.append(&conflicting).unwrap();
@@ -265,7 +296,8 @@ fn damaged_export_files_are_refused() {
     flipped[40] ^= 1;
     let err = decode_bundle(&flipped).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
-    let err = decode_bundle(b"not an export at all, but long enough to be checked fully").unwrap_err();
+    let err =
+        decode_bundle(b"not an export at all, but long enough to be checked fully").unwrap_err();
     assert!(err.to_string().contains("magic"), "{err}");
 }
 
@@ -298,7 +330,11 @@ fn open_existing_does_not_create_files() {
 fn a_file_that_is_not_sqlite_is_not_a_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
-    std::fs::write(&path, "these are not the bytes you are looking for ".repeat(100)).unwrap();
+    std::fs::write(
+        &path,
+        "these are not the bytes you are looking for ".repeat(100),
+    )
+    .unwrap();
     let err = Store::open(&path, &network()).unwrap_err();
     assert!(matches!(err, Error::NotALedger { .. }), "{err:?}");
     assert!(err.to_string().contains("not a fedpool ledger"), "{err}");
@@ -309,7 +345,8 @@ fn another_applications_database_is_not_a_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
     drop(conn);
     let err = Store::open(&path, &network()).unwrap_err();
     assert!(matches!(err, Error::NotALedger { .. }), "{err:?}");
@@ -325,7 +362,14 @@ fn another_schema_version_is_refused() {
     drop(conn);
     let err = Store::open(&path, &network()).unwrap_err();
     assert!(
-        matches!(err, Error::SchemaVersion { found: 7, expected: 1, .. }),
+        matches!(
+            err,
+            Error::SchemaVersion {
+                found: 7,
+                expected: 1,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -375,13 +419,19 @@ fn swapped_rows_in_the_database_are_detected() {
     };
     let (second, third) = (bytes_at(2), bytes_at(3));
     let update = "UPDATE events SET bytes = ?1 WHERE author = ?2 AND seq = ?3";
-    conn.execute(update, rusqlite::params![third, author, 2]).unwrap();
-    conn.execute(update, rusqlite::params![second, author, 3]).unwrap();
+    conn.execute(update, rusqlite::params![third, author, 2])
+        .unwrap();
+    conn.execute(update, rusqlite::params![second, author, 3])
+        .unwrap();
     drop(conn);
     let store = Store::open(&path, &network()).unwrap();
     let report = store.verify().unwrap();
     let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
-    assert_eq!(rules, vec![Rule::RecordMismatch, Rule::RecordMismatch], "{report}");
+    assert_eq!(
+        rules,
+        vec![Rule::RecordMismatch, Rule::RecordMismatch],
+        "{report}"
+    );
     // Queries refuse the mismatched rows instead of returning the wrong event.
     assert!(matches!(
         store.events_by_author(&publisher.did()),

@@ -83,12 +83,25 @@ fn replace_bytes(haystack: &mut [u8], needle: &[u8], replacement: &[u8]) {
 fn a_valid_history_has_no_violations() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
-    let pay = payout(&w.model, Some(1), vec![(w.alice.did(), 50.0), (w.bob.did(), 50.0)]);
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
+    let pay = payout(
+        &w.model,
+        Some(1),
+        vec![(w.alice.did(), 50.0), (w.bob.did(), 50.0)],
+    );
     w.ledger.push(&w.publisher, 3_500, pay);
     let report = check(&w.ledger.events, &[]);
     assert_eq!(
-        (report.n_events, report.n_authors, report.n_models, report.n_rounds),
+        (
+            report.n_events,
+            report.n_authors,
+            report.n_models,
+            report.n_rounds
+        ),
         (5, 3, 1, 1)
     );
 }
@@ -149,14 +162,22 @@ fn reordered_chain_is_detected() {
     let mut events = w.ledger.events.clone();
     events.extend([second, third]);
     let report = check(&events, &[Rule::ChainPrevHash]);
-    assert_eq!(report.violations.len(), 2, "both links are wrong:\n{report}");
+    assert_eq!(
+        report.violations.len(),
+        2,
+        "both links are wrong:\n{report}"
+    );
 }
 
 #[test]
 fn presenting_a_valid_chain_out_of_order_is_fine() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     let mut events = w.ledger.events.clone();
     events.reverse();
     events.push(events[0].clone()); // and a duplicate
@@ -166,8 +187,10 @@ fn presenting_a_valid_chain_out_of_order_is_fine() {
 #[test]
 fn gap_in_a_chain_is_detected() {
     let mut w = world();
-    w.ledger.push(&w.alice, 2_100, consent(&w.model, None, None));
-    w.ledger.push(&w.alice, 2_200, consent(&w.model, None, None));
+    w.ledger
+        .push(&w.alice, 2_100, consent(&w.model, None, None));
+    w.ledger
+        .push(&w.alice, 2_200, consent(&w.model, None, None));
     let mut events = w.ledger.events.clone();
     let dropped = events.remove(3); // alice's seq 2
     assert_eq!((dropped.author(), dropped.seq()), (w.alice.did(), 2));
@@ -184,7 +207,8 @@ fn chain_not_starting_at_one_is_a_gap() {
     check(&events, &[Rule::UnknownModel]);
 
     let mut w = world();
-    w.ledger.push(&w.alice, 2_100, consent(&w.model, None, None));
+    w.ledger
+        .push(&w.alice, 2_100, consent(&w.model, None, None));
     let mut events = w.ledger.events.clone();
     events.remove(1); // alice's seq 1
     check(&events, &[Rule::ChainGap]);
@@ -235,9 +259,17 @@ fn round_naming_a_non_consenting_node_is_detected() {
     let mut w = world();
     let mut participants = w.both();
     participants.push((w.carol.did(), EventId::from_bytes([7; 32])));
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     let report = check(&w.ledger.events, &[Rule::ConsentMissing]);
-    assert!(report.violations[0].detail.contains(&w.carol.did().to_string()));
+    assert!(
+        report.violations[0]
+            .detail
+            .contains(&w.carol.did().to_string())
+    );
 }
 
 #[test]
@@ -245,7 +277,11 @@ fn round_naming_a_node_under_someone_elses_consent_is_detected() {
     let mut w = world();
     let mut participants = w.both();
     participants.push((w.carol.did(), w.alice_consent.id()));
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     check(&w.ledger.events, &[Rule::ConsentWrongAuthor]);
 }
 
@@ -262,7 +298,11 @@ fn round_citing_a_non_consent_event_is_detected() {
     );
     let mut participants = w.both();
     participants.push((w.carol.did(), revoked.id()));
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     check(
         &w.ledger.events,
         &[Rule::RevocationInvalid, Rule::ConsentMissing],
@@ -281,9 +321,17 @@ fn round_after_revocation_is_detected() {
         },
     );
     let participants = w.both();
-    w.ledger.push(&w.publisher, 4_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        4_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     let report = check(&w.ledger.events, &[Rule::ConsentRevoked]);
-    assert!(report.violations[0].detail.contains(&w.alice.did().to_string()));
+    assert!(
+        report.violations[0]
+            .detail
+            .contains(&w.alice.did().to_string())
+    );
 }
 
 #[test]
@@ -297,8 +345,16 @@ fn revocation_at_the_rounds_timestamp_is_not_yet_in_effect() {
     };
     w.ledger.push(&w.alice, 3_000, revocation);
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 0.5, 0.5));
-    w.ledger.push(&w.publisher, 3_001, round(&w.model, 2, participants, 0.5, 1.0));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants.clone(), 0.5, 0.5),
+    );
+    w.ledger.push(
+        &w.publisher,
+        3_001,
+        round(&w.model, 2, participants, 0.5, 1.0),
+    );
     let report = check(&w.ledger.events, &[Rule::ConsentRevoked]);
     assert_eq!(report.violations.len(), 1, "{report}");
     assert_eq!(report.violations[0].seq, Some(3));
@@ -308,7 +364,11 @@ fn revocation_at_the_rounds_timestamp_is_not_yet_in_effect() {
 fn round_before_revocation_is_fine() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 2_999, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        2_999,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     let revocation = ConsentRevoked {
         model_id: w.model.model_id.clone(),
         consent: w.alice_consent.id(),
@@ -326,7 +386,11 @@ fn revoking_someone_elses_consent_is_invalid_and_ineffective() {
     };
     w.ledger.push(&w.bob, 2_500, revocation);
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     check(&w.ledger.events, &[Rule::RevocationInvalid]);
 }
 
@@ -334,10 +398,22 @@ fn revoking_someone_elses_consent_is_invalid_and_ineffective() {
 fn round_after_expiry_is_detected() {
     let mut w = world_with(Some(3_000), None);
     let participants = w.both();
-    w.ledger.push(&w.publisher, 2_999, round(&w.model, 1, participants.clone(), 0.5, 0.5));
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 2, participants, 0.5, 1.0));
+    w.ledger.push(
+        &w.publisher,
+        2_999,
+        round(&w.model, 1, participants.clone(), 0.5, 0.5),
+    );
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 2, participants, 0.5, 1.0),
+    );
     let report = check(&w.ledger.events, &[Rule::ConsentExpired]);
-    assert_eq!(report.violations.len(), 1, "round 1 was before expiry:\n{report}");
+    assert_eq!(
+        report.violations.len(),
+        1,
+        "round 1 was before expiry:\n{report}"
+    );
     assert_eq!(report.violations[0].seq, Some(3));
 }
 
@@ -345,7 +421,11 @@ fn round_after_expiry_is_detected() {
 fn round_before_consent_is_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 1_500, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        1_500,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     let report = check(&w.ledger.events, &[Rule::ConsentNotYetGranted]);
     assert_eq!(report.violations.len(), 2);
 }
@@ -356,7 +436,11 @@ fn consent_for_another_model_is_detected() {
     let other_model = model("other", Some(2.0), 10.0);
     w.ledger.push(&w.publisher, 1_100, other_model.clone());
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&other_model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&other_model, 1, participants, 0.5, 0.5),
+    );
     // The consents are for the first model and its card.
     check(
         &w.ledger.events,
@@ -372,7 +456,11 @@ fn consent_to_a_stale_card_is_detected() {
     let carol_consent = w.ledger.push(&w.carol, 2_000, stale);
     let mut participants = w.both();
     participants.push((w.carol.did(), carol_consent.id()));
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     check(&w.ledger.events, &[Rule::ConsentWrongCard]);
 }
 
@@ -380,8 +468,16 @@ fn consent_to_a_stale_card_is_detected() {
 fn privacy_budget_overrun_is_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 1.5, 1.5));
-    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants, 1.0, 2.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants.clone(), 1.5, 1.5),
+    );
+    w.ledger.push(
+        &w.publisher,
+        4_000,
+        round(&w.model, 2, participants, 1.0, 2.5),
+    );
     let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
     assert_eq!(report.violations[0].seq, Some(3));
 }
@@ -390,8 +486,16 @@ fn privacy_budget_overrun_is_detected() {
 fn participants_epsilon_cap_is_enforced() {
     let mut w = world_with(None, Some(1.0));
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 1.0, 1.0));
-    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants, 0.5, 1.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants.clone(), 1.0, 1.0),
+    );
+    w.ledger.push(
+        &w.publisher,
+        4_000,
+        round(&w.model, 2, participants, 0.5, 1.5),
+    );
     let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
     assert!(report.violations[0].detail.contains("cap"), "{report}");
 }
@@ -400,9 +504,21 @@ fn participants_epsilon_cap_is_enforced() {
 fn decreasing_epsilon_total_is_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 1.0, 1.0));
-    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants.clone(), 0.5, 0.8));
-    w.ledger.push(&w.publisher, 5_000, round(&w.model, 3, participants, 0.9, 0.85));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants.clone(), 1.0, 1.0),
+    );
+    w.ledger.push(
+        &w.publisher,
+        4_000,
+        round(&w.model, 2, participants.clone(), 0.5, 0.8),
+    );
+    w.ledger.push(
+        &w.publisher,
+        5_000,
+        round(&w.model, 3, participants, 0.9, 0.85),
+    );
     let report = check(&w.ledger.events, &[Rule::PrivacyTotalMismatch]);
     assert_eq!(report.violations.len(), 3, "{report}");
 }
@@ -411,10 +527,22 @@ fn decreasing_epsilon_total_is_detected() {
 fn over_paid_pool_is_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
-    let first = payout(&w.model, Some(1), vec![(w.alice.did(), 30.0), (w.bob.did(), 30.0)]);
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
+    let first = payout(
+        &w.model,
+        Some(1),
+        vec![(w.alice.did(), 30.0), (w.bob.did(), 30.0)],
+    );
     w.ledger.push(&w.publisher, 3_100, first);
-    let second = payout(&w.model, None, vec![(w.alice.did(), 25.0), (w.bob.did(), 25.0)]);
+    let second = payout(
+        &w.model,
+        None,
+        vec![(w.alice.did(), 25.0), (w.bob.did(), 25.0)],
+    );
     let second = w.ledger.push(&w.publisher, 3_200, second);
     let report = check(&w.ledger.events, &[Rule::PayoutExceedsPool]);
     assert_eq!(report.violations[0].event_id, Some(second.id()));
@@ -424,7 +552,11 @@ fn over_paid_pool_is_detected() {
 fn paying_out_the_exact_pool_in_thirds_is_fine() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
     for _ in 0..3 {
         let third = payout(&w.model, None, vec![(w.alice.did(), 100.0 / 3.0)]);
         w.ledger.push(&w.publisher, 3_100, third);
@@ -436,8 +568,16 @@ fn paying_out_the_exact_pool_in_thirds_is_fine() {
 fn payout_to_a_non_participant_is_detected() {
     let mut w = world();
     let participants = vec![(w.alice.did(), w.alice_consent.id())];
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
-    let pay = payout(&w.model, Some(1), vec![(w.alice.did(), 10.0), (w.bob.did(), 10.0)]);
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
+    let pay = payout(
+        &w.model,
+        Some(1),
+        vec![(w.alice.did(), 10.0), (w.bob.did(), 10.0)],
+    );
     w.ledger.push(&w.publisher, 3_100, pay);
     let pay_carol = payout(&w.model, None, vec![(w.carol.did(), 10.0)]);
     w.ledger.push(&w.publisher, 3_200, pay_carol);
@@ -449,7 +589,8 @@ fn payout_to_a_non_participant_is_detected() {
 fn round_by_someone_other_than_the_publisher_is_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.carol, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
+    w.ledger
+        .push(&w.carol, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
     let pay = payout(&w.model, None, vec![(w.alice.did(), 10.0)]);
     w.ledger.push(&w.carol, 3_100, pay);
     let report = check(&w.ledger.events, &[Rule::NotPublisher]);
@@ -461,7 +602,8 @@ fn events_about_unpublished_models_are_detected() {
     let mut w = world();
     let ghost = model("ghost", Some(1.0), 1.0);
     w.ledger.push(&w.carol, 2_000, consent(&ghost, None, None));
-    w.ledger.push(&w.publisher, 3_000, round(&ghost, 1, vec![], 0.1, 0.1));
+    w.ledger
+        .push(&w.publisher, 3_000, round(&ghost, 1, vec![], 0.1, 0.1));
     let report = check(&w.ledger.events, &[Rule::UnknownModel]);
     assert_eq!(report.violations.len(), 2);
 }
@@ -479,9 +621,17 @@ fn duplicate_participants_and_round_order_are_detected() {
     let mut w = world();
     let mut participants = w.both();
     participants.push(participants[0]);
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 2, participants, 0.5, 0.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 2, participants, 0.5, 0.5),
+    );
     let participants = w.both();
-    w.ledger.push(&w.publisher, 4_000, round(&w.model, 2, participants, 0.5, 1.0));
+    w.ledger.push(
+        &w.publisher,
+        4_000,
+        round(&w.model, 2, participants, 0.5, 1.0),
+    );
     check(
         &w.ledger.events,
         &[Rule::DuplicateParticipant, Rule::RoundOutOfOrder],
@@ -492,8 +642,16 @@ fn duplicate_participants_and_round_order_are_detected() {
 fn negative_amounts_are_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 0.5, 0.5));
-    let pay = payout(&w.model, Some(1), vec![(w.alice.did(), 60.0), (w.bob.did(), -50.0)]);
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 0.5, 0.5),
+    );
+    let pay = payout(
+        &w.model,
+        Some(1),
+        vec![(w.alice.did(), 60.0), (w.bob.did(), -50.0)],
+    );
     w.ledger.push(&w.publisher, 3_100, pay);
     check(&w.ledger.events, &[Rule::InvalidAmount]);
 }
@@ -502,8 +660,16 @@ fn negative_amounts_are_detected() {
 fn timestamps_going_backwards_in_a_chain_are_detected() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants.clone(), 0.5, 0.5));
-    w.ledger.push(&w.publisher, 2_500, round(&w.model, 2, participants, 0.5, 1.0));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants.clone(), 0.5, 0.5),
+    );
+    w.ledger.push(
+        &w.publisher,
+        2_500,
+        round(&w.model, 2, participants, 0.5, 1.0),
+    );
     check(&w.ledger.events, &[Rule::ChainTimestamp]);
 }
 
@@ -512,7 +678,11 @@ fn every_problem_is_reported_not_just_the_first() {
     let mut w = world();
     let mut participants = w.both();
     participants.push((w.carol.did(), EventId::from_bytes([9; 32])));
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 2.5, 2.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 2.5, 2.5),
+    );
     let pay = payout(&w.model, Some(1), vec![(w.carol.did(), 500.0)]);
     w.ledger.push(&w.publisher, 3_100, pay);
     let mut events = w.ledger.events.clone();
@@ -534,11 +704,21 @@ fn every_problem_is_reported_not_just_the_first() {
 fn report_renders_as_text_and_json_with_stable_rule_names() {
     let mut w = world();
     let participants = w.both();
-    w.ledger.push(&w.publisher, 3_000, round(&w.model, 1, participants, 2.5, 2.5));
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants, 2.5, 2.5),
+    );
     let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
     let text = report.to_string();
-    assert!(text.starts_with("4 events, 3 authors, 1 models, 1 rounds: 1 violation\n"), "{text}");
-    assert!(text.contains("[privacy-budget-exceeded] did:key:z6Mk"), "{text}");
+    assert!(
+        text.starts_with("4 events, 3 authors, 1 models, 1 rounds: 1 violation\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[privacy-budget-exceeded] did:key:z6Mk"),
+        "{text}"
+    );
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["violations"][0]["rule"], "privacy-budget-exceeded");
     assert_eq!(json["n_rounds"], 1);

@@ -103,13 +103,16 @@ pub(super) fn append_in(
             id: event.id(),
         });
     }
-    if event.prev() != head_id {
+    // seq = head + 1 here, and events carry a prev exactly when seq > 1, so `prev` and the
+    // head are both present or both absent.
+    if let (Some(found), Some(expected)) = (event.prev(), head_id)
+        && found != expected
+    {
         return Err(Error::ChainPrevHash {
             author: event.author(),
             seq: event.seq(),
-            id: event.id(),
-            expected: head_id,
-            found: event.prev(),
+            expected,
+            found,
         });
     }
     tx.prepare_cached(

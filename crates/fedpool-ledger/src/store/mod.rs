@@ -291,7 +291,10 @@ impl Store {
     /// sorted per author by seq first. Events that still do not chain, and events with bad
     /// signatures or of another network, are reported in [`ImportReport::rejected`]; the rest
     /// are stored. Only database failures abort the import (and roll it back).
-    pub fn import(&mut self, events: impl IntoIterator<Item = Event>) -> Result<ImportReport, Error> {
+    pub fn import(
+        &mut self,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<ImportReport, Error> {
         let mut by_author: BTreeMap<Did, Vec<Event>> = BTreeMap::new();
         for event in events {
             by_author.entry(event.author()).or_default().push(event);
@@ -350,10 +353,12 @@ impl Store {
         let mut events = self.events()?;
         events.extend(self.forks()?.into_iter().map(|fork| fork.event));
         let bytes = encode_bundle(&self.network, &events);
-        let io_error = |action| move |source| Error::Io {
-            path: path.to_path_buf(),
-            action,
-            source,
+        let io_error = |action| {
+            move |source| Error::Io {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
         };
         let mut temp_name = path.as_os_str().to_owned();
         temp_name.push(".tmp");
@@ -417,9 +422,7 @@ impl Store {
     pub fn forks(&self) -> Result<Vec<ForkEvidence>, Error> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, bytes, conflicts_with FROM forks ORDER BY author, seq, id",
-            )
+            .prepare_cached("SELECT id, bytes, conflicts_with FROM forks ORDER BY author, seq, id")
             .map_err(sql_error(&self.path, "cannot list forks"))?;
         let rows = stmt
             .query_map([], |row| {
@@ -434,14 +437,11 @@ impl Store {
         rows.into_iter()
             .map(|(id, bytes, conflicts_with)| {
                 let event = self.decode_row(&id, &bytes)?;
-                let conflicts_with =
-                    conflicts_with
-                        .parse()
-                        .map_err(|err| Error::StoredEvent {
-                            path: self.path.clone(),
-                            id: id.clone(),
-                            source: Box::new(err),
-                        })?;
+                let conflicts_with = conflicts_with.parse().map_err(|err| Error::StoredEvent {
+                    path: self.path.clone(),
+                    id: id.clone(),
+                    source: Box::new(err),
+                })?;
                 Ok(ForkEvidence {
                     event,
                     conflicts_with,
@@ -459,7 +459,9 @@ impl Store {
     /// Number of chained events (fork evidence not counted).
     pub fn n_events(&self) -> Result<u64, Error> {
         self.conn
-            .query_row("SELECT count(*) FROM events", [], |row| row.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM events", [], |row| {
+                row.get::<_, i64>(0)
+            })
             .map(|n| n as u64)
             .map_err(sql_error(&self.path, "cannot count events"))
     }
@@ -478,7 +480,9 @@ impl Store {
             .prepare_cached(sql)
             .map_err(sql_error(&self.path, "cannot query events"))?;
         let rows = stmt
-            .query_map(params, |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .query_map(params, |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_error(&self.path, "cannot query events"))?;
         rows.iter()

@@ -89,7 +89,11 @@ fn check_row(
     };
     let mut mismatches = Vec::new();
     if row_id != Some(event.id()) {
-        mismatches.push(format!("id column {} but bytes hash to {}", row.id, event.id()));
+        mismatches.push(format!(
+            "id column {} but bytes hash to {}",
+            row.id,
+            event.id()
+        ));
     }
     if row.author != event.author().to_string() {
         mismatches.push(format!(

@@ -70,4 +70,3 @@ pub(super) fn check_chains(check: &mut Check, admissible: &[&Event]) {
         }
     }
 }
-

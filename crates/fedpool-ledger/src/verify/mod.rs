@@ -251,7 +251,7 @@ pub fn verify_events(network: &NetworkId, events: &[Event]) -> VerifyReport {
     // Distinct events in (author, seq) order; ties (forks) keep input order.
     let mut seen = HashSet::with_capacity(events.len());
     let mut distinct: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id())).collect();
-    distinct.sort_by(|a, b| (a.author(), a.seq()).cmp(&(b.author(), b.seq())));
+    distinct.sort_by_key(|e| (e.author(), e.seq()));
     let authors: BTreeSet<Did> = distinct.iter().map(|e| e.author()).collect();
 
     let mut admissible: Vec<&Event> = Vec::with_capacity(distinct.len());
@@ -306,4 +306,3 @@ impl Check {
         });
     }
 }
-

@@ -396,7 +396,11 @@ fn check_payout<'a>(
         }
     }
     let total = paid.entry(&payout.model_id).or_insert(0.0);
-    *total += payout.payouts.iter().map(|(_, amount)| amount.max(0.0)).sum::<f64>();
+    *total += payout
+        .payouts
+        .iter()
+        .map(|(_, amount)| amount.max(0.0))
+        .sum::<f64>();
     let pool = model.published.terms.reward_pool;
     if exceeds(*total, pool) {
         check.flag(

@@ -193,7 +193,9 @@ impl Sim {
     pub fn new(n_publishers: usize, n_owners: usize) -> Sim {
         Sim {
             ledger: Ledger::new(),
-            publishers: (0..n_publishers as u64).map(Keypair::insecure_from_seed).collect(),
+            publishers: (0..n_publishers as u64)
+                .map(Keypair::insecure_from_seed)
+                .collect(),
             owners: (0..n_owners as u64)
                 .map(|i| Keypair::insecure_from_seed(1000 + i))
                 .collect(),
@@ -381,7 +383,7 @@ pub fn large_ledger(n_events: usize) -> Vec<Event> {
     let mut round_idx = 0u32;
     while sim.ledger.events.len() < n_events {
         sim.apply(&Action::Advance { ms: 1000 });
-        if round_idx % 2 == 0 {
+        if round_idx.is_multiple_of(2) {
             sim.apply(&Action::Round {
                 model: 0,
                 participant_mask: 0b11_1111_1111u32.rotate_left(round_idx % 32),
