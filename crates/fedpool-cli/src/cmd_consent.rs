@@ -51,7 +51,10 @@ pub fn data(home: Home, command: DataCommand) -> Result<()> {
                 && summary.column(label).is_none()
             {
                 let names: Vec<&str> = summary.columns.iter().map(|c| c.name.as_str()).collect();
-                bail!("{source}: no column \"{label}\" to use as the label (columns: {})", names.join(", "));
+                bail!(
+                    "{source}: no column \"{label}\" to use as the label (columns: {})",
+                    names.join(", ")
+                );
             }
             let n_columns = summary.columns.len();
             let n_rows = summary.n_rows;
@@ -64,8 +67,13 @@ pub fn data(home: Home, command: DataCommand) -> Result<()> {
                 columns: summary.columns,
                 registered_at_ms: now_ms(),
             })?;
-            println!("registered \"{name}\": {n_rows} rows, {n_columns} columns, fingerprint {fingerprint}");
-            println!("the rows stay in {}; only the fingerprint is ever shared", path.display());
+            println!(
+                "registered \"{name}\": {n_rows} rows, {n_columns} columns, fingerprint {fingerprint}"
+            );
+            println!(
+                "the rows stay in {}; only the fingerprint is ever shared",
+                path.display()
+            );
             Ok(())
         }
         DataCommand::List { json } => {
@@ -169,17 +177,24 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 "consented to \"{}\" with dataset \"{}\"{}",
                 model.body.name,
                 dataset.name,
-                expires_at_ms.map(|t| format!(" until {}", format_time(t - 1))).unwrap_or_default()
+                expires_at_ms
+                    .map(|t| format!(" until {}", format_time(t - 1)))
+                    .unwrap_or_default()
             );
-            eprintln!("fields that will be used ({}): {}", fields.len(), abbreviate(&fields, 12));
+            eprintln!(
+                "fields that will be used ({}): {}",
+                fields.len(),
+                abbreviate(&fields, 12)
+            );
             Ok(())
         }
         ConsentCommand::Revoke { model } => {
             let model = node::find_model(&node.store, &model)?;
-            let active: Vec<_> = node::consents(&node.store, Some(&me), Some(model.id()), now_ms())?
-                .into_iter()
-                .filter(|c| c.state == ConsentState::Active)
-                .collect();
+            let active: Vec<_> =
+                node::consents(&node.store, Some(&me), Some(model.id()), now_ms())?
+                    .into_iter()
+                    .filter(|c| c.state == ConsentState::Active)
+                    .collect();
             if active.is_empty() {
                 bail!("you have no active consent to {}", model.body.name);
             }
@@ -190,7 +205,10 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 })?;
                 println!("{}", event.id());
             }
-            eprintln!("revoked; from the next round your node will decline to train {}", model.body.name);
+            eprintln!(
+                "revoked; from the next round your node will decline to train {}",
+                model.body.name
+            );
             Ok(())
         }
         ConsentCommand::List { json } => {
@@ -231,7 +249,10 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                     r["state"].as_str().unwrap_or(""),
                     r["consent_id"].as_str().unwrap_or(""),
                     format_time(r["granted_at_ms"].as_u64().unwrap_or(0)),
-                    r["expires_at_ms"].as_u64().map(|t| format!(", until {}", format_time(t - 1))).unwrap_or_default()
+                    r["expires_at_ms"]
+                        .as_u64()
+                        .map(|t| format!(", until {}", format_time(t - 1)))
+                        .unwrap_or_default()
                 );
             }
             Ok(())
@@ -241,14 +262,22 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
 
 /// Checks that a dataset has every column a contract requires, with compatible types; returns
 /// the fields the model will read.
-fn check_dataset_fits(contract: &fedpool_core::Contract, dataset: &RegisteredDataset) -> Result<Vec<String>> {
+fn check_dataset_fits(
+    contract: &fedpool_core::Contract,
+    dataset: &RegisteredDataset,
+) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for column in contract.schema.feature_columns() {
         match dataset.columns.iter().find(|c| c.name == column.name) {
             None => problems.push(format!("missing column \"{}\"", column.name)),
             Some(found) => {
-                if matches!(column.kind, ColumnKind::Numeric { .. }) && found.kind != SniffedType::Numeric {
-                    problems.push(format!("column \"{}\" must be numeric but holds text", column.name));
+                if matches!(column.kind, ColumnKind::Numeric { .. })
+                    && found.kind != SniffedType::Numeric
+                {
+                    problems.push(format!(
+                        "column \"{}\" must be numeric but holds text",
+                        column.name
+                    ));
                 }
             }
         }
@@ -258,7 +287,10 @@ fn check_dataset_fits(contract: &fedpool_core::Contract, dataset: &RegisteredDat
         None => problems.push(format!("missing label column \"{}\"", label.name)),
         Some(found) => {
             if matches!(label.kind, LabelKind::Numeric) && found.kind != SniffedType::Numeric {
-                problems.push(format!("label \"{}\" must be numeric but holds text", label.name));
+                problems.push(format!(
+                    "label \"{}\" must be numeric but holds text",
+                    label.name
+                ));
             }
         }
     }
@@ -277,6 +309,10 @@ fn abbreviate(items: &[String], max: usize) -> String {
     if items.len() <= max {
         items.join(", ")
     } else {
-        format!("{}, … and {} more", items[..max].join(", "), items.len() - max)
+        format!(
+            "{}, … and {} more",
+            items[..max].join(", "),
+            items.len() - max
+        )
     }
 }

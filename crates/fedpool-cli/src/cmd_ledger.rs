@@ -86,12 +86,20 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
                     report.n_events, report.n_authors, report.n_models, report.n_rounds
                 );
             } else {
-                println!("{} violations in {} events:", report.violations.len(), report.n_events);
+                println!(
+                    "{} violations in {} events:",
+                    report.violations.len(),
+                    report.n_events
+                );
                 for v in &report.violations {
                     println!("  {v}");
                 }
             }
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         LedgerCommand::Export { file } => {
             let node = Node::open(home)?;
@@ -127,12 +135,16 @@ fn short(s: &str) -> String {
 
 fn summary(e: &Event) -> String {
     match e.body() {
-        Body::ModelPublished(m) => format!("{} v{} ({})", m.name, m.version, short(m.model_id.as_str())),
+        Body::ModelPublished(m) => {
+            format!("{} v{} ({})", m.name, m.version, short(m.model_id.as_str()))
+        }
         Body::ConsentGranted(c) => format!(
             "model {} with {} fields{}",
             short(c.model_id.as_str()),
             c.fields.len(),
-            c.expires_at_ms.map(|t| format!(" until {}", format_time(t - 1))).unwrap_or_default()
+            c.expires_at_ms
+                .map(|t| format!(" until {}", format_time(t - 1)))
+                .unwrap_or_default()
         ),
         Body::ConsentRevoked(r) => format!("consent {}", short(&r.consent.to_string())),
         Body::RoundCommitted(r) => format!(
@@ -141,7 +153,10 @@ fn summary(e: &Event) -> String {
             short(r.model_id.as_str()),
             r.participants.len(),
             r.epsilon_total,
-            r.metrics.first().map(|(k, v)| format!(", {k} {v:.4}")).unwrap_or_default()
+            r.metrics
+                .first()
+                .map(|(k, v)| format!(", {k} {v:.4}"))
+                .unwrap_or_default()
         ),
         Body::RewardsPaid(p) => format!(
             "{} payouts, {:.2} in total",

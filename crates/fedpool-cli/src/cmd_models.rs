@@ -53,7 +53,11 @@ pub fn publish(home: Home, args: PublishArgs) -> Result<()> {
         .find(|m| m.id() == &body.model_id)
     {
         println!("{}", existing.id());
-        eprintln!("already published at seq {} by {}", existing.event.seq(), existing.event.author());
+        eprintln!(
+            "already published at seq {} by {}",
+            existing.event.seq(),
+            existing.event.author()
+        );
         return Ok(());
     }
     let model_id = body.model_id.clone();
@@ -83,7 +87,10 @@ pub fn models(home: Home, args: ModelsArgs) -> Result<()> {
     let mut rows = Vec::new();
     for model in node::published_models(&node.store)? {
         let consents = node::consents(&node.store, None, Some(model.id()), now)?;
-        let active = consents.iter().filter(|c| c.state == ConsentState::Active).count();
+        let active = consents
+            .iter()
+            .filter(|c| c.state == ConsentState::Active)
+            .count();
         let c = &model.contract;
         rows.push(json!({
             "model_id": model.id().to_string(),
@@ -121,17 +128,38 @@ pub fn models(home: Home, args: ModelsArgs) -> Result<()> {
             Some(e) => format!("ε ≤ {e}, δ = {}", privacy["delta"]),
             None => "no DP budget".into(),
         };
-        println!("{} v{}  {}", r["name"].as_str().unwrap_or(""), r["version"].as_str().unwrap_or(""), r["model_id"].as_str().unwrap_or(""));
+        println!(
+            "{} v{}  {}",
+            r["name"].as_str().unwrap_or(""),
+            r["version"].as_str().unwrap_or(""),
+            r["model_id"].as_str().unwrap_or("")
+        );
         println!("  publisher:  {}", r["publisher"].as_str().unwrap_or(""));
-        println!("  purpose:    {}", r["purpose"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default());
+        println!(
+            "  purpose:    {}",
+            r["purpose"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "))
+                .unwrap_or_default()
+        );
         println!("  population: {}", r["population"].as_str().unwrap_or(""));
         println!(
             "  privacy:    {eps}, secure aggregation {}",
-            if privacy["secure_aggregation"].as_bool() == Some(true) { "on" } else { "off" }
+            if privacy["secure_aggregation"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            }
         );
         println!(
             "  rewards:    {} {} by {}",
-            r["rewards"]["pool"], r["rewards"]["currency"].as_str().unwrap_or(""), r["rewards"]["valuation"].as_str().unwrap_or("")
+            r["rewards"]["pool"],
+            r["rewards"]["currency"].as_str().unwrap_or(""),
+            r["rewards"]["valuation"].as_str().unwrap_or("")
         );
         println!("  consents:   {} active", r["active_consents"]);
     }

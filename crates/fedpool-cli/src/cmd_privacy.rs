@@ -83,7 +83,9 @@ pub fn privacy(command: PrivacyCommand) -> Result<()> {
                     json!({"sigma": sigma, "q": q, "rounds": rounds, "epsilon": epsilon, "delta": delta})
                 );
             } else {
-                println!("σ = {sigma:.4} keeps {rounds} rounds at q = {q} within ε = {epsilon}, δ = {delta:e}");
+                println!(
+                    "σ = {sigma:.4} keeps {rounds} rounds at q = {q} within ε = {epsilon}, δ = {delta:e}"
+                );
             }
         }
     }

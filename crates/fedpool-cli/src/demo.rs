@@ -37,7 +37,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let source = DataSource::Bundled("digits");
     let table = source.load(&contract.schema, &[])?;
     let alpha = 0.5;
-    let mut options = SimulationOptions::new(args.clients, Partition::Dirichlet { alpha }, args.seed);
+    let mut options =
+        SimulationOptions::new(args.clients, Partition::Dirichlet { alpha }, args.seed);
     options.consent_rate = args.consent_rate;
     options.ledger = LedgerChoice::At(args.out.join("ledger.db"));
 

@@ -42,7 +42,9 @@ impl Home {
                 Some(dir) if !dir.is_empty() => PathBuf::from(dir),
                 _ => match std::env::var_os("HOME") {
                     Some(home) => PathBuf::from(home).join(".fedpool"),
-                    None => bail!("cannot find a home directory: set FEDPOOL_HOME or pass --home DIR"),
+                    None => {
+                        bail!("cannot find a home directory: set FEDPOOL_HOME or pass --home DIR")
+                    }
                 },
             },
         };
@@ -136,9 +138,8 @@ pub fn now_ms() -> u64 {
 /// Parses `YYYY-MM-DD` as the end of that day (UTC), in milliseconds since the epoch: a consent
 /// "until 2027-01-31" still holds on the 31st.
 pub fn parse_until_date(text: &str) -> Result<u64> {
-    let bad = || {
-        anyhow::anyhow!("--until \"{text}\" is not a date; use YYYY-MM-DD, e.g. 2027-01-31")
-    };
+    let bad =
+        || anyhow::anyhow!("--until \"{text}\" is not a date; use YYYY-MM-DD, e.g. 2027-01-31");
     let parts: Vec<&str> = text.trim().split('-').collect();
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
@@ -149,8 +150,25 @@ pub fn parse_until_date(text: &str) -> Result<u64> {
         d.parse().map_err(|_| bad())?,
     );
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 || day > days_in_month[month as usize - 1] {
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month[month as usize - 1]
+    {
         return Err(bad());
     }
     let days = days_from_civil(year, month, day) + 1;
@@ -174,7 +192,11 @@ pub fn format_time(ms: u64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -201,7 +223,13 @@ mod tests {
         assert_eq!(format_time(ms - 1), "2027-01-31 23:59 UTC");
         assert_eq!(format_time(ms), "2027-02-01 00:00 UTC");
         assert!(parse_until_date("2024-02-29").is_ok());
-        for bad in ["2023-02-29", "2027-13-01", "tomorrow", "2027-1", "1969-12-31"] {
+        for bad in [
+            "2023-02-29",
+            "2027-13-01",
+            "tomorrow",
+            "2027-1",
+            "1969-12-31",
+        ] {
             let err = parse_until_date(bad).unwrap_err().to_string();
             assert!(err.contains(bad) && err.contains("YYYY-MM-DD"), "{err}");
         }

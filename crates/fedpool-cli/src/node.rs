@@ -17,7 +17,8 @@ pub const DEFAULT_NETWORK: &str = "fedpool-local";
 /// The network a node uses: `FEDPOOL_NETWORK`, else the default.
 pub fn network() -> Result<NetworkId> {
     let name = std::env::var("FEDPOOL_NETWORK").unwrap_or_else(|_| DEFAULT_NETWORK.to_string());
-    NetworkId::new(&name).with_context(|| format!("FEDPOOL_NETWORK=\"{name}\" is not a valid network name"))
+    NetworkId::new(&name)
+        .with_context(|| format!("FEDPOOL_NETWORK=\"{name}\" is not a valid network name"))
 }
 
 /// An initialised node: identity and ledger opened.
@@ -138,9 +139,15 @@ pub fn find_model(store: &Store, query: &str) -> Result<PublishedModel> {
             if known.is_empty() {
                 bail!("no model \"{query}\" in the ledger: no model has been published yet")
             }
-            bail!("no model \"{query}\" in the ledger (published: {})", known.join(", "))
+            bail!(
+                "no model \"{query}\" in the ledger (published: {})",
+                known.join(", ")
+            )
         }
-        _ => bail!("\"{query}\" matches {} models; use the full model id", matches.len()),
+        _ => bail!(
+            "\"{query}\" matches {} models; use the full model id",
+            matches.len()
+        ),
     }
 }
 
@@ -206,11 +213,16 @@ pub fn consents(
         let Body::ConsentGranted(body) = event.body().clone() else {
             continue;
         };
-        if author.is_some_and(|a| *a != event.author()) || model.is_some_and(|m| *m != body.model_id) {
+        if author.is_some_and(|a| *a != event.author())
+            || model.is_some_and(|m| *m != body.model_id)
+        {
             continue;
         }
         let id = event.id();
-        let state = if revoked.iter().any(|(who, c)| *who == event.author() && *c == id) {
+        let state = if revoked
+            .iter()
+            .any(|(who, c)| *who == event.author() && *c == id)
+        {
             ConsentState::Revoked
         } else if body.expires_at_ms.is_some_and(|t| t <= at_ms) {
             ConsentState::Expired
@@ -251,7 +263,9 @@ pub fn card(store: &Store, model: &PublishedModel) -> Result<Card> {
                 }
                 status.latest_metrics = round.metrics.clone();
             }
-            Body::ModelReleased(_) if event.author() == model.event.author() => status.released = true,
+            Body::ModelReleased(_) if event.author() == model.event.author() => {
+                status.released = true
+            }
             _ => {}
         }
     }

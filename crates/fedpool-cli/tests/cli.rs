@@ -150,27 +150,56 @@ fn demo_tells_the_story_and_writes_outputs() {
 #[test]
 fn privacy_epsilon_and_sigma_plan_budgets() {
     let output = Command::new(BIN)
-        .args(["privacy", "epsilon", "--q", "0.1", "--sigma", "1.0", "--rounds", "30", "--delta", "1e-5", "--json"])
+        .args([
+            "privacy", "epsilon", "--q", "0.1", "--sigma", "1.0", "--rounds", "30", "--delta",
+            "1e-5", "--json",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let epsilon = v["epsilon"].as_f64().unwrap();
     assert!((epsilon - 4.848).abs() < 0.01, "ε = {epsilon}");
     assert_eq!(v["rounds"], 30);
     let output = Command::new(BIN)
-        .args(["privacy", "sigma", "--q", "0.1", "--rounds", "30", "--epsilon", "4.848", "--delta", "1e-5", "--json"])
+        .args([
+            "privacy",
+            "sigma",
+            "--q",
+            "0.1",
+            "--rounds",
+            "30",
+            "--epsilon",
+            "4.848",
+            "--delta",
+            "1e-5",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let sigma = v["sigma"].as_f64().unwrap();
     assert!((sigma - 1.0).abs() < 0.01, "σ = {sigma}");
     let output = Command::new(BIN)
-        .args(["privacy", "epsilon", "--q", "1.5", "--sigma", "1.0", "--rounds", "30", "--delta", "1e-5"])
+        .args([
+            "privacy", "epsilon", "--q", "1.5", "--sigma", "1.0", "--rounds", "30", "--delta",
+            "1e-5",
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains('q') && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains('q') && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }

@@ -48,7 +48,11 @@ fn distinctive_rows(path: &Path) -> Vec<String> {
         let lea = format!("{}", 7_300_000 + i);
         secrets.push(gcse.clone());
         secrets.push(lea.clone());
-        csv.push_str(&format!("{lea},1,{i},{},F,{},{gcse},0.5\n", (i % 6) * 2, i % 11 - 5));
+        csv.push_str(&format!(
+            "{lea},1,{i},{},F,{},{gcse},0.5\n",
+            (i % 6) * 2,
+            i % 11 - 5
+        ));
     }
     std::fs::write(path, csv).unwrap();
     secrets
@@ -70,10 +74,17 @@ fn init_refuses_to_overwrite_and_guards_the_key_file() {
         assert_eq!(mode, 0o600);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let stderr = err(&home, &["models"]);
-        assert!(stderr.contains("identity.key") && stderr.contains("chmod 600"), "{stderr}");
+        assert!(
+            stderr.contains("identity.key") && stderr.contains("chmod 600"),
+            "{stderr}"
+        );
     }
     let again = ok(&home, &["init", "--force"]);
-    assert_ne!(again.lines().next(), did.lines().next(), "a forced init makes a new identity");
+    assert_ne!(
+        again.lines().next(),
+        did.lines().next(),
+        "a forced init makes a new identity"
+    );
 }
 
 #[test]
@@ -93,10 +104,34 @@ fn publish_consent_revoke_verify_and_never_leak_rows() {
     // Publishing the same contract twice is a no-op that prints the same id.
     assert!(ok(&home, &["publish", &contract]).starts_with(&model_id));
 
-    transcript += &ok(&home, &["data", "add", "scores", csv.to_str().unwrap(), "--label", "score"]);
+    transcript += &ok(
+        &home,
+        &[
+            "data",
+            "add",
+            "scores",
+            csv.to_str().unwrap(),
+            "--label",
+            "score",
+        ],
+    );
     transcript += &ok(&home, &["data", "list", "--json"]);
-    let grant = ok(&home, &["consent", "grant", "chem97-alevel-score", "--data", "scores", "--until", "2099-12-31"]);
-    assert!(grant.contains("gcsescore") && grant.contains("gender"), "lists the fields used:\n{grant}");
+    let grant = ok(
+        &home,
+        &[
+            "consent",
+            "grant",
+            "chem97-alevel-score",
+            "--data",
+            "scores",
+            "--until",
+            "2099-12-31",
+        ],
+    );
+    assert!(
+        grant.contains("gcsescore") && grant.contains("gender"),
+        "lists the fields used:\n{grant}"
+    );
     transcript += &grant;
     let stderr = err(&home, &["consent", "grant", &model_id, "--data", "scores"]);
     assert!(stderr.contains("already consent"), "{stderr}");
@@ -130,14 +165,28 @@ fn publish_consent_revoke_verify_and_never_leak_rows() {
     let imported = ok(&other, &["ledger", "import", export.to_str().unwrap()]);
     assert!(imported.contains("imported 3 new events"), "{imported}");
     let twice = ok(&other, &["ledger", "import", export.to_str().unwrap()]);
-    assert!(twice.contains("imported 0 new events (3 already present"), "{twice}");
+    assert!(
+        twice.contains("imported 0 new events (3 already present"),
+        "{twice}"
+    );
 
     // A simulation over the same file, recorded in a kept ledger.
     let sim_ledger = dir.path().join("sim.db");
-    transcript += &ok(&home, &[
-        "simulate", &contract, "--data", csv.to_str().unwrap(), "--partition", "column:lea",
-        "--rounds", "2", "--ledger", sim_ledger.to_str().unwrap(),
-    ]);
+    transcript += &ok(
+        &home,
+        &[
+            "simulate",
+            &contract,
+            "--data",
+            csv.to_str().unwrap(),
+            "--partition",
+            "column:lea",
+            "--rounds",
+            "2",
+            "--ledger",
+            sim_ledger.to_str().unwrap(),
+        ],
+    );
 
     let mut stored = std::fs::read(home.join("ledger.db")).unwrap();
     for suffix in ["ledger.db-wal"] {
@@ -149,7 +198,10 @@ fn publish_consent_revoke_verify_and_never_leak_rows() {
     stored.extend(std::fs::read(&sim_ledger).unwrap());
     let stored = String::from_utf8_lossy(&stored);
     for secret in &secrets {
-        assert!(!transcript.contains(secret.as_str()), "output leaked {secret}");
+        assert!(
+            !transcript.contains(secret.as_str()),
+            "output leaked {secret}"
+        );
         assert!(!stored.contains(secret.as_str()), "ledger leaked {secret}");
     }
 }
@@ -163,11 +215,29 @@ fn consent_checks_the_dataset_has_every_required_column() {
     ok(&home, &["init"]);
     ok(&home, &["publish", &format!("{CONTRACTS}/chem97.toml")]);
     ok(&home, &["data", "add", "partial", csv.to_str().unwrap()]);
-    let stderr = err(&home, &["consent", "grant", "chem97-alevel-score", "--data", "partial"]);
-    assert!(stderr.contains("missing column \"age\"") && stderr.contains("\"gender\""), "{stderr}");
-    let stderr = err(&home, &["consent", "grant", "no-such-model", "--data", "partial"]);
+    let stderr = err(
+        &home,
+        &[
+            "consent",
+            "grant",
+            "chem97-alevel-score",
+            "--data",
+            "partial",
+        ],
+    );
+    assert!(
+        stderr.contains("missing column \"age\"") && stderr.contains("\"gender\""),
+        "{stderr}"
+    );
+    let stderr = err(
+        &home,
+        &["consent", "grant", "no-such-model", "--data", "partial"],
+    );
     assert!(stderr.contains("no model \"no-such-model\""), "{stderr}");
-    let stderr = err(&home, &["consent", "grant", "chem97-alevel-score", "--data", "nope"]);
+    let stderr = err(
+        &home,
+        &["consent", "grant", "chem97-alevel-score", "--data", "nope"],
+    );
     assert!(stderr.contains("no dataset \"nope\""), "{stderr}");
 }
 
@@ -176,10 +246,22 @@ fn simulate_with_refusals_never_asks_refusers_and_verifies() {
     let output = Command::new(BIN)
         .arg("simulate")
         .arg(format!("{CONTRACTS}/digits.toml"))
-        .args(["--clients", "30", "--rounds", "3", "--consent-rate", "0.6", "--json"])
+        .args([
+            "--clients",
+            "30",
+            "--rounds",
+            "3",
+            "--consent-rate",
+            "0.6",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let refused = v["refused"].as_u64().unwrap();
     assert!(refused > 0 && refused < 30, "{v}");

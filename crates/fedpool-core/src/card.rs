@@ -105,7 +105,11 @@ impl CardTerms {
                         Scaling::None => "a number".into(),
                     },
                     ColumnKind::Categorical { categories } => {
-                        format!("one of {} categories: {}", categories.len(), abbreviate(categories, 8))
+                        format!(
+                            "one of {} categories: {}",
+                            categories.len(),
+                            abbreviate(categories, 8)
+                        )
                     }
                 },
                 name: c.name,
@@ -166,15 +170,17 @@ fn abbreviate(items: &[String], max: usize) -> String {
     if items.len() <= max {
         items.join(", ")
     } else {
-        format!("{}, … ({} more)", items[..max].join(", "), items.len() - max)
+        format!(
+            "{}, … ({} more)",
+            items[..max].join(", "),
+            items.len() - max
+        )
     }
 }
 
 fn privacy_words(contract: &Contract) -> Vec<String> {
     let p = &contract.privacy;
-    let mut words = vec![
-        "Your rows never leave your node; only model updates do.".to_string(),
-    ];
+    let mut words = vec!["Your rows never leave your node; only model updates do.".to_string()];
     if p.clip_norm > 0.0 {
         words.push(format!(
             "Each update is clipped to length (L2 norm) {}, so no single node can move the model by more than that.",
@@ -189,7 +195,10 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
             p.noise_multiplier
         ));
     } else {
-        words.push("No differential-privacy noise is added: updates are not differentially private.".into());
+        words.push(
+            "No differential-privacy noise is added: updates are not differentially private."
+                .into(),
+        );
     }
     match (p.epsilon_budget, p.delta) {
         (Some(eps), Some(delta)) => words.push(format!(
@@ -211,16 +220,25 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
 fn reward_words(contract: &Contract) -> Vec<String> {
     let r = &contract.rewards;
     let valuation = match r.valuation {
-        Valuation::Shapley => "Shapley values over each round's participants (how much your update improved the model)",
-        Valuation::LeaveOneOut => "leave-one-out: how much worse the round's model is without your update",
+        Valuation::Shapley => {
+            "Shapley values over each round's participants (how much your update improved the model)"
+        }
+        Valuation::LeaveOneOut => {
+            "leave-one-out: how much worse the round's model is without your update"
+        }
         Valuation::DataSize => "the number of rows you trained on",
     };
     let split = match r.split {
-        SplitRule::Proportional => "in proportion to measured contribution (negative contributions earn nothing)",
+        SplitRule::Proportional => {
+            "in proportion to measured contribution (negative contributions earn nothing)"
+        }
         SplitRule::Equal => "equally among a round's participants",
     };
     vec![
-        format!("A pool of {} {} is paid out over the training run.", r.pool, r.currency),
+        format!(
+            "A pool of {} {} is paid out over the training run.",
+            r.pool, r.currency
+        ),
         format!("Contribution is measured by {valuation}."),
         format!("Each round's share is split {split}; every payout is recorded on the ledger."),
     ]
@@ -239,7 +257,11 @@ impl Card {
             let _ = writeln!(out, "\n{}", t.description);
         }
         section_text(&mut out, "Intended uses", &t.intended_uses);
-        section_text(&mut out, "Out of scope (will not be used for)", &t.out_of_scope_uses);
+        section_text(
+            &mut out,
+            "Out of scope (will not be used for)",
+            &t.out_of_scope_uses,
+        );
         let _ = writeln!(out, "\nApplied to: {}", t.population);
         section_text(&mut out, "Decisions informed", &t.decisions_informed);
         let _ = writeln!(out, "\nModel: {} ({})", t.model, t.task);
@@ -255,14 +277,23 @@ impl Card {
         section_text(&mut out, "Privacy", &t.privacy);
         section_text(&mut out, "Rewards", &t.rewards);
         let s = &self.status;
-        let _ = writeln!(out, "\nStatus: {} active consents, {} rounds done, {} participants{}{}",
+        let _ = writeln!(
+            out,
+            "\nStatus: {} active consents, {} rounds done, {} participants{}{}",
             s.active_consents,
             s.rounds_done,
             s.participants,
-            s.epsilon_spent.map(|e| format!(", ε spent {e:.3}")).unwrap_or_default(),
-            if s.released { ", released" } else { "" });
+            s.epsilon_spent
+                .map(|e| format!(", ε spent {e:.3}"))
+                .unwrap_or_default(),
+            if s.released { ", released" } else { "" }
+        );
         if !s.latest_metrics.is_empty() {
-            let metrics: Vec<String> = s.latest_metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            let metrics: Vec<String> = s
+                .latest_metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect();
             let _ = writeln!(out, "Latest metrics: {}", metrics.join(", "));
         }
         out
@@ -324,7 +355,10 @@ impl Card {
         for (k, v) in [
             ("publisher", esc(&t.publisher)),
             ("model id", format!("<code>{}</code>", esc(&self.model_id))),
-            ("card hash", format!("<code>{}</code>", esc(&self.card_hash))),
+            (
+                "card hash",
+                format!("<code>{}</code>", esc(&self.card_hash)),
+            ),
             ("model", format!("{} ({})", esc(&t.model), esc(&t.task))),
             ("label", esc(&t.label)),
             ("applied to", esc(&t.population)),
@@ -338,9 +372,17 @@ impl Card {
         section_html(&mut out, "Intended uses", &t.intended_uses);
         section_html(&mut out, "Out of scope", &t.out_of_scope_uses);
         section_html(&mut out, "Decisions informed", &t.decisions_informed);
-        let _ = writeln!(out, "<h2>Data fields</h2><table><tr><th>field</th><th>read as</th></tr>");
+        let _ = writeln!(
+            out,
+            "<h2>Data fields</h2><table><tr><th>field</th><th>read as</th></tr>"
+        );
         for f in &t.fields {
-            let _ = writeln!(out, "<tr><td><code>{}</code></td><td>{}</td></tr>", esc(&f.name), esc(&f.description));
+            let _ = writeln!(
+                out,
+                "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&f.name),
+                esc(&f.description)
+            );
         }
         let _ = writeln!(out, "</table><h2>Training</h2><p>{}</p>", esc(&t.training));
         section_html(&mut out, "Privacy", &t.privacy);
@@ -428,17 +470,29 @@ mod tests {
         b.status.rounds_done = 7;
         assert_eq!(a.terms.canonical_json(), b.terms.canonical_json());
         let changed = DIGITS.replace("rounds = 30", "rounds = 31");
-        assert_ne!(a.terms.canonical_json(), card(&changed).terms.canonical_json());
+        assert_ne!(
+            a.terms.canonical_json(),
+            card(&changed).terms.canonical_json()
+        );
     }
 
     #[test]
     fn every_format_states_purpose_fields_and_privacy() {
         let c = card(DIGITS);
         for rendered in [c.to_text(), c.to_markdown(), c.to_html()] {
-            assert!(rendered.contains("Routing scanned postal forms"), "{rendered}");
+            assert!(
+                rendered.contains("Routing scanned postal forms"),
+                "{rendered}"
+            );
             assert!(rendered.contains("Identifying or profiling"), "{rendered}");
-            assert!(rendered.contains("p0:") || rendered.contains("p0`") || rendered.contains(">p0<"), "{rendered}");
-            assert!(rendered.contains("not differentially private"), "{rendered}");
+            assert!(
+                rendered.contains("p0:") || rendered.contains("p0`") || rendered.contains(">p0<"),
+                "{rendered}"
+            );
+            assert!(
+                rendered.contains("not differentially private"),
+                "{rendered}"
+            );
         }
     }
 

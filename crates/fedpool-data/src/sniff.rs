@@ -62,7 +62,10 @@ pub fn sniff_csv<R: Read>(reader: R, source: &str) -> Result<CsvSummary, DataErr
         file: file.clone(),
         source,
     };
-    if !csv_reader.read_byte_record(&mut record).map_err(csv_error)? {
+    if !csv_reader
+        .read_byte_record(&mut record)
+        .map_err(csv_error)?
+    {
         return Err(DataError::NoHeader { file });
     }
     let mut columns: Vec<SniffedColumn> = record
@@ -75,7 +78,9 @@ pub fn sniff_csv<R: Read>(reader: R, source: &str) -> Result<CsvSummary, DataErr
         .collect();
     let mut n_rows = 0usize;
     loop {
-        let more = csv_reader.read_byte_record(&mut record).map_err(csv_error)?;
+        let more = csv_reader
+            .read_byte_record(&mut record)
+            .map_err(csv_error)?;
         if !more {
             break;
         }
@@ -124,7 +129,10 @@ mod tests {
         let summary = sniff_csv(csv.as_bytes(), "t.csv").unwrap();
         assert_eq!(summary.n_rows, 3);
         assert_eq!(summary.column("age").unwrap().kind, SniffedType::Numeric);
-        assert_eq!(summary.column("colour").unwrap().kind, SniffedType::Categorical);
+        assert_eq!(
+            summary.column("colour").unwrap().kind,
+            SniffedType::Categorical
+        );
         let score = summary.column("score").unwrap();
         assert_eq!((score.kind, score.n_empty), (SniffedType::Numeric, 1));
     }
@@ -139,9 +147,16 @@ mod tests {
     fn malformed_files_name_the_problem() {
         let err = sniff_csv("".as_bytes(), "t.csv").unwrap_err().to_string();
         assert!(err.contains("t.csv") && err.contains("empty"), "{err}");
-        let err = sniff_csv("a,b\n".as_bytes(), "t.csv").unwrap_err().to_string();
+        let err = sniff_csv("a,b\n".as_bytes(), "t.csv")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no data rows"), "{err}");
-        let err = sniff_csv("a,b\n1,2\n3\n".as_bytes(), "t.csv").unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("expected 2 fields"), "{err}");
+        let err = sniff_csv("a,b\n1,2\n3\n".as_bytes(), "t.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("expected 2 fields"),
+            "{err}"
+        );
     }
 }

@@ -161,7 +161,9 @@ fn killed_appender_loses_no_acknowledged_event() {
                 .lines()
                 .map_while(Result::ok)
                 .filter_map(|line| {
-                    let mut parts = line.strip_prefix("ack ")?.split(' ');
+                    // The test harness may have written "test crash_child ... " on the same line.
+                    let ack = &line[line.find("ack ")? + "ack ".len()..];
+                    let mut parts = ack.split(' ');
                     let step: usize = parts.next()?.parse().ok()?;
                     let id: EventId = parts.next()?.parse().ok()?;
                     Some((step, id))
@@ -209,6 +211,10 @@ fn killed_appender_loses_no_acknowledged_event() {
             assert_eq!(expected_prefix[*step].id(), *id, "{context}: step {step}");
         }
     }
+    let n_stored = Store::open(&path, &network()).unwrap().n_events().unwrap();
+    eprintln!(
+        "seed {seed}: {N_KILLS} kills, {n_acked_total} events acknowledged, {n_stored} stored"
+    );
     assert!(
         n_acked_total > N_KILLS,
         "seed {seed}: children acknowledged only {n_acked_total} events; kills came too early"

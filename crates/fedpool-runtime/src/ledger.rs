@@ -83,7 +83,14 @@ impl Signer {
         timestamp_ms: u64,
         body: impl Into<fedpool_ledger::Body>,
     ) -> Result<Event, Error> {
-        let event = Event::sign(network, &self.keypair, self.next_seq, self.prev, timestamp_ms, body)?;
+        let event = Event::sign(
+            network,
+            &self.keypair,
+            self.next_seq,
+            self.prev,
+            timestamp_ms,
+            body,
+        )?;
         self.next_seq += 1;
         self.prev = Some(event.id());
         Ok(event)
@@ -124,7 +131,9 @@ impl SimulationLedger {
                 // simulations started in one process in the same millisecond.
                 let nonce = {
                     use std::hash::{BuildHasher, Hasher};
-                    std::collections::hash_map::RandomState::new().build_hasher().finish()
+                    std::collections::hash_map::RandomState::new()
+                        .build_hasher()
+                        .finish()
                 };
                 let p = std::env::temp_dir().join(format!(
                     "fedpool-sim-{}-{nonce:016x}.db",
@@ -149,7 +158,9 @@ impl SimulationLedger {
         let mut consents = vec![None; decisions.len()];
         for (client_idx, &consented) in decisions.iter().enumerate() {
             let keypair = Keypair::insecure_from_seed(
-                identity_seed.wrapping_add(1 + client_idx as u64).rotate_left(7),
+                identity_seed
+                    .wrapping_add(1 + client_idx as u64)
+                    .rotate_left(7),
             );
             client_dids.push(keypair.did());
             if consented {
@@ -228,7 +239,7 @@ impl SimulationLedger {
                     "client {client_idx} contributed to round {round} without a recorded consent; this is a bug"
                 ))
             })?;
-            participants.push((self.client_dids[client_idx].clone(), consent));
+            participants.push((self.client_dids[client_idx], consent));
         }
         self.clock_ms += 1_000;
         let event = self.publisher.sign(

@@ -26,8 +26,8 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::attack::Attack;
 use crate::ledger::SimulationLedger;
-use fedpool_ledger::VerifyReport;
 use crate::transport::{Envelope, InProcessTransport, Transport};
+use fedpool_ledger::VerifyReport;
 
 /// The publisher's address in a simulation; clients are `NodeId(0..n_clients)`.
 pub const PUBLISHER: NodeId = NodeId(u32::MAX);
@@ -524,8 +524,12 @@ fn dataset_fingerprint(data: &Dataset) -> String {
         bytes.extend_from_slice(&f.to_le_bytes());
     }
     match &data.targets {
-        Targets::Classes { labels, .. } => labels.iter().for_each(|l| bytes.extend_from_slice(&l.to_le_bytes())),
-        Targets::Real(values) => values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
+        Targets::Classes { labels, .. } => labels
+            .iter()
+            .for_each(|l| bytes.extend_from_slice(&l.to_le_bytes())),
+        Targets::Real(values) => values
+            .iter()
+            .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
     }
     fedpool_ledger::content_hash(&bytes)
 }

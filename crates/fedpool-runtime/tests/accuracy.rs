@@ -28,7 +28,8 @@ fn simulate(
     let (mut contract, table) = digits();
     // One client must be allowed to train alone for the centralised baseline.
     contract.training.sampling.min_clients = 1;
-    let mut options = SimulationOptions::new(n_clients, partition.parse::<Partition>().unwrap(), seed);
+    let mut options =
+        SimulationOptions::new(n_clients, partition.parse::<Partition>().unwrap(), seed);
     options.rounds = Some(30);
     options.strategy = strategy.map(|s| s.parse::<StrategyConfig>().unwrap());
     options.attack = attack.map(|a| a.parse::<Attack>().unwrap());
