@@ -13,8 +13,21 @@
 //! | prev | `0x00` if seq = 1, else `0x01` + 32-byte blake3 digest of the previous event |
 //! | timestamp_ms | `u64` BE, ≤ 2⁶³−1 |
 //! | kind | `u8` tag (1 model-published … 6 model-released) |
-//! | body | `u32` BE length + the body's fields (see [`crate::kinds`] and [`crate::encoding`]) |
+//! | body | `u32` BE length + the body's fields (layouts in [`crate::kinds`]) |
 //! | signature | 64 bytes (not part of the signed bytes) |
+//!
+//! Inside bodies, values are written as:
+//!
+//! | value | bytes |
+//! | --- | --- |
+//! | `u32`, `u64` | fixed width, big-endian |
+//! | `f64` | `u64` big-endian of `f64::to_bits`; must be finite |
+//! | `Option<T>` | `0x00`, or `0x01` followed by `T` |
+//! | string | `u32` BE byte length, then UTF-8 |
+//! | `Vec<T>` | `u32` BE item count, then the items |
+//! | tuple | its fields in order |
+//! | DID | the 32-byte Ed25519 public key |
+//! | event id | the 32-byte blake3 digest |
 //!
 //! Decoding rejects anything else (unknown version or kind, trailing bytes, bad tags,
 //! non-finite floats, invalid UTF-8, a key that is not a curve point), so each event has one

@@ -58,6 +58,7 @@ pub fn write_key_file(path: &Path, keypair: &Keypair, force: bool) -> Result<(),
         })?;
         file.write_all(content.as_bytes())
             .and_then(|()| file.sync_all())
+            .and_then(|()| sync_parent_dir(path))
             .map_err(io_error("cannot write key file"))?;
         return Ok(());
     }
@@ -76,7 +77,25 @@ pub fn write_key_file(path: &Path, keypair: &Keypair, force: bool) -> Result<(),
         .and_then(|()| file.sync_all())
         .map_err(io_error("cannot write key file"))?;
     drop(file);
-    fs::rename(temp_path, path).map_err(io_error("cannot replace key file"))?;
+    fs::rename(temp_path, path)
+        .and_then(|()| sync_parent_dir(path))
+        .map_err(io_error("cannot replace key file"))?;
+    Ok(())
+}
+
+/// Makes a new directory entry durable (on unix a file's fsync does not cover its name).
+pub(crate) fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 

@@ -1,8 +1,19 @@
 //! Event kinds and their bodies.
 //!
-//! Each body encodes its fields in declaration order with the primitives of
-//! [`crate::encoding`]. Adding a field or a kind is a new encoding version: old events keep
-//! their bytes, and therefore their ids and signatures.
+//! Each body encodes its fields in declaration order, with the value encodings listed in
+//! [`crate::event`]:
+//!
+//! | kind (tag) | body |
+//! | --- | --- |
+//! | `model-published` (1) | model_id, name, version, contract_toml, card_hash: string; required_fields: `Vec<string>`; epsilon_budget, delta: `Option<f64>`; reward_pool: `f64`; currency: string |
+//! | `consent-granted` (2) | model_id, card_hash, dataset_fingerprint: string; fields: `Vec<string>`; expires_at_ms: `Option<u64>`; epsilon_cap: `Option<f64>` |
+//! | `consent-revoked` (3) | model_id: string; consent: event id |
+//! | `round-committed` (4) | model_id: string; round: `u32`; participants: `Vec<(DID, event id)>`; global_model_hash: string; epsilon_round, epsilon_total, delta: `f64`; metrics: `Vec<(string, f64)>` |
+//! | `rewards-paid` (5) | model_id: string; round: `Option<u32>`; payouts: `Vec<(DID, f64)>`; method, details: string |
+//! | `model-released` (6) | model_id, final_model_hash: string; rounds: `u32`; metrics: `Vec<(string, f64)>` |
+//!
+//! Adding a field or a kind is a new encoding version: old events keep their bytes, and
+//! therefore their ids and signatures.
 
 use std::fmt;
 
@@ -162,8 +173,9 @@ pub struct ConsentGranted {
     pub epsilon_cap: Option<f64>,
 }
 
-/// A data owner withdraws a consent they granted. Takes effect for rounds at or after this
-/// event's timestamp.
+/// A data owner withdraws a consent they granted. Binds every round with a later timestamp
+/// (at an equal timestamp the order across chains is unknowable, so that round may still use
+/// the consent).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConsentRevoked {
     /// The model the consent was for.

@@ -36,6 +36,16 @@
 //! # Ok::<(), fedpool_ledger::Error>(())
 //! ```
 //!
+//! # Code map
+//!
+//! - [`identity`]: [`Did`] (`did:key` parse and format), [`Keypair`] (generate, sign),
+//!   [`Signature`]; [`keyfile`]: a key pair on disk with owner-only permissions.
+//! - [`event`]: [`Event`] (sign, encode, decode, verify the signature), [`EventId`],
+//!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the six bodies.
+//! - [`store`]: the SQLite [`Store`] (append, import, export, queries, verify); [`bundle`]:
+//!   the export file format.
+//! - [`verify`]: [`verify_events`], [`VerifyReport`], [`Violation`], [`Rule`].
+//!
 //! # Architecture invariants
 //!
 //! - The ledger knows nothing of models, training, networking or the other fedpool crates, and
@@ -48,6 +58,7 @@
 //! - Randomness is read only by [`Keypair::generate`], from the operating system's CSPRNG.
 //!   Seeded keys exist for tests and simulations only, under an unmistakable name
 //!   ([`Keypair::insecure_from_seed`]).
+//! - No threads, no async: every call does its work on the caller's thread.
 //! - All decoding of untrusted bytes (events, DIDs, event ids, export files, database rows)
 //!   returns errors and never panics.
 //! - The event encoding is written by hand, versioned, and canonical: one value, one byte
@@ -56,15 +67,16 @@
 //! # API boundary
 //!
 //! The public types here are fedpool's ledger format. Changing the encoding means a new
-//! [`ENCODING_VERSION`]; changing the database layout means a new store schema version.
+//! [`ENCODING_VERSION`]; changing the database layout means a new
+//! [`store::SCHEMA_VERSION`].
 
 #![deny(missing_docs)]
 
-mod bundle;
+pub mod bundle;
 mod encoding;
 mod error;
 pub mod event;
-mod identity;
+pub mod identity;
 pub mod keyfile;
 pub mod kinds;
 pub mod store;

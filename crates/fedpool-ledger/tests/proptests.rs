@@ -14,7 +14,7 @@ fn config(n_cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases: n_cases,
         failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::WithSource("regressions"),
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
         )),
         ..ProptestConfig::default()
     }

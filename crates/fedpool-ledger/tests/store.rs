@@ -465,3 +465,37 @@ fn largest_event_round_trips_and_one_byte_more_is_refused() {
     store.append(&largest).unwrap();
     assert_eq!(store.get(&largest.id()).unwrap(), Some(largest));
 }
+
+#[test]
+fn undecodable_rows_are_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let (ledger, ..) = history();
+    {
+        let mut store = open(dir.path());
+        store.import(ledger.events.clone()).unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    let damaged = ledger.events[1].id().to_string();
+    conn.execute(
+        "UPDATE events SET bytes = x'0102' WHERE id = ?1",
+        [&damaged],
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&path, &network()).unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(report.violations[0].rule, Rule::Undecodable, "{report}");
+    assert_eq!(report.violations[0].event_id, Some(ledger.events[1].id()));
+    assert!(
+        report.violations[0].detail.contains("truncated"),
+        "{report}"
+    );
+    // Without alice's consent the round relies on a consent that is not there.
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, vec![Rule::Undecodable, Rule::ConsentMissing]);
+    assert!(matches!(
+        store.get(&ledger.events[1].id()),
+        Err(Error::StoredEvent { .. })
+    ));
+}

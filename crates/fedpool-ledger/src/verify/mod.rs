@@ -9,6 +9,22 @@
 //! consent, privacy and payout rules then read the admissible events of each author in chain
 //! order. Timestamps are the authors' own; each chain's timestamps must not go backwards.
 //!
+//! What the model rules check, for each `round-committed` by the model's publisher (in the
+//! publisher's chain order), for each participant `(did, consent)` it lists:
+//!
+//! - `consent` is an admissible `consent-granted` event authored by `did`, for this model and
+//!   the card hash the model was published with;
+//! - it was granted at or before the round's timestamp, was not revoked (by `did`, naming it)
+//!   strictly before the round's timestamp, and had not expired (`expires_at_ms` ≤ round time
+//!   means expired);
+//! - the round's `epsilon_total` is within the participant's `epsilon_cap`.
+//!
+//! and for the round itself: round numbers increase; `epsilon_total` never decreases, is at
+//! least `epsilon_round`, and stays within the model's `epsilon_budget`; `delta` stays within
+//! the model's δ. Every `rewards-paid` is by the publisher, pays only participants of the round
+//! it names (or of any earlier round of the model if it names none), and the model's payouts
+//! never add up to more than its `reward_pool`.
+//!
 //! Budget and pool comparisons allow a relative slack of 1e-9, so that a pool paid out
 //! exactly in floating-point shares does not read as overpaid.
 
