@@ -268,3 +268,32 @@ fn simulate_with_refusals_never_asks_refusers_and_verifies() {
     assert_eq!(v["ledger"]["verified"], true, "{v}");
     assert_eq!(v["ledger"]["violations"], 0);
 }
+
+#[test]
+fn ledger_verify_exits_1_and_names_the_rule_on_a_tampered_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    ok(&home, &["init"]);
+    ok(&home, &["publish", &format!("{CONTRACTS}/chem97.toml")]);
+    // Flip one byte near the end of the stored event (inside its signature).
+    let db = home.join("ledger.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let (id, mut bytes): (String, Vec<u8>) = conn
+            .query_row("SELECT id, bytes FROM events LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        conn.execute(
+            "UPDATE events SET bytes = ?1 WHERE id = ?2",
+            rusqlite::params![bytes, id],
+        )
+        .unwrap();
+    }
+    let out = fedpool(&home, &["ledger", "verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[signature]"), "{stdout}");
+}
