@@ -37,10 +37,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let source = DataSource::Bundled("digits");
     let table = source.load(&contract.schema, &[])?;
     let alpha = 0.5;
+    let ledger_path = args.out.join("ledger.db");
     let mut options =
         SimulationOptions::new(args.clients, Partition::Dirichlet { alpha }, args.seed);
     options.consent_rate = args.consent_rate;
-    options.ledger = LedgerChoice::At(args.out.join("ledger.db"));
+    options.ledger = LedgerChoice::At(ledger_path.clone());
 
     println!("fedpool demo: consent-first federated learning, simulated on this machine\n");
     let info = &contract.model_info;
@@ -67,12 +68,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     // A fresh ledger per demo run, so the verification below covers exactly this story.
-    let ledger_path = args.out.join("ledger.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = ledger_path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    fedpool_runtime::remove_ledger_files(&ledger_path);
     let mut sim = Simulation::prepare(&contract, &table, &options)
         .context("cannot set up the demo simulation")?;
     let sizes = sim.client_sizes();

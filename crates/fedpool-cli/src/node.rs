@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use fedpool_core::{Card, CardStatus, CardTerms, Contract};
 use fedpool_ledger::{
     Body, ConsentGranted, Did, Event, EventId, EventKind, Keypair, ModelId, ModelPublished,
-    ModelTerms, NetworkId, Store, content_hash, read_key_file,
+    NetworkId, Store, content_hash, read_key_file,
 };
 
 use crate::home::{Home, now_ms};
@@ -148,25 +148,6 @@ pub fn find_model(store: &Store, query: &str) -> Result<PublishedModel> {
             "\"{query}\" matches {} models; use the full model id",
             matches.len()
         ),
-    }
-}
-
-/// The model id, card hash and terms of a contract, as `publish` records them.
-pub fn publication(contract: &Contract, contract_text: &str) -> ModelPublished {
-    let terms = CardTerms::from_contract(contract);
-    ModelPublished {
-        model_id: ModelId(content_hash(contract_text.as_bytes())),
-        name: contract.model_info.name.clone(),
-        version: contract.model_info.version.clone(),
-        contract_toml: contract_text.to_string(),
-        card_hash: content_hash(terms.canonical_json().as_bytes()),
-        terms: ModelTerms {
-            required_fields: contract.schema.required_columns(),
-            epsilon_budget: contract.privacy.epsilon_budget,
-            delta: contract.privacy.delta,
-            reward_pool: contract.rewards.pool,
-            currency: contract.rewards.currency.clone(),
-        },
     }
 }
 

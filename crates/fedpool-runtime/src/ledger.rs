@@ -283,14 +283,19 @@ impl SimulationLedger {
     }
 }
 
+/// Deletes a ledger database and its WAL side files, ignoring files that do not exist.
+pub fn remove_ledger_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 impl Drop for SimulationLedger {
     fn drop(&mut self) {
         if let Some(path) = &self.temporary {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut p = path.clone().into_os_string();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
+            remove_ledger_files(path);
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod transport;
 
 pub use attack::{Attack, AttackParseError};
 pub use error::Error;
-pub use ledger::{SimulationLedger, publication};
+pub use ledger::{SimulationLedger, publication, remove_ledger_files};
 pub use simulation::{
     LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationReport,
 };
