@@ -47,6 +47,22 @@ pub struct SimulateArgs {
     /// Share of clients that consent to the model (the rest refuse and are never asked).
     #[arg(long, default_value_t = 1.0)]
     pub consent_rate: f64,
+    /// Share of each round's sampled clients that drop out, each at a random stage (training,
+    /// or any stage of secure aggregation).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Overrides the contract's noise multiplier z (privacy.noise_multiplier).
+    #[arg(long)]
+    pub noise_multiplier: Option<f64>,
+    /// Overrides the contract's L2 clip norm (privacy.clip_norm).
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// Overrides whether updates are securely aggregated (privacy.secure_aggregation).
+    #[arg(long)]
+    pub secure_aggregation: Option<bool>,
+    /// Overrides the contract's ε budget (privacy.epsilon_budget; needs privacy.delta).
+    #[arg(long)]
+    pub epsilon_budget: Option<f64>,
     /// Keep the simulation's ledger in this SQLite file (default: a temporary one).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -60,7 +76,8 @@ pub struct SimulateArgs {
 
 /// Runs `fedpool simulate`.
 pub fn run(args: SimulateArgs) -> Result<()> {
-    let contract = load::contract(&args.contract)?;
+    let mut contract = load::contract(&args.contract)?;
+    apply_privacy_overrides(&mut contract, &args)?;
     let source = match &args.data {
         Some(arg) => DataSource::parse(arg)?,
         None => DataSource::default_for(&args.contract)?,
@@ -75,6 +92,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     options.strategy = args.strategy.clone();
     options.attack = args.attack;
     options.consent_rate = args.consent_rate;
+    options.dropout = args.dropout;
     options.ledger = match &args.ledger {
         Some(path) => LedgerChoice::At(path.clone()),
         None => LedgerChoice::Temporary,
@@ -105,6 +123,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         {
             println!("  {} clients run the attack {attack}", sim.n_attackers());
         }
+        println!("  privacy: {}", describe_privacy(&contract));
     }
     let progress = progress_bar(n_rounds as u64, !args.json);
     let report = sim.run(|record| {
@@ -142,6 +161,66 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Applies `--noise-multiplier`, `--clip-norm`, `--secure-aggregation` and `--epsilon-budget`
+/// to the contract, which is validated again: the simulation publishes the terms it runs.
+fn apply_privacy_overrides(contract: &mut Contract, args: &SimulateArgs) -> Result<()> {
+    let p = &mut contract.privacy;
+    let mut changed = false;
+    if let Some(z) = args.noise_multiplier {
+        p.noise_multiplier = z;
+        changed = true;
+    }
+    if let Some(c) = args.clip_norm {
+        p.clip_norm = c;
+        changed = true;
+    }
+    if let Some(secure) = args.secure_aggregation {
+        p.secure_aggregation = secure;
+        changed = true;
+    }
+    if let Some(budget) = args.epsilon_budget {
+        p.epsilon_budget = Some(budget);
+        p.delta.get_or_insert(fedpool_protocol::DEFAULT_DELTA);
+        changed = true;
+    }
+    if changed {
+        let source = args.contract.display().to_string();
+        contract
+            .validate(&source)
+            .context("the privacy options make the contract invalid")?;
+    }
+    Ok(())
+}
+
+/// The contract's privacy terms in one line.
+pub fn describe_privacy(contract: &Contract) -> String {
+    let p = &contract.privacy;
+    let mut parts = Vec::new();
+    if p.clip_norm > 0.0 {
+        parts.push(format!("updates clipped to L2 norm {}", p.clip_norm));
+    }
+    if p.noise_multiplier > 0.0 {
+        parts.push(format!("noise multiplier z = {}", p.noise_multiplier));
+        if let Some(budget) = p.epsilon_budget {
+            parts.push(format!(
+                "budget ε = {budget} at δ = {}",
+                p.delta.unwrap_or(fedpool_protocol::DEFAULT_DELTA)
+            ));
+        }
+    }
+    if p.secure_aggregation {
+        parts.push(format!(
+            "secure aggregation (publisher sees only the sum; {:.0}% of members must survive)",
+            p.secure_aggregation_threshold * 100.0
+        ));
+    }
+    if parts.is_empty() {
+        "none (plain FedAvg: the publisher sees every update)".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// A progress bar on stderr, only when stderr is a terminal.
@@ -187,6 +266,21 @@ fn print_summary(report: &SimulationReport) {
             report.rounds.len(),
             report.seconds
         ),
+    }
+    if let Some(epsilon) = report.epsilon {
+        println!("privacy spent: ε = {epsilon:.3} at δ = {}", report.delta);
+    }
+    if let Some(why) = &report.stopped_by_budget {
+        println!("training stopped at the privacy budget: {why}");
+    }
+    if report.secure_aggregation {
+        println!(
+            "secure aggregation: the publisher received {} masked vectors and {} plain updates",
+            report.masked_inputs_seen, report.plain_updates_seen
+        );
+    }
+    if report.n_dropouts > 0 {
+        println!("{} sampled clients dropped out", report.n_dropouts);
     }
     if report.n_refused > 0 {
         println!(
@@ -244,6 +338,16 @@ fn json_report(
         "final_metrics": report.final_metrics,
     });
     output["consent_rate"] = json!(args.consent_rate);
+    output["epsilon"] = json!(report.epsilon);
+    output["delta"] = json!(report.delta);
+    output["secure_aggregation"] = json!(report.secure_aggregation);
+    output["dropouts"] = json!(report.n_dropouts);
+    output["dropout_rate"] = json!(args.dropout);
+    output["noise_multiplier"] = json!(contract.privacy.noise_multiplier);
+    output["clip_norm"] = json!(contract.privacy.clip_norm);
+    output["plain_updates_seen"] = json!(report.plain_updates_seen);
+    output["masked_inputs_seen"] = json!(report.masked_inputs_seen);
+    output["stopped_by_budget"] = json!(report.stopped_by_budget);
     output["refused"] = json!(report.n_refused);
     if let Some(ledger) = &report.ledger {
         output["ledger"] = json!({

@@ -442,6 +442,23 @@ impl Contract {
             }
             _ => {}
         }
+        if p.secure_aggregation && p.clip_norm == 0.0 {
+            return Err(invalid(
+                "privacy.clip_norm",
+                "secure aggregation needs a clip norm > 0: it bounds the range updates are encoded in"
+                    .into(),
+            ));
+        }
+        let private = p.clip_norm > 0.0 || p.noise_multiplier > 0.0 || p.secure_aggregation;
+        if private && !t.strategy.works_on_the_mean() {
+            return Err(invalid(
+                "training.strategy",
+                format!(
+                    "{} needs every update, but with clipping, noise or secure aggregation the publisher only has their mean; use fedavg, fedavgm, fedprox, fedadam, fedyogi or fedadagrad",
+                    t.strategy.name()
+                ),
+            ));
+        }
         if !(p.secure_aggregation_threshold > 0.0 && p.secure_aggregation_threshold <= 1.0) {
             return Err(invalid(
                 "privacy.secure_aggregation_threshold",

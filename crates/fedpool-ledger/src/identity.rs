@@ -202,6 +202,12 @@ impl Keypair {
         self.signing_key.verifying_key()
     }
 
+    /// The Ed25519 signing key, for protocols that sign with the node's ledger identity (secure
+    /// aggregation signs its session keys with it, so nobody can substitute them).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
     /// This key pair's public identity.
     pub fn did(&self) -> Did {
         self.did

@@ -5,6 +5,14 @@
 //!   Zhang 2019), composition, conversion to (ε, δ) (Canonne, Kamath, Steinke 2020), noise
 //!   calibration ([`sigma_for`]), the per-model [`PrivacyLedger`] of a data owner, and a
 //!   privacy-loss-distribution accountant ([`PldAccountant`]) for tighter ε.
+//! - Per-round mechanisms ([`RoundMechanism`]): the ledger and [`RdpAccountant::compose`]
+//!   account both the subsampled Gaussian (exact RDP) and the Poisson-subsampled
+//!   distributed discrete Gaussian, whose RDP is the DDG's own bound
+//!   ([`ddg::DdgParams::rdp`]) amplified by the general Poisson-subsampling theorem of
+//!   Zhu & Wang 2019, Theorem 6 ([`rdp_poisson_subsampled`]). That theorem holds for any
+//!   mechanism at the cost of a factor 3 inside the logarithm; over the Gaussian's curve it
+//!   gives an ε 30% above the exact one (q = 0.1, σ = 1, 30 rounds, δ = 1e-5: 6.31 against
+//!   4.85), and 0–65% more elsewhere on `tests/subsampling.rs`' grid.
 //! - [`clip`]: L2 clipping and adaptive clipping to a norm quantile
 //!   ([`QuantileClipEstimator`], Andrew et al. 2021).
 //! - [`gaussian`]: central Gaussian noise for a trusted aggregator or simulation.
@@ -37,6 +45,18 @@
 //! let preview = ledger.can_participate(0.1, 1.0).unwrap();
 //! assert!(preview.epsilon_after <= 2.5);
 //! ledger.record_round(0.1, 1.0).unwrap();
+//!
+//! // Rounds of the distributed discrete Gaussian under secure aggregation, sampling 10% of
+//! // the clients: 30 of them cost ε ≈ 6.31 (the general amplification bound is looser than
+//! // the exact Gaussian one).
+//! use fedpool_privacy::ddg::{DdgConfig, DdgParams};
+//! use fedpool_privacy::{RoundMechanism, epsilon_for_rounds};
+//! let params = DdgParams::choose(&DdgConfig::new(8192, 1.0, 67, 1.0, 32)).unwrap();
+//! let ddg = RoundMechanism::SubsampledDdg { q: 0.1, params };
+//! assert!((epsilon_for_rounds(&ddg, 30, 1e-5).unwrap() - 6.31).abs() < 0.01);
+//! let mut ledger = PrivacyLedger::new(8.0, 1e-5, None).unwrap();
+//! let preview = ledger.can_participate_in(&ddg).unwrap();
+//! assert_eq!(ledger.record(&ddg).unwrap(), preview);
 //! ```
 
 #![deny(missing_docs)]
@@ -50,8 +70,9 @@ mod math;
 
 pub use accountant::{
     BudgetError, BudgetLimit, BudgetTracker, PldAccountant, PldConfig, PrivacyLedger,
-    RdpAccountant, RoundRecord, SpendPreview, default_orders, delta_from_rdp, epsilon,
-    epsilon_from_rdp, extended_orders, sigma_for,
+    RdpAccountant, RoundMechanism, RoundRecord, SpendPreview, default_orders, delta_from_rdp,
+    epsilon, epsilon_for_rounds, epsilon_from_rdp, extended_orders, rdp_poisson_subsampled,
+    sigma_for,
 };
 pub use clip::{QuantileClipEstimator, clip_l2, l2_norm};
 pub use error::{Error, Result};

@@ -1,4 +1,4 @@
-//! Numerical helpers shared by the accountants: log-space sums and `log erfc`.
+//! Numerical helpers shared by the accountants: log-space sums, `ln(e^x - 1)` and `log erfc`.
 
 /// `ln(1/2)`.
 pub(crate) const LN_HALF: f64 = -std::f64::consts::LN_2;
@@ -44,6 +44,24 @@ impl LogSum {
         }
         self.max_ln + self.scaled.ln()
     }
+}
+
+/// `ln(e^x - 1)` for `x ≥ 0` (`-∞` at 0), without overflow for large `x`.
+pub(crate) fn ln_expm1(x: f64) -> f64 {
+    if x > 1.0 {
+        x + (-(-x).exp()).ln_1p()
+    } else {
+        x.exp_m1().ln()
+    }
+}
+
+/// `ln(e^a + e^b)`.
+pub(crate) fn ln_sum2(a: f64, b: f64) -> f64 {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    if lo == f64::NEG_INFINITY {
+        return hi;
+    }
+    hi + (lo - hi).exp().ln_1p()
 }
 
 /// `ln(erfc(x))`, accurate to a few ulps for all finite `x`, including far in the tail

@@ -1,7 +1,9 @@
 //! The per-model privacy ledger a data owner's node keeps, and the free functions.
 
+use fedpool_privacy::ddg::{DdgConfig, DdgParams};
 use fedpool_privacy::{
-    BudgetError, BudgetLimit, Error, PrivacyLedger, RdpAccountant, epsilon, sigma_for,
+    BudgetError, BudgetLimit, Error, PrivacyLedger, RdpAccountant, RoundMechanism, RoundRecord,
+    epsilon, epsilon_for_rounds, sigma_for,
 };
 use proptest::prelude::*;
 
@@ -187,4 +189,133 @@ fn trivial_mechanisms() {
     let mut accountant = RdpAccountant::new(vec![2.0, 10.0]).unwrap();
     accountant.compose_subsampled_gaussian(1.0, 2.0, 3).unwrap();
     assert_eq!(accountant.rdp(), &[3.0 * 2.0 / 8.0, 3.0 * 10.0 / 8.0]);
+}
+
+/// A round of the distributed discrete Gaussian sampling 10% of the clients (d = 8192,
+/// clip 1, 67 clients, σ = 1, 32 bits).
+fn ddg_round() -> RoundMechanism {
+    RoundMechanism::SubsampledDdg {
+        q: 0.1,
+        params: DdgParams::choose(&DdgConfig::new(8192, 1.0, 67, 1.0, 32)).unwrap(),
+    }
+}
+
+#[test]
+fn ddg_rounds_are_refused_once_the_owner_cap_would_be_passed() {
+    let ddg = ddg_round();
+    // ε after 1, 10, 15, 30 such rounds: 2.33, 4.25, 4.83, 6.31; an owner cap of 4.5 stops
+    // after 12.
+    let mut ledger = PrivacyLedger::new(10.0, 1e-5, Some(4.5)).unwrap();
+    let mut n_rounds = 0;
+    let refusal = loop {
+        match ledger.can_participate_in(&ddg) {
+            Ok(preview) => {
+                assert!(preview.epsilon_after <= 4.5);
+                assert_eq!(preview.limit, BudgetLimit::OwnerCap);
+                let recorded = ledger.record(&ddg).unwrap();
+                assert_eq!(recorded, preview);
+                n_rounds += 1;
+                assert!(n_rounds < 30, "never refused");
+            }
+            Err(refusal) => break refusal,
+        }
+    };
+    assert!((10..15).contains(&n_rounds), "{n_rounds} rounds");
+    match refusal {
+        BudgetError::WouldExceed {
+            epsilon_spent,
+            epsilon_after,
+            epsilon_limit,
+            limit,
+            ..
+        } => {
+            assert!(epsilon_after > 4.5 && epsilon_spent <= 4.5);
+            assert_eq!((epsilon_limit, limit), (4.5, BudgetLimit::OwnerCap));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // Refusing did not spend anything, and the spend matches composing the rounds at once.
+    assert_eq!(ledger.history().len(), n_rounds);
+    let composed = epsilon_for_rounds(&ddg, n_rounds as u64, 1e-5).unwrap();
+    assert!((composed - ledger.epsilon_spent()).abs() < 1e-12);
+    for record in ledger.history() {
+        assert_eq!(record.mechanism, Some(ddg));
+        assert_eq!(record.mechanism(), ddg);
+        assert_eq!((record.q, record.sigma), (0.1, 1.0));
+    }
+    // The same number of Gaussian rounds with the same noise multiplier is cheaper: the DDG
+    // pays for its general amplification bound.
+    let gaussian = epsilon(0.1, 1.0, n_rounds as u64, 1e-5).unwrap();
+    assert!(gaussian < ledger.epsilon_spent());
+}
+
+#[test]
+fn one_ledger_accounts_mixed_mechanisms() {
+    let ddg = ddg_round();
+    let gaussian = RoundMechanism::SubsampledGaussian {
+        q: 0.05,
+        noise_multiplier: 1.5,
+    };
+    let mut ledger = PrivacyLedger::new(100.0, 1e-6, None).unwrap();
+    ledger.record(&ddg).unwrap();
+    ledger.record_round(0.05, 1.5).unwrap();
+    ledger.record(&gaussian).unwrap();
+    let mut accountant = RdpAccountant::default();
+    accountant.compose(&ddg, 1).unwrap();
+    accountant.compose(&gaussian, 2).unwrap();
+    assert!((accountant.epsilon(1e-6).unwrap().0 - ledger.epsilon_spent()).abs() < 1e-12);
+    // record_round is record with the Gaussian mechanism.
+    assert_eq!(ledger.history()[1].mechanism, Some(gaussian));
+    assert_eq!(ledger.history()[1].mechanism, ledger.history()[2].mechanism);
+    // An invalid mechanism is an error and records nothing.
+    let bad = RoundMechanism::SubsampledDdg {
+        q: -0.5,
+        params: DdgParams::choose(&DdgConfig::new(10, 1.0, 2, 1.0, 16)).unwrap(),
+    };
+    assert!(matches!(
+        ledger.can_participate_in(&bad),
+        Err(BudgetError::Invalid(Error::OutOfRange { name: "q", .. }))
+    ));
+    assert!(ledger.record(&bad).is_err());
+    assert_eq!(ledger.history().len(), 3);
+}
+
+#[test]
+fn ledgers_round_trip_through_serde_and_old_records_still_load() {
+    let mut ledger = PrivacyLedger::new(10.0, 1e-5, Some(5.0)).unwrap();
+    ledger.record(&ddg_round()).unwrap();
+    ledger.record_round(0.1, 1.0).unwrap();
+    let json = serde_json::to_string(&ledger).unwrap();
+    let back: PrivacyLedger = serde_json::from_str(&json).unwrap();
+    // serde_json's default float parsing can be one ulp off, so compare to a tolerance.
+    assert!((back.epsilon_spent() - ledger.epsilon_spent()).abs() < 1e-12);
+    assert_eq!(back.history().len(), 2);
+    for (got, want) in back.history().iter().zip(ledger.history()) {
+        assert!((got.epsilon_after - want.epsilon_after).abs() < 1e-12);
+        assert_eq!((got.q, got.sigma), (want.q, want.sigma));
+        match (got.mechanism, want.mechanism) {
+            (
+                Some(RoundMechanism::SubsampledDdg { params: a, .. }),
+                Some(RoundMechanism::SubsampledDdg { params: b, .. }),
+            ) => assert!((a.rdp(2.0) - b.rdp(2.0)).abs() < 1e-12),
+            (a, b) => assert_eq!(a, b),
+        }
+    }
+
+    // A record written before the `mechanism` field existed.
+    let old: RoundRecord =
+        serde_json::from_str(r#"{"q":0.1,"sigma":1.0,"epsilon_after":0.5}"#).unwrap();
+    assert_eq!(old.mechanism, None);
+    assert_eq!(
+        old.mechanism(),
+        RoundMechanism::SubsampledGaussian {
+            q: 0.1,
+            noise_multiplier: 1.0
+        }
+    );
+    // And such a record serializes as before.
+    assert_eq!(
+        serde_json::to_string(&old).unwrap(),
+        r#"{"q":0.1,"sigma":1.0,"epsilon_after":0.5}"#
+    );
 }

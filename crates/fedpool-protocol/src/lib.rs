@@ -10,10 +10,17 @@
 
 mod msg;
 mod participant;
+mod privacy;
 mod publisher;
+mod secure;
 
-pub use msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
 pub use participant::{Behaviour, Participant, ParticipantInput, ParticipantOutput, TrainJob};
-pub use publisher::{
-    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundSummary,
+pub use privacy::{
+    Aggregation, DEFAULT_DELTA, PrivacyTerms, RoundPrivacy, SECURE_AGGREGATION_BITS, private_mean,
 };
+pub use publisher::{
+    PrivacySpend, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent,
+    RoundSummary,
+};
+pub use secure::{Directory, SecAggSetup};

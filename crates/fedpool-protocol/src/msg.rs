@@ -4,6 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use fedpool_core::LocalTraining;
+use fedpool_secagg::{ToClient, ToServer};
+
+use crate::privacy::RoundPrivacy;
+use crate::secure::SecAggSetup;
 
 /// A node in a round, as the transport addresses it. The runtime maps transport addresses
 /// (in-process indices, libp2p peer ids) to these compact ids.
@@ -41,6 +45,83 @@ pub enum Msg {
         /// Why.
         reason: DeclineReason,
     },
+    /// Participant → publisher (secure rounds): trained, clipped and ready to be aggregated.
+    Ready {
+        /// The round.
+        round: RoundId,
+    },
+    /// Publisher → members: the round's secure aggregation begins.
+    SecAggSetup(Arc<SecAggSetup>),
+    /// Member → publisher: a secure-aggregation message.
+    SecAggToServer {
+        /// The round.
+        round: RoundId,
+        /// The message.
+        msg: ToServer,
+    },
+    /// Publisher → member: a secure-aggregation message.
+    SecAggToClient {
+        /// The round.
+        round: RoundId,
+        /// The message.
+        msg: ToClient,
+    },
+}
+
+/// Where a participant is in a round, by the message it sends next: what a simulated dropout
+/// at that point stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Training and sending the update (or readiness, in secure rounds).
+    Training,
+    /// Secure aggregation stage 1: advertising signed keys.
+    AdvertiseKeys,
+    /// Stage 2: sharing secrets with neighbours.
+    ShareKeys,
+    /// Stage 3: sending the masked input.
+    MaskedInput,
+    /// Stage 4: sending unmasking shares.
+    Unmasking,
+}
+
+impl Stage {
+    /// Every stage of a secure round, in order.
+    pub const SECURE: [Stage; 5] = [
+        Stage::Training,
+        Stage::AdvertiseKeys,
+        Stage::ShareKeys,
+        Stage::MaskedInput,
+        Stage::Unmasking,
+    ];
+}
+
+impl Msg {
+    /// The round this message belongs to.
+    pub fn round(&self) -> RoundId {
+        match self {
+            Msg::TrainRequest(r) => r.round,
+            Msg::Update(u) => u.round,
+            Msg::SecAggSetup(s) => s.round,
+            Msg::Decline { round, .. }
+            | Msg::Ready { round }
+            | Msg::SecAggToServer { round, .. }
+            | Msg::SecAggToClient { round, .. } => *round,
+        }
+    }
+
+    /// For a participant's message to the publisher, the stage it belongs to.
+    pub fn participant_stage(&self) -> Option<Stage> {
+        match self {
+            Msg::Update(_) | Msg::Ready { .. } | Msg::Decline { .. } => Some(Stage::Training),
+            Msg::SecAggToServer { msg, .. } => Some(match msg {
+                ToServer::AdvertiseKeys(_) => Stage::AdvertiseKeys,
+                ToServer::ShareKeys(_) => Stage::ShareKeys,
+                ToServer::MaskedInput(_) => Stage::MaskedInput,
+                ToServer::UnmaskShares(_) => Stage::Unmasking,
+            }),
+            Msg::TrainRequest(_) | Msg::SecAggSetup(_) | Msg::SecAggToClient { .. } => None,
+        }
+    }
 }
 
 /// Publisher → participant request to train.
@@ -52,6 +133,9 @@ pub struct TrainRequest {
     pub global: Arc<Vec<f32>>,
     /// How to train locally this round.
     pub local: Arc<LocalTraining>,
+    /// How the round is made private (clipping, noise, secure aggregation), as planned by the
+    /// publisher; every participant checks it against the contract's terms.
+    pub privacy: Arc<RoundPrivacy>,
 }
 
 /// Participant → publisher update.
@@ -76,6 +160,12 @@ pub enum DeclineReason {
     Busy,
     /// Local training failed; the message says why.
     TrainingFailed(String),
+    /// Taking part would spend more privacy than the contract's budget or the owner's cap.
+    PrivacyBudget(String),
+    /// The request's privacy plan is not what the contract promises.
+    PrivacyTerms(String),
+    /// The node's part of secure aggregation failed; the message says why.
+    SecureAggregation(String),
 }
 
 impl fmt::Display for DeclineReason {
@@ -84,6 +174,9 @@ impl fmt::Display for DeclineReason {
             DeclineReason::NoConsent => f.write_str("no consent for this model"),
             DeclineReason::Busy => f.write_str("busy with another round"),
             DeclineReason::TrainingFailed(why) => write!(f, "local training failed: {why}"),
+            DeclineReason::PrivacyBudget(why) => write!(f, "privacy budget: {why}"),
+            DeclineReason::PrivacyTerms(why) => write!(f, "privacy terms: {why}"),
+            DeclineReason::SecureAggregation(why) => write!(f, "secure aggregation: {why}"),
         }
     }
 }

@@ -7,12 +7,17 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use ed25519_dalek::SigningKey;
 use fedpool_core::{LocalTraining, TrainOutcome};
+use fedpool_privacy::{PrivacyLedger, clip_l2, ddg};
+use fedpool_secagg::{Client, ClientEvent, ClientInput, ClientOutput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+use crate::privacy::{Aggregation, PrivacyTerms, RoundPrivacy};
+use crate::secure::{Directory, SecAggSetup};
 
 /// What the driver feeds a participant.
 #[derive(Debug, Clone)]
@@ -83,14 +88,39 @@ pub enum Behaviour {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
 enum State {
     Idle,
-    Training { round: RoundId, publisher: NodeId },
+    Training {
+        round: RoundId,
+        publisher: NodeId,
+        privacy: Arc<RoundPrivacy>,
+    },
+    /// Secure rounds: trained and clipped, waiting for the publisher's setup.
+    AwaitingSetup {
+        round: RoundId,
+        publisher: NodeId,
+        update: Vec<f32>,
+        privacy: Arc<RoundPrivacy>,
+    },
+    Aggregating {
+        round: RoundId,
+        publisher: NodeId,
+        client: Box<Client<ChaCha20Rng>>,
+    },
+}
+
+impl State {
+    fn round(&self) -> Option<RoundId> {
+        match self {
+            State::Idle => None,
+            State::Training { round, .. }
+            | State::AwaitingSetup { round, .. }
+            | State::Aggregating { round, .. } => Some(*round),
+        }
+    }
 }
 
 /// A data owner's side of the round protocol.
-#[derive(Debug)]
 pub struct Participant {
     id: NodeId,
     consented: bool,
@@ -100,6 +130,26 @@ pub struct Participant {
     outputs: VecDeque<ParticipantOutput>,
     rounds_trained: usize,
     requests_received: usize,
+    terms: PrivacyTerms,
+    budget: Option<PrivacyLedger>,
+    rounds_accounted: u32,
+    identity: Option<SigningKey>,
+    directory: Arc<Directory>,
+    secure_aborts: Vec<(RoundId, String)>,
+}
+
+impl std::fmt::Debug for Participant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The identity key is a secret and is never printed.
+        f.debug_struct("Participant")
+            .field("id", &self.id)
+            .field("consented", &self.consented)
+            .field("behaviour", &self.behaviour)
+            .field("round", &self.state.round())
+            .field("rounds_trained", &self.rounds_trained)
+            .field("terms", &self.terms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Participant {
@@ -114,7 +164,52 @@ impl Participant {
             outputs: VecDeque::new(),
             rounds_trained: 0,
             requests_received: 0,
+            terms: PrivacyTerms::none(),
+            budget: None,
+            rounds_accounted: 0,
+            identity: None,
+            directory: Arc::new(Directory::new()),
+            secure_aborts: Vec::new(),
         }
+    }
+
+    /// Holds the node to a model's privacy terms and its owner's own ε cap (from the consent):
+    /// it checks every request against the terms and keeps its own accountant, refusing any
+    /// round that would take the total past the contract's budget or the cap.
+    pub fn with_privacy(
+        mut self,
+        terms: PrivacyTerms,
+        owner_cap_epsilon: Option<f64>,
+    ) -> Result<Participant, String> {
+        self.budget = if terms.adds_noise() || owner_cap_epsilon.is_some() {
+            Some(
+                PrivacyLedger::new(
+                    terms.epsilon_budget.unwrap_or(f64::MAX),
+                    terms.delta,
+                    owner_cap_epsilon,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        self.terms = terms;
+        Ok(self)
+    }
+
+    /// Gives the node its ledger identity (which signs its secure-aggregation keys) and the
+    /// identities it trusts for other nodes.
+    pub fn with_identity(mut self, identity: SigningKey, directory: Arc<Directory>) -> Participant {
+        self.identity = Some(identity);
+        self.directory = directory;
+        self
+    }
+
+    /// ε this node has accounted for the model so far (0 without noise).
+    pub fn epsilon_spent(&self) -> f64 {
+        self.budget
+            .as_ref()
+            .map_or(0.0, PrivacyLedger::epsilon_spent)
     }
 
     /// This participant's id.
@@ -163,8 +258,48 @@ impl Participant {
     fn on_message(&mut self, from: NodeId, msg: Msg) {
         match msg {
             Msg::TrainRequest(request) => self.on_train_request(from, request),
-            // Updates and declines travel to the publisher only; a participant ignores them.
-            Msg::Update(_) | Msg::Decline { .. } => {}
+            Msg::SecAggSetup(setup) => self.on_setup(from, &setup),
+            Msg::SecAggToClient { round, msg } => self.on_secagg(from, round, msg),
+            // These travel to the publisher only; a participant ignores them.
+            Msg::Update(_)
+            | Msg::Decline { .. }
+            | Msg::Ready { .. }
+            | Msg::SecAggToServer { .. } => {}
+        }
+    }
+
+    fn decline(&mut self, to: NodeId, round: RoundId, reason: DeclineReason) {
+        self.send(to, Msg::Decline { round, reason });
+    }
+
+    /// Accounts the rounds up to and including `round` (every round of the model composes,
+    /// sampled or not: that is what amplification by sampling assumes), unless that would pass
+    /// the binding limit.
+    fn account(&mut self, round: RoundId, privacy: &RoundPrivacy) -> Result<(), DeclineReason> {
+        if let Err(why) = self.terms.check_plan(privacy) {
+            return Err(DeclineReason::PrivacyTerms(why));
+        }
+        let (Some(budget), Some(mechanism)) = (&self.budget, &privacy.mechanism) else {
+            return Ok(());
+        };
+        // A publisher that restarts its round numbers cannot make the node forget rounds.
+        let target = round.0.max(self.rounds_accounted + 1);
+        let mut preview = budget.clone();
+        for _ in self.rounds_accounted + 1..target {
+            preview
+                .record(mechanism)
+                .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
+        }
+        match preview.can_participate_in(mechanism) {
+            Ok(_) => {
+                preview
+                    .record(mechanism)
+                    .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
+                self.budget = Some(preview);
+                self.rounds_accounted = target;
+                Ok(())
+            }
+            Err(e) => Err(DeclineReason::PrivacyBudget(e.to_string())),
         }
     }
 
@@ -173,30 +308,28 @@ impl Participant {
         // Consent is checked here, on the data owner's side, whatever the publisher asks: a node
         // without consent never trains and never sends an update.
         if !self.consented {
-            self.send(
-                from,
-                Msg::Decline {
-                    round: request.round,
-                    reason: DeclineReason::NoConsent,
-                },
-            );
+            self.decline(from, request.round, DeclineReason::NoConsent);
             return;
         }
-        if let State::Training { round, .. } = self.state {
-            if round != request.round {
-                self.send(
-                    from,
-                    Msg::Decline {
-                        round: request.round,
-                        reason: DeclineReason::Busy,
-                    },
-                );
+        if let Some(round) = self.state.round() {
+            match round.cmp(&request.round) {
+                std::cmp::Ordering::Equal => return,
+                std::cmp::Ordering::Greater => {
+                    self.decline(from, request.round, DeclineReason::Busy);
+                    return;
+                }
+                // The publisher has moved on: whatever was left of the older round is dropped.
+                std::cmp::Ordering::Less => self.state = State::Idle,
             }
+        }
+        if let Err(reason) = self.account(request.round, &request.privacy) {
+            self.decline(from, request.round, reason);
             return;
         }
         self.state = State::Training {
             round: request.round,
             publisher: from,
+            privacy: Arc::clone(&request.privacy),
         };
         let seed = self.rng.random();
         self.outputs.push_back(ParticipantOutput::Train(TrainJob {
@@ -209,38 +342,152 @@ impl Participant {
     }
 
     fn on_trained(&mut self, round: RoundId, outcome: Result<TrainOutcome, String>) {
+        if self.state.round() != Some(round) {
+            return;
+        }
         let State::Training {
-            round: current,
-            publisher,
-        } = self.state
+            publisher, privacy, ..
+        } = std::mem::replace(&mut self.state, State::Idle)
         else {
             return;
         };
-        if current != round {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                self.decline(publisher, round, DeclineReason::TrainingFailed(why));
+                return;
+            }
+        };
+        self.rounds_trained += 1;
+        let mut delta = self.apply_behaviour(outcome.delta);
+        if privacy.clip_norm > 0.0
+            && let Err(e) = clip_l2(&mut delta, privacy.clip_norm)
+        {
+            self.decline(
+                publisher,
+                round,
+                DeclineReason::TrainingFailed(e.to_string()),
+            );
             return;
         }
-        self.state = State::Idle;
-        match outcome {
-            Ok(outcome) => {
-                self.rounds_trained += 1;
-                let delta = self.apply_behaviour(outcome.delta);
-                self.send(
-                    publisher,
-                    Msg::Update(UpdateMsg {
-                        round,
-                        delta,
-                        n_examples: outcome.n_examples,
-                        train_loss: outcome.final_loss,
-                    }),
-                );
-            }
-            Err(why) => self.send(
+        match privacy.aggregation {
+            Aggregation::Plain => self.send(
                 publisher,
-                Msg::Decline {
+                Msg::Update(UpdateMsg {
                     round,
-                    reason: DeclineReason::TrainingFailed(why),
-                },
+                    delta,
+                    n_examples: outcome.n_examples,
+                    train_loss: outcome.final_loss,
+                }),
             ),
+            Aggregation::Secure { .. } => {
+                self.state = State::AwaitingSetup {
+                    round,
+                    publisher,
+                    update: delta,
+                    privacy,
+                };
+                self.send(publisher, Msg::Ready { round });
+            }
+        }
+    }
+
+    fn on_setup(&mut self, from: NodeId, setup: &SecAggSetup) {
+        let State::AwaitingSetup {
+            round, publisher, ..
+        } = &self.state
+        else {
+            return;
+        };
+        if *round != setup.round || *publisher != from {
+            return;
+        }
+        let State::AwaitingSetup {
+            round,
+            publisher,
+            update,
+            privacy,
+        } = std::mem::replace(&mut self.state, State::Idle)
+        else {
+            return;
+        };
+        match self.start_secure(setup, &update, &privacy) {
+            Ok(client) => {
+                self.state = State::Aggregating {
+                    round,
+                    publisher,
+                    client: Box::new(client),
+                };
+                self.drain_client();
+            }
+            Err(why) => self.decline(publisher, round, DeclineReason::SecureAggregation(why)),
+        }
+    }
+
+    fn start_secure(
+        &mut self,
+        setup: &SecAggSetup,
+        update: &[f32],
+        privacy: &RoundPrivacy,
+    ) -> Result<Client<ChaCha20Rng>, String> {
+        let Aggregation::Secure { encoding, .. } = &privacy.aggregation else {
+            return Err("the round is not securely aggregated".into());
+        };
+        let Some(me) = setup.index_of(self.id) else {
+            return Err("this node is not a member of the round".into());
+        };
+        let Some(identity) = &self.identity else {
+            return Err("this node has no identity key to sign its session keys".into());
+        };
+        let config = setup.round_config(&self.directory, encoding)?;
+        let words = ddg::encode(update, encoding, &setup.rotation_seed, &mut self.rng)
+            .map_err(|e| format!("cannot encode the update: {e}"))?;
+        let client_rng = ChaCha20Rng::from_seed(self.rng.random());
+        Client::new(Arc::new(config), me, identity, words, client_rng).map_err(|e| e.to_string())
+    }
+
+    fn on_secagg(&mut self, from: NodeId, round: RoundId, msg: fedpool_secagg::ToClient) {
+        match &mut self.state {
+            State::Aggregating {
+                round: current,
+                publisher,
+                client,
+            } if *current == round && *publisher == from => {
+                client.handle(ClientInput::Received(msg));
+            }
+            _ => return,
+        }
+        self.drain_client();
+    }
+
+    fn drain_client(&mut self) {
+        let State::Aggregating {
+            round,
+            publisher,
+            client,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let (round, publisher) = (*round, *publisher);
+        let mut done = false;
+        while let Some(output) = client.poll_output() {
+            match output {
+                ClientOutput::Send(msg) => self.outputs.push_back(ParticipantOutput::Send {
+                    to: publisher,
+                    msg: Msg::SecAggToServer { round, msg },
+                }),
+                ClientOutput::Event(ClientEvent::Finished) => done = true,
+                ClientOutput::Event(ClientEvent::Aborted(error)) => {
+                    // An honest member stops and sends nothing more: a forged key or a
+                    // malformed message ends its part of the round.
+                    self.secure_aborts.push((round, error.to_string()));
+                    done = true;
+                }
+            }
+        }
+        if done {
+            self.state = State::Idle;
         }
     }
 
@@ -261,5 +508,10 @@ impl Participant {
 
     fn send(&mut self, to: NodeId, msg: Msg) {
         self.outputs.push_back(ParticipantOutput::Send { to, msg });
+    }
+
+    /// Secure-aggregation rounds this node aborted, with the reason (for audits and tests).
+    pub fn secure_aborts(&self) -> &[(RoundId, String)] {
+        &self.secure_aborts
     }
 }

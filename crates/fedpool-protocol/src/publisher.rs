@@ -10,11 +10,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use fedpool_core::LocalTraining;
+use fedpool_privacy::RdpAccountant;
+use fedpool_secagg::ServerInput;
 use fedpool_strategy::{ClientSampling, ClientUpdate, Strategy};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+use crate::privacy::{Aggregation, PrivacyTerms, RoundPrivacy, private_mean};
+use crate::secure::{Directory, SecAggSetup, SecureCollection, SecureOutcome};
 
 /// Publisher settings for one training run.
 #[derive(Debug, Clone)]
@@ -27,8 +31,13 @@ pub struct PublisherConfig {
     pub local: LocalTraining,
     /// How long a round waits for updates before treating silent nodes as dropped.
     pub round_timeout_ms: u64,
-    /// Seed of the sampling RNG.
+    /// Seed of the sampling RNG (and, in simulation, of the central noise; a deployment seeds
+    /// it from the OS).
     pub seed: u64,
+    /// The contract's privacy terms.
+    pub privacy: PrivacyTerms,
+    /// Identities of the nodes, for secure aggregation.
+    pub directory: Arc<Directory>,
 }
 
 /// What the driver feeds the publisher.
@@ -82,6 +91,17 @@ pub enum RoundEvent {
         /// Why.
         reason: String,
     },
+    /// Training stopped early: another round would pass the contract's privacy budget.
+    BudgetExhausted {
+        /// The round that was not started.
+        round: RoundId,
+        /// ε spent so far.
+        epsilon_spent: f64,
+        /// ε the next round would have brought the total to.
+        epsilon_next: f64,
+        /// The contract's budget.
+        epsilon_budget: f64,
+    },
     /// All rounds are done.
     Finished {
         /// The final global model.
@@ -108,21 +128,39 @@ pub struct RoundSummary {
     pub rejected: Vec<(NodeId, String)>,
     /// Example-weighted mean of the contributors' local training losses.
     pub mean_train_loss: f64,
-    /// Rows trained on across contributors.
+    /// Rows trained on across contributors (0 when securely aggregated: not revealed).
     pub n_examples: usize,
+    /// Privacy spent, when the round added noise.
+    pub privacy: Option<PrivacySpend>,
+    /// Whether the publisher saw only the sum of the updates.
+    pub secure_aggregation: bool,
 }
 
-#[derive(Debug)]
+/// Privacy spent by a round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrivacySpend {
+    /// ε this round added to the total (at `delta`).
+    pub epsilon_round: f64,
+    /// ε spent by all released rounds so far.
+    pub epsilon_total: f64,
+    /// δ of both.
+    pub delta: f64,
+}
+
 struct Collecting {
     round: RoundId,
     deadline_ms: u64,
+    privacy: Arc<RoundPrivacy>,
     awaiting: BTreeSet<NodeId>,
     updates: BTreeMap<NodeId, UpdateMsg>,
+    /// Secure rounds: members that trained and are ready to aggregate.
+    ready: BTreeSet<NodeId>,
     declined: Vec<(NodeId, DeclineReason)>,
     rejected: Vec<(NodeId, String)>,
+    /// Secure rounds, once set up.
+    secure: Option<Box<SecureCollection>>,
 }
 
-#[derive(Debug)]
 enum State {
     NotStarted,
     Collecting(Collecting),
@@ -140,6 +178,9 @@ pub struct Publisher {
     next_round: u32,
     state: State,
     outputs: VecDeque<PublisherOutput>,
+    accountant: RdpAccountant,
+    epsilon_spent: f64,
+    now_ms: u64,
 }
 
 impl Publisher {
@@ -164,6 +205,26 @@ impl Publisher {
             next_round: 1,
             state: State::NotStarted,
             outputs: VecDeque::new(),
+            accountant: RdpAccountant::default(),
+            epsilon_spent: 0.0,
+            now_ms: 0,
+        }
+    }
+
+    /// ε spent by the rounds released so far, at the contract's δ.
+    pub fn epsilon_spent(&self) -> f64 {
+        self.epsilon_spent
+    }
+
+    /// The masked vectors the publisher holds for the current secure round: all it ever sees
+    /// of an individual update when secure aggregation is on.
+    pub fn masked_inputs(&self) -> Option<&BTreeMap<fedpool_secagg::ParticipantIdx, Vec<u32>>> {
+        match &self.state {
+            State::Collecting(Collecting {
+                secure: Some(secure),
+                ..
+            }) => Some(secure.server.masked_inputs()),
+            _ => None,
         }
     }
 
@@ -186,6 +247,10 @@ impl Publisher {
     pub fn next_deadline_ms(&self) -> Option<u64> {
         match &self.state {
             State::NotStarted => Some(0),
+            State::Collecting(Collecting {
+                secure: Some(secure),
+                ..
+            }) => secure.server.next_deadline_ms(),
             State::Collecting(c) => Some(c.deadline_ms),
             State::Done => None,
         }
@@ -205,9 +270,24 @@ impl Publisher {
     }
 
     fn on_tick(&mut self, now_ms: u64) {
-        match &self.state {
+        self.now_ms = self.now_ms.max(now_ms);
+        match &mut self.state {
             State::NotStarted => self.start_round(now_ms),
-            State::Collecting(c) if now_ms >= c.deadline_ms => self.finish_round(now_ms),
+            State::Collecting(Collecting {
+                secure: Some(secure),
+                ..
+            }) => {
+                let mut sends = Vec::new();
+                let outcome = secure.handle(ServerInput::Tick { now_ms }, &mut sends);
+                self.after_secure(sends, outcome);
+            }
+            State::Collecting(c) if now_ms >= c.deadline_ms => {
+                if matches!(c.privacy.aggregation, Aggregation::Secure { .. }) {
+                    self.setup_secure();
+                } else {
+                    self.finish_round(now_ms);
+                }
+            }
             State::Collecting(_) | State::Done => {}
         }
     }
@@ -216,7 +296,32 @@ impl Publisher {
         let State::Collecting(collecting) = &mut self.state else {
             return;
         };
+        if let Some(secure) = &mut collecting.secure {
+            if let Msg::SecAggToServer { round, msg } = msg
+                && round == collecting.round
+                && let Some(idx) = secure.setup.index_of(from)
+            {
+                let mut sends = Vec::new();
+                let outcome = secure.handle(ServerInput::Received { from: idx, msg }, &mut sends);
+                self.after_secure(sends, outcome);
+            }
+            return;
+        }
+        let secure_round = matches!(collecting.privacy.aggregation, Aggregation::Secure { .. });
         match msg {
+            Msg::Ready { round } => {
+                if secure_round && round == collecting.round && collecting.awaiting.remove(&from) {
+                    collecting.ready.insert(from);
+                }
+            }
+            Msg::Update(_) if secure_round => {
+                // Never accept a plain update in a round the contract secures.
+                if collecting.awaiting.remove(&from) {
+                    collecting
+                        .rejected
+                        .push((from, "a plain update in a securely aggregated round".into()));
+                }
+            }
             Msg::Update(update) => {
                 // Only sampled nodes, only once, only for the current round: anything else is a
                 // late or unsolicited message and is ignored.
@@ -241,12 +346,118 @@ impl Publisher {
                     collecting.declined.push((from, reason));
                 }
             }
-            Msg::TrainRequest(_) => {}
+            Msg::TrainRequest(_)
+            | Msg::SecAggSetup(_)
+            | Msg::SecAggToServer { .. }
+            | Msg::SecAggToClient { .. } => {}
         }
         if collecting.awaiting.is_empty() {
-            let deadline = collecting.deadline_ms;
-            self.finish_round(deadline);
+            if secure_round {
+                self.setup_secure();
+            } else {
+                let deadline = collecting.deadline_ms;
+                self.finish_round(deadline);
+            }
         }
+    }
+
+    /// Secure rounds, once every sampled node answered or the deadline passed: starts secure
+    /// aggregation over the members that are ready.
+    fn setup_secure(&mut self) {
+        let State::Collecting(collecting) = &mut self.state else {
+            return;
+        };
+        let Aggregation::Secure {
+            encoding,
+            min_survivors,
+        } = collecting.privacy.aggregation.clone()
+        else {
+            return;
+        };
+        let members: Vec<NodeId> = collecting.ready.iter().copied().collect();
+        let needed = min_survivors.max(self.config.sampling.min_clients).max(3);
+        if members.len() < needed {
+            let reason = format!(
+                "{} nodes are ready for secure aggregation, at least {needed} are needed ({} declined, {} silent)",
+                members.len(),
+                collecting.declined.len(),
+                collecting.awaiting.len()
+            );
+            self.fail_round(reason);
+            return;
+        }
+        let seeds: [[u8; 32]; 3] = [self.rng.random(), self.rng.random(), self.rng.random()];
+        let setup = SecAggSetup::plan(
+            collecting.round,
+            members,
+            self.config.privacy.secure_aggregation_threshold,
+            seeds,
+        );
+        // Each stage gets the round's timeout: a member that misses it is a dropout.
+        let secure = match SecureCollection::new(
+            setup.clone(),
+            &self.config.directory,
+            encoding,
+            min_survivors,
+            self.config.round_timeout_ms,
+        ) {
+            Ok(secure) => secure,
+            Err(reason) => {
+                self.fail_round(format!("cannot set up secure aggregation: {reason}"));
+                return;
+            }
+        };
+        let setup = Arc::new(setup);
+        for &node in &setup.members {
+            self.outputs.push_back(PublisherOutput::Send {
+                to: node,
+                msg: Msg::SecAggSetup(Arc::clone(&setup)),
+            });
+        }
+        collecting.secure = Some(Box::new(secure));
+        let now_ms = self.now_ms;
+        self.on_tick(now_ms);
+    }
+
+    fn after_secure(&mut self, sends: Vec<(NodeId, Msg)>, outcome: SecureOutcome) {
+        for (to, msg) in sends {
+            self.outputs.push_back(PublisherOutput::Send { to, msg });
+        }
+        match outcome {
+            SecureOutcome::Running => {}
+            SecureOutcome::Failed(reason) => self.fail_round(reason),
+            SecureOutcome::Sum {
+                sum,
+                survivors,
+                dropped,
+            } => {
+                let State::Collecting(collecting) =
+                    std::mem::replace(&mut self.state, State::NotStarted)
+                else {
+                    return;
+                };
+                let n = survivors.len() as f32;
+                let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
+                let event = self.apply_mean(collecting, mean, survivors, dropped, true);
+                self.outputs.push_back(PublisherOutput::Event(event));
+                let now_ms = self.now_ms;
+                self.start_round(now_ms);
+            }
+        }
+    }
+
+    fn fail_round(&mut self, reason: String) {
+        let State::Collecting(collecting) = std::mem::replace(&mut self.state, State::NotStarted)
+        else {
+            return;
+        };
+        self.outputs
+            .push_back(PublisherOutput::Event(RoundEvent::Failed {
+                round: collecting.round,
+                reason,
+            }));
+        let now_ms = self.now_ms;
+        self.start_round(now_ms);
     }
 
     fn start_round(&mut self, now_ms: u64) {
@@ -275,6 +486,41 @@ impl Publisher {
                 return;
             }
         };
+        let plan = match self.config.privacy.plan_round(
+            sampled.len(),
+            self.roster.len(),
+            self.global.len(),
+        ) {
+            Ok(plan) => Arc::new(plan),
+            Err(reason) => {
+                self.outputs
+                    .push_back(PublisherOutput::Event(RoundEvent::Failed { round, reason }));
+                self.next_round = self.config.rounds as u32 + 1;
+                self.start_round(now_ms);
+                return;
+            }
+        };
+        if let (Some(mechanism), Some(budget)) =
+            (&plan.mechanism, self.config.privacy.epsilon_budget)
+        {
+            let mut next = self.accountant.clone();
+            let epsilon_next = next
+                .compose(mechanism, 1)
+                .and_then(|()| next.epsilon(self.config.privacy.delta))
+                .map_or(f64::INFINITY, |(eps, _)| eps);
+            if epsilon_next > budget {
+                self.outputs
+                    .push_back(PublisherOutput::Event(RoundEvent::BudgetExhausted {
+                        round,
+                        epsilon_spent: self.epsilon_spent,
+                        epsilon_next,
+                        epsilon_budget: budget,
+                    }));
+                self.next_round = self.config.rounds as u32 + 1;
+                self.start_round(now_ms);
+                return;
+            }
+        }
         self.outputs
             .push_back(PublisherOutput::Event(RoundEvent::Started {
                 round,
@@ -287,16 +533,20 @@ impl Publisher {
                     round,
                     global: Arc::clone(&self.global),
                     local: Arc::clone(&self.local),
+                    privacy: Arc::clone(&plan),
                 }),
             });
         }
         self.state = State::Collecting(Collecting {
             round,
             deadline_ms: now_ms.saturating_add(self.config.round_timeout_ms),
+            privacy: plan,
             awaiting: sampled.into_iter().collect(),
             updates: BTreeMap::new(),
+            ready: BTreeSet::new(),
             declined: Vec::new(),
             rejected: Vec::new(),
+            secure: None,
         });
     }
 
@@ -328,6 +578,29 @@ impl Publisher {
         // BTreeMap order: updates are aggregated in node order, whatever order they arrived in,
         // so a seeded run gives the same model bit for bit.
         let contributors: Vec<NodeId> = collecting.updates.keys().copied().collect();
+        if self.config.privacy.is_active() {
+            let deltas: Vec<&[f32]> = collecting
+                .updates
+                .values()
+                .map(|u| u.delta.as_slice())
+                .collect();
+            let noise_multiplier = if self.config.privacy.adds_noise() {
+                self.config.privacy.noise_multiplier
+            } else {
+                0.0
+            };
+            let mean = match private_mean(
+                &deltas,
+                collecting.privacy.clip_norm,
+                noise_multiplier,
+                &mut self.rng,
+            ) {
+                Ok(mean) => mean,
+                Err(reason) => return RoundEvent::Failed { round, reason },
+            };
+            let dropped = collecting.awaiting.iter().copied().collect();
+            return self.apply_mean(collecting, mean, contributors, dropped, false);
+        }
         let updates: Vec<ClientUpdate<'_>> = collecting
             .updates
             .values()
@@ -346,17 +619,7 @@ impl Publisher {
                 };
             }
         };
-        let n_examples: usize = collecting.updates.values().map(|u| u.n_examples).sum();
-        let mean_train_loss = if n_examples == 0 {
-            0.0
-        } else {
-            collecting
-                .updates
-                .values()
-                .map(|u| u.train_loss as f64 * u.n_examples as f64)
-                .sum::<f64>()
-                / n_examples as f64
-        };
+        let (n_examples, mean_train_loss) = train_stats(&collecting.updates);
         self.global = Arc::new(next);
         RoundEvent::Completed(RoundSummary {
             round,
@@ -372,6 +635,84 @@ impl Publisher {
             rejected: collecting.rejected,
             mean_train_loss,
             n_examples,
+            privacy: None,
+            secure_aggregation: false,
         })
     }
+
+    /// Applies a private round's mean update through the strategy (as one update: only the
+    /// mean exists) and accounts the round's privacy.
+    fn apply_mean(
+        &mut self,
+        collecting: Collecting,
+        mean: Vec<f32>,
+        contributors: Vec<NodeId>,
+        dropped: Vec<NodeId>,
+        secure_aggregation: bool,
+    ) -> RoundEvent {
+        let round = collecting.round;
+        let mut next = self.global.as_ref().clone();
+        let one = [ClientUpdate {
+            delta: &mean,
+            n_examples: 1,
+        }];
+        if let Err(e) = self.strategy.aggregate(&mut next, &one) {
+            return RoundEvent::Failed {
+                round,
+                reason: e.to_string(),
+            };
+        }
+        let privacy = match &collecting.privacy.mechanism {
+            Some(mechanism) => {
+                let before = self.epsilon_spent;
+                let after = self
+                    .accountant
+                    .compose(mechanism, 1)
+                    .and_then(|()| self.accountant.epsilon(self.config.privacy.delta))
+                    .map_or(f64::INFINITY, |(eps, _)| eps);
+                self.epsilon_spent = after;
+                Some(PrivacySpend {
+                    epsilon_round: (after - before).max(0.0),
+                    epsilon_total: after,
+                    delta: self.config.privacy.delta,
+                })
+            }
+            None => None,
+        };
+        let (n_examples, mean_train_loss) = if secure_aggregation {
+            // Nothing about individual members is revealed, not even their row counts.
+            (0, f64::NAN)
+        } else {
+            train_stats(&collecting.updates)
+        };
+        self.global = Arc::new(next);
+        RoundEvent::Completed(RoundSummary {
+            round,
+            global: Arc::clone(&self.global),
+            selected: contributors.clone(),
+            contributors,
+            declined: collecting.declined,
+            dropped,
+            rejected: collecting.rejected,
+            mean_train_loss,
+            n_examples,
+            privacy,
+            secure_aggregation,
+        })
+    }
+}
+
+/// Rows trained on and the example-weighted mean training loss of plain updates.
+fn train_stats(updates: &BTreeMap<NodeId, UpdateMsg>) -> (usize, f64) {
+    let n_examples: usize = updates.values().map(|u| u.n_examples).sum();
+    let mean_train_loss = if n_examples == 0 {
+        0.0
+    } else {
+        updates
+            .values()
+            .map(|u| u.train_loss as f64 * u.n_examples as f64)
+            .sum::<f64>()
+            / n_examples as f64
+    };
+    (n_examples, mean_train_loss)
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
     Behaviour, DeclineReason, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput,
-    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundId, RoundSummary,
-    UpdateMsg,
+    PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundId,
+    RoundPrivacy, RoundSummary, UpdateMsg,
 };
 use fedpool_strategy::{ClientSampling, StrategyConfig};
 
@@ -26,6 +26,8 @@ fn publisher(n_nodes: u32, rounds: usize, min_clients: usize) -> Publisher {
             local: LocalTraining::default(),
             round_timeout_ms: 1_000,
             seed: 1,
+            privacy: PrivacyTerms::none(),
+            directory: Arc::default(),
         },
         StrategyConfig::FedAvg.build(),
         vec![0.0; 2],
@@ -70,6 +72,7 @@ fn a_node_without_consent_declines_and_never_trains() {
             round: RoundId(1),
             global: Arc::new(vec![0.0; 4]),
             local: Arc::new(LocalTraining::default()),
+            privacy: Arc::new(RoundPrivacy::none()),
         }),
     });
     let outputs: Vec<_> = std::iter::from_fn(|| node.poll_output()).collect();
@@ -110,6 +113,7 @@ fn revoked_consent_takes_effect_at_the_next_request() {
             round: RoundId(2),
             global: Arc::new(vec![0.0; 4]),
             local: Arc::new(LocalTraining::default()),
+            privacy: Arc::new(RoundPrivacy::none()),
         }),
     });
     assert!(matches!(
@@ -241,6 +245,7 @@ fn scaling_attackers_multiply_their_update() {
             round: RoundId(1),
             global: Arc::new(vec![0.0; 2]),
             local: Arc::new(LocalTraining::default()),
+            privacy: Arc::new(RoundPrivacy::none()),
         }),
     });
     assert!(matches!(

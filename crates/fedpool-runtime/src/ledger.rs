@@ -105,6 +105,7 @@ pub struct SimulationLedger {
     temporary: Option<PathBuf>,
     publisher: Signer,
     client_dids: Vec<Did>,
+    client_keys: Vec<Keypair>,
     consents: Vec<Option<EventId>>,
     model_id: ModelId,
     clock_ms: u64,
@@ -154,6 +155,7 @@ impl SimulationLedger {
         let mut clock_ms = start_ms;
         let mut events = vec![publisher.sign(&network, clock_ms, publication)?];
         let mut client_dids = Vec::with_capacity(decisions.len());
+        let mut client_keys = Vec::with_capacity(decisions.len());
         let mut consent_signers = Vec::new();
         let mut consents = vec![None; decisions.len()];
         for (client_idx, &consented) in decisions.iter().enumerate() {
@@ -163,6 +165,7 @@ impl SimulationLedger {
                     .rotate_left(7),
             );
             client_dids.push(keypair.did());
+            client_keys.push(keypair.clone());
             if consented {
                 clock_ms += 1;
                 let mut signer = Signer::new(keypair);
@@ -194,6 +197,7 @@ impl SimulationLedger {
             temporary,
             publisher,
             client_dids,
+            client_keys,
             consents,
             model_id,
             clock_ms,
@@ -208,6 +212,11 @@ impl SimulationLedger {
     /// Each client's DID.
     pub fn client_dids(&self) -> &[Did] {
         &self.client_dids
+    }
+
+    /// Each client's identity key pair, in client order.
+    pub fn client_keys(&self) -> &[Keypair] {
+        &self.client_keys
     }
 
     /// The ledger file.

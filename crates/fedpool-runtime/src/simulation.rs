@@ -7,15 +7,18 @@
 //! thread than split across two); results are fed back in node order, so the outcome never
 //! depends on thread scheduling.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use fedpool_core::{Contract, Metrics, Network, evaluate_outputs, train_local};
 use fedpool_data::{Dataset, Partition, Table, Targets, partition_rows, train_test_split};
+use fedpool_ledger::Keypair;
 use fedpool_protocol::{
-    Behaviour, NodeId, Participant, ParticipantInput, ParticipantOutput, Publisher,
-    PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, TrainJob,
+    Behaviour, Directory, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput,
+    PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, Stage,
+    TrainJob,
 };
 use fedpool_strategy::StrategyConfig;
 use rand::seq::SliceRandom;
@@ -51,6 +54,9 @@ pub struct SimulationOptions {
     pub consent_rate: f64,
     /// Where the simulation's ledger lives.
     pub ledger: LedgerChoice,
+    /// Share of each round's sampled clients that drop out, each at a random stage of the
+    /// round (training, or any stage of secure aggregation).
+    pub dropout: f64,
 }
 
 /// Where a simulation records its ledger.
@@ -76,6 +82,7 @@ impl SimulationOptions {
             attack: None,
             consent_rate: 1.0,
             ledger: LedgerChoice::Temporary,
+            dropout: 0.0,
         }
     }
 }
@@ -110,6 +117,10 @@ pub struct RoundRecord {
     pub train_loss: f64,
     /// Whether the round produced a model (false: the global model is unchanged).
     pub completed: bool,
+    /// ε spent by all rounds so far (at the contract's δ), when rounds add noise.
+    pub epsilon: Option<f64>,
+    /// Sampled clients the simulation made drop out this round.
+    pub n_dropouts: usize,
     /// Wall-clock seconds since the simulation started.
     pub elapsed_secs: f64,
 }
@@ -131,6 +142,20 @@ pub struct SimulationReport {
     pub n_requests_to_refusers: usize,
     /// The ledger's verdict, when a ledger was kept.
     pub ledger: Option<LedgerOutcome>,
+    /// ε spent in total at `delta`, when rounds add noise.
+    pub epsilon: Option<f64>,
+    /// δ of `epsilon`.
+    pub delta: f64,
+    /// Whether updates were securely aggregated.
+    pub secure_aggregation: bool,
+    /// Clients the simulation made drop out, over all rounds.
+    pub n_dropouts: usize,
+    /// Plain (unmasked) updates the publisher received: 0 under secure aggregation.
+    pub plain_updates_seen: usize,
+    /// Masked vectors the publisher received (secure aggregation's stage 3).
+    pub masked_inputs_seen: usize,
+    /// Why training stopped before the last round, if the privacy budget stopped it.
+    pub stopped_by_budget: Option<String>,
 }
 
 /// A prepared simulation: nodes, their data, the publisher and the transport.
@@ -144,6 +169,18 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     clock_ms: u64,
     initial_metrics: Metrics,
     ledger: Option<SimulationLedger>,
+    privacy: PrivacyTerms,
+    dropout: f64,
+    dropout_rng: ChaCha20Rng,
+    /// This round's planned dropouts: the stage from which each node's messages are lost.
+    drop_plan: BTreeMap<NodeId, Stage>,
+    /// Nodes gone for the rest of the round.
+    gone: BTreeSet<NodeId>,
+    n_dropouts: usize,
+    plain_updates_seen: usize,
+    masked_inputs_seen: usize,
+    epsilon: Option<f64>,
+    stopped_by_budget: Option<String>,
 }
 
 impl Simulation<InProcessTransport> {
@@ -207,14 +244,23 @@ impl Simulation<InProcessTransport> {
             contract.schema.n_outputs(),
         )?;
         let initial = network.init_params(&mut rng);
-        let participants: Vec<Participant> = behaviours
-            .iter()
-            .zip(&decisions)
-            .enumerate()
-            .map(|(idx, (&behaviour, &consented))| {
-                Participant::new(NodeId(idx as u32), consented, behaviour, rng.random())
-            })
-            .collect();
+        if !(0.0..1.0).contains(&options.dropout) {
+            return Err(Error::Setup(format!(
+                "dropout must be in [0, 1), got {}",
+                options.dropout
+            )));
+        }
+        let strategy_config = options
+            .strategy
+            .clone()
+            .unwrap_or_else(|| contract.training.strategy.clone());
+        let privacy = PrivacyTerms::from_contract(contract);
+        if privacy.is_active() && !strategy_config.works_on_the_mean() {
+            return Err(Error::Setup(format!(
+                "{} needs every update, but this contract clips, noises or securely aggregates them",
+                strategy_config.name()
+            )));
+        }
         let ledger = match &options.ledger {
             LedgerChoice::Off => None,
             choice => {
@@ -233,15 +279,37 @@ impl Simulation<InProcessTransport> {
                 )?)
             }
         };
+        // Secure aggregation signs with the nodes' ledger identities; without a ledger, with
+        // identities derived from the seed the same way.
+        let keys: Vec<Keypair> = match &ledger {
+            Some(ledger) => ledger.client_keys().to_vec(),
+            None => (0..n_clients)
+                .map(|idx| Keypair::insecure_from_seed(options.seed.rotate_left(13) ^ idx as u64))
+                .collect(),
+        };
+        let directory: Arc<Directory> = Arc::new(
+            keys.iter()
+                .enumerate()
+                .map(|(idx, k)| (NodeId(idx as u32), k.signing_key().verifying_key()))
+                .collect(),
+        );
+        let participants: Vec<Participant> = behaviours
+            .iter()
+            .zip(&decisions)
+            .zip(&keys)
+            .enumerate()
+            .map(|(idx, ((&behaviour, &consented), key))| {
+                Participant::new(NodeId(idx as u32), consented, behaviour, rng.random())
+                    .with_privacy(privacy.clone(), None)
+                    .map(|p| p.with_identity(key.signing_key().clone(), Arc::clone(&directory)))
+                    .map_err(Error::Setup)
+            })
+            .collect::<Result<_, _>>()?;
         let roster: Vec<NodeId> = participants
             .iter()
             .filter(|p| p.consented())
             .map(|p| p.id())
             .collect();
-        let strategy_config = options
-            .strategy
-            .clone()
-            .unwrap_or_else(|| contract.training.strategy.clone());
         let publisher = Publisher::new(
             PublisherConfig {
                 rounds: options.rounds.unwrap_or(contract.training.rounds),
@@ -249,6 +317,8 @@ impl Simulation<InProcessTransport> {
                 local: contract.training.local.clone(),
                 round_timeout_ms: 60_000,
                 seed: rng.random(),
+                privacy: privacy.clone(),
+                directory,
             },
             strategy_config.build(),
             initial.clone(),
@@ -265,6 +335,16 @@ impl Simulation<InProcessTransport> {
             clock_ms: 0,
             initial_metrics,
             ledger,
+            privacy,
+            dropout: options.dropout,
+            dropout_rng: ChaCha20Rng::seed_from_u64(options.seed ^ 0x0d0d_0d0d),
+            drop_plan: BTreeMap::new(),
+            gone: BTreeSet::new(),
+            n_dropouts: 0,
+            plain_updates_seen: 0,
+            masked_inputs_seen: 0,
+            epsilon: None,
+            stopped_by_budget: None,
         })
     }
 
@@ -356,10 +436,18 @@ impl<T: Transport> Simulation<T> {
                     n_refused: refusers.clone().count(),
                     n_requests_to_refusers: refusers.map(Participant::requests_received).sum(),
                     ledger,
+                    epsilon: self.epsilon,
+                    delta: self.privacy.delta,
+                    secure_aggregation: self.privacy.secure_aggregation,
+                    n_dropouts: self.n_dropouts,
+                    plain_updates_seen: self.plain_updates_seen,
+                    masked_inputs_seen: self.masked_inputs_seen,
+                    stopped_by_budget: self.stopped_by_budget.clone(),
                 });
             }
-            if let Some(envelope) = self.transport.poll_recv() {
-                self.deliver(envelope, &mut pending_jobs);
+            let batch: Vec<Envelope> = std::iter::from_fn(|| self.transport.poll_recv()).collect();
+            if !batch.is_empty() {
+                self.deliver_batch(batch, &mut pending_jobs);
                 continue;
             }
             if !pending_jobs.is_empty() {
@@ -399,19 +487,38 @@ impl<T: Transport> Simulation<T> {
                     to,
                     msg,
                 }),
-                PublisherOutput::Event(RoundEvent::Started { .. }) => {}
+                PublisherOutput::Event(RoundEvent::Started { sampled, .. }) => {
+                    self.plan_dropouts(&sampled);
+                }
+                PublisherOutput::Event(RoundEvent::BudgetExhausted {
+                    round,
+                    epsilon_spent,
+                    epsilon_next,
+                    epsilon_budget,
+                }) => {
+                    self.stopped_by_budget = Some(format!(
+                        "{round} would bring ε from {epsilon_spent:.3} to {epsilon_next:.3}, past the budget of {epsilon_budget}"
+                    ));
+                }
                 PublisherOutput::Event(RoundEvent::Completed(summary)) => {
                     let metrics = evaluate(&self.network, &summary.global, &self.test_set)?;
+                    if let Some(spend) = summary.privacy {
+                        self.epsilon = Some(spend.epsilon_total);
+                    }
                     if let Some(ledger) = &mut self.ledger {
                         let contributors: Vec<usize> =
                             summary.contributors.iter().map(|n| n.0 as usize).collect();
+                        let (epsilon_round, epsilon_total, delta) =
+                            summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
+                                (s.epsilon_round, s.epsilon_total, s.delta)
+                            });
                         ledger.commit_round(
                             summary.round.0,
                             &contributors,
                             &summary.global,
-                            0.0,
-                            0.0,
-                            0.0,
+                            epsilon_round,
+                            epsilon_total,
+                            delta,
                             &metrics,
                         )?;
                     }
@@ -424,6 +531,8 @@ impl<T: Transport> Simulation<T> {
                         train_loss: summary.mean_train_loss,
                         completed: true,
                         elapsed_secs: started.elapsed().as_secs_f64(),
+                        epsilon: self.epsilon,
+                        n_dropouts: self.drop_plan.len(),
                     };
                     on_round(&record);
                     records.push(record);
@@ -442,6 +551,8 @@ impl<T: Transport> Simulation<T> {
                         train_loss: f64::NAN,
                         completed: false,
                         elapsed_secs: started.elapsed().as_secs_f64(),
+                        epsilon: self.epsilon,
+                        n_dropouts: self.drop_plan.len(),
                     };
                     on_round(&record);
                     records.push(record);
@@ -452,30 +563,102 @@ impl<T: Transport> Simulation<T> {
         Ok(finished)
     }
 
-    fn deliver(&mut self, envelope: Envelope, pending_jobs: &mut Vec<TrainJob>) {
-        if envelope.to == PUBLISHER {
-            self.publisher.handle(PublisherInput::Received {
-                from: envelope.from,
-                msg: envelope.msg,
-            });
+    /// Picks this round's dropouts: each sampled node drops with probability `dropout`, at a
+    /// uniformly random stage of the round.
+    fn plan_dropouts(&mut self, sampled: &[NodeId]) {
+        self.drop_plan.clear();
+        self.gone.clear();
+        if self.dropout <= 0.0 {
             return;
         }
-        let Some(participant) = self.participants.get_mut(envelope.to.0 as usize) else {
-            tracing::warn!(to = %envelope.to, "message to an unknown node dropped");
-            return;
+        let stages: &[Stage] = if self.privacy.secure_aggregation {
+            &Stage::SECURE
+        } else {
+            &[Stage::Training]
         };
-        participant.handle(ParticipantInput::Received {
-            from: envelope.from,
-            msg: envelope.msg,
-        });
-        while let Some(output) = participant.poll_output() {
-            match output {
-                ParticipantOutput::Send { to, msg } => self.transport.send(Envelope {
-                    from: participant.id(),
-                    to,
-                    msg,
-                }),
-                ParticipantOutput::Train(job) => pending_jobs.push(job),
+        for &node in sampled {
+            if self.dropout_rng.random::<f64>() < self.dropout {
+                let stage = stages[self.dropout_rng.random_range(0..stages.len())];
+                self.drop_plan.insert(node, stage);
+            }
+        }
+        self.n_dropouts += self.drop_plan.len();
+    }
+
+    /// Sends a participant's message unless the node has dropped out by then.
+    fn send_from_participant(&mut self, from: NodeId, to: NodeId, msg: Msg) {
+        if let Some(stage) = msg.participant_stage()
+            && self.drop_plan.get(&from).is_some_and(|drop| *drop <= stage)
+        {
+            self.gone.insert(from);
+        }
+        if self.gone.contains(&from) {
+            return;
+        }
+        if matches!(msg, Msg::Update(_)) {
+            self.plain_updates_seen += 1;
+        } else if msg.participant_stage() == Some(Stage::MaskedInput) {
+            self.masked_inputs_seen += 1;
+        }
+        self.transport.send(Envelope { from, to, msg });
+    }
+
+    /// Delivers every queued message: the publisher's in arrival order, then each
+    /// participant's inbox, participants in parallel (secure aggregation's key agreements and
+    /// signature checks dominate a secure round). Outputs are routed in node order, so the
+    /// result never depends on thread scheduling.
+    fn deliver_batch(&mut self, batch: Vec<Envelope>, pending_jobs: &mut Vec<TrainJob>) {
+        let mut inboxes: BTreeMap<usize, Vec<(NodeId, Msg)>> = BTreeMap::new();
+        for envelope in batch {
+            if self.gone.contains(&envelope.to) {
+                continue;
+            }
+            if envelope.to == PUBLISHER {
+                self.publisher.handle(PublisherInput::Received {
+                    from: envelope.from,
+                    msg: envelope.msg,
+                });
+                continue;
+            }
+            let idx = envelope.to.0 as usize;
+            if idx >= self.participants.len() {
+                tracing::warn!(to = %envelope.to, "message to an unknown node dropped");
+                continue;
+            }
+            inboxes
+                .entry(idx)
+                .or_default()
+                .push((envelope.from, envelope.msg));
+        }
+        if inboxes.is_empty() {
+            return;
+        }
+        let mut work: Vec<(&mut Participant, Vec<(NodeId, Msg)>)> = self
+            .participants
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(idx, p)| inboxes.remove(&idx).map(|inbox| (p, inbox)))
+            .collect();
+        let outputs: Vec<(NodeId, Vec<ParticipantOutput>)> = work
+            .par_iter_mut()
+            .map(|(participant, inbox)| {
+                let mut out = Vec::new();
+                for (from, msg) in inbox.drain(..) {
+                    participant.handle(ParticipantInput::Received { from, msg });
+                    out.extend(std::iter::from_fn(|| participant.poll_output()));
+                }
+                (participant.id(), out)
+            })
+            .collect();
+        drop(work);
+        for (node, out) in outputs {
+            for output in out {
+                match output {
+                    ParticipantOutput::Send { to, msg } => {
+                        self.send_from_participant(node, to, msg)
+                    }
+                    ParticipantOutput::Train(job) => pending_jobs.push(job),
+                }
             }
         }
     }
@@ -501,13 +684,13 @@ impl<T: Transport> Simulation<T> {
         for (node, round, outcome) in results {
             let participant = &mut self.participants[node.0 as usize];
             participant.handle(ParticipantInput::Trained { round, outcome });
-            while let Some(output) = participant.poll_output() {
+            let outputs: Vec<ParticipantOutput> =
+                std::iter::from_fn(|| participant.poll_output()).collect();
+            for output in outputs {
                 match output {
-                    ParticipantOutput::Send { to, msg } => self.transport.send(Envelope {
-                        from: participant.id(),
-                        to,
-                        msg,
-                    }),
+                    ParticipantOutput::Send { to, msg } => {
+                        self.send_from_participant(node, to, msg)
+                    }
                     ParticipantOutput::Train(job) => {
                         tracing::warn!(node = %job.node, "participant asked to train twice");
                     }

@@ -1,6 +1,6 @@
 //! The privacy budget a data owner's node keeps for one model.
 
-use super::RdpAccountant;
+use super::{RdpAccountant, RoundMechanism};
 use crate::error::{Error, Result, ensure};
 
 /// Which limit bounds a node's spending on a model.
@@ -21,7 +21,7 @@ impl std::fmt::Display for BudgetLimit {
     }
 }
 
-/// What one more round would cost, as answered by [`PrivacyLedger::can_participate`].
+/// What one more round would cost, as answered by [`PrivacyLedger::can_participate_in`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpendPreview {
     /// ε spent by the rounds recorded so far.
@@ -43,10 +43,27 @@ pub struct SpendPreview {
 pub struct RoundRecord {
     /// Poisson sampling rate of the round.
     pub q: f64,
-    /// Noise multiplier of the round.
+    /// Noise multiplier of the round ([`RoundMechanism::noise_multiplier`]).
     pub sigma: f64,
     /// Total ε spent after this round.
     pub epsilon_after: f64,
+    /// The round's mechanism. Always set by [`PrivacyLedger::record`]; absent (`None`) in
+    /// records serialized before mechanisms were recorded, all of which were
+    /// subsampled-Gaussian rounds described by `q` and `sigma` (see [`Self::mechanism`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<RoundMechanism>,
+}
+
+impl RoundRecord {
+    /// The round's mechanism, reconstructing the subsampled Gaussian `(q, sigma)` for a
+    /// record that predates the `mechanism` field.
+    pub fn mechanism(&self) -> RoundMechanism {
+        self.mechanism
+            .unwrap_or(RoundMechanism::SubsampledGaussian {
+                q: self.q,
+                noise_multiplier: self.sigma,
+            })
+    }
 }
 
 /// Why a node must not take part in a round.
@@ -81,9 +98,12 @@ pub enum BudgetError {
 /// of rounds. Spent ε never decreases: every round adds a non-negative RDP curve and the
 /// conversion to ε is monotone in the curve (`tests/ledger.rs` checks this by proptest).
 ///
-/// A node calls [`Self::can_participate`] before training and [`Self::record_round`] once
-/// its update has left; the latter records unconditionally, because the ledger must say what
-/// happened, not what was allowed.
+/// Each round is a [`RoundMechanism`], so rounds with central Gaussian noise and rounds with
+/// the distributed discrete Gaussian under secure aggregation share one budget. A node calls
+/// [`Self::can_participate_in`] before training and [`Self::record`] once its update has
+/// left; the latter records unconditionally, because the ledger must say what happened, not
+/// what was allowed. [`Self::can_participate`] and [`Self::record_round`] are the same for a
+/// subsampled-Gaussian round given by `(q, sigma)`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PrivacyLedger {
     epsilon_budget: f64,
@@ -147,7 +167,8 @@ impl PrivacyLedger {
         self.owner_cap_epsilon
     }
 
-    /// Sets or clears the owner's cap; it takes effect at the next [`Self::can_participate`].
+    /// Sets or clears the owner's cap; it takes effect at the next
+    /// [`Self::can_participate_in`].
     pub fn set_owner_cap_epsilon(&mut self, cap: Option<f64>) -> Result<()> {
         check_cap(cap)?;
         self.owner_cap_epsilon = cap;
@@ -184,14 +205,25 @@ impl PrivacyLedger {
         &self.accountant
     }
 
-    /// What a round with sampling rate `q` and noise multiplier `sigma` would cost; refuses
-    /// with [`BudgetError::WouldExceed`] if the total would pass the binding limit.
+    /// What a subsampled-Gaussian round with sampling rate `q` and noise multiplier `sigma`
+    /// would cost: [`Self::can_participate_in`] with
+    /// [`RoundMechanism::SubsampledGaussian`].
     pub fn can_participate(
         &self,
         q: f64,
         sigma: f64,
     ) -> std::result::Result<SpendPreview, BudgetError> {
-        let preview = self.preview(q, sigma)?.0;
+        self.can_participate_in(&gaussian(q, sigma))
+    }
+
+    /// What a round of `mechanism` would cost; refuses with [`BudgetError::WouldExceed`] if
+    /// the total would pass the binding limit, and with [`BudgetError::Invalid`] if the
+    /// mechanism's parameters are out of range.
+    pub fn can_participate_in(
+        &self,
+        mechanism: &RoundMechanism,
+    ) -> std::result::Result<SpendPreview, BudgetError> {
+        let preview = self.preview(mechanism)?.0;
         if preview.epsilon_after > preview.epsilon_limit {
             return Err(BudgetError::WouldExceed {
                 epsilon_spent: preview.epsilon_spent,
@@ -204,22 +236,30 @@ impl PrivacyLedger {
         Ok(preview)
     }
 
-    /// Records a round that happened and returns its cost. It records even past the limit:
-    /// check with [`Self::can_participate`] first.
+    /// Records a subsampled-Gaussian round: [`Self::record`] with
+    /// [`RoundMechanism::SubsampledGaussian`].
     pub fn record_round(&mut self, q: f64, sigma: f64) -> Result<SpendPreview> {
-        let (preview, accountant) = self.preview(q, sigma)?;
+        self.record(&gaussian(q, sigma))
+    }
+
+    /// Records a round of `mechanism` that happened and returns its cost. It records even
+    /// past the limit: check with [`Self::can_participate_in`] first. Invalid parameters
+    /// are an error and record nothing.
+    pub fn record(&mut self, mechanism: &RoundMechanism) -> Result<SpendPreview> {
+        let (preview, accountant) = self.preview(mechanism)?;
         self.accountant = accountant;
         self.history.push(RoundRecord {
-            q,
-            sigma,
+            q: mechanism.sampling_rate(),
+            sigma: mechanism.noise_multiplier(),
             epsilon_after: preview.epsilon_after,
+            mechanism: Some(*mechanism),
         });
         Ok(preview)
     }
 
-    fn preview(&self, q: f64, sigma: f64) -> Result<(SpendPreview, RdpAccountant)> {
+    fn preview(&self, mechanism: &RoundMechanism) -> Result<(SpendPreview, RdpAccountant)> {
         let mut accountant = self.accountant.clone();
-        accountant.compose_subsampled_gaussian(q, sigma, 1)?;
+        accountant.compose(mechanism, 1)?;
         let (epsilon_after, best_order) = accountant.epsilon(self.delta)?;
         let (epsilon_limit, limit) = self.epsilon_limit();
         let preview = SpendPreview {
@@ -231,6 +271,13 @@ impl PrivacyLedger {
             best_order,
         };
         Ok((preview, accountant))
+    }
+}
+
+fn gaussian(q: f64, sigma: f64) -> RoundMechanism {
+    RoundMechanism::SubsampledGaussian {
+        q,
+        noise_multiplier: sigma,
     }
 }
 

@@ -4,16 +4,25 @@
 //! The accountant follows Google's `dp_accounting` `RdpAccountant` (add/remove-one
 //! adjacency, the same default orders, the same conversion), so a fedpool ε can be checked
 //! against it; `tests/accountant_reference.rs` does so on a table it generated.
+//!
+//! A round is described by a [`RoundMechanism`]: the Poisson-subsampled Gaussian (exact
+//! RDP) or the Poisson-subsampled distributed discrete Gaussian, whose RDP is
+//! [`crate::ddg::DdgParams::rdp`] amplified by the general bound of Zhu & Wang 2019
+//! ([`rdp_poisson_subsampled`]).
 
 mod fft;
 mod ledger;
+mod mechanism;
 mod pld;
 mod sgm;
+mod subsampling;
 
 pub use ledger::{
     BudgetError, BudgetLimit, BudgetTracker, PrivacyLedger, RoundRecord, SpendPreview,
 };
+pub use mechanism::{RoundMechanism, epsilon_for_rounds};
 pub use pld::{PldAccountant, PldConfig};
+pub use subsampling::{MAX_SUBSAMPLED_ORDER, rdp_poisson_subsampled, rdp_poisson_subsampled_curve};
 
 use crate::error::{Error, Result, ensure};
 
@@ -132,7 +141,20 @@ impl RdpAccountant {
         Ok(())
     }
 
+    /// Composes `steps` rounds of `mechanism` (see [`RoundMechanism::rdp_curve`]). Fails,
+    /// composing nothing, if the mechanism's parameters are out of range.
+    pub fn compose(&mut self, mechanism: &RoundMechanism, steps: u64) -> Result<()> {
+        let per_step = mechanism.rdp_curve(&self.orders)?;
+        self.add_scaled(&per_step, steps);
+        Ok(())
+    }
+
     fn add_scaled(&mut self, per_step: &[f64], steps: u64) {
+        // Zero steps compose nothing; skipping them also avoids `∞ · 0 = NaN` for an order
+        // at which the mechanism has no guarantee.
+        if steps == 0 {
+            return;
+        }
         for (total, &value) in self.rdp.iter_mut().zip(per_step) {
             if value > 0.0 {
                 *total += value * steps as f64;

@@ -11,7 +11,7 @@
 //!
 //! (Their Theorem 4 shows that this direction, `D_α(μ‖μ0)`, dominates `D_α(μ0‖μ)`.)
 
-use crate::math::{LN_HALF, LogSum, ln_erfc};
+use crate::math::{LN_HALF, LogSum, ln_erfc, ln_expm1, ln_sum2};
 
 /// The fractional-order series stops once the last term is below `e^-36 ≈ 2.3e-16` of the
 /// sum `A_α`, or below `e^-23 ≈ 1e-10` of `A_α - 1` (which is what `ln A_α`, and so the RDP,
@@ -82,15 +82,6 @@ fn ln_a_integer(q: f64, sigma: f64, alpha: u64) -> f64 {
         ln_binom += ((alpha - i) as f64).ln() - (i_f + 1.0).ln();
     }
     ln_sum2(0.0, excess.ln())
-}
-
-/// `ln(e^x - 1)` for `x > 0`, without overflow for large `x`.
-fn ln_expm1(x: f64) -> f64 {
-    if x > 1.0 {
-        x + (-(-x).exp()).ln_1p()
-    } else {
-        x.exp_m1().ln()
-    }
 }
 
 /// `ln A_α` for fractional `α`, by the series of Sec. 3.3.
@@ -164,15 +155,6 @@ fn ln_a_fractional(q: f64, sigma: f64, alpha: f64) -> f64 {
     below_z0.add(true, last_ln_terms.0);
     above_z0.add(true, last_ln_terms.1);
     ln_sum2(below_z0.ln(), above_z0.ln())
-}
-
-/// `ln(e^a + e^b)`.
-fn ln_sum2(a: f64, b: f64) -> f64 {
-    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    if lo == f64::NEG_INFINITY {
-        return hi;
-    }
-    hi + (lo - hi).exp().ln_1p()
 }
 
 #[cfg(test)]

@@ -24,7 +24,11 @@
 //!
 //! Privacy: [`DdgParams::rdp`] is the paper's Proposition 14 bound for the sum of `n`
 //! independent discrete Gaussians (with the τ term of Theorem 1), ready for
-//! [`crate::accountant::RdpAccountant::compose_rdp_fn`]. Parameters: [`DdgParams::choose`].
+//! [`crate::accountant::RdpAccountant::compose_rdp_fn`]. A round that Poisson-samples its
+//! clients is accounted as
+//! [`RoundMechanism::SubsampledDdg`](crate::accountant::RoundMechanism::SubsampledDdg),
+//! which amplifies this curve by the sampling rate (Zhu & Wang 2019, Theorem 6).
+//! Parameters: [`DdgParams::choose`].
 
 mod discrete_gaussian;
 mod hadamard;
@@ -359,22 +363,55 @@ impl DdgParams {
     /// where `σ̃ = √n · s` is the std of the summed noise in integer units. Returns `+∞`
     /// (no guarantee) when there is no noise or the per-client std `s` is below 1/2, the
     /// range in which the paper's bound is proved. It assumes all `n` clients' noise reaches
-    /// the sum: with dropouts, account with the surviving count. No amplification by
-    /// sampling is claimed; compose with `steps` = rounds.
+    /// the sum: with dropouts, account with the surviving count. This is one release of the
+    /// whole cohort, without amplification by sampling; for rounds that Poisson-sample their
+    /// clients, account with
+    /// [`RoundMechanism::SubsampledDdg`](crate::accountant::RoundMechanism::SubsampledDdg).
     pub fn rdp(&self, alpha: f64) -> f64 {
+        self.rdp_fn()(alpha)
+    }
+
+    /// [`Self::rdp`] as a function of α, with τ (`O(n)`) and the sensitivities computed once:
+    /// the subsampling bound evaluates the curve at every integer order up to ~1000.
+    pub(crate) fn rdp_fn(&self) -> impl Fn(f64) -> f64 + use<> {
         let s2 = self.local_noise_variance();
-        if self.noise_std == 0.0 || s2 < 0.25 {
-            return f64::INFINITY;
-        }
+        let no_guarantee = self.noise_std == 0.0 || s2 < 0.25;
         let total_std = (self.n_clients as f64 * s2).sqrt();
         let l2_scale = self.rounded_norm_bound() / total_std;
         let l1_scale = self.rounded_l1_bound() / total_std;
-        let tau = self.tau();
+        let tau = if no_guarantee { 0.0 } else { self.tau() };
         let d = self.padded_dimension as f64;
-        let term_1 = alpha / 2.0 * l2_scale * l2_scale + tau * d;
-        let term_2 = alpha / 2.0 * (l2_scale * l2_scale + 2.0 * l1_scale * tau + tau * tau * d);
-        let term_3 = alpha / 2.0 * (l2_scale + d.sqrt() * tau).powi(2);
-        term_1.min(term_2).min(term_3)
+        move |alpha: f64| {
+            if no_guarantee {
+                return f64::INFINITY;
+            }
+            let term_1 = alpha / 2.0 * l2_scale * l2_scale + tau * d;
+            let term_2 = alpha / 2.0 * (l2_scale * l2_scale + 2.0 * l1_scale * tau + tau * tau * d);
+            let term_3 = alpha / 2.0 * (l2_scale + d.sqrt() * tau).powi(2);
+            term_1.min(term_2).min(term_3)
+        }
+    }
+
+    /// Re-checks every range [`Self::new`] checks. Parameters can arrive deserialized (a
+    /// ledger file, a round announcement) without passing through [`Self::new`], and an
+    /// out-of-range field (say `n_clients = 0`) would make [`Self::rdp`] meaningless.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let config = DdgConfig {
+            dimension: self.dimension,
+            clip_norm: self.clip_norm,
+            n_clients: self.n_clients,
+            noise_std: self.noise_std,
+            bits: self.bits,
+            beta: self.beta,
+            wrap_probability: DEFAULT_WRAP_PROBABILITY,
+        };
+        let checked = Self::new(&config, self.granularity)?;
+        ensure(
+            self.padded_dimension == checked.padded_dimension,
+            "padded_dimension",
+            self.padded_dimension as f64,
+            "the next power of two of dimension",
+        )
     }
 }
 

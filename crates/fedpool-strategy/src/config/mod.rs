@@ -232,6 +232,21 @@ impl StrategyConfig {
         }
     }
 
+    /// Whether the strategy needs only the mean of the updates (FedAvg and the server
+    /// optimizers), so it works when the publisher sees only a noised or secure sum. Robust
+    /// rules (median, trimmed mean, Krum, Bulyan) need every update and do not.
+    pub fn works_on_the_mean(&self) -> bool {
+        matches!(
+            self,
+            Self::FedAvg
+                | Self::FedAvgM { .. }
+                | Self::FedProx { .. }
+                | Self::FedAdagrad { .. }
+                | Self::FedAdam { .. }
+                | Self::FedYogi { .. }
+        )
+    }
+
     /// The named strategy with default hyperparameters, or `None` for an unknown name.
     pub fn with_defaults(name: &str) -> Option<Self> {
         Some(match name {

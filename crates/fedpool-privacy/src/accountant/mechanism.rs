@@ -1,0 +1,122 @@
+//! The mechanisms one training round can apply to a node's data, and their per-round RDP.
+
+use super::{RdpAccountant, check_q_sigma, sgm, subsampling};
+use crate::ddg::DdgParams;
+use crate::error::{Result, ensure};
+
+/// What one round does to a data owner's update, as far as privacy is concerned: how the
+/// round's participants are sampled and how their aggregate is noised.
+///
+/// Both variants sample each client independently with probability `q` (Poisson
+/// sampling) and are accounted under add/remove-one-client adjacency, like the rest of the
+/// accountant. [`PrivacyLedger`](super::PrivacyLedger) and [`RdpAccountant::compose`] take
+/// any of them, so a ledger can mix rounds of different kinds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum RoundMechanism {
+    /// Poisson-subsampled Gaussian (central DP): exact RDP of Mironov–Talwar–Zhang.
+    SubsampledGaussian {
+        /// Poisson sampling rate of the round, in `[0, 1]`.
+        q: f64,
+        /// Noise std divided by the L2 clip norm (the sensitivity).
+        noise_multiplier: f64,
+    },
+    /// Poisson-subsampled distributed discrete Gaussian: DdgParams::rdp amplified by Zhu–Wang Thm 6.
+    ///
+    /// The base curve is [`DdgParams::rdp`], one release of the noised modular sum; Zhu &
+    /// Wang 2019, Theorem 6 turns it into a bound for the sampled round
+    /// ([`subsampling::rdp_poisson_subsampled`]). That theorem holds for *any* mechanism,
+    /// which is what the DDG needs: the exact subsampled-Gaussian formula does not apply to
+    /// discrete noise, rounding and the τ term. The price is the theorem's factor 3 (a
+    /// `ln 3/(α-1)` gap at most), measured in `tests/subsampling.rs`.
+    ///
+    /// Assumption, as for [`DdgParams::rdp`]: whichever clients are sampled, the noise
+    /// shares of at least `params.n_clients()` of them reach the sum, i.e. the per-client
+    /// share `σ²/n` is sized for the smallest cohort that can be aggregated. With fewer, the
+    /// sum carries less noise than this accounts for.
+    SubsampledDdg {
+        /// Poisson sampling rate of the round, in `[0, 1]`.
+        q: f64,
+        /// The round's DDG parameters (granularity, clip, noise, cohort size).
+        params: DdgParams,
+    },
+}
+
+impl RoundMechanism {
+    /// The Poisson sampling rate `q`.
+    pub fn sampling_rate(&self) -> f64 {
+        match *self {
+            RoundMechanism::SubsampledGaussian { q, .. }
+            | RoundMechanism::SubsampledDdg { q, .. } => q,
+        }
+    }
+
+    /// The noise multiplier: noise std over the L2 clip norm (for the DDG,
+    /// `params.noise_std() / params.clip_norm()`, the multiplier its continuous counterpart
+    /// would have). Informational: the DDG's privacy also depends on its granularity.
+    pub fn noise_multiplier(&self) -> f64 {
+        match *self {
+            RoundMechanism::SubsampledGaussian {
+                noise_multiplier, ..
+            } => noise_multiplier,
+            RoundMechanism::SubsampledDdg { params, .. } => params.noise_std() / params.clip_norm(),
+        }
+    }
+
+    /// Checks every parameter: `q ∈ [0, 1]`, a finite non-negative noise multiplier, and for
+    /// the DDG every range [`DdgParams::new`] checks (parameters may have been deserialized).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            RoundMechanism::SubsampledGaussian {
+                q,
+                noise_multiplier,
+            } => check_q_sigma(*q, *noise_multiplier),
+            RoundMechanism::SubsampledDdg { q, params } => {
+                ensure((0.0..=1.0).contains(q), "q", *q, "0 <= q <= 1")?;
+                params.validate()
+            }
+        }
+    }
+
+    /// The RDP of one round at order `alpha > 1` (finite), possibly `+∞`.
+    pub fn rdp(&self, alpha: f64) -> Result<f64> {
+        Ok(self.rdp_curve(&[alpha])?[0])
+    }
+
+    /// The RDP of one round at each of `orders` (each `> 1` and finite).
+    ///
+    /// The Gaussian's is exact, per order ([`super::rdp_subsampled_gaussian`]); the DDG's is
+    /// [`subsampling::rdp_poisson_subsampled_curve`] over [`DdgParams::rdp`], which shares
+    /// the tabulated base curve across orders.
+    pub fn rdp_curve(&self, orders: &[f64]) -> Result<Vec<f64>> {
+        self.validate()?;
+        for &alpha in orders {
+            ensure(
+                alpha > 1.0 && alpha.is_finite(),
+                "alpha",
+                alpha,
+                "1 < alpha < inf",
+            )?;
+        }
+        match self {
+            RoundMechanism::SubsampledGaussian {
+                q,
+                noise_multiplier,
+            } => Ok(orders
+                .iter()
+                .map(|&alpha| sgm::rdp_subsampled_gaussian(*q, *noise_multiplier, alpha))
+                .collect()),
+            RoundMechanism::SubsampledDdg { q, params } => {
+                subsampling::rdp_poisson_subsampled_curve(*q, orders, params.rdp_fn())
+            }
+        }
+    }
+}
+
+/// ε of `rounds` rounds of `mechanism` at the given δ, on the
+/// [`default_orders`](super::default_orders) grid. For
+/// [`RoundMechanism::SubsampledGaussian`] this equals [`super::epsilon`].
+pub fn epsilon_for_rounds(mechanism: &RoundMechanism, rounds: u64, delta: f64) -> Result<f64> {
+    let mut accountant = RdpAccountant::default();
+    accountant.compose(mechanism, rounds)?;
+    Ok(accountant.epsilon(delta)?.0)
+}

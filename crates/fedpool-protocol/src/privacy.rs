@@ -1,0 +1,315 @@
+//! A model's privacy terms and how one round applies them: clipping, the noise mechanism, its
+//! accounting, and whether updates are securely aggregated.
+//!
+//! Both roles derive a round's [`RoundPrivacy`] from the same [`PrivacyTerms`] (the contract's
+//! privacy section, which every node holds because it consented to it). The publisher plans it
+//! and sends it with the request; each participant checks that the plan is the one its terms
+//! allow and accounts it in its own [`PrivacyLedger`] before it trains, so a publisher that asks
+//! for less noise, a larger sampling rate or more rounds is refused, whatever it claims.
+
+use fedpool_core::Contract;
+use fedpool_privacy::ddg::{DdgConfig, DdgParams};
+use fedpool_privacy::{RoundMechanism, add_gaussian_noise, clip_l2};
+use rand::{CryptoRng, Rng};
+
+/// Bits per word of a securely aggregated update: 4 bytes per parameter on the wire, and the
+/// finest granularity the distributed discrete Gaussian can use.
+pub const SECURE_AGGREGATION_BITS: u32 = 32;
+
+/// δ used to report ε when a contract adds noise but states no δ of its own.
+pub const DEFAULT_DELTA: f64 = 1e-5;
+
+/// A model's privacy terms, as its contract states them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacyTerms {
+    /// L2 norm every update is clipped to; 0 for no clipping.
+    pub clip_norm: f64,
+    /// Noise standard deviation as a multiple of `clip_norm`; 0 for no noise.
+    pub noise_multiplier: f64,
+    /// Share of eligible nodes sampled each round (the q of the accountant), when the contract
+    /// samples by fraction; `None` when it samples a fixed count (the publisher then states q).
+    pub sampling_rate: Option<f64>,
+    /// Total ε the publisher may spend, if capped.
+    pub epsilon_budget: Option<f64>,
+    /// δ of every ε reported.
+    pub delta: f64,
+    /// Whether the publisher may only see the sum of updates.
+    pub secure_aggregation: bool,
+    /// Share of a round's members whose noise must reach the sum (and whose shares rebuild it).
+    pub secure_aggregation_threshold: f64,
+}
+
+impl PrivacyTerms {
+    /// The terms of `contract`'s privacy section.
+    pub fn from_contract(contract: &Contract) -> PrivacyTerms {
+        let p = &contract.privacy;
+        PrivacyTerms {
+            clip_norm: p.clip_norm,
+            noise_multiplier: p.noise_multiplier,
+            sampling_rate: contract.training.sampling.fraction,
+            epsilon_budget: p.epsilon_budget,
+            delta: p.delta.unwrap_or(DEFAULT_DELTA),
+            secure_aggregation: p.secure_aggregation,
+            secure_aggregation_threshold: p.secure_aggregation_threshold,
+        }
+    }
+
+    /// No clipping, no noise, no secure aggregation: the plain FedAvg path.
+    pub fn none() -> PrivacyTerms {
+        PrivacyTerms {
+            clip_norm: 0.0,
+            noise_multiplier: 0.0,
+            sampling_rate: None,
+            epsilon_budget: None,
+            delta: DEFAULT_DELTA,
+            secure_aggregation: false,
+            secure_aggregation_threshold: 2.0 / 3.0,
+        }
+    }
+
+    /// Whether updates leave the node altered (clipped, noised or masked): then the publisher
+    /// aggregates a uniform mean of clipped updates instead of calling its strategy on each.
+    pub fn is_active(&self) -> bool {
+        self.clip_norm > 0.0 || self.noise_multiplier > 0.0 || self.secure_aggregation
+    }
+
+    /// Whether rounds spend privacy budget (there is noise to account).
+    pub fn adds_noise(&self) -> bool {
+        self.noise_multiplier > 0.0 && self.clip_norm > 0.0
+    }
+
+    /// The fewest members whose noise shares must be in a secure sum, for `members` members.
+    pub fn min_survivors(&self, members: usize) -> usize {
+        ((self.secure_aggregation_threshold * members as f64).ceil() as usize).clamp(1, members)
+    }
+
+    /// The plan of a round that samples `sampled` nodes out of `eligible`, for a model with
+    /// `dimension` parameters.
+    pub fn plan_round(
+        &self,
+        sampled: usize,
+        eligible: usize,
+        dimension: usize,
+    ) -> Result<RoundPrivacy, String> {
+        let q = match self.sampling_rate {
+            Some(q) => q,
+            None if eligible == 0 => 1.0,
+            None => (sampled as f64 / eligible as f64).min(1.0),
+        };
+        let noise_std = if self.adds_noise() {
+            self.noise_multiplier * self.clip_norm
+        } else {
+            0.0
+        };
+        if !self.secure_aggregation {
+            return Ok(RoundPrivacy {
+                clip_norm: self.clip_norm,
+                mechanism: self
+                    .adds_noise()
+                    .then_some(RoundMechanism::SubsampledGaussian {
+                        q,
+                        noise_multiplier: self.noise_multiplier,
+                    }),
+                aggregation: Aggregation::Plain,
+            });
+        }
+        let min_survivors = self.min_survivors(sampled);
+        let (encoding, accounting) =
+            ddg_parameters(dimension, self.clip_norm, sampled, min_survivors, noise_std)?;
+        Ok(RoundPrivacy {
+            clip_norm: self.clip_norm,
+            mechanism: self.adds_noise().then_some(RoundMechanism::SubsampledDdg {
+                q,
+                params: accounting,
+            }),
+            aggregation: Aggregation::Secure {
+                encoding,
+                min_survivors,
+            },
+        })
+    }
+
+    /// Checks that a publisher's plan is what these terms allow: the node clips to the
+    /// contract's norm, adds (or relies on) at least the contract's noise, and accounts the
+    /// sampling rate the contract states. Returns what is wrong, if anything.
+    pub fn check_plan(&self, plan: &RoundPrivacy) -> Result<(), String> {
+        if !same(plan.clip_norm, self.clip_norm) {
+            return Err(format!(
+                "the request clips to {} but the contract says {}",
+                plan.clip_norm, self.clip_norm
+            ));
+        }
+        match (&plan.aggregation, self.secure_aggregation) {
+            (Aggregation::Plain, true) => {
+                return Err(
+                    "the contract promises secure aggregation; the request has none".into(),
+                );
+            }
+            (Aggregation::Secure { .. }, false) | (Aggregation::Plain, false) => {}
+            (
+                Aggregation::Secure {
+                    encoding,
+                    min_survivors,
+                },
+                true,
+            ) => {
+                let expected_noise = if self.adds_noise() {
+                    self.noise_multiplier * self.clip_norm
+                } else {
+                    0.0
+                };
+                // Each member adds σ²/t of noise variance, so any t survivors carry σ².
+                let t = *min_survivors as f64;
+                let per_member_std = encoding.noise_std() / (encoding.n_clients() as f64).sqrt();
+                if per_member_std * t.sqrt() < expected_noise * (1.0 - 1e-9)
+                    || *min_survivors < self.min_survivors(encoding.n_clients())
+                    || !same(encoding.clip_norm(), self.clip_norm)
+                {
+                    return Err(format!(
+                        "the request's noise shares (σ = {:.4} over {} members, {} must survive) \
+                         are below the contract's σ = {expected_noise:.4} with threshold {}",
+                        encoding.noise_std(),
+                        encoding.n_clients(),
+                        min_survivors,
+                        self.secure_aggregation_threshold
+                    ));
+                }
+            }
+        }
+        match (&plan.mechanism, self.adds_noise()) {
+            (None, false) => Ok(()),
+            (None, true) => Err("the contract adds noise; the request accounts none".into()),
+            (Some(_), false) => Err("the request accounts noise the contract does not add".into()),
+            (Some(mechanism), true) => {
+                let q = mechanism.sampling_rate();
+                if let Some(contract_q) = self.sampling_rate
+                    && q > contract_q * (1.0 + 1e-9)
+                {
+                    return Err(format!(
+                        "the request samples q = {q} but the contract allows {contract_q}"
+                    ));
+                }
+                if mechanism.noise_multiplier() < self.noise_multiplier * (1.0 - 1e-9) {
+                    return Err(format!(
+                        "the request's noise multiplier {} is below the contract's {}",
+                        mechanism.noise_multiplier(),
+                        self.noise_multiplier
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// The encoding every member uses and the parameters the round is accounted with.
+///
+/// Encoding: the range is sized for all `members` (so no sum of up to that many wraps) and
+/// each member adds `σ²/t` of noise variance, `t = min_survivors`. Accounting: the same
+/// granularity with `t` clients of that per-client noise, i.e. the worst case the publisher
+/// may release (it refuses to release a sum of fewer than `t`).
+fn ddg_parameters(
+    dimension: usize,
+    clip_norm: f64,
+    members: usize,
+    min_survivors: usize,
+    noise_std: f64,
+) -> Result<(DdgParams, DdgParams), String> {
+    let members = members.max(1);
+    let min_survivors = min_survivors.clamp(1, members);
+    let scale_up = (members as f64 / min_survivors as f64).sqrt();
+    let encoding = DdgParams::choose(&DdgConfig::new(
+        dimension,
+        clip_norm,
+        members,
+        noise_std * scale_up,
+        SECURE_AGGREGATION_BITS,
+    ))
+    .map_err(|e| format!("no distributed discrete Gaussian parameters fit: {e}"))?;
+    let mut accounting_config = DdgConfig::new(
+        dimension,
+        clip_norm,
+        min_survivors,
+        noise_std,
+        SECURE_AGGREGATION_BITS,
+    );
+    accounting_config.beta = encoding.beta();
+    let accounting = DdgParams::new(&accounting_config, encoding.granularity())
+        .map_err(|e| format!("no distributed discrete Gaussian parameters fit: {e}"))?;
+    Ok((encoding, accounting))
+}
+
+/// How one round is made private, as the publisher plans it and every participant checks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundPrivacy {
+    /// L2 norm each update is clipped to; 0 for none.
+    pub clip_norm: f64,
+    /// The noise mechanism to account, if the round adds noise.
+    pub mechanism: Option<RoundMechanism>,
+    /// How updates reach the publisher.
+    pub aggregation: Aggregation,
+}
+
+impl RoundPrivacy {
+    /// No clipping, no noise, plain updates.
+    pub fn none() -> RoundPrivacy {
+        RoundPrivacy {
+            clip_norm: 0.0,
+            mechanism: None,
+            aggregation: Aggregation::Plain,
+        }
+    }
+}
+
+/// How updates reach the publisher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Aggregation {
+    /// Each update is sent as is (clipped if the round clips); the publisher adds central noise.
+    Plain,
+    /// Updates are encoded with the distributed discrete Gaussian and securely aggregated: the
+    /// publisher only ever sees masked vectors and their sum.
+    Secure {
+        /// Encoding parameters every member uses (noise share, granularity, modulus 2^32).
+        encoding: DdgParams,
+        /// Fewest members whose inputs must be in the sum for it to be released.
+        min_survivors: usize,
+    },
+}
+
+/// Central DP aggregation of clipped updates (secure aggregation off): the uniform mean of the
+/// updates, each clipped to `clip_norm`, plus Gaussian noise of standard deviation
+/// `noise_multiplier · clip_norm` on the sum (McMahan et al. 2018, DP-FedAvg with a fixed
+/// per-client weight).
+pub fn private_mean<R: CryptoRng + Rng>(
+    updates: &[&[f32]],
+    clip_norm: f64,
+    noise_multiplier: f64,
+    rng: &mut R,
+) -> Result<Vec<f32>, String> {
+    let Some(first) = updates.first() else {
+        return Err("no updates to aggregate".into());
+    };
+    let mut sum = vec![0.0f32; first.len()];
+    let mut clipped = Vec::with_capacity(first.len());
+    for update in updates {
+        clipped.clear();
+        clipped.extend_from_slice(update);
+        if clip_norm > 0.0 {
+            // A participant clips before sending; clipping again costs one pass and makes the
+            // sensitivity bound hold even for a node that did not.
+            clip_l2(&mut clipped, clip_norm).map_err(|e| e.to_string())?;
+        }
+        sum.iter_mut().zip(&clipped).for_each(|(s, &x)| *s += x);
+    }
+    if noise_multiplier > 0.0 && clip_norm > 0.0 {
+        add_gaussian_noise(&mut sum, noise_multiplier, clip_norm, rng)
+            .map_err(|e| e.to_string())?;
+    }
+    let n = updates.len() as f32;
+    sum.iter_mut().for_each(|s| *s /= n);
+    Ok(sum)
+}

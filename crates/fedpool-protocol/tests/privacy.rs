@@ -1,0 +1,476 @@
+//! Privacy in the round protocol, driven by hand: budgets enforced by the publisher and by each
+//! node, plans checked against the contract, and secure rounds end to end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use fedpool_core::{LocalTraining, TrainOutcome};
+use fedpool_protocol::{
+    Aggregation, Behaviour, DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput,
+    ParticipantOutput, PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
+    RoundEvent, RoundId, RoundSummary, Stage, TrainRequest,
+};
+use fedpool_strategy::{ClientSampling, StrategyConfig};
+
+const PUBLISHER: NodeId = NodeId(10_000);
+
+fn terms(clip: f64, z: f64, q: f64, budget: Option<f64>, secure: bool) -> PrivacyTerms {
+    PrivacyTerms {
+        clip_norm: clip,
+        noise_multiplier: z,
+        sampling_rate: Some(q),
+        epsilon_budget: budget,
+        delta: 1e-5,
+        secure_aggregation: secure,
+        secure_aggregation_threshold: 0.6,
+    }
+}
+
+fn identities(n: u32) -> (Vec<SigningKey>, Arc<Directory>) {
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
+        .collect();
+    let directory: Directory = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (NodeId(i as u32), k.verifying_key()))
+        .collect();
+    (keys, Arc::new(directory))
+}
+
+fn request(round: u32, privacy: fedpool_protocol::RoundPrivacy) -> Msg {
+    Msg::TrainRequest(TrainRequest {
+        round: RoundId(round),
+        global: Arc::new(vec![0.0; 4]),
+        local: Arc::new(LocalTraining::default()),
+        privacy: Arc::new(privacy),
+    })
+}
+
+fn outputs(node: &mut Participant) -> Vec<ParticipantOutput> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+#[test]
+fn a_node_refuses_the_round_that_would_pass_its_owners_cap() {
+    let terms = terms(1.0, 1.0, 0.1, Some(10.0), false);
+    let cap = 3.0;
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(terms.clone(), Some(cap))
+        .unwrap();
+    let plan = terms.plan_round(10, 100, 4).unwrap();
+    let mut refused_at = None;
+    for round in 1..=40 {
+        node.handle(ParticipantInput::Received {
+            from: PUBLISHER,
+            msg: request(round, plan.clone()),
+        });
+        match outputs(&mut node).as_slice() {
+            [ParticipantOutput::Train(job)] => node.handle(ParticipantInput::Trained {
+                round: job.round,
+                outcome: Ok(TrainOutcome {
+                    delta: vec![0.1; 4],
+                    n_examples: 5,
+                    final_loss: 0.3,
+                    n_steps: 1,
+                }),
+            }),
+            [
+                ParticipantOutput::Send {
+                    msg:
+                        Msg::Decline {
+                            reason: DeclineReason::PrivacyBudget(why),
+                            ..
+                        },
+                    ..
+                },
+            ] => {
+                assert!(why.contains("cap"), "{why}");
+                refused_at = Some(round);
+                break;
+            }
+            other => panic!("unexpected outputs in round {round}: {other:?}"),
+        }
+        let _ = outputs(&mut node);
+    }
+    let refused_at = refused_at.expect("the node never refused");
+    // q = 0.1, z = 1: ε(T) first passes 3 after a handful of rounds, never at round 1.
+    assert!(refused_at > 1, "refused at {refused_at}");
+    assert!(node.epsilon_spent() <= cap, "{}", node.epsilon_spent());
+    let next = fedpool_privacy::epsilon(0.1, 1.0, u64::from(refused_at), 1e-5).unwrap();
+    assert!(next > cap, "round {refused_at} would spend {next}");
+}
+
+#[test]
+fn a_node_refuses_a_plan_with_less_noise_or_more_sampling_than_its_contract() {
+    let contract = terms(1.0, 1.0, 0.1, Some(10.0), false);
+    for weaker in [
+        terms(1.0, 0.5, 0.1, Some(10.0), false),
+        terms(1.0, 1.0, 0.5, Some(10.0), false),
+        terms(2.0, 1.0, 0.1, Some(10.0), false),
+    ] {
+        let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+            .with_privacy(contract.clone(), None)
+            .unwrap();
+        let plan = weaker.plan_round(10, 100, 4).unwrap();
+        node.handle(ParticipantInput::Received {
+            from: PUBLISHER,
+            msg: request(1, plan),
+        });
+        let out = outputs(&mut node);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [ParticipantOutput::Send {
+                    msg: Msg::Decline {
+                        reason: DeclineReason::PrivacyTerms(_),
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{weaker:?} → {out:?}"
+        );
+    }
+}
+
+/// An in-memory network of one publisher and `n` participants. Training is replaced by a
+/// fixed delta per node. `drops` stops a node's messages from the given stage on.
+struct Net {
+    publisher: Publisher,
+    nodes: Vec<Participant>,
+    deltas: Vec<Vec<f32>>,
+    drops: BTreeMap<NodeId, Stage>,
+    now_ms: u64,
+    plain_updates_seen: usize,
+    masked_inputs_sent: usize,
+    events: Vec<RoundEvent>,
+}
+
+impl Net {
+    fn new(terms: PrivacyTerms, deltas: Vec<Vec<f32>>, rounds: usize) -> Net {
+        let n = deltas.len() as u32;
+        let (keys, directory) = identities(n);
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| {
+                Participant::new(NodeId(i as u32), true, Behaviour::Honest, 100 + i as u64)
+                    .with_privacy(terms.clone(), None)
+                    .unwrap()
+                    .with_identity(key, Arc::clone(&directory))
+            })
+            .collect();
+        let publisher = Publisher::new(
+            PublisherConfig {
+                rounds,
+                sampling: ClientSampling {
+                    fraction: Some(1.0),
+                    count: None,
+                    min_clients: 1,
+                },
+                local: LocalTraining::default(),
+                round_timeout_ms: 1_000,
+                seed: 7,
+                privacy: terms,
+                directory,
+            },
+            StrategyConfig::FedAvg.build(),
+            vec![0.0; deltas[0].len()],
+            (0..n).map(NodeId).collect(),
+        );
+        Net {
+            publisher,
+            nodes,
+            deltas,
+            drops: BTreeMap::new(),
+            now_ms: 0,
+            plain_updates_seen: 0,
+            masked_inputs_sent: 0,
+            events: Vec::new(),
+        }
+    }
+
+    fn run(&mut self) {
+        let mut queue: VecDeque<(NodeId, NodeId, Msg)> = VecDeque::new();
+        self.publisher.handle(PublisherInput::Tick {
+            now_ms: self.now_ms,
+        });
+        let mut gone: std::collections::BTreeSet<NodeId> = Default::default();
+        for _ in 0..100_000 {
+            while let Some(output) = self.publisher.poll_output() {
+                match output {
+                    PublisherOutput::Send { to, msg } => queue.push_back((PUBLISHER, to, msg)),
+                    PublisherOutput::Event(RoundEvent::Finished { .. }) => return,
+                    PublisherOutput::Event(e) => self.events.push(e),
+                }
+            }
+            if let Some((from, to, msg)) = queue.pop_front() {
+                if to == PUBLISHER {
+                    if matches!(msg, Msg::Update(_)) {
+                        self.plain_updates_seen += 1;
+                    }
+                    self.publisher
+                        .handle(PublisherInput::Received { from, msg });
+                    continue;
+                }
+                if gone.contains(&to) {
+                    continue;
+                }
+                let node = &mut self.nodes[to.0 as usize];
+                node.handle(ParticipantInput::Received { from, msg });
+                while let Some(out) = node.poll_output() {
+                    match out {
+                        ParticipantOutput::Send { to: dest, msg } => {
+                            if let Some(stage) = msg.participant_stage()
+                                && self.drops.get(&node.id()).is_some_and(|s| *s <= stage)
+                            {
+                                gone.insert(node.id());
+                                continue;
+                            }
+                            if msg.participant_stage() == Some(Stage::MaskedInput) {
+                                self.masked_inputs_sent += 1;
+                            }
+                            if !gone.contains(&node.id()) {
+                                queue.push_back((node.id(), dest, msg));
+                            }
+                        }
+                        ParticipantOutput::Train(job) => {
+                            node.handle(ParticipantInput::Trained {
+                                round: job.round,
+                                outcome: Ok(TrainOutcome {
+                                    delta: self.deltas[job.node.0 as usize].clone(),
+                                    n_examples: 10,
+                                    final_loss: 0.1,
+                                    n_steps: 1,
+                                }),
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+            match self.publisher.next_deadline_ms() {
+                Some(deadline) => {
+                    self.now_ms = self.now_ms.max(deadline);
+                    self.publisher.handle(PublisherInput::Tick {
+                        now_ms: self.now_ms,
+                    });
+                }
+                None => return,
+            }
+        }
+        panic!("the round never finished");
+    }
+
+    fn completed(&self) -> Vec<&RoundSummary> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                RoundEvent::Completed(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn deltas(n: usize, dim: usize) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|i| {
+            (0..dim)
+                .map(|j| ((i * 7 + j * 3) % 11) as f32 / 20.0 - 0.25)
+                .collect()
+        })
+        .collect()
+}
+
+fn clipped_mean(deltas: &[Vec<f32>], members: &[usize], clip: f64) -> Vec<f32> {
+    let mut sum = vec![0.0f64; deltas[0].len()];
+    for &m in members {
+        let mut d = deltas[m].clone();
+        fedpool_privacy::clip_l2(&mut d, clip).unwrap();
+        sum.iter_mut()
+            .zip(&d)
+            .for_each(|(s, &x)| *s += f64::from(x));
+    }
+    sum.iter()
+        .map(|s| (s / members.len() as f64) as f32)
+        .collect()
+}
+
+#[test]
+fn a_secure_round_releases_the_mean_of_clipped_updates_and_no_plain_update() {
+    let terms = terms(1.0, 0.0, 1.0, None, true);
+    let data = deltas(8, 40);
+    let mut net = Net::new(terms, data.clone(), 1);
+    net.run();
+    let rounds = net.completed();
+    assert_eq!(rounds.len(), 1, "{:?}", net.events);
+    let summary = rounds[0];
+    assert!(summary.secure_aggregation);
+    assert_eq!(summary.contributors.len(), 8);
+    assert_eq!(net.plain_updates_seen, 0);
+    let expected = clipped_mean(&data, &(0..8).collect::<Vec<_>>(), 1.0);
+    for (got, want) in summary.global.iter().zip(&expected) {
+        // Only the encoding's rounding separates the two (granularity ≈ 1e-9 here).
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn a_secure_round_survives_dropouts_at_every_stage() {
+    for stage in [
+        Stage::Training,
+        Stage::AdvertiseKeys,
+        Stage::ShareKeys,
+        Stage::MaskedInput,
+        Stage::Unmasking,
+    ] {
+        let terms = terms(1.0, 0.0, 1.0, None, true);
+        let data = deltas(10, 16);
+        let mut net = Net::new(terms, data.clone(), 1);
+        net.drops.insert(NodeId(3), stage);
+        net.run();
+        let rounds = net.completed();
+        assert_eq!(rounds.len(), 1, "{stage:?}: {:?}", net.events);
+        let summary = rounds[0];
+        // A node gone before its masked input is out of the sum; one gone at unmasking is in.
+        let in_sum = stage >= Stage::Unmasking;
+        assert_eq!(
+            summary.contributors.contains(&NodeId(3)),
+            in_sum,
+            "{stage:?}"
+        );
+        let members: Vec<usize> = summary.contributors.iter().map(|n| n.0 as usize).collect();
+        let expected = clipped_mean(&data, &members, 1.0);
+        for (got, want) in summary.global.iter().zip(&expected) {
+            assert!((got - want).abs() < 1e-4, "{stage:?}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn a_secure_round_below_threshold_fails_and_keeps_the_model() {
+    let terms = terms(1.0, 0.0, 1.0, None, true);
+    let data = deltas(6, 8);
+    let mut net = Net::new(terms, data, 1);
+    for node in 0..4 {
+        net.drops.insert(NodeId(node), Stage::MaskedInput);
+    }
+    net.run();
+    assert!(net.completed().is_empty());
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, RoundEvent::Failed { .. })),
+        "{:?}",
+        net.events
+    );
+    assert!(net.publisher.global().iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
+    let terms = terms(1.0, 0.0, 1.0, None, true);
+    let data = deltas(5, 8);
+    // The publisher claims node 2's identity is a key it holds, and speaks for node 2 with it:
+    // the honest members check node 2's signed session keys against the identity they know.
+    let forged = SigningKey::from_bytes(&[99; 32]);
+    let (_, honest_directory) = identities(5);
+    let mut forged_directory = (*honest_directory).clone();
+    forged_directory.insert(NodeId(2), forged.verifying_key());
+    let forged_directory = Arc::new(forged_directory);
+    let mut net = Net::new(terms.clone(), data, 1);
+    net.publisher = Publisher::new(
+        PublisherConfig {
+            rounds: 1,
+            sampling: ClientSampling {
+                fraction: Some(1.0),
+                count: None,
+                min_clients: 1,
+            },
+            local: LocalTraining::default(),
+            round_timeout_ms: 1_000,
+            seed: 7,
+            privacy: terms.clone(),
+            directory: Arc::clone(&forged_directory),
+        },
+        StrategyConfig::FedAvg.build(),
+        vec![0.0; 8],
+        (0..5).map(NodeId).collect(),
+    );
+    net.nodes[2] = Participant::new(NodeId(2), true, Behaviour::Honest, 9)
+        .with_privacy(terms, None)
+        .unwrap()
+        .with_identity(forged, forged_directory);
+    net.run();
+    assert!(net.completed().is_empty(), "{:?}", net.events);
+    // The publisher's config binds the forged identity, so no honest member's signed keys
+    // match it and nobody ever reaches the masked-input stage. (The secagg crate's tests cover
+    // a relaying server that swaps keys: there the members abort.)
+    assert_eq!(net.masked_inputs_sent, 0);
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, RoundEvent::Failed { .. })),
+        "{:?}",
+        net.events
+    );
+}
+
+#[test]
+fn the_publisher_stops_before_the_budget_and_reports_spend() {
+    let budget = 3.0;
+    let terms = terms(1.0, 1.0, 0.1, Some(budget), false);
+    let data = deltas(4, 6);
+    let mut net = Net::new(terms, data, 100);
+    net.run();
+    let rounds = net.completed();
+    assert!(!rounds.is_empty());
+    let mut last = 0.0;
+    for summary in &rounds {
+        let spend = summary.privacy.expect("noised rounds report their spend");
+        assert!(spend.epsilon_total >= last && spend.epsilon_total <= budget);
+        assert!((spend.epsilon_total - last - spend.epsilon_round).abs() < 1e-9);
+        last = spend.epsilon_total;
+    }
+    assert!(rounds.len() < 100);
+    let expected = fedpool_privacy::epsilon(0.1, 1.0, rounds.len() as u64, 1e-5).unwrap();
+    assert!((last - expected).abs() < 1e-9, "{last} vs {expected}");
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, RoundEvent::BudgetExhausted { .. }))
+    );
+}
+
+#[test]
+fn without_noise_or_clipping_the_private_settings_change_nothing() {
+    // A privacy section with z = 0 and no clipping takes the plain path: same result as none.
+    let data = deltas(5, 6);
+    let mut plain = Net::new(PrivacyTerms::none(), data.clone(), 3);
+    let mut zero = Net::new(terms(0.0, 0.0, 1.0, None, false), data, 3);
+    plain.run();
+    zero.run();
+    assert_eq!(plain.publisher.global(), zero.publisher.global());
+    assert_eq!(zero.plain_updates_seen, 15);
+}
+
+#[test]
+fn secure_aggregation_needs_members_with_identities() {
+    let terms = terms(1.0, 0.0, 1.0, None, true);
+    let plan = terms.plan_round(10, 10, 4).unwrap();
+    assert!(matches!(plan.aggregation, Aggregation::Secure { .. }));
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(terms, None)
+        .unwrap();
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: request(1, plan),
+    });
+    assert!(matches!(
+        outputs(&mut node).as_slice(),
+        [ParticipantOutput::Train(_)]
+    ));
+}
