@@ -9,10 +9,10 @@ use fedpool_data::{Partition, Targets};
 use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 use crate::load::DataSource;
-use crate::simulate::{progress_bar, write_outputs};
+use crate::simulate::{describe_privacy, progress_bar, write_outputs};
 
 /// The demo's contract, embedded so the demo needs no files.
-const DEMO_CONTRACT: &str = include_str!("../../../contracts/digits.toml");
+const DEMO_CONTRACT: &str = include_str!("../../../contracts/digits_private.toml");
 
 /// Arguments of `fedpool demo`.
 #[derive(Debug, Args)]
@@ -26,6 +26,9 @@ pub struct DemoArgs {
     /// Share of data owners who consent after reading the card.
     #[arg(long, default_value_t = 0.8)]
     pub consent_rate: f64,
+    /// Share of each round's sampled owners that drop out mid-round, at a random stage.
+    #[arg(long, default_value_t = 0.05)]
+    pub dropout: f64,
     /// Where metrics.csv, the chart and the ledger are written.
     #[arg(long, default_value = "fedpool-demo")]
     pub out: PathBuf,
@@ -33,7 +36,7 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let contract = Contract::from_toml(DEMO_CONTRACT, "contracts/digits.toml")?;
+    let contract = Contract::from_toml(DEMO_CONTRACT, "contracts/digits_private.toml")?;
     let source = DataSource::Bundled("digits");
     let table = source.load(&contract.schema, &[])?;
     let alpha = 0.5;
@@ -41,6 +44,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut options =
         SimulationOptions::new(args.clients, Partition::Dirichlet { alpha }, args.seed);
     options.consent_rate = args.consent_rate;
+    options.dropout = args.dropout;
     options.ledger = LedgerChoice::At(ledger_path.clone());
 
     println!("fedpool demo: consent-first federated learning, simulated on this machine\n");
@@ -64,6 +68,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         contract.training.rounds,
         contract.training.strategy
     );
+    println!("   privacy:  {}", describe_privacy(&contract));
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -109,15 +114,24 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
 
     println!(
-        "\n3. Training: rows never leave their owner. Each round the publisher asks only consenting"
+        "\n3. Training: rows never leave their owner. Each round the publisher samples consenting owners;"
     );
     println!(
-        "   owners; each checks its own consent, trains locally and returns only a parameter update,"
+        "   each checks its consent and its own privacy accountant, trains locally, clips its update,"
     );
     println!(
-        "   and the publisher combines the updates ({}).",
+        "   adds its share of discrete Gaussian noise and masks it (SecAgg+, keys signed with its did:key)."
+    );
+    println!(
+        "   The publisher only ever holds masked vectors and their sum, then applies {}.",
         contract.training.strategy
     );
+    if args.dropout > 0.0 {
+        println!(
+            "   {:.0}% of the owners sampled each round drop out mid-round, at a random stage.",
+            args.dropout * 100.0
+        );
+    }
     let initial = sim.initial_metrics();
     println!(
         "   before training: test accuracy {:.3}",
@@ -125,12 +139,26 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     let progress = progress_bar(contract.training.rounds as u64, true);
     let report = sim.run(|record| {
-        let line = format!(
-            "   round {:>2}: test accuracy {:.3}  ({} updates)",
-            record.round,
-            record.metrics.headline(),
-            record.n_contributors
-        );
+        let line = match (record.completed, record.epsilon) {
+            (true, Some(epsilon)) => format!(
+                "   round {:>2}: test accuracy {:.3}  ({} owners in the sum, {} dropped; ε so far {epsilon:.2})",
+                record.round,
+                record.metrics.headline(),
+                record.n_contributors,
+                record.n_dropouts
+            ),
+            (true, None) => format!(
+                "   round {:>2}: test accuracy {:.3}  ({} updates)",
+                record.round,
+                record.metrics.headline(),
+                record.n_contributors
+            ),
+            (false, _) => format!(
+                "   round {:>2}: failed, model unchanged: {}",
+                record.round,
+                record.failure.as_deref().unwrap_or("unknown reason")
+            ),
+        };
         match &progress {
             Some(bar) => {
                 if record.round % 5 == 0 || record.round == 1 {
@@ -167,6 +195,26 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "   {} owners refused; they received {} training requests (none, by construction).",
         report.n_refused, report.n_requests_to_refusers
     );
+    if let Some(epsilon) = report.epsilon {
+        println!(
+            "   privacy spent: ε = {epsilon:.2} at δ = {} (budget {}); the most any owner's own node accounted: ε = {:.2}",
+            report.delta,
+            contract
+                .privacy
+                .epsilon_budget
+                .map_or("none".to_string(), |b| b.to_string()),
+            report.max_node_epsilon
+        );
+    }
+    if let Some(why) = &report.stopped_by_budget {
+        println!("   training stopped at the budget: {why}");
+    }
+    if report.secure_aggregation {
+        println!(
+            "   the publisher received {} masked vectors and {} plain updates; {} owners dropped out and their masks were removed.",
+            report.masked_inputs_seen, report.plain_updates_seen, report.n_dropouts
+        );
+    }
     if let Some(ledger) = &report.ledger {
         if ledger.verify.is_ok() {
             println!(
@@ -188,8 +236,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("   metrics per round: {}", csv.display());
     println!("   chart:             {}", chart.display());
     println!(
-        "\nReproduce or vary it: fedpool simulate contracts/digits.toml --clients {} --partition dirichlet:{alpha} --consent-rate {} --seed {}",
-        args.clients, args.consent_rate, args.seed
+        "\nReproduce or vary it: fedpool simulate contracts/digits_private.toml --clients {} --partition dirichlet:{alpha} --consent-rate {} --dropout {} --seed {}",
+        args.clients, args.consent_rate, args.dropout, args.seed
     );
     if report.ledger.as_ref().is_some_and(|l| !l.verify.is_ok()) {
         anyhow::bail!("the demo's ledger failed verification");

@@ -28,6 +28,7 @@ pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf>
         "contributors",
         "declined",
         "dropped",
+        "epsilon",
         "elapsed_secs",
     ])?;
     for r in records {
@@ -67,6 +68,7 @@ pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf>
             r.n_contributors.to_string(),
             r.n_declined.to_string(),
             r.n_dropped.to_string(),
+            r.epsilon.map(fmt).unwrap_or_default(),
             format!("{:.4}", r.elapsed_secs),
         ])?;
     }

@@ -306,11 +306,22 @@ fn print_summary(report: &SimulationReport) {
             }
         }
     }
-    let failed = report.rounds.iter().filter(|r| !r.completed).count();
-    if failed > 0 {
+    let failed: Vec<&RoundRecord> = report.rounds.iter().filter(|r| !r.completed).collect();
+    if !failed.is_empty() {
         println!(
-            "{failed} rounds failed and left the model unchanged (run with FEDPOOL_LOG=warn for reasons)"
+            "{} rounds failed and left the model unchanged:",
+            failed.len()
         );
+        for record in failed.iter().take(5) {
+            println!(
+                "  round {}: {}",
+                record.round,
+                record.failure.as_deref().unwrap_or("unknown reason")
+            );
+        }
+        if failed.len() > 5 {
+            println!("  ({} more in --json output)", failed.len() - 5);
+        }
     }
 }
 
@@ -348,6 +359,14 @@ fn json_report(
     output["plain_updates_seen"] = json!(report.plain_updates_seen);
     output["masked_inputs_seen"] = json!(report.masked_inputs_seen);
     output["stopped_by_budget"] = json!(report.stopped_by_budget);
+    output["failed_rounds"] = json!(
+        report
+            .rounds
+            .iter()
+            .filter(|r| !r.completed)
+            .map(|r| json!({"round": r.round, "reason": r.failure}))
+            .collect::<Vec<_>>()
+    );
     output["refused"] = json!(report.n_refused);
     if let Some(ledger) = &report.ledger {
         output["ledger"] = json!({

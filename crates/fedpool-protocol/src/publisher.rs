@@ -387,12 +387,7 @@ impl Publisher {
             return;
         }
         let seeds: [[u8; 32]; 3] = [self.rng.random(), self.rng.random(), self.rng.random()];
-        let setup = SecAggSetup::plan(
-            collecting.round,
-            members,
-            self.config.privacy.secure_aggregation_threshold,
-            seeds,
-        );
+        let setup = SecAggSetup::plan(collecting.round, members, seeds);
         // Each stage gets the round's timeout: a member that misses it is a dropout.
         let secure = match SecureCollection::new(
             setup.clone(),

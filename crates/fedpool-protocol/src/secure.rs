@@ -23,6 +23,8 @@ use crate::privacy::SECURE_AGGREGATION_BITS;
 /// consenting nodes; in simulation, the simulated nodes' ledger identities.
 pub type Directory = BTreeMap<NodeId, VerifyingKey>;
 
+/// Rounds of up to this many members use all-pairs SecAgg.
+const ALL_PAIRS_UP_TO: usize = 40;
 /// Dropout rate the SecAgg+ graph is sized to survive.
 const DESIGN_DROPOUT_RATE: f64 = 0.1;
 /// Share of members assumed to collude with the publisher when sizing the graph.
@@ -47,33 +49,27 @@ pub struct SecAggSetup {
 }
 
 impl SecAggSetup {
-    /// A setup for `members` (sorted) with fresh random seeds: SecAgg+ with a Harary graph of
-    /// logarithmic degree when the round is large enough, all-pairs SecAgg otherwise. The
-    /// Shamir threshold is at least the contract's share of each neighbourhood.
-    pub fn plan(
-        round: RoundId,
-        members: Vec<NodeId>,
-        threshold_share: f64,
-        seeds: [[u8; 32]; 3],
-    ) -> SecAggSetup {
+    /// A setup for `members` (sorted) with fresh random seeds: all-pairs SecAgg for small
+    /// rounds, where a sparse neighbourhood would be a handful of nodes and a few dropouts
+    /// would sink the round, and SecAgg+ with a Harary graph of logarithmic degree above that.
+    pub fn plan(round: RoundId, members: Vec<NodeId>, seeds: [[u8; 32]; 3]) -> SecAggSetup {
         let n = members.len();
-        let sparse = secagg_plus_parameters(n, DESIGN_DROPOUT_RATE, DESIGN_ADVERSARIAL_RATE)
-            .ok()
+        let sparse = (n > ALL_PAIRS_UP_TO)
+            .then(|| secagg_plus_parameters(n, DESIGN_DROPOUT_RATE, DESIGN_ADVERSARIAL_RATE).ok())
+            .flatten()
             .filter(|p| p.degree + 1 < n);
-        let (topology, degree, minimum) = match sparse {
+        let (topology, threshold) = match sparse {
             Some(p) => (
                 Topology::Harary {
                     degree: p.degree,
                     graph_seed: seeds[1],
                 },
-                p.degree,
                 p.threshold,
             ),
-            None => (Topology::AllPairs, n.saturating_sub(1), 2),
+            // A majority of the others: 2t > k, so a lying publisher can never rebuild both
+            // secrets of one member, and up to half of them may drop.
+            None => (Topology::AllPairs, (n.saturating_sub(1) / 2 + 1).max(2)),
         };
-        // 2t > k keeps a lying publisher from rebuilding both secrets of anyone.
-        let by_share = (threshold_share * degree as f64).ceil() as usize;
-        let threshold = minimum.max(degree / 2 + 1).max(by_share).min(degree.max(2));
         SecAggSetup {
             round,
             members,

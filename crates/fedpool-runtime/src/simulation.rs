@@ -121,6 +121,8 @@ pub struct RoundRecord {
     pub epsilon: Option<f64>,
     /// Sampled clients the simulation made drop out this round.
     pub n_dropouts: usize,
+    /// Why the round failed, if it did.
+    pub failure: Option<String>,
     /// Wall-clock seconds since the simulation started.
     pub elapsed_secs: f64,
 }
@@ -156,6 +158,9 @@ pub struct SimulationReport {
     pub masked_inputs_seen: usize,
     /// Why training stopped before the last round, if the privacy budget stopped it.
     pub stopped_by_budget: Option<String>,
+    /// The largest ε any client's own accountant recorded for the model (each node accounts
+    /// every round it was asked in, independently of the publisher).
+    pub max_node_epsilon: f64,
 }
 
 /// A prepared simulation: nodes, their data, the publisher and the transport.
@@ -443,6 +448,11 @@ impl<T: Transport> Simulation<T> {
                     plain_updates_seen: self.plain_updates_seen,
                     masked_inputs_seen: self.masked_inputs_seen,
                     stopped_by_budget: self.stopped_by_budget.clone(),
+                    max_node_epsilon: self
+                        .participants
+                        .iter()
+                        .map(Participant::epsilon_spent)
+                        .fold(0.0, f64::max),
                 });
             }
             let batch: Vec<Envelope> = std::iter::from_fn(|| self.transport.poll_recv()).collect();
@@ -533,12 +543,15 @@ impl<T: Transport> Simulation<T> {
                         elapsed_secs: started.elapsed().as_secs_f64(),
                         epsilon: self.epsilon,
                         n_dropouts: self.drop_plan.len(),
+                        failure: None,
                     };
                     on_round(&record);
                     records.push(record);
                 }
                 PublisherOutput::Event(RoundEvent::Failed { round, reason }) => {
-                    tracing::warn!(%round, %reason, "round failed");
+                    // Failed rounds are part of the protocol (dropouts, budgets), reported in
+                    // the round records; the log keeps the detail.
+                    tracing::info!(%round, %reason, "round failed");
                     let metrics = records
                         .last()
                         .map_or(self.initial_metrics, |r: &RoundRecord| r.metrics);
@@ -553,6 +566,7 @@ impl<T: Transport> Simulation<T> {
                         elapsed_secs: started.elapsed().as_secs_f64(),
                         epsilon: self.epsilon,
                         n_dropouts: self.drop_plan.len(),
+                        failure: Some(reason),
                     };
                     on_round(&record);
                     records.push(record);
