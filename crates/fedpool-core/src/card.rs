@@ -189,26 +189,43 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
     } else {
         words.push("Updates are not clipped.".into());
     }
-    if p.noise_multiplier > 0.0 {
-        words.push(format!(
-            "Gaussian noise of {} × the clip norm is added to every round's combined update (client-level differential privacy).",
+    let noised = p.noise_multiplier > 0.0 && p.clip_norm > 0.0;
+    match (noised, p.secure_aggregation) {
+        (true, true) => words.push(format!(
+            "Client-level differential privacy, added by the nodes themselves: your node adds its own share of discrete Gaussian noise before masking its update, and the shares of any {:.0}% of a round's members add up to noise of {} × the clip norm on the sum (the distributed discrete Gaussian), so not even the publisher sees an un-noised sum.",
+            p.secure_aggregation_threshold * 100.0,
             p.noise_multiplier
-        ));
-    } else {
-        words.push(
+        )),
+        (true, false) => words.push(format!(
+            "Client-level differential privacy, added by the publisher: Gaussian noise of {} × the clip norm is added to the sum of each round's clipped updates (you trust the publisher to add it; your node still accounts for it).",
+            p.noise_multiplier
+        )),
+        (false, _) => words.push(
             "No differential-privacy noise is added: updates are not differentially private."
                 .into(),
-        );
+        ),
+    }
+    if noised {
+        let sampling = match contract.training.sampling.fraction {
+            Some(q) => format!("Each round samples {:.0}% of the consenting nodes; ", q * 100.0),
+            None => "Each round samples some of the consenting nodes; ".into(),
+        };
+        words.push(format!(
+            "{sampling}privacy spent is accounted with Rényi differential privacy over every round and recorded on the ledger with each round."
+        ));
     }
     match (p.epsilon_budget, p.delta) {
         (Some(eps), Some(delta)) => words.push(format!(
             "Total privacy budget ε = {eps}, δ = {delta:e}: training stops before it would be exceeded, and your own node refuses to train past it (or past your own cap)."
         )),
+        _ if noised => words.push(
+            "No total privacy budget is set: ε grows with every round (your node still refuses to pass your own cap).".into(),
+        ),
         _ => words.push("No privacy budget is set.".into()),
     }
     if p.secure_aggregation {
         words.push(format!(
-            "Secure aggregation: the publisher only ever sees the sum of masked updates, never yours alone; the sum is recoverable when at least {:.0}% of a round's participants finish.",
+            "Secure aggregation: the publisher only ever sees masked updates and their sum, never yours alone. The sum is released only when at least {:.0}% of a round's members' inputs are in it; members who drop out are removed without revealing their update. Each node signs its session keys with its ledger identity, so the publisher cannot substitute keys.",
             p.secure_aggregation_threshold * 100.0
         ));
     } else {

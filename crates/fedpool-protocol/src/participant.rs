@@ -88,6 +88,9 @@ pub enum Behaviour {
     },
 }
 
+/// Separates a participant's privacy RNG stream from its training one.
+const PRIVACY_STREAM: u64 = 0x7072_6976_6163_7921;
+
 enum State {
     Idle,
     Training {
@@ -127,6 +130,9 @@ pub struct Participant {
     behaviour: Behaviour,
     state: State,
     rng: ChaCha20Rng,
+    /// Noise, rounding and secure-aggregation keys: a stream of its own, so that privacy
+    /// settings never change which batches a node trains on.
+    privacy_rng: ChaCha20Rng,
     outputs: VecDeque<ParticipantOutput>,
     rounds_trained: usize,
     requests_received: usize,
@@ -161,6 +167,7 @@ impl Participant {
             behaviour,
             state: State::Idle,
             rng: ChaCha20Rng::seed_from_u64(seed),
+            privacy_rng: ChaCha20Rng::seed_from_u64(seed ^ PRIVACY_STREAM),
             outputs: VecDeque::new(),
             rounds_trained: 0,
             requests_received: 0,
@@ -195,6 +202,15 @@ impl Participant {
         };
         self.terms = terms;
         Ok(self)
+    }
+
+    /// Seeds the stream that draws this node's noise shares, rounding and secure-aggregation
+    /// session keys with 32 bytes. A deployed node passes bytes from the OS (`getrandom`);
+    /// without this call the stream is derived from the `u64` seed of [`Participant::new`],
+    /// which keeps simulations reproducible but holds only 64 bits of entropy.
+    pub fn with_privacy_seed(mut self, seed: [u8; 32]) -> Participant {
+        self.privacy_rng = ChaCha20Rng::from_seed(seed);
+        self
     }
 
     /// Gives the node its ledger identity (which signs its secure-aggregation keys) and the
@@ -440,9 +456,9 @@ impl Participant {
             return Err("this node has no identity key to sign its session keys".into());
         };
         let config = setup.round_config(&self.directory, encoding)?;
-        let words = ddg::encode(update, encoding, &setup.rotation_seed, &mut self.rng)
+        let words = ddg::encode(update, encoding, &setup.rotation_seed, &mut self.privacy_rng)
             .map_err(|e| format!("cannot encode the update: {e}"))?;
-        let client_rng = ChaCha20Rng::from_seed(self.rng.random());
+        let client_rng = ChaCha20Rng::from_seed(self.privacy_rng.random());
         Client::new(Arc::new(config), me, identity, words, client_rng).map_err(|e| e.to_string())
     }
 

@@ -175,6 +175,9 @@ pub struct Publisher {
     global: Arc<Vec<f32>>,
     roster: Vec<NodeId>,
     rng: ChaCha20Rng,
+    /// Central noise and secure-aggregation seeds: a stream of its own, so privacy settings
+    /// never change which nodes are sampled.
+    privacy_rng: ChaCha20Rng,
     next_round: u32,
     state: State,
     outputs: VecDeque<PublisherOutput>,
@@ -197,6 +200,7 @@ impl Publisher {
         local.proximal_mu = local.proximal_mu.max(strategy.proximal_mu());
         Publisher {
             rng: ChaCha20Rng::seed_from_u64(config.seed),
+            privacy_rng: ChaCha20Rng::seed_from_u64(config.seed ^ 0x7072_6976_6163_7921),
             local: Arc::new(local),
             config,
             strategy,
@@ -209,6 +213,15 @@ impl Publisher {
             epsilon_spent: 0.0,
             now_ms: 0,
         }
+    }
+
+    /// Seeds the stream that draws central noise and secure-aggregation seeds with 32 bytes. A
+    /// deployed publisher passes bytes from the OS; without this call the stream is derived
+    /// from `PublisherConfig::seed`, which keeps simulations reproducible but holds only 64
+    /// bits of entropy.
+    pub fn with_privacy_seed(mut self, seed: [u8; 32]) -> Publisher {
+        self.privacy_rng = ChaCha20Rng::from_seed(seed);
+        self
     }
 
     /// ε spent by the rounds released so far, at the contract's δ.
@@ -386,7 +399,11 @@ impl Publisher {
             self.fail_round(reason);
             return;
         }
-        let seeds: [[u8; 32]; 3] = [self.rng.random(), self.rng.random(), self.rng.random()];
+        let seeds: [[u8; 32]; 3] = [
+            self.privacy_rng.random(),
+            self.privacy_rng.random(),
+            self.privacy_rng.random(),
+        ];
         let setup = SecAggSetup::plan(collecting.round, members, seeds);
         // Each stage gets the round's timeout: a member that misses it is a dropout.
         let secure = match SecureCollection::new(
@@ -588,7 +605,7 @@ impl Publisher {
                 &deltas,
                 collecting.privacy.clip_norm,
                 noise_multiplier,
-                &mut self.rng,
+                &mut self.privacy_rng,
             ) {
                 Ok(mean) => mean,
                 Err(reason) => return RoundEvent::Failed { round, reason },
