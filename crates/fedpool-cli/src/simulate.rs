@@ -170,6 +170,10 @@ fn apply_privacy_overrides(contract: &mut Contract, args: &SimulateArgs) -> Resu
     let mut changed = false;
     if let Some(z) = args.noise_multiplier {
         p.noise_multiplier = z;
+        if z == 0.0 {
+            // Without noise no ε is spent; a budget would be a claim the run cannot keep.
+            p.epsilon_budget = None;
+        }
         changed = true;
     }
     if let Some(c) = args.clip_norm {

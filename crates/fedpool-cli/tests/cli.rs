@@ -38,6 +38,62 @@ fn simulate_json_has_the_documented_fields() {
 }
 
 #[test]
+fn simulate_json_reports_privacy_and_dropouts() {
+    let v = simulate_json(&[
+        "--clip-norm",
+        "1",
+        "--noise-multiplier",
+        "1",
+        "--secure-aggregation",
+        "true",
+        "--dropout",
+        "0.2",
+        "--seed",
+        "3",
+    ]);
+    let epsilon = v["epsilon"].as_f64().unwrap();
+    // Every client every round (fraction 1), 3 rounds at z = 1: far from private, but finite.
+    assert!(epsilon > 1.0 && epsilon.is_finite(), "ε = {epsilon}");
+    assert_eq!(v["delta"], 1e-5);
+    assert_eq!(v["secure_aggregation"], true);
+    assert!(v["dropouts"].as_u64().unwrap() > 0);
+    assert_eq!(v["plain_updates_seen"], 0);
+    assert!(v["masked_inputs_seen"].as_u64().unwrap() > 0);
+
+    let plain = simulate_json(&[]);
+    assert_eq!(plain["epsilon"], serde_json::Value::Null);
+    assert_eq!(plain["secure_aggregation"], false);
+    assert_eq!(plain["dropouts"], 0);
+}
+
+#[test]
+fn bad_privacy_options_are_explained() {
+    for (args, expected) in [
+        (vec!["--dropout", "1.5"], "dropout"),
+        (
+            vec!["--secure-aggregation", "true"],
+            "secure aggregation needs a clip norm",
+        ),
+        (
+            vec!["--clip-norm", "1", "--strategy", "krum"],
+            "needs every update",
+        ),
+        (vec!["--noise-multiplier=-1"], "privacy.noise_multiplier"),
+    ] {
+        let output = Command::new(BIN)
+            .arg("simulate")
+            .arg(format!("{CONTRACTS}/digits.toml"))
+            .args(["--clients", "10", "--rounds", "2"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn same_seed_same_result_through_the_cli() {
     let a = simulate_json(&["--seed", "11", "--partition", "shards:2"]);
     let b = simulate_json(&["--seed", "11", "--partition", "shards:2"]);
@@ -137,6 +193,9 @@ fn demo_tells_the_story_and_writes_outputs() {
         "test accuracy",
         "metrics.csv",
         "accuracy.png",
+        "privacy spent: ε =",
+        "masked vectors and 0 plain updates",
+        "secure aggregation",
     ] {
         assert!(
             stdout.contains(fragment),

@@ -207,7 +207,10 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
     }
     if noised {
         let sampling = match contract.training.sampling.fraction {
-            Some(q) => format!("Each round samples {:.0}% of the consenting nodes; ", q * 100.0),
+            Some(q) => format!(
+                "Each round samples {:.0}% of the consenting nodes; ",
+                q * 100.0
+            ),
             None => "Each round samples some of the consenting nodes; ".into(),
         };
         words.push(format!(

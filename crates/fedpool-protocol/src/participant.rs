@@ -456,8 +456,13 @@ impl Participant {
             return Err("this node has no identity key to sign its session keys".into());
         };
         let config = setup.round_config(&self.directory, encoding)?;
-        let words = ddg::encode(update, encoding, &setup.rotation_seed, &mut self.privacy_rng)
-            .map_err(|e| format!("cannot encode the update: {e}"))?;
+        let words = ddg::encode(
+            update,
+            encoding,
+            &setup.rotation_seed,
+            &mut self.privacy_rng,
+        )
+        .map_err(|e| format!("cannot encode the update: {e}"))?;
         let client_rng = ChaCha20Rng::from_seed(self.privacy_rng.random());
         Client::new(Arc::new(config), me, identity, words, client_rng).map_err(|e| e.to_string())
     }

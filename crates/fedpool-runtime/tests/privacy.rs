@@ -11,8 +11,7 @@ const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits
 const PRIVATE_CONTRACT: &str = include_str!("../../../contracts/digits_private.toml");
 
 fn private_digits() -> (Contract, Table) {
-    let contract =
-        Contract::from_toml(PRIVATE_CONTRACT, "contracts/digits_private.toml").unwrap();
+    let contract = Contract::from_toml(PRIVATE_CONTRACT, "contracts/digits_private.toml").unwrap();
     let file = std::fs::File::open(DIGITS_CSV).unwrap();
     let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
     (contract, table)
@@ -51,7 +50,10 @@ fn private_secure_training_learns_spends_within_budget_and_records_epsilon() {
     let budget = contract.privacy.epsilon_budget.unwrap();
     assert!(epsilon > 0.0 && epsilon <= budget, "ε {epsilon}");
     assert!(report.secure_aggregation);
-    assert_eq!(report.plain_updates_seen, 0, "the publisher saw a plain update");
+    assert_eq!(
+        report.plain_updates_seen, 0,
+        "the publisher saw a plain update"
+    );
     let in_sums: usize = report.rounds.iter().map(|r| r.n_contributors).sum();
     assert_eq!(report.masked_inputs_seen, in_sums);
     // Every node accounts every round it is asked in, so its ε is never below the publisher's.
@@ -69,12 +71,18 @@ fn private_secure_training_learns_spends_within_budget_and_records_epsilon() {
             _ => None,
         })
         .collect();
-    assert_eq!(rounds.len(), report.rounds.iter().filter(|r| r.completed).count());
+    assert_eq!(
+        rounds.len(),
+        report.rounds.iter().filter(|r| r.completed).count()
+    );
     let last = rounds.iter().max_by_key(|r| r.round).unwrap();
     assert!((last.epsilon_total - epsilon).abs() < 1e-9);
     assert_eq!(last.delta, contract.privacy.delta.unwrap());
     let sum_of_rounds: f64 = rounds.iter().map(|r| r.epsilon_round).sum();
-    assert!((sum_of_rounds - epsilon).abs() < 1e-6, "{sum_of_rounds} vs {epsilon}");
+    assert!(
+        (sum_of_rounds - epsilon).abs() < 1e-6,
+        "{sum_of_rounds} vs {epsilon}"
+    );
 }
 
 #[test]
@@ -126,7 +134,10 @@ fn training_stops_before_the_budget() {
     let (mut contract, table) = private_digits();
     contract.privacy.epsilon_budget = Some(3.0);
     let report = run(&contract, &table, &options(9));
-    let why = report.stopped_by_budget.as_ref().expect("the budget stops training");
+    let why = report
+        .stopped_by_budget
+        .as_ref()
+        .expect("the budget stops training");
     assert!(why.contains("budget"), "{why}");
     assert!(report.rounds.len() < contract.training.rounds);
     assert!(report.epsilon.unwrap() <= 3.0);
