@@ -29,6 +29,7 @@ pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf>
         "declined",
         "dropped",
         "epsilon",
+        "clip_norm",
         "elapsed_secs",
     ])?;
     for r in records {
@@ -69,6 +70,11 @@ pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf>
             r.n_declined.to_string(),
             r.n_dropped.to_string(),
             r.epsilon.map(fmt).unwrap_or_default(),
+            if r.clip_norm > 0.0 {
+                fmt(r.clip_norm)
+            } else {
+                String::new()
+            },
             format!("{:.4}", r.elapsed_secs),
         ])?;
     }

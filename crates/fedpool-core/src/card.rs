@@ -181,7 +181,13 @@ fn abbreviate(items: &[String], max: usize) -> String {
 fn privacy_words(contract: &Contract) -> Vec<String> {
     let p = &contract.privacy;
     let mut words = vec!["Your rows never leave your node; only model updates do.".to_string()];
-    if p.clip_norm > 0.0 {
+    if let (true, Some(adaptive)) = (p.clip_norm > 0.0, p.adaptive_clipping) {
+        words.push(format!(
+            "Each update is clipped to a length (L2 norm) that starts at {} and adapts each round so that about {:.0}% of updates fit; the noise scales with it, so privacy is unchanged. Your node reports only whether its update fitted, and that count is noised too.",
+            p.clip_norm,
+            adaptive.target_quantile * 100.0
+        ));
+    } else if p.clip_norm > 0.0 {
         words.push(format!(
             "Each update is clipped to length (L2 norm) {}, so no single node can move the model by more than that.",
             p.clip_norm

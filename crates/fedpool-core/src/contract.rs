@@ -120,6 +120,30 @@ pub struct Privacy {
     /// Share of a round's participants whose shares are needed to unmask the sum.
     #[serde(default = "default_threshold")]
     pub secure_aggregation_threshold: f64,
+    /// Adapt the clip norm each round towards a quantile of the update norms, starting from
+    /// `clip_norm` (Andrew et al. 2021). Central DP only for now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_clipping: Option<AdaptiveClipping>,
+}
+
+/// Adaptive clipping to a quantile of the update norms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveClipping {
+    /// Share of updates that should fall within the clip norm, in (0, 1).
+    #[serde(default = "default_target_quantile")]
+    pub target_quantile: f64,
+    /// Geometric learning rate of the clip norm, > 0.
+    #[serde(default = "default_clip_learning_rate")]
+    pub learning_rate: f64,
+}
+
+fn default_target_quantile() -> f64 {
+    0.5
+}
+
+fn default_clip_learning_rate() -> f64 {
+    0.2
 }
 
 fn default_threshold() -> f64 {
@@ -441,6 +465,32 @@ impl Contract {
                 ));
             }
             _ => {}
+        }
+        if let Some(adaptive) = p.adaptive_clipping {
+            if p.clip_norm == 0.0 {
+                return Err(invalid(
+                    "privacy.clip_norm",
+                    "adaptive clipping starts from clip_norm; it must be > 0".into(),
+                ));
+            }
+            if !(adaptive.target_quantile > 0.0 && adaptive.target_quantile < 1.0) {
+                return Err(invalid(
+                    "privacy.adaptive_clipping.target_quantile",
+                    format!("must be in (0, 1), got {}", adaptive.target_quantile),
+                ));
+            }
+            if !(adaptive.learning_rate > 0.0 && adaptive.learning_rate.is_finite()) {
+                return Err(invalid(
+                    "privacy.adaptive_clipping.learning_rate",
+                    format!("must be > 0, got {}", adaptive.learning_rate),
+                ));
+            }
+            if p.secure_aggregation {
+                return Err(invalid(
+                    "privacy.adaptive_clipping",
+                    "not available with secure aggregation yet: the count of unclipped updates would need a secure sum of its own; use a fixed clip_norm".into(),
+                ));
+            }
         }
         if p.secure_aggregation && p.clip_norm == 0.0 {
             return Err(invalid(

@@ -15,7 +15,7 @@ pub mod model;
 pub mod train;
 
 pub use card::{Card, CardStatus, CardTerms};
-pub use contract::{Contract, ContractError};
+pub use contract::{AdaptiveClipping, Contract, ContractError};
 pub use error::Error;
 pub use metrics::{Metrics, evaluate_outputs};
 pub use model::{ModelSpec, Network};

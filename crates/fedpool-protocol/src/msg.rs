@@ -149,6 +149,9 @@ pub struct UpdateMsg {
     pub n_examples: usize,
     /// Mean local loss over the last local epoch.
     pub train_loss: f32,
+    /// Whether the update's norm was within the round's clip norm before clipping (the bit
+    /// adaptive clipping counts).
+    pub within_clip: bool,
 }
 
 /// Why a participant declined a round.

@@ -376,15 +376,19 @@ impl Participant {
         };
         self.rounds_trained += 1;
         let mut delta = self.apply_behaviour(outcome.delta);
-        if privacy.clip_norm > 0.0
-            && let Err(e) = clip_l2(&mut delta, privacy.clip_norm)
-        {
-            self.decline(
-                publisher,
-                round,
-                DeclineReason::TrainingFailed(e.to_string()),
-            );
-            return;
+        let mut within_clip = true;
+        if privacy.clip_norm > 0.0 {
+            match clip_l2(&mut delta, privacy.clip_norm) {
+                Ok(norm) => within_clip = norm <= privacy.clip_norm,
+                Err(e) => {
+                    self.decline(
+                        publisher,
+                        round,
+                        DeclineReason::TrainingFailed(e.to_string()),
+                    );
+                    return;
+                }
+            }
         }
         match privacy.aggregation {
             Aggregation::Plain => self.send(
@@ -394,6 +398,7 @@ impl Participant {
                     delta,
                     n_examples: outcome.n_examples,
                     train_loss: outcome.final_loss,
+                    within_clip,
                 }),
             ),
             Aggregation::Secure { .. } => {

@@ -7,7 +7,7 @@
 //! allow and accounts it in its own [`PrivacyLedger`] before it trains, so a publisher that asks
 //! for less noise, a larger sampling rate or more rounds is refused, whatever it claims.
 
-use fedpool_core::Contract;
+use fedpool_core::{AdaptiveClipping, Contract};
 use fedpool_privacy::ddg::{DdgConfig, DdgParams};
 use fedpool_privacy::{RoundMechanism, add_gaussian_noise, clip_l2};
 use rand::{CryptoRng, Rng};
@@ -37,6 +37,8 @@ pub struct PrivacyTerms {
     pub secure_aggregation: bool,
     /// Share of a round's members whose noise must reach the sum (and whose shares rebuild it).
     pub secure_aggregation_threshold: f64,
+    /// Adaptive clipping (central DP only): `clip_norm` is then the starting norm.
+    pub adaptive_clipping: Option<AdaptiveClipping>,
 }
 
 impl PrivacyTerms {
@@ -51,6 +53,7 @@ impl PrivacyTerms {
             delta: p.delta.unwrap_or(DEFAULT_DELTA),
             secure_aggregation: p.secure_aggregation,
             secure_aggregation_threshold: p.secure_aggregation_threshold,
+            adaptive_clipping: p.adaptive_clipping,
         }
     }
 
@@ -64,6 +67,7 @@ impl PrivacyTerms {
             delta: DEFAULT_DELTA,
             secure_aggregation: false,
             secure_aggregation_threshold: 2.0 / 3.0,
+            adaptive_clipping: None,
         }
     }
 
@@ -81,6 +85,16 @@ impl PrivacyTerms {
     /// The fewest members whose noise shares must be in a secure sum, for `members` members.
     pub fn min_survivors(&self, members: usize) -> usize {
         ((self.secure_aggregation_threshold * members as f64).ceil() as usize).clamp(1, members)
+    }
+
+    /// The noise std σ_b on the count of unclipped updates in a round of `sampled` nodes with
+    /// adaptive clipping: m/20, as Andrew et al. suggest, but above z/2 so that the update's
+    /// own noise multiplier stays finite (their Theorem 1). 0 without noise.
+    pub fn count_noise_std(&self, sampled: usize) -> f64 {
+        if !self.adds_noise() {
+            return 0.0;
+        }
+        (sampled as f64 / 20.0).max(self.noise_multiplier)
     }
 
     /// The plan of a round that samples `sampled` nodes out of `eligible`, for a model with
@@ -133,7 +147,16 @@ impl PrivacyTerms {
     /// contract's norm, adds (or relies on) at least the contract's noise, and accounts the
     /// sampling rate the contract states. Returns what is wrong, if anything.
     pub fn check_plan(&self, plan: &RoundPrivacy) -> Result<(), String> {
-        if !same(plan.clip_norm, self.clip_norm) {
+        if self.adaptive_clipping.is_some() {
+            // The norm moves each round; the noise is a multiple of it, so any positive norm
+            // gives the same privacy.
+            if !(plan.clip_norm > 0.0 && plan.clip_norm.is_finite()) {
+                return Err(format!(
+                    "the request clips to {}, adaptive clipping needs a positive norm",
+                    plan.clip_norm
+                ));
+            }
+        } else if !same(plan.clip_norm, self.clip_norm) {
             return Err(format!(
                 "the request clips to {} but the contract says {}",
                 plan.clip_norm, self.clip_norm
@@ -280,14 +303,16 @@ pub enum Aggregation {
     },
 }
 
-/// Central DP aggregation of clipped updates (secure aggregation off): the uniform mean of the
-/// updates, each clipped to `clip_norm`, plus Gaussian noise of standard deviation
-/// `noise_multiplier · clip_norm` on the sum (McMahan et al. 2018, DP-FedAvg with a fixed
-/// per-client weight).
+/// Central DP aggregation of clipped updates (secure aggregation off): the sum of the updates,
+/// each clipped to `clip_norm`, plus Gaussian noise of standard deviation
+/// `noise_multiplier · clip_norm`, divided by `denominator`, the number of nodes sampled
+/// (DP-FedAvg, McMahan et al. 2018, with a fixed per-client weight: dividing by the number
+/// that answered would release that number without noise).
 pub fn private_mean<R: CryptoRng + Rng>(
     updates: &[&[f32]],
     clip_norm: f64,
     noise_multiplier: f64,
+    denominator: usize,
     rng: &mut R,
 ) -> Result<Vec<f32>, String> {
     let Some(first) = updates.first() else {
@@ -309,7 +334,7 @@ pub fn private_mean<R: CryptoRng + Rng>(
         add_gaussian_noise(&mut sum, noise_multiplier, clip_norm, rng)
             .map_err(|e| e.to_string())?;
     }
-    let n = updates.len() as f32;
+    let n = denominator.max(updates.len()) as f32;
     sum.iter_mut().for_each(|s| *s /= n);
     Ok(sum)
 }

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use fedpool_core::LocalTraining;
-use fedpool_privacy::RdpAccountant;
+use fedpool_privacy::gaussian::standard_normal;
+use fedpool_privacy::{QuantileClipEstimator, RdpAccountant, clip::update_noise_multiplier};
 use fedpool_secagg::ServerInput;
 use fedpool_strategy::{ClientSampling, ClientUpdate, Strategy};
 use rand::{Rng, SeedableRng};
@@ -134,6 +135,8 @@ pub struct RoundSummary {
     pub privacy: Option<PrivacySpend>,
     /// Whether the publisher saw only the sum of the updates.
     pub secure_aggregation: bool,
+    /// The clip norm of the round (0 for none).
+    pub clip_norm: f64,
 }
 
 /// Privacy spent by a round.
@@ -149,6 +152,8 @@ pub struct PrivacySpend {
 
 struct Collecting {
     round: RoundId,
+    /// Nodes asked: the fixed denominator of private rounds.
+    n_sampled: usize,
     deadline_ms: u64,
     privacy: Arc<RoundPrivacy>,
     awaiting: BTreeSet<NodeId>,
@@ -184,6 +189,7 @@ pub struct Publisher {
     accountant: RdpAccountant,
     epsilon_spent: f64,
     now_ms: u64,
+    adaptive_clip: Option<QuantileClipEstimator>,
 }
 
 impl Publisher {
@@ -198,6 +204,17 @@ impl Publisher {
         let mut local = config.local.clone();
         // FedProx's μ is a strategy choice that clients apply; carry it in the request.
         local.proximal_mu = local.proximal_mu.max(strategy.proximal_mu());
+        // The estimator adds no noise itself: the publisher noises the count with σ_b, which
+        // depends on the round's size.
+        let adaptive_clip = config.privacy.adaptive_clipping.and_then(|a| {
+            QuantileClipEstimator::new(
+                config.privacy.clip_norm,
+                a.target_quantile,
+                a.learning_rate,
+                0.0,
+            )
+            .ok()
+        });
         Publisher {
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             privacy_rng: ChaCha20Rng::seed_from_u64(config.seed ^ 0x7072_6976_6163_7921),
@@ -212,7 +229,17 @@ impl Publisher {
             accountant: RdpAccountant::default(),
             epsilon_spent: 0.0,
             now_ms: 0,
+            adaptive_clip,
         }
+    }
+
+    /// The clip norm the next round will use (0 for none): the contract's, or where adaptive
+    /// clipping has moved it.
+    pub fn clip_norm(&self) -> f64 {
+        self.adaptive_clip.as_ref().map_or(
+            self.config.privacy.clip_norm,
+            QuantileClipEstimator::clip_norm,
+        )
     }
 
     /// Seeds the stream that draws central noise and secure-aggregation seeds with 32 bytes. A
@@ -448,7 +475,8 @@ impl Publisher {
                 else {
                     return;
                 };
-                let n = survivors.len() as f32;
+                // The number sampled, not the number that survived: see `private_mean`.
+                let n = collecting.n_sampled.max(survivors.len()) as f32;
                 let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
                 let event = self.apply_mean(collecting, mean, survivors, dropped, true);
                 self.outputs.push_back(PublisherOutput::Event(event));
@@ -498,11 +526,9 @@ impl Publisher {
                 return;
             }
         };
-        let plan = match self.config.privacy.plan_round(
-            sampled.len(),
-            self.roster.len(),
-            self.global.len(),
-        ) {
+        let mut terms = self.config.privacy.clone();
+        terms.clip_norm = self.clip_norm();
+        let plan = match terms.plan_round(sampled.len(), self.roster.len(), self.global.len()) {
             Ok(plan) => Arc::new(plan),
             Err(reason) => {
                 self.outputs
@@ -551,6 +577,7 @@ impl Publisher {
         }
         self.state = State::Collecting(Collecting {
             round,
+            n_sampled: sampled.len(),
             deadline_ms: now_ms.saturating_add(self.config.round_timeout_ms),
             privacy: plan,
             awaiting: sampled.into_iter().collect(),
@@ -596,20 +623,54 @@ impl Publisher {
                 .values()
                 .map(|u| u.delta.as_slice())
                 .collect();
-            let noise_multiplier = if self.config.privacy.adds_noise() {
-                self.config.privacy.noise_multiplier
-            } else {
-                0.0
+            let terms = &self.config.privacy;
+            let count_noise_std = terms.count_noise_std(collecting.n_sampled);
+            let noise_multiplier = match (terms.adds_noise(), &self.adaptive_clip) {
+                (false, _) => 0.0,
+                (true, None) => terms.noise_multiplier,
+                // Adaptive clipping also releases a noised count: the update gets the rest of
+                // the noise budget (Andrew et al. 2021, Theorem 1).
+                (true, Some(_)) => {
+                    match update_noise_multiplier(terms.noise_multiplier, count_noise_std) {
+                        Ok(z) => z,
+                        Err(e) => {
+                            return RoundEvent::Failed {
+                                round,
+                                reason: e.to_string(),
+                            };
+                        }
+                    }
+                }
             };
             let mean = match private_mean(
                 &deltas,
                 collecting.privacy.clip_norm,
                 noise_multiplier,
+                collecting.n_sampled,
                 &mut self.privacy_rng,
             ) {
                 Ok(mean) => mean,
                 Err(reason) => return RoundEvent::Failed { round, reason },
             };
+            if let Some(estimator) = &mut self.adaptive_clip {
+                // Centred bits (b − ½) have sensitivity ½; m/2 restores the count's scale.
+                let within = collecting
+                    .updates
+                    .values()
+                    .filter(|u| u.within_clip)
+                    .count() as f64;
+                let noise = if count_noise_std > 0.0 {
+                    count_noise_std * standard_normal(&mut self.privacy_rng)
+                } else {
+                    0.0
+                };
+                let n = collecting.updates.len() as f64;
+                let m = collecting.n_sampled as f64;
+                estimator.update_from_noisy_count(
+                    within - n / 2.0 + noise + m / 2.0,
+                    collecting.n_sampled,
+                );
+            }
             let dropped = collecting.awaiting.iter().copied().collect();
             return self.apply_mean(collecting, mean, contributors, dropped, false);
         }
@@ -649,6 +710,7 @@ impl Publisher {
             n_examples,
             privacy: None,
             secure_aggregation: false,
+            clip_norm: 0.0,
         })
     }
 
@@ -710,6 +772,7 @@ impl Publisher {
             n_examples,
             privacy,
             secure_aggregation,
+            clip_norm: collecting.privacy.clip_norm,
         })
     }
 }

@@ -24,6 +24,7 @@ fn terms(clip: f64, z: f64, q: f64, budget: Option<f64>, secure: bool) -> Privac
         delta: 1e-5,
         secure_aggregation: secure,
         secure_aggregation_threshold: 0.6,
+        adaptive_clipping: None,
     }
 }
 
@@ -285,7 +286,8 @@ fn deltas(n: usize, dim: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn clipped_mean(deltas: &[Vec<f32>], members: &[usize], clip: f64) -> Vec<f32> {
+/// The clipped updates of `members`, summed and divided by the number sampled.
+fn clipped_mean(deltas: &[Vec<f32>], members: &[usize], clip: f64, sampled: usize) -> Vec<f32> {
     let mut sum = vec![0.0f64; deltas[0].len()];
     for &m in members {
         let mut d = deltas[m].clone();
@@ -294,9 +296,7 @@ fn clipped_mean(deltas: &[Vec<f32>], members: &[usize], clip: f64) -> Vec<f32> {
             .zip(&d)
             .for_each(|(s, &x)| *s += f64::from(x));
     }
-    sum.iter()
-        .map(|s| (s / members.len() as f64) as f32)
-        .collect()
+    sum.iter().map(|s| (s / sampled as f64) as f32).collect()
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn a_secure_round_releases_the_mean_of_clipped_updates_and_no_plain_update() {
     assert!(summary.secure_aggregation);
     assert_eq!(summary.contributors.len(), 8);
     assert_eq!(net.plain_updates_seen, 0);
-    let expected = clipped_mean(&data, &(0..8).collect::<Vec<_>>(), 1.0);
+    let expected = clipped_mean(&data, &(0..8).collect::<Vec<_>>(), 1.0, 8);
     for (got, want) in summary.global.iter().zip(&expected) {
         // Only the encoding's rounding separates the two (granularity ≈ 1e-9 here).
         assert!((got - want).abs() < 1e-4, "{got} vs {want}");
@@ -343,9 +343,14 @@ fn a_secure_round_survives_dropouts_at_every_stage() {
             "{stage:?}"
         );
         let members: Vec<usize> = summary.contributors.iter().map(|n| n.0 as usize).collect();
-        let expected = clipped_mean(&data, &members, 1.0);
+        // Divided by the 10 sampled, not by those that survived: the count stays private.
+        let expected = clipped_mean(&data, &members, 1.0, 10);
         for (got, want) in summary.global.iter().zip(&expected) {
-            assert!((got - want).abs() < 1e-4, "{stage:?}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-4,
+                "{stage:?}: {got} vs {want}; contributors {:?}",
+                summary.contributors
+            );
         }
     }
 }
@@ -473,4 +478,58 @@ fn secure_aggregation_needs_members_with_identities() {
         outputs(&mut node).as_slice(),
         [ParticipantOutput::Train(_)]
     ));
+}
+
+#[test]
+fn adaptive_clipping_moves_the_norm_towards_the_quantile_and_nodes_accept_it() {
+    // Every update has norm 0.5 and the clip starts at 4: all fit, so without count noise
+    // (z = 0) the norm shrinks by e^{-0.2 · (1 − 0.5)} each round until updates stop fitting.
+    let mut terms = terms(4.0, 0.0, 1.0, None, false);
+    terms.adaptive_clipping = Some(fedpool_core::AdaptiveClipping {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+    });
+    let data: Vec<Vec<f32>> = (0..6).map(|_| vec![0.3, 0.4]).collect();
+    let mut net = Net::new(terms, data, 40);
+    net.run();
+    let rounds = net.completed();
+    assert_eq!(
+        rounds.len(),
+        40,
+        "nodes must accept the moving norm: {:?}",
+        net.events
+    );
+    let factor = (-0.2f64 * 0.5).exp();
+    for (i, summary) in rounds.iter().enumerate() {
+        let expected = 4.0 * factor.powi(i as i32);
+        if expected > 0.5 {
+            assert!(
+                (summary.clip_norm - expected).abs() < 1e-9,
+                "round {}: {}",
+                i + 1,
+                summary.clip_norm
+            );
+        }
+    }
+    // Once the norm falls below 0.5 every update is clipped and it grows back: it settles
+    // around the updates' norm, the 50% quantile.
+    let last = rounds.last().unwrap().clip_norm;
+    assert!((0.4..0.6).contains(&last), "{last}");
+    assert!((net.publisher.clip_norm() - 0.5).abs() < 0.15);
+}
+
+#[test]
+fn with_adaptive_clipping_the_round_still_spends_the_contracts_epsilon() {
+    let mut terms = terms(1.0, 1.0, 0.1, Some(100.0), false);
+    terms.adaptive_clipping = Some(fedpool_core::AdaptiveClipping {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+    });
+    let mut net = Net::new(terms, deltas(4, 6), 5);
+    net.run();
+    let rounds = net.completed();
+    assert_eq!(rounds.len(), 5);
+    let expected = fedpool_privacy::epsilon(0.1, 1.0, 5, 1e-5).unwrap();
+    let spent = rounds.last().unwrap().privacy.unwrap().epsilon_total;
+    assert!((spent - expected).abs() < 1e-9, "{spent} vs {expected}");
 }

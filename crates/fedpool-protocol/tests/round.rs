@@ -45,6 +45,7 @@ fn update(round: u32, delta: Vec<f32>, n_examples: usize) -> Msg {
         delta,
         n_examples,
         train_loss: 0.5,
+        within_clip: true,
     })
 }
 

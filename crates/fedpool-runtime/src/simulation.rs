@@ -123,6 +123,8 @@ pub struct RoundRecord {
     pub n_dropouts: usize,
     /// Why the round failed, if it did.
     pub failure: Option<String>,
+    /// The round's clip norm (0 for none; it moves with adaptive clipping).
+    pub clip_norm: f64,
     /// Wall-clock seconds since the simulation started.
     pub elapsed_secs: f64,
 }
@@ -544,6 +546,7 @@ impl<T: Transport> Simulation<T> {
                         epsilon: self.epsilon,
                         n_dropouts: self.drop_plan.len(),
                         failure: None,
+                        clip_norm: summary.clip_norm,
                     };
                     on_round(&record);
                     records.push(record);
@@ -567,6 +570,7 @@ impl<T: Transport> Simulation<T> {
                         epsilon: self.epsilon,
                         n_dropouts: self.drop_plan.len(),
                         failure: Some(reason),
+                        clip_norm: self.publisher.clip_norm(),
                     };
                     on_round(&record);
                     records.push(record);

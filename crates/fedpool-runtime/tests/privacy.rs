@@ -166,3 +166,38 @@ fn robust_strategies_are_refused_when_only_the_mean_exists() {
         .to_string();
     assert!(error.contains("fedmedian"), "{error}");
 }
+
+#[test]
+fn adaptive_clipping_tracks_the_update_norms_under_central_dp() {
+    let (mut contract, table) = private_digits();
+    contract.privacy.secure_aggregation = false;
+    contract.privacy.clip_norm = 1.0;
+    contract.privacy.adaptive_clipping = Some(fedpool_core::AdaptiveClipping {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+    });
+    let report = run(&contract, &table, &options(13));
+    let norms: Vec<f64> = report.rounds.iter().map(|r| r.clip_norm).collect();
+    // Digits updates have norms around 6 here: starting at 1, far below most of them, the clip
+    // norm climbs round after round towards their median, then holds.
+    assert!(norms[0] == 1.0, "{norms:?}");
+    assert!(norms.windows(2).take(10).all(|w| w[1] > w[0]), "{norms:?}");
+    let last = *norms.last().unwrap();
+    assert!((3.0..12.0).contains(&last), "{norms:?}");
+    // ε is the contract's: the count's noise is paid for out of the same budget.
+    let expected = fedpool_privacy::epsilon(0.2, 1.5, report.rounds.len() as u64, 1e-5).unwrap();
+    assert!((report.epsilon.unwrap() - expected).abs() < 1e-9);
+    assert!(accuracy(&report) >= 0.6, "accuracy {}", accuracy(&report));
+}
+
+#[test]
+fn adaptive_clipping_with_secure_aggregation_is_refused_clearly() {
+    let text = PRIVATE_CONTRACT.replace(
+        "secure_aggregation_threshold = 0.8",
+        "secure_aggregation_threshold = 0.8\nadaptive_clipping = { target_quantile = 0.5 }",
+    );
+    let error = Contract::from_toml(&text, "contract.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("privacy.adaptive_clipping"), "{error}");
+}
