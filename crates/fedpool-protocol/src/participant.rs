@@ -109,6 +109,9 @@ enum State {
         round: RoundId,
         publisher: NodeId,
         client: Box<Client<ChaCha20Rng>>,
+        /// All-pairs rounds: the fewest members whose inputs the sum may hold, checked
+        /// against the unmasking request (which then names every other member).
+        min_in_sum: Option<usize>,
     },
 }
 
@@ -142,6 +145,7 @@ pub struct Participant {
     identity: Option<SigningKey>,
     directory: Arc<Directory>,
     secure_aborts: Vec<(RoundId, String)>,
+    publisher: Option<NodeId>,
 }
 
 impl std::fmt::Debug for Participant {
@@ -177,6 +181,7 @@ impl Participant {
             identity: None,
             directory: Arc::new(Directory::new()),
             secure_aborts: Vec::new(),
+            publisher: None,
         }
     }
 
@@ -210,6 +215,13 @@ impl Participant {
     /// which keeps simulations reproducible but holds only 64 bits of entropy.
     pub fn with_privacy_seed(mut self, seed: [u8; 32]) -> Participant {
         self.privacy_rng = ChaCha20Rng::from_seed(seed);
+        self
+    }
+
+    /// Accepts requests only from `publisher` (the model's publisher, from its ledger
+    /// publication); without this call the first sender of each request is trusted.
+    pub fn with_publisher(mut self, publisher: NodeId) -> Participant {
+        self.publisher = Some(publisher);
         self
     }
 
@@ -290,32 +302,43 @@ impl Participant {
 
     /// Accounts the rounds up to and including `round` (every round of the model composes,
     /// sampled or not: that is what amplification by sampling assumes), unless that would pass
-    /// the binding limit.
-    fn account(&mut self, round: RoundId, privacy: &RoundPrivacy) -> Result<(), DeclineReason> {
-        if let Err(why) = self.terms.check_plan(privacy) {
-            return Err(DeclineReason::PrivacyTerms(why));
-        }
-        let (Some(budget), Some(mechanism)) = (&self.budget, &privacy.mechanism) else {
+    /// the binding limit. The mechanism comes from the contract, not from the request.
+    fn account(
+        &mut self,
+        round: RoundId,
+        privacy: &RoundPrivacy,
+        dimension: usize,
+    ) -> Result<(), DeclineReason> {
+        let mechanism = self
+            .terms
+            .node_mechanism(privacy, dimension)
+            .map_err(DeclineReason::PrivacyTerms)?;
+        let (Some(budget), Some(mechanism)) = (&self.budget, mechanism) else {
             return Ok(());
         };
-        // A publisher that restarts its round numbers cannot make the node forget rounds.
-        let target = round.0.max(self.rounds_accounted + 1);
+        // A publisher that restarts its round numbers cannot make the node forget rounds; a
+        // jump forward is composed in one step.
+        let target = round.0.max(self.rounds_accounted.saturating_add(1));
+        let skipped = u64::from(target - self.rounds_accounted - 1);
         let mut preview = budget.clone();
-        for _ in self.rounds_accounted + 1..target {
-            preview
-                .record(mechanism)
-                .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
-        }
-        match preview.can_participate_in(mechanism) {
+        preview
+            .record_rounds(&mechanism, skipped)
+            .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
+        match preview.can_participate_in(&mechanism) {
             Ok(_) => {
                 preview
-                    .record(mechanism)
+                    .record(&mechanism)
                     .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
                 self.budget = Some(preview);
                 self.rounds_accounted = target;
                 Ok(())
             }
-            Err(e) => Err(DeclineReason::PrivacyBudget(e.to_string())),
+            Err(e) => {
+                // The skipped rounds happened whether or not this one does.
+                self.budget = Some(preview);
+                self.rounds_accounted = target - 1;
+                Err(DeclineReason::PrivacyBudget(e.to_string()))
+            }
         }
     }
 
@@ -327,18 +350,21 @@ impl Participant {
             self.decline(from, request.round, DeclineReason::NoConsent);
             return;
         }
-        if let Some(round) = self.state.round() {
-            match round.cmp(&request.round) {
-                std::cmp::Ordering::Equal => return,
-                std::cmp::Ordering::Greater => {
-                    self.decline(from, request.round, DeclineReason::Busy);
-                    return;
-                }
-                // The publisher has moved on: whatever was left of the older round is dropped.
-                std::cmp::Ordering::Less => self.state = State::Idle,
-            }
+        if let Some(publisher) = self.publisher
+            && publisher != from
+        {
+            // Only the model's publisher may ask; anyone else could otherwise spend this
+            // node's privacy budget or cut its rounds short.
+            return;
         }
-        if let Err(reason) = self.account(request.round, &request.privacy) {
+        match self.state.round() {
+            Some(round) if round == request.round => return,
+            // The publisher has moved on (or restarted its numbering): whatever was left of the
+            // earlier round is dropped. A publisher runs one round at a time.
+            Some(_) => self.state = State::Idle,
+            None => {}
+        }
+        if let Err(reason) = self.account(request.round, &request.privacy, request.global.len()) {
             self.decline(from, request.round, reason);
             return;
         }
@@ -433,11 +459,12 @@ impl Participant {
             return;
         };
         match self.start_secure(setup, &update, &privacy) {
-            Ok(client) => {
+            Ok((client, min_in_sum)) => {
                 self.state = State::Aggregating {
                     round,
                     publisher,
                     client: Box::new(client),
+                    min_in_sum,
                 };
                 self.drain_client();
             }
@@ -450,10 +477,26 @@ impl Participant {
         setup: &SecAggSetup,
         update: &[f32],
         privacy: &RoundPrivacy,
-    ) -> Result<Client<ChaCha20Rng>, String> {
-        let Aggregation::Secure { encoding, .. } = &privacy.aggregation else {
+    ) -> Result<(Client<ChaCha20Rng>, Option<usize>), String> {
+        let Aggregation::Secure {
+            encoding,
+            min_survivors,
+        } = &privacy.aggregation
+        else {
             return Err("the round is not securely aggregated".into());
         };
+        // The noise shares were sized for `encoding.n_clients()` members of whom at least
+        // `min_survivors` reach the sum: a setup outside that range would release a sum with
+        // less noise than the contract promises.
+        let members = setup.members.len();
+        if members < *min_survivors || members > encoding.n_clients() {
+            return Err(format!(
+                "the setup has {members} members; this round's noise needs {min_survivors} to {}",
+                encoding.n_clients()
+            ));
+        }
+        let min_in_sum =
+            matches!(setup.topology, fedpool_secagg::Topology::AllPairs).then_some(*min_survivors);
         let Some(me) = setup.index_of(self.id) else {
             return Err("this node is not a member of the round".into());
         };
@@ -469,7 +512,9 @@ impl Participant {
         )
         .map_err(|e| format!("cannot encode the update: {e}"))?;
         let client_rng = ChaCha20Rng::from_seed(self.privacy_rng.random());
-        Client::new(Arc::new(config), me, identity, words, client_rng).map_err(|e| e.to_string())
+        let client = Client::new(Arc::new(config), me, identity, words, client_rng)
+            .map_err(|e| e.to_string())?;
+        Ok((client, min_in_sum))
     }
 
     fn on_secagg(&mut self, from: NodeId, round: RoundId, msg: fedpool_secagg::ToClient) {
@@ -478,7 +523,24 @@ impl Participant {
                 round: current,
                 publisher,
                 client,
+                min_in_sum,
             } if *current == round && *publisher == from => {
+                // In an all-pairs round the unmasking request names every other member whose
+                // input is in the sum: refuse to unmask one that holds too few noise shares.
+                if let (Some(minimum), fedpool_secagg::ToClient::Unmask(request)) =
+                    (*min_in_sum, &msg)
+                    && request.survivors.len() + 1 < minimum
+                {
+                    self.secure_aborts.push((
+                        round,
+                        format!(
+                            "the sum would hold {} members' noise, the contract needs {minimum}",
+                            request.survivors.len() + 1
+                        ),
+                    ));
+                    self.state = State::Idle;
+                    return;
+                }
                 client.handle(ClientInput::Received(msg));
             }
             _ => return,
@@ -491,6 +553,7 @@ impl Participant {
             round,
             publisher,
             client,
+            ..
         } = &mut self.state
         else {
             return;

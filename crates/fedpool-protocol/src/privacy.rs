@@ -84,7 +84,8 @@ impl PrivacyTerms {
 
     /// The fewest members whose noise shares must be in a secure sum, for `members` members.
     pub fn min_survivors(&self, members: usize) -> usize {
-        ((self.secure_aggregation_threshold * members as f64).ceil() as usize).clamp(1, members)
+        ((self.secure_aggregation_threshold * members as f64).ceil() as usize)
+            .clamp(1, members.max(1))
     }
 
     /// The noise std σ_b on the count of unclipped updates in a round of `sampled` nodes with
@@ -105,11 +106,14 @@ impl PrivacyTerms {
         eligible: usize,
         dimension: usize,
     ) -> Result<RoundPrivacy, String> {
-        let q = match self.sampling_rate {
-            Some(q) => q,
-            None if eligible == 0 => 1.0,
-            None => (sampled as f64 / eligible as f64).min(1.0),
+        // Rounding and `min_clients` can make a round sample more than the contract's share:
+        // account whichever rate is higher.
+        let actual = if eligible == 0 {
+            1.0
+        } else {
+            (sampled as f64 / eligible as f64).min(1.0)
         };
+        let q = self.sampling_rate.map_or(actual, |q| q.max(actual));
         let noise_std = if self.adds_noise() {
             self.noise_multiplier * self.clip_norm
         } else {
@@ -143,10 +147,17 @@ impl PrivacyTerms {
         })
     }
 
-    /// Checks that a publisher's plan is what these terms allow: the node clips to the
-    /// contract's norm, adds (or relies on) at least the contract's noise, and accounts the
-    /// sampling rate the contract states. Returns what is wrong, if anything.
-    pub fn check_plan(&self, plan: &RoundPrivacy) -> Result<(), String> {
+    /// Checks a publisher's plan against these terms for a model of `dimension` parameters
+    /// and returns the mechanism the node accounts for the round, built from the contract,
+    /// never taken from the plan: the contract's noise multiplier, a sampling rate no lower
+    /// than the contract's (1 when the contract samples a fixed count, since the node cannot
+    /// see how many are eligible), and for secure rounds the encoding the node will actually
+    /// use, which must be exactly the one these terms give for the plan's round size.
+    pub fn node_mechanism(
+        &self,
+        plan: &RoundPrivacy,
+        dimension: usize,
+    ) -> Result<Option<RoundMechanism>, String> {
         if self.adaptive_clipping.is_some() {
             // The norm moves each round; the noise is a multiple of it, so any positive norm
             // gives the same privacy.
@@ -162,68 +173,86 @@ impl PrivacyTerms {
                 plan.clip_norm, self.clip_norm
             ));
         }
-        match (&plan.aggregation, self.secure_aggregation) {
-            (Aggregation::Plain, true) => {
-                return Err(
-                    "the contract promises secure aggregation; the request has none".into(),
-                );
+        let requested_q = plan.mechanism.map(|m| m.sampling_rate());
+        if let Some(q) = requested_q
+            && !(q > 0.0 && q <= 1.0)
+        {
+            return Err(format!("the request's sampling rate {q} is not in (0, 1]"));
+        }
+        let q = match self.sampling_rate {
+            Some(contract_q) => requested_q.map_or(contract_q, |q| q.max(contract_q)),
+            None => 1.0,
+        };
+        let noised = self.adds_noise();
+        match &plan.aggregation {
+            Aggregation::Plain if self.secure_aggregation => {
+                Err("the contract promises secure aggregation; the request has none".into())
             }
-            (Aggregation::Secure { .. }, false) | (Aggregation::Plain, false) => {}
-            (
-                Aggregation::Secure {
-                    encoding,
-                    min_survivors,
-                },
-                true,
-            ) => {
-                let expected_noise = if self.adds_noise() {
-                    self.noise_multiplier * self.clip_norm
+            Aggregation::Plain => {
+                // The publisher adds the noise: the node cannot check it, but refuses a plan
+                // that declares less than the contract.
+                match (noised, plan.mechanism) {
+                    (false, _) => Ok(None),
+                    (true, None) => {
+                        Err("the contract adds noise; the request declares none".into())
+                    }
+                    (true, Some(declared))
+                        if declared.noise_multiplier() < self.noise_multiplier * (1.0 - 1e-9) =>
+                    {
+                        Err(format!(
+                            "the request's noise multiplier {} is below the contract's {}",
+                            declared.noise_multiplier(),
+                            self.noise_multiplier
+                        ))
+                    }
+                    (true, Some(_)) => Ok(Some(RoundMechanism::SubsampledGaussian {
+                        q,
+                        noise_multiplier: self.noise_multiplier,
+                    })),
+                }
+            }
+            Aggregation::Secure {
+                encoding,
+                min_survivors,
+            } => {
+                let members = encoding.n_clients();
+                if members == 0 || members > MAX_MEMBERS {
+                    return Err(format!(
+                        "the request's round size {members} is outside 1..={MAX_MEMBERS}"
+                    ));
+                }
+                let t = self.min_survivors(members);
+                let noise_std = if noised {
+                    self.noise_multiplier * plan.clip_norm
                 } else {
                     0.0
                 };
-                // Each member adds σ²/t of noise variance, so any t survivors carry σ².
-                let t = *min_survivors as f64;
-                let per_member_std = encoding.noise_std() / (encoding.n_clients() as f64).sqrt();
-                if per_member_std * t.sqrt() < expected_noise * (1.0 - 1e-9)
-                    || *min_survivors < self.min_survivors(encoding.n_clients())
-                    || !same(encoding.clip_norm(), self.clip_norm)
-                {
+                let (expected, accounting) =
+                    ddg_parameters(dimension, plan.clip_norm, members, t, noise_std)?;
+                if *encoding != expected || *min_survivors != t {
                     return Err(format!(
-                        "the request's noise shares (σ = {:.4} over {} members, {} must survive) \
-                         are below the contract's σ = {expected_noise:.4} with threshold {}",
+                        "the request's encoding (σ = {:.4}, granularity {:.3e}, {} bits, {} members, {} must survive) is not the contract's (σ = {:.4}, granularity {:.3e}, {} bits, {t} must survive)",
                         encoding.noise_std(),
-                        encoding.n_clients(),
+                        encoding.granularity(),
+                        encoding.bits(),
+                        members,
                         min_survivors,
-                        self.secure_aggregation_threshold
+                        expected.noise_std(),
+                        expected.granularity(),
+                        expected.bits(),
                     ));
                 }
-            }
-        }
-        match (&plan.mechanism, self.adds_noise()) {
-            (None, false) => Ok(()),
-            (None, true) => Err("the contract adds noise; the request accounts none".into()),
-            (Some(_), false) => Err("the request accounts noise the contract does not add".into()),
-            (Some(mechanism), true) => {
-                let q = mechanism.sampling_rate();
-                if let Some(contract_q) = self.sampling_rate
-                    && q > contract_q * (1.0 + 1e-9)
-                {
-                    return Err(format!(
-                        "the request samples q = {q} but the contract allows {contract_q}"
-                    ));
-                }
-                if mechanism.noise_multiplier() < self.noise_multiplier * (1.0 - 1e-9) {
-                    return Err(format!(
-                        "the request's noise multiplier {} is below the contract's {}",
-                        mechanism.noise_multiplier(),
-                        self.noise_multiplier
-                    ));
-                }
-                Ok(())
+                Ok(noised.then_some(RoundMechanism::SubsampledDdg {
+                    q,
+                    params: accounting,
+                }))
             }
         }
     }
 }
+
+/// The largest round a node accepts to encode for.
+pub const MAX_MEMBERS: usize = 1 << 20;
 
 fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)

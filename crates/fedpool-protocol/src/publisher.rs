@@ -354,9 +354,9 @@ impl Publisher {
                     collecting.ready.insert(from);
                 }
             }
-            Msg::Update(_) if secure_round => {
+            Msg::Update(update) if secure_round => {
                 // Never accept a plain update in a round the contract secures.
-                if collecting.awaiting.remove(&from) {
+                if update.round == collecting.round && collecting.awaiting.remove(&from) {
                     collecting
                         .rejected
                         .push((from, "a plain update in a securely aggregated round".into()));
@@ -393,7 +393,10 @@ impl Publisher {
         }
         if collecting.awaiting.is_empty() {
             if secure_round {
-                self.setup_secure();
+                // Secure aggregation's stage deadlines count from its start, and messages carry
+                // no time: ask the driver for a tick now (the deadline has passed) and start
+                // there, with the current time.
+                collecting.deadline_ms = self.now_ms;
             } else {
                 let deadline = collecting.deadline_ms;
                 self.finish_round(deadline);

@@ -223,3 +223,41 @@ impl SecureCollection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use fedpool_privacy::ddg::DdgConfig;
+
+    use super::*;
+
+    #[test]
+    fn the_publisher_discards_a_sum_with_too_few_members_noise() {
+        let members: Vec<NodeId> = (0..5).map(NodeId).collect();
+        let directory: Directory = members
+            .iter()
+            .map(|&m| {
+                (
+                    m,
+                    SigningKey::from_bytes(&[m.0 as u8 + 1; 32]).verifying_key(),
+                )
+            })
+            .collect();
+        let encoding = DdgParams::choose(&DdgConfig::new(8, 1.0, 5, 1.0, 32)).unwrap();
+        let setup = SecAggSetup::plan(RoundId(1), members, [[1; 32], [2; 32], [3; 32]]);
+        let collection = SecureCollection::new(setup, &directory, encoding, 4, 1_000).unwrap();
+        let aggregate = |n: u32| Aggregate {
+            sum: vec![0; encoding.padded_dimension()],
+            survivors: (0..n).map(ParticipantIdx).collect(),
+            dropped: (n..5).map(ParticipantIdx).collect(),
+        };
+        match collection.decode(aggregate(3)) {
+            SecureOutcome::Failed(why) => assert!(why.contains("needs 4"), "{why}"),
+            _ => panic!("a sum of 3 members' noise was released"),
+        }
+        assert!(matches!(
+            collection.decode(aggregate(4)),
+            SecureOutcome::Sum { .. }
+        ));
+    }
+}

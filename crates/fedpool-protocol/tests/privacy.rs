@@ -104,11 +104,161 @@ fn a_node_refuses_the_round_that_would_pass_its_owners_cap() {
 }
 
 #[test]
-fn a_node_refuses_a_plan_with_less_noise_or_more_sampling_than_its_contract() {
+fn a_node_accounts_the_contracts_sampling_rate_or_a_higher_one_never_a_lower() {
+    let contract = terms(1.0, 1.0, 0.1, Some(100.0), false);
+    for (requested_q, accounted_q) in [(1e-6, 0.1), (0.1, 0.1), (0.5, 0.5)] {
+        let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+            .with_privacy(contract.clone(), None)
+            .unwrap();
+        let plan = terms(1.0, 1.0, requested_q, Some(100.0), false)
+            .plan_round(10, 100_000_000, 4)
+            .unwrap();
+        node.handle(ParticipantInput::Received {
+            from: PUBLISHER,
+            msg: request(1, plan),
+        });
+        assert!(matches!(
+            outputs(&mut node).as_slice(),
+            [ParticipantOutput::Train(_)]
+        ));
+        let expected = fedpool_privacy::epsilon(accounted_q, 1.0, 1, 1e-5).unwrap();
+        assert!(
+            (node.epsilon_spent() - expected).abs() < 1e-9,
+            "q {requested_q}: spent {} expected {expected}",
+            node.epsilon_spent()
+        );
+    }
+}
+
+#[test]
+fn a_jump_in_round_numbers_is_accounted_at_once() {
+    let terms = terms(1.0, 1.0, 0.1, Some(1e9), false);
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(terms.clone(), Some(50.0))
+        .unwrap();
+    let plan = terms.plan_round(10, 100, 4).unwrap();
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: request(u32::MAX, plan),
+    });
+    assert!(matches!(
+        outputs(&mut node).as_slice(),
+        [ParticipantOutput::Send {
+            msg: Msg::Decline {
+                reason: DeclineReason::PrivacyBudget(_),
+                ..
+            },
+            ..
+        }]
+    ));
+    // The rounds before it happened and are on the node's books.
+    let expected = fedpool_privacy::epsilon(0.1, 1.0, u64::from(u32::MAX) - 1, 1e-5).unwrap();
+    assert!((node.epsilon_spent() - expected).abs() < 1e-6 * expected);
+}
+
+#[test]
+fn only_the_models_publisher_can_ask() {
+    let terms = terms(1.0, 1.0, 0.1, Some(10.0), false);
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(terms.clone(), None)
+        .unwrap()
+        .with_publisher(PUBLISHER);
+    node.handle(ParticipantInput::Received {
+        from: NodeId(77),
+        msg: request(1, terms.plan_round(10, 100, 4).unwrap()),
+    });
+    assert!(outputs(&mut node).is_empty());
+    assert_eq!(node.epsilon_spent(), 0.0);
+}
+
+#[test]
+fn a_node_refuses_a_tampered_secure_encoding() {
+    let contract = terms(1.0, 1.0, 0.1, Some(100.0), true);
+    let honest = contract.plan_round(30, 300, 16).unwrap();
+    let Aggregation::Secure {
+        encoding,
+        min_survivors,
+    } = honest.aggregation.clone()
+    else {
+        panic!("secure plan expected");
+    };
+    let coarse = fedpool_privacy::ddg::DdgParams::new(
+        &fedpool_privacy::ddg::DdgConfig::new(16, 1.0, 30, encoding.noise_std(), 32),
+        0.2,
+    )
+    .unwrap();
+    let less_noise = terms(1.0, 0.2, 0.1, Some(100.0), true)
+        .plan_round(30, 300, 16)
+        .unwrap();
+    let mut fewer_survivors = honest.clone();
+    fewer_survivors.aggregation = Aggregation::Secure {
+        encoding,
+        min_survivors: min_survivors - 5,
+    };
+    let mut coarse_plan = honest.clone();
+    coarse_plan.aggregation = Aggregation::Secure {
+        encoding: coarse,
+        min_survivors,
+    };
+    for (what, plan) in [
+        ("coarse granularity", coarse_plan),
+        ("less noise", less_noise),
+        ("fewer survivors", fewer_survivors),
+    ] {
+        let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+            .with_privacy(contract.clone(), None)
+            .unwrap();
+        let mut msg = request(1, plan);
+        if let Msg::TrainRequest(r) = &mut msg {
+            r.global = Arc::new(vec![0.0; 16]);
+        }
+        node.handle(ParticipantInput::Received {
+            from: PUBLISHER,
+            msg,
+        });
+        let out = outputs(&mut node);
+        assert!(
+            matches!(
+                out.as_slice(),
+                [ParticipantOutput::Send {
+                    msg: Msg::Decline {
+                        reason: DeclineReason::PrivacyTerms(_),
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{what}: {out:?}"
+        );
+        assert_eq!(node.epsilon_spent(), 0.0, "{what}");
+    }
+    // A secure plan that declares a Gaussian mechanism is accounted as the DDG it is.
+    let mut mislabelled = honest.clone();
+    mislabelled.mechanism = Some(fedpool_privacy::RoundMechanism::SubsampledGaussian {
+        q: 0.1,
+        noise_multiplier: 1.0,
+    });
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(contract.clone(), None)
+        .unwrap();
+    let mut msg = request(1, mislabelled);
+    if let Msg::TrainRequest(r) = &mut msg {
+        r.global = Arc::new(vec![0.0; 16]);
+    }
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg,
+    });
+    let honest_cost =
+        fedpool_privacy::epsilon_for_rounds(&honest.mechanism.unwrap(), 1, 1e-5).unwrap();
+    assert!((node.epsilon_spent() - honest_cost).abs() < 1e-9);
+}
+
+#[test]
+fn a_node_refuses_a_plan_with_less_noise_than_its_contract() {
     let contract = terms(1.0, 1.0, 0.1, Some(10.0), false);
     for weaker in [
         terms(1.0, 0.5, 0.1, Some(10.0), false),
-        terms(1.0, 1.0, 0.5, Some(10.0), false),
         terms(2.0, 1.0, 0.1, Some(10.0), false),
     ] {
         let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
@@ -356,11 +506,14 @@ fn a_secure_round_survives_dropouts_at_every_stage() {
 }
 
 #[test]
-fn a_secure_round_below_threshold_fails_and_keeps_the_model() {
-    let terms = terms(1.0, 0.0, 1.0, None, true);
-    let data = deltas(6, 8);
-    let mut net = Net::new(terms, data, 1);
-    for node in 0..4 {
+fn a_secure_round_below_the_noise_threshold_fails_and_keeps_the_model() {
+    // 10 members, threshold 0.8: the sum must hold 8 members' noise. With 3 gone before their
+    // masked input, secure aggregation itself could still finish (all-pairs needs 5), but the
+    // members refuse to unmask a sum of 7 and the publisher would refuse to release it.
+    let mut terms = terms(1.0, 0.0, 1.0, None, true);
+    terms.secure_aggregation_threshold = 0.8;
+    let mut net = Net::new(terms, deltas(10, 8), 1);
+    for node in 0..3 {
         net.drops.insert(NodeId(node), Stage::MaskedInput);
     }
     net.run();
@@ -373,6 +526,16 @@ fn a_secure_round_below_threshold_fails_and_keeps_the_model() {
         net.events
     );
     assert!(net.publisher.global().iter().all(|&x| x == 0.0));
+    let refused = net
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.secure_aborts()
+                .iter()
+                .any(|(_, why)| why.contains("needs 8"))
+        })
+        .count();
+    assert_eq!(refused, 7, "every remaining member refuses to unmask");
 }
 
 #[test]
@@ -426,8 +589,10 @@ fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
 
 #[test]
 fn the_publisher_stops_before_the_budget_and_reports_spend() {
-    let budget = 3.0;
-    let terms = terms(1.0, 1.0, 0.1, Some(budget), false);
+    // Every node is sampled each round (q = 1 whatever the contract's share: the accountant
+    // takes the higher rate), z = 2.
+    let budget = 8.0;
+    let terms = terms(1.0, 2.0, 0.1, Some(budget), false);
     let data = deltas(4, 6);
     let mut net = Net::new(terms, data, 100);
     net.run();
@@ -441,13 +606,19 @@ fn the_publisher_stops_before_the_budget_and_reports_spend() {
         last = spend.epsilon_total;
     }
     assert!(rounds.len() < 100);
-    let expected = fedpool_privacy::epsilon(0.1, 1.0, rounds.len() as u64, 1e-5).unwrap();
+    let expected = fedpool_privacy::epsilon(1.0, 2.0, rounds.len() as u64, 1e-5).unwrap();
     assert!((last - expected).abs() < 1e-9, "{last} vs {expected}");
+    let one_more = fedpool_privacy::epsilon(1.0, 2.0, rounds.len() as u64 + 1, 1e-5).unwrap();
+    assert!(one_more > budget);
     assert!(
         net.events
             .iter()
             .any(|e| matches!(e, RoundEvent::BudgetExhausted { .. }))
     );
+    // Every node accounted the same rounds and the one it was refused: never past the budget.
+    for node in &net.nodes {
+        assert!(node.epsilon_spent() <= budget + 1e-9);
+    }
 }
 
 #[test]
@@ -463,21 +634,77 @@ fn without_noise_or_clipping_the_private_settings_change_nothing() {
 }
 
 #[test]
-fn secure_aggregation_needs_members_with_identities() {
+fn a_member_without_an_identity_declines_and_the_round_goes_on() {
     let terms = terms(1.0, 0.0, 1.0, None, true);
-    let plan = terms.plan_round(10, 10, 4).unwrap();
-    assert!(matches!(plan.aggregation, Aggregation::Secure { .. }));
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let data = deltas(6, 8);
+    let mut net = Net::new(terms.clone(), data, 1);
+    net.nodes[0] = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
         .with_privacy(terms, None)
         .unwrap();
+    net.run();
+    let rounds = net.completed();
+    assert_eq!(rounds.len(), 1, "{:?}", net.events);
+    assert!(!rounds[0].contributors.contains(&NodeId(0)));
+    assert_eq!(rounds[0].contributors.len(), 5);
+}
+
+#[test]
+fn a_node_refuses_a_setup_with_fewer_members_than_its_noise_needs() {
+    let terms = terms(1.0, 1.0, 0.1, Some(100.0), true);
+    let (keys, directory) = identities(3);
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(terms.clone(), None)
+        .unwrap()
+        .with_identity(keys[0].clone(), directory);
+    // Planned for 30 members (24 must survive), then set up with 3.
+    let plan = terms.plan_round(30, 300, 4).unwrap();
     node.handle(ParticipantInput::Received {
         from: PUBLISHER,
         msg: request(1, plan),
     });
+    let job = match outputs(&mut node).as_slice() {
+        [ParticipantOutput::Train(job)] => job.clone(),
+        other => panic!("{other:?}"),
+    };
+    node.handle(ParticipantInput::Trained {
+        round: job.round,
+        outcome: Ok(TrainOutcome {
+            delta: vec![0.1; 4],
+            n_examples: 3,
+            final_loss: 0.2,
+            n_steps: 1,
+        }),
+    });
     assert!(matches!(
         outputs(&mut node).as_slice(),
-        [ParticipantOutput::Train(_)]
+        [ParticipantOutput::Send {
+            msg: Msg::Ready { .. },
+            ..
+        }]
     ));
+    let setup = fedpool_protocol::SecAggSetup::plan(
+        RoundId(1),
+        vec![NodeId(0), NodeId(1), NodeId(2)],
+        [[1; 32], [2; 32], [3; 32]],
+    );
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: Msg::SecAggSetup(Arc::new(setup)),
+    });
+    let out = outputs(&mut node);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [ParticipantOutput::Send {
+                msg: Msg::Decline {
+                    reason: DeclineReason::SecureAggregation(why),
+                    ..
+                },
+                ..
+            }] if why.contains("3 members")
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -529,7 +756,8 @@ fn with_adaptive_clipping_the_round_still_spends_the_contracts_epsilon() {
     net.run();
     let rounds = net.completed();
     assert_eq!(rounds.len(), 5);
-    let expected = fedpool_privacy::epsilon(0.1, 1.0, 5, 1e-5).unwrap();
+    // All 4 nodes are sampled: q = 1.
+    let expected = fedpool_privacy::epsilon(1.0, 1.0, 5, 1e-5).unwrap();
     let spent = rounds.last().unwrap().privacy.unwrap().epsilon_total;
     assert!((spent - expected).abs() < 1e-9, "{spent} vs {expected}");
 }

@@ -308,7 +308,10 @@ impl Simulation<InProcessTransport> {
             .map(|(idx, ((&behaviour, &consented), key))| {
                 Participant::new(NodeId(idx as u32), consented, behaviour, rng.random())
                     .with_privacy(privacy.clone(), None)
-                    .map(|p| p.with_identity(key.signing_key().clone(), Arc::clone(&directory)))
+                    .map(|p| {
+                        p.with_identity(key.signing_key().clone(), Arc::clone(&directory))
+                            .with_publisher(PUBLISHER)
+                    })
                     .map_err(Error::Setup)
             })
             .collect::<Result<_, _>>()?;

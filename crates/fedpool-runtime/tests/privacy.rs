@@ -201,3 +201,22 @@ fn adaptive_clipping_with_secure_aggregation_is_refused_clearly() {
         .to_string();
     assert!(error.contains("privacy.adaptive_clipping"), "{error}");
 }
+
+#[test]
+fn secure_rounds_with_dropouts_are_deterministic_whatever_the_thread_count() {
+    let (mut contract, table) = private_digits();
+    contract.training.rounds = 6;
+    let mut options = options(21);
+    options.dropout = 0.1;
+    let first = run(&contract, &table, &options);
+    let again = run(&contract, &table, &options);
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| run(&contract, &table, &options));
+    assert!(first.n_dropouts > 0);
+    assert_eq!(first.global, again.global);
+    assert_eq!(first.global, one_thread.global);
+    assert_eq!(first.epsilon, one_thread.epsilon);
+}

@@ -257,9 +257,48 @@ impl PrivacyLedger {
         Ok(preview)
     }
 
+    /// Records `rounds` rounds of `mechanism` at once (rounds a node was not asked in still
+    /// compose under amplification by sampling); one history entry holds them all. Costs the
+    /// same as one round, whatever `rounds` is.
+    pub fn record_rounds(
+        &mut self,
+        mechanism: &RoundMechanism,
+        rounds: u64,
+    ) -> Result<SpendPreview> {
+        if rounds == 0 {
+            let (epsilon_limit, limit) = self.epsilon_limit();
+            let spent = self.epsilon_spent();
+            return Ok(SpendPreview {
+                epsilon_spent: spent,
+                epsilon_after: spent,
+                epsilon_limit,
+                limit,
+                delta: self.delta,
+                best_order: f64::NAN,
+            });
+        }
+        let (preview, accountant) = self.preview_steps(mechanism, rounds)?;
+        self.accountant = accountant;
+        self.history.push(RoundRecord {
+            q: mechanism.sampling_rate(),
+            sigma: mechanism.noise_multiplier(),
+            epsilon_after: preview.epsilon_after,
+            mechanism: Some(*mechanism),
+        });
+        Ok(preview)
+    }
+
     fn preview(&self, mechanism: &RoundMechanism) -> Result<(SpendPreview, RdpAccountant)> {
+        self.preview_steps(mechanism, 1)
+    }
+
+    fn preview_steps(
+        &self,
+        mechanism: &RoundMechanism,
+        steps: u64,
+    ) -> Result<(SpendPreview, RdpAccountant)> {
         let mut accountant = self.accountant.clone();
-        accountant.compose(mechanism, 1)?;
+        accountant.compose(mechanism, steps)?;
         let (epsilon_after, best_order) = accountant.epsilon(self.delta)?;
         let (epsilon_limit, limit) = self.epsilon_limit();
         let preview = SpendPreview {
