@@ -51,6 +51,10 @@ pub struct SimulateArgs {
     /// or any stage of secure aggregation).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
+    /// Every consenting owner's own ε cap (recorded in its consent): nodes refuse rounds past
+    /// it, whatever the publisher asks.
+    #[arg(long)]
+    pub owner_epsilon_cap: Option<f64>,
     /// Overrides the contract's noise multiplier z (privacy.noise_multiplier).
     #[arg(long)]
     pub noise_multiplier: Option<f64>,
@@ -93,6 +97,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     options.attack = args.attack;
     options.consent_rate = args.consent_rate;
     options.dropout = args.dropout;
+    options.owner_epsilon_cap = args.owner_epsilon_cap;
     options.ledger = match &args.ledger {
         Some(path) => LedgerChoice::At(path.clone()),
         None => LedgerChoice::Temporary,

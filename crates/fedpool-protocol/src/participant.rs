@@ -300,9 +300,10 @@ impl Participant {
         self.send(to, Msg::Decline { round, reason });
     }
 
-    /// Accounts the rounds up to and including `round` (every round of the model composes,
-    /// sampled or not: that is what amplification by sampling assumes), unless that would pass
-    /// the binding limit. The mechanism comes from the contract, not from the request.
+    /// Accounts the rounds up to and including `round` (every round of the model up to the
+    /// node's latest contribution composes, sampled or not: that is what amplification by
+    /// sampling assumes), unless that would pass the binding limit. The mechanism comes from
+    /// the contract, not from the request.
     fn account(
         &mut self,
         round: RoundId,
@@ -333,12 +334,9 @@ impl Participant {
                 self.rounds_accounted = target;
                 Ok(())
             }
-            Err(e) => {
-                // The skipped rounds happened whether or not this one does.
-                self.budget = Some(preview);
-                self.rounds_accounted = target - 1;
-                Err(DeclineReason::PrivacyBudget(e.to_string()))
-            }
+            // Nothing is recorded: rounds after a node's last contribution never touch its
+            // data, so they only count if it contributes again.
+            Err(e) => Err(DeclineReason::PrivacyBudget(e.to_string())),
         }
     }
 

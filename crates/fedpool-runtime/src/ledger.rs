@@ -116,11 +116,13 @@ impl SimulationLedger {
     /// the contract, and records a consent for every client whose decision is `true`.
     ///
     /// Identities are derived from `seed` (simulation only: real nodes use OS randomness).
+    #[allow(clippy::too_many_arguments)]
     pub fn record_setup(
         path: Option<&Path>,
         contract: &Contract,
         decisions: &[bool],
         fingerprints: &[String],
+        owner_epsilon_cap: Option<f64>,
         seed: u64,
         start_ms: u64,
     ) -> Result<SimulationLedger, Error> {
@@ -178,7 +180,7 @@ impl SimulationLedger {
                         dataset_fingerprint: fingerprints[client_idx].clone(),
                         fields: contract.schema.required_columns(),
                         expires_at_ms: None,
-                        epsilon_cap: None,
+                        epsilon_cap: owner_epsilon_cap,
                     },
                 )?;
                 consents[client_idx] = Some(event.id());

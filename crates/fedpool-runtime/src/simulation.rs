@@ -57,6 +57,9 @@ pub struct SimulationOptions {
     /// Share of each round's sampled clients that drop out, each at a random stage of the
     /// round (training, or any stage of secure aggregation).
     pub dropout: f64,
+    /// Every consenting owner's own cap on ε for this model (recorded in its consent); each
+    /// node refuses rounds past it, whatever the publisher asks.
+    pub owner_epsilon_cap: Option<f64>,
 }
 
 /// Where a simulation records its ledger.
@@ -83,6 +86,7 @@ impl SimulationOptions {
             consent_rate: 1.0,
             ledger: LedgerChoice::Temporary,
             dropout: 0.0,
+            owner_epsilon_cap: None,
         }
     }
 }
@@ -281,6 +285,7 @@ impl Simulation<InProcessTransport> {
                     contract,
                     &decisions,
                     &fingerprints,
+                    options.owner_epsilon_cap,
                     options.seed,
                     wall_clock_ms(),
                 )?)
@@ -307,7 +312,7 @@ impl Simulation<InProcessTransport> {
             .enumerate()
             .map(|(idx, ((&behaviour, &consented), key))| {
                 Participant::new(NodeId(idx as u32), consented, behaviour, rng.random())
-                    .with_privacy(privacy.clone(), None)
+                    .with_privacy(privacy.clone(), options.owner_epsilon_cap)
                     .map(|p| {
                         p.with_identity(key.signing_key().clone(), Arc::clone(&directory))
                             .with_publisher(PUBLISHER)

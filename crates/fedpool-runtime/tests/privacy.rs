@@ -220,3 +220,28 @@ fn secure_rounds_with_dropouts_are_deterministic_whatever_the_thread_count() {
     assert_eq!(first.global, one_thread.global);
     assert_eq!(first.epsilon, one_thread.epsilon);
 }
+
+#[test]
+fn owners_caps_stop_them_whatever_the_publisher_asks_and_the_ledger_agrees() {
+    // The contract allows ε = 8; every owner caps itself at 3. The publisher keeps asking;
+    // the nodes refuse once a round would pass 3, so later rounds fail for lack of members.
+    let (contract, table) = private_digits();
+    let mut options = options(17);
+    options.owner_epsilon_cap = Some(3.0);
+    options.ledger = LedgerChoice::Temporary;
+    let report = run(&contract, &table, &options);
+    assert!(
+        report.max_node_epsilon <= 3.0,
+        "{}",
+        report.max_node_epsilon
+    );
+    let completed = report.rounds.iter().filter(|r| r.completed).count();
+    let failed = report.rounds.len() - completed;
+    assert!(
+        completed > 0 && failed > 0,
+        "{completed} completed, {failed} failed"
+    );
+    assert!(report.epsilon.unwrap() <= 3.0);
+    let ledger = report.ledger.unwrap();
+    assert!(ledger.verify.is_ok(), "{:?}", ledger.verify.violations);
+}

@@ -111,7 +111,7 @@ fn three_hundred_participants_at_the_clip_bound_sum_exactly() {
 
 /// About 10 s of CPU (2,000 × 2k X25519 and k Ed25519 verifications, k = 24).
 #[test]
-#[ignore = "slow: run with `cargo test -p fedpool-secagg --release -- --ignored`"]
+// ~6 s: the workspace builds this crate optimised in the test profile too.
 fn two_thousand_participants_at_the_clip_bound_sum_exactly() {
     check_clip_bound_round(2_000);
 }
