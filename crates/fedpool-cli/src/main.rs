@@ -34,7 +34,7 @@ enum Command {
     /// Run the guided demo: 100 clients on the bundled digits, non-IID, with a chart at the end.
     Demo(demo::DemoArgs),
     /// Simulate federated training of a contract over many in-process clients.
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Create this node's identity (an Ed25519 key, printed as a did:key) and ledger.
     Init(cmd_models::InitArgs),
     /// Sign and publish a model contract to the ledger; prints the model id.
@@ -83,7 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Demo(args) => ok(demo::run(args)),
-        Command::Simulate(args) => ok(simulate::run(args)),
+        Command::Simulate(args) => ok(simulate::run(*args)),
         Command::Init(args) => ok(cmd_models::init(home()?, args)),
         Command::Publish(args) => ok(cmd_models::publish(home()?, args)),
         Command::Models(args) => ok(cmd_models::models(home()?, args)),
