@@ -1,4 +1,5 @@
-//! `fedpool privacy epsilon|sigma`: plan a privacy budget with the Rényi-DP accountant.
+//! `fedpool privacy epsilon|sigma|contract`: plan a privacy budget with the Rényi-DP
+//! accountant, by hand or for a contract's terms.
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -7,6 +8,19 @@ use serde_json::json;
 /// `fedpool privacy …`
 #[derive(Debug, Subcommand)]
 pub enum PrivacyCommand {
+    /// What a contract's rounds cost each owner: ε after every round for its privacy terms
+    /// (central Gaussian or distributed discrete Gaussian under secure aggregation), exactly
+    /// as nodes and the publisher account them.
+    Contract {
+        /// The model contract (TOML).
+        contract: std::path::PathBuf,
+        /// Owners eligible (consenting) each round; sets the round size.
+        #[arg(long, default_value_t = 1000)]
+        owners: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// ε spent by T rounds of the Poisson-subsampled Gaussian mechanism.
     Epsilon {
         /// Sampling rate: the share of clients in a round.
@@ -48,6 +62,11 @@ pub enum PrivacyCommand {
 /// Runs `fedpool privacy …`.
 pub fn privacy(command: PrivacyCommand) -> Result<()> {
     match command {
+        PrivacyCommand::Contract {
+            contract,
+            owners,
+            json,
+        } => contract_cost(&contract, owners, json)?,
         PrivacyCommand::Epsilon {
             q,
             sigma,
@@ -88,6 +107,88 @@ pub fn privacy(command: PrivacyCommand) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// ε per round of a contract for `owners` eligible owners.
+fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()> {
+    let contract = crate::load::contract(path)?;
+    let terms = fedpool_protocol::PrivacyTerms::from_contract(&contract);
+    let network = fedpool_core::Network::new(
+        &contract.model,
+        contract.n_features(),
+        contract.schema.n_outputs(),
+    )?;
+    let sampled = contract
+        .training
+        .sampling
+        .round_size(owners)
+        .with_context(|| format!("cannot sample a round from {owners} owners"))?;
+    let plan = terms
+        .plan_round(sampled, owners, network.n_params())
+        .map_err(anyhow::Error::msg)?;
+    let Some(mechanism) = plan.mechanism else {
+        anyhow::bail!(
+            "{} adds no noise (privacy.noise_multiplier = {}, clip_norm = {}): its rounds are not differentially private",
+            path.display(),
+            contract.privacy.noise_multiplier,
+            contract.privacy.clip_norm
+        );
+    };
+    let rounds = contract.training.rounds as u64;
+    let per_round: Vec<f64> = (1..=rounds)
+        .map(|t| fedpool_privacy::epsilon_for_rounds(&mechanism, t, terms.delta))
+        .collect::<Result<_, _>>()
+        .context("cannot account the contract's rounds")?;
+    let total = per_round.last().copied().unwrap_or(0.0);
+    let within = contract
+        .privacy
+        .epsilon_budget
+        .map(|budget| per_round.iter().take_while(|&&e| e <= budget).count());
+    let kind = match mechanism {
+        fedpool_privacy::RoundMechanism::SubsampledGaussian { .. } => {
+            "central Gaussian (Mironov, Talwar, Zhang 2019)"
+        }
+        fedpool_privacy::RoundMechanism::SubsampledDdg { .. } => {
+            "distributed discrete Gaussian under secure aggregation (Kairouz et al. 2021), sampled (Zhu & Wang 2019)"
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "contract": contract.model_info.name,
+                "owners": owners,
+                "sampled_per_round": sampled,
+                "q": mechanism.sampling_rate(),
+                "noise_multiplier": mechanism.noise_multiplier(),
+                "delta": terms.delta,
+                "secure_aggregation": contract.privacy.secure_aggregation,
+                "rounds": rounds,
+                "epsilon": total,
+                "epsilon_per_round": per_round,
+                "epsilon_budget": contract.privacy.epsilon_budget,
+                "rounds_within_budget": within,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{}: {sampled} of {owners} owners per round (q = {:.4}), z = {}, {kind}",
+        contract.model_info.name,
+        mechanism.sampling_rate(),
+        contract.privacy.noise_multiplier
+    );
+    for (round, epsilon) in per_round.iter().enumerate() {
+        let round = round + 1;
+        if round == 1 || round % 5 == 0 || round as u64 == rounds {
+            println!("  after round {round:>3}: ε = {epsilon:.3}");
+        }
+    }
+    println!("ε = {total:.3} at δ = {:e} after all {rounds} rounds", terms.delta);
+    if let (Some(budget), Some(within)) = (contract.privacy.epsilon_budget, within) {
+        println!("budget ε = {budget}: the publisher can run {within} of the {rounds} rounds");
     }
     Ok(())
 }

@@ -262,3 +262,35 @@ fn privacy_epsilon_and_sigma_plan_budgets() {
         "{stderr}"
     );
 }
+
+#[test]
+fn privacy_contract_prints_what_a_contracts_rounds_cost() {
+    let output = Command::new(BIN)
+        .args(["privacy", "contract"])
+        .arg(format!("{CONTRACTS}/mnist_private.toml"))
+        .args(["--owners", "1000", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(v["sampled_per_round"], 100);
+    assert_eq!(v["secure_aggregation"], true);
+    let per_round = v["epsilon_per_round"].as_array().unwrap();
+    assert_eq!(per_round.len(), 30);
+    let epsilon = v["epsilon"].as_f64().unwrap();
+    // The distributed discrete Gaussian's bound: above the Gaussian's 4.848, as the README says.
+    assert!((epsilon - 6.308).abs() < 0.01, "ε = {epsilon}");
+    assert!(per_round.windows(2).all(|w| w[0].as_f64() <= w[1].as_f64()));
+
+    let output = Command::new(BIN)
+        .args(["privacy", "contract"])
+        .arg(format!("{CONTRACTS}/digits.toml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("adds no noise"));
+}
