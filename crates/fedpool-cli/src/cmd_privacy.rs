@@ -150,7 +150,8 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
         fedpool_privacy::RoundMechanism::SubsampledGaussian { .. } => {
             "central Gaussian (Mironov, Talwar, Zhang 2019)"
         }
-        fedpool_privacy::RoundMechanism::SubsampledDdg { .. } => {
+        fedpool_privacy::RoundMechanism::SubsampledDdg { .. }
+        | fedpool_privacy::RoundMechanism::SubsampledDdgWithCount { .. } => {
             "distributed discrete Gaussian under secure aggregation (Kairouz et al. 2021), sampled (Zhu & Wang 2019)"
         }
     };
@@ -186,7 +187,10 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
             println!("  after round {round:>3}: ε = {epsilon:.3}");
         }
     }
-    println!("ε = {total:.3} at δ = {:e} after all {rounds} rounds", terms.delta);
+    println!(
+        "ε = {total:.3} at δ = {:e} after all {rounds} rounds",
+        terms.delta
+    );
     if let (Some(budget), Some(within)) = (contract.privacy.epsilon_budget, within) {
         println!("budget ε = {budget}: the publisher can run {within} of the {rounds} rounds");
     }

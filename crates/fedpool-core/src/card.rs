@@ -183,7 +183,7 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
     let mut words = vec!["Your rows never leave your node; only model updates do.".to_string()];
     if let (true, Some(adaptive)) = (p.clip_norm > 0.0, p.adaptive_clipping) {
         words.push(format!(
-            "Each update is clipped to a length (L2 norm) that starts at {} and adapts each round so that about {:.0}% of updates fit; the noise scales with it, so privacy is unchanged. Your node reports only whether its update fitted, and that count is noised too.",
+            "Each update is clipped to a length (L2 norm) that starts at {} and adapts each round so that about {:.0}% of updates fit; the noise scales with it, so privacy is unchanged. Your node reports only whether its update fitted (securely summed when secure aggregation is on), and that count is noised from the same budget.",
             p.clip_norm,
             adaptive.target_quantile * 100.0
         ));

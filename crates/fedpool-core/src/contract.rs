@@ -121,7 +121,7 @@ pub struct Privacy {
     #[serde(default = "default_threshold")]
     pub secure_aggregation_threshold: f64,
     /// Adapt the clip norm each round towards a quantile of the update norms, starting from
-    /// `clip_norm` (Andrew et al. 2021). Central DP only for now.
+    /// `clip_norm` (Andrew et al. 2021).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive_clipping: Option<AdaptiveClipping>,
 }
@@ -483,12 +483,6 @@ impl Contract {
                 return Err(invalid(
                     "privacy.adaptive_clipping.learning_rate",
                     format!("must be > 0, got {}", adaptive.learning_rate),
-                ));
-            }
-            if p.secure_aggregation {
-                return Err(invalid(
-                    "privacy.adaptive_clipping",
-                    "not available with secure aggregation yet: the count of unclipped updates would need a secure sum of its own; use a fixed clip_norm".into(),
                 ));
             }
         }

@@ -69,7 +69,7 @@ pub mod gaussian;
 mod math;
 
 pub use accountant::{
-    BudgetError, BudgetLimit, BudgetTracker, PldAccountant, PldConfig, PrivacyLedger,
+    BudgetError, BudgetLimit, BudgetTracker, CountNoise, PldAccountant, PldConfig, PrivacyLedger,
     RdpAccountant, RoundMechanism, RoundRecord, SpendPreview, default_orders, delta_from_rdp,
     epsilon, epsilon_for_rounds, epsilon_from_rdp, extended_orders, rdp_poisson_subsampled,
     sigma_for,

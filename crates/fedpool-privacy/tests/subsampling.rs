@@ -334,3 +334,54 @@ fn the_gaussian_round_is_the_exact_accountant() {
         params.noise_std() / params.clip_norm()
     );
 }
+
+#[test]
+fn a_noised_count_composes_with_the_update_as_andrew_et_al_split_the_budget() {
+    use fedpool_privacy::CountNoise;
+    use fedpool_privacy::clip::update_noise_multiplier;
+    use fedpool_privacy::ddg::{DdgConfig, DdgParams};
+    let (z, sigma_b, t) = (1.0, 5.0, 80);
+    let ddg =
+        |noise_std: f64| DdgParams::choose(&DdgConfig::new(8192, 1.0, t, noise_std, 32)).unwrap();
+    let alone = RoundMechanism::SubsampledDdg {
+        q: 0.1,
+        params: ddg(z),
+    };
+    let z_update = update_noise_multiplier(z, sigma_b).unwrap();
+    let split = RoundMechanism::SubsampledDdgWithCount {
+        q: 0.1,
+        params: ddg(z_update),
+        count: CountNoise {
+            n_clients: t,
+            noise_std: sigma_b,
+        },
+    };
+    let eps_alone = epsilon_for_rounds(&alone, 30, 1e-5).unwrap();
+    let eps_split = epsilon_for_rounds(&split, 30, 1e-5).unwrap();
+    // Splitting z between the update and the count costs (almost exactly) what z alone does.
+    assert!(
+        (eps_split - eps_alone).abs() < 0.02 * eps_alone,
+        "{eps_split} vs {eps_alone}"
+    );
+    assert!((split.noise_multiplier() - z).abs() < 1e-6);
+    // The same update noise with a count on top costs more than without it.
+    let extra = RoundMechanism::SubsampledDdgWithCount {
+        q: 0.1,
+        params: ddg(z),
+        count: CountNoise {
+            n_clients: t,
+            noise_std: sigma_b,
+        },
+    };
+    assert!(epsilon_for_rounds(&extra, 30, 1e-5).unwrap() > eps_alone);
+    // A count without noise is not private.
+    let bare = RoundMechanism::SubsampledDdgWithCount {
+        q: 0.1,
+        params: ddg(z),
+        count: CountNoise {
+            n_clients: t,
+            noise_std: 0.0,
+        },
+    };
+    assert!(epsilon_for_rounds(&bare, 30, 1e-5).unwrap().is_infinite());
+}

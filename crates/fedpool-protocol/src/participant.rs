@@ -103,6 +103,7 @@ enum State {
         round: RoundId,
         publisher: NodeId,
         update: Vec<f32>,
+        within_clip: bool,
         privacy: Arc<RoundPrivacy>,
     },
     Aggregating {
@@ -430,6 +431,7 @@ impl Participant {
                     round,
                     publisher,
                     update: delta,
+                    within_clip,
                     privacy,
                 };
                 self.send(publisher, Msg::Ready { round });
@@ -451,12 +453,13 @@ impl Participant {
             round,
             publisher,
             update,
+            within_clip,
             privacy,
         } = std::mem::replace(&mut self.state, State::Idle)
         else {
             return;
         };
-        match self.start_secure(setup, &update, &privacy) {
+        match self.start_secure(setup, &update, within_clip, &privacy) {
             Ok((client, min_in_sum)) => {
                 self.state = State::Aggregating {
                     round,
@@ -474,11 +477,13 @@ impl Participant {
         &mut self,
         setup: &SecAggSetup,
         update: &[f32],
+        within_clip: bool,
         privacy: &RoundPrivacy,
     ) -> Result<(Client<ChaCha20Rng>, Option<usize>), String> {
         let Aggregation::Secure {
             encoding,
             min_survivors,
+            count_noise,
         } = &privacy.aggregation
         else {
             return Err("the round is not securely aggregated".into());
@@ -501,14 +506,23 @@ impl Participant {
         let Some(identity) = &self.identity else {
             return Err("this node has no identity key to sign its session keys".into());
         };
-        let config = setup.round_config(&self.directory, encoding)?;
-        let words = ddg::encode(
+        let vector_len = encoding.padded_dimension() + usize::from(count_noise.is_some());
+        let config = setup.round_config(&self.directory, vector_len)?;
+        let mut words = ddg::encode(
             update,
             encoding,
             &setup.rotation_seed,
             &mut self.privacy_rng,
         )
         .map_err(|e| format!("cannot encode the update: {e}"))?;
+        if let Some(sigma_b) = count_noise {
+            words.push(encode_count_bit(
+                within_clip,
+                *sigma_b,
+                *min_survivors,
+                &mut self.privacy_rng,
+            )?);
+        }
         let client_rng = ChaCha20Rng::from_seed(self.privacy_rng.random());
         let client = Client::new(Arc::new(config), me, identity, words, client_rng)
             .map_err(|e| e.to_string())?;
@@ -601,4 +615,26 @@ impl Participant {
     pub fn secure_aborts(&self) -> &[(RoundId, String)] {
         &self.secure_aborts
     }
+}
+
+/// Adaptive clipping under secure aggregation: a node's "fitted" bit as `2b − 1` plus its
+/// share (variance `(2σ_b)²/t`) of the count's discrete Gaussian noise, as one word.
+fn encode_count_bit(
+    within_clip: bool,
+    sigma_b: f64,
+    min_survivors: usize,
+    rng: &mut ChaCha20Rng,
+) -> Result<u32, String> {
+    let mut value: i64 = if within_clip { 1 } else { -1 };
+    if sigma_b > 0.0 {
+        let count = fedpool_privacy::CountNoise {
+            n_clients: min_survivors,
+            noise_std: sigma_b,
+        };
+        let sampler = ddg::DiscreteGaussian::new(count.local_variance())
+            .map_err(|e| format!("cannot sample the count's noise: {e}"))?;
+        let noise = sampler.sample(rng).clamp(-(1i128 << 40), 1i128 << 40) as i64;
+        value += noise;
+    }
+    Ok(ddg::reduce_modular(&[value], crate::privacy::SECURE_AGGREGATION_BITS)[0])
 }

@@ -8,8 +8,9 @@
 //! for less noise, a larger sampling rate or more rounds is refused, whatever it claims.
 
 use fedpool_core::{AdaptiveClipping, Contract};
+use fedpool_privacy::clip::update_noise_multiplier;
 use fedpool_privacy::ddg::{DdgConfig, DdgParams};
-use fedpool_privacy::{RoundMechanism, add_gaussian_noise, clip_l2};
+use fedpool_privacy::{CountNoise, RoundMechanism, add_gaussian_noise, clip_l2};
 use rand::{CryptoRng, Rng};
 
 /// Bits per word of a securely aggregated update: 4 bytes per parameter on the wire, and the
@@ -114,11 +115,6 @@ impl PrivacyTerms {
             (sampled as f64 / eligible as f64).min(1.0)
         };
         let q = self.sampling_rate.map_or(actual, |q| q.max(actual));
-        let noise_std = if self.adds_noise() {
-            self.noise_multiplier * self.clip_norm
-        } else {
-            0.0
-        };
         if !self.secure_aggregation {
             return Ok(RoundPrivacy {
                 clip_norm: self.clip_norm,
@@ -131,20 +127,66 @@ impl PrivacyTerms {
                 aggregation: Aggregation::Plain,
             });
         }
-        let min_survivors = self.min_survivors(sampled);
-        let (encoding, accounting) =
-            ddg_parameters(dimension, self.clip_norm, sampled, min_survivors, noise_std)?;
+        let (aggregation, mechanism) = self.secure_plan(self.clip_norm, sampled, dimension, q)?;
         Ok(RoundPrivacy {
             clip_norm: self.clip_norm,
-            mechanism: self.adds_noise().then_some(RoundMechanism::SubsampledDdg {
+            mechanism,
+            aggregation,
+        })
+    }
+
+    /// A secure round of `members` members clipping to `clip_norm`: the encoding every member
+    /// uses and the mechanism it amounts to. With adaptive clipping the members also encode
+    /// their "fitted" bit with a noise share, and the update gets the rest of the noise
+    /// budget (Andrew et al. 2021, Theorem 1), as in central DP.
+    fn secure_plan(
+        &self,
+        clip_norm: f64,
+        members: usize,
+        dimension: usize,
+        q: f64,
+    ) -> Result<(Aggregation, Option<RoundMechanism>), String> {
+        let noised = self.adds_noise();
+        let min_survivors = self.min_survivors(members);
+        let count_noise = self
+            .adaptive_clipping
+            .map(|_| self.count_noise_std(members));
+        let update_multiplier = match count_noise {
+            Some(sigma_b) if noised => update_noise_multiplier(self.noise_multiplier, sigma_b)
+                .map_err(|e| e.to_string())?,
+            _ if noised => self.noise_multiplier,
+            _ => 0.0,
+        };
+        let (encoding, accounting) = ddg_parameters(
+            dimension,
+            clip_norm,
+            members,
+            min_survivors,
+            update_multiplier * clip_norm,
+        )?;
+        let mechanism = match count_noise {
+            _ if !noised => None,
+            Some(sigma_b) => Some(RoundMechanism::SubsampledDdgWithCount {
+                q,
+                params: accounting,
+                count: CountNoise {
+                    n_clients: min_survivors,
+                    noise_std: sigma_b,
+                },
+            }),
+            None => Some(RoundMechanism::SubsampledDdg {
                 q,
                 params: accounting,
             }),
-            aggregation: Aggregation::Secure {
+        };
+        Ok((
+            Aggregation::Secure {
                 encoding,
                 min_survivors,
+                count_noise,
             },
-        })
+            mechanism,
+        ))
     }
 
     /// Checks a publisher's plan against these terms for a model of `dimension` parameters
@@ -211,44 +253,44 @@ impl PrivacyTerms {
                     })),
                 }
             }
-            Aggregation::Secure {
-                encoding,
-                min_survivors,
-            } => {
+            Aggregation::Secure { encoding, .. } => {
                 let members = encoding.n_clients();
                 if members == 0 || members > MAX_MEMBERS {
                     return Err(format!(
                         "the request's round size {members} is outside 1..={MAX_MEMBERS}"
                     ));
                 }
-                let t = self.min_survivors(members);
-                let noise_std = if noised {
-                    self.noise_multiplier * plan.clip_norm
-                } else {
-                    0.0
-                };
-                let (expected, accounting) =
-                    ddg_parameters(dimension, plan.clip_norm, members, t, noise_std)?;
-                if *encoding != expected || *min_survivors != t {
+                let (expected, mechanism) =
+                    self.secure_plan(plan.clip_norm, members, dimension, q)?;
+                if plan.aggregation != expected {
                     return Err(format!(
-                        "the request's encoding (σ = {:.4}, granularity {:.3e}, {} bits, {} members, {} must survive) is not the contract's (σ = {:.4}, granularity {:.3e}, {} bits, {t} must survive)",
-                        encoding.noise_std(),
-                        encoding.granularity(),
-                        encoding.bits(),
-                        members,
-                        min_survivors,
-                        expected.noise_std(),
-                        expected.granularity(),
-                        expected.bits(),
+                        "the request's encoding is not the one the contract gives for {members} members: {}",
+                        describe_secure(&plan.aggregation, &expected)
                     ));
                 }
-                Ok(noised.then_some(RoundMechanism::SubsampledDdg {
-                    q,
-                    params: accounting,
-                }))
+                Ok(mechanism)
             }
         }
     }
+}
+
+fn describe_secure(got: &Aggregation, expected: &Aggregation) -> String {
+    let describe = |a: &Aggregation| match a {
+        Aggregation::Secure {
+            encoding,
+            min_survivors,
+            count_noise,
+        } => format!(
+            "σ = {:.4}, granularity {:.3e}, {} bits, {} must survive, count noise {:?}",
+            encoding.noise_std(),
+            encoding.granularity(),
+            encoding.bits(),
+            min_survivors,
+            count_noise
+        ),
+        Aggregation::Plain => "plain".into(),
+    };
+    format!("got {}; expected {}", describe(got), describe(expected))
 }
 
 /// The largest round a node accepts to encode for.
@@ -329,6 +371,9 @@ pub enum Aggregation {
         encoding: DdgParams,
         /// Fewest members whose inputs must be in the sum for it to be released.
         min_survivors: usize,
+        /// With adaptive clipping: σ_b of the securely summed count of unclipped updates (each
+        /// member appends one word, `2b − 1` plus its noise share).
+        count_noise: Option<f64>,
     },
 }
 

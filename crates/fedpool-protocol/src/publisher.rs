@@ -413,6 +413,7 @@ impl Publisher {
         let Aggregation::Secure {
             encoding,
             min_survivors,
+            count_noise,
         } = collecting.privacy.aggregation.clone()
         else {
             return;
@@ -441,6 +442,7 @@ impl Publisher {
             &self.config.directory,
             encoding,
             min_survivors,
+            count_noise.is_some(),
             self.config.round_timeout_ms,
         ) {
             Ok(secure) => secure,
@@ -472,12 +474,18 @@ impl Publisher {
                 sum,
                 survivors,
                 dropped,
+                centred_count,
             } => {
                 let State::Collecting(collecting) =
                     std::mem::replace(&mut self.state, State::NotStarted)
                 else {
                     return;
                 };
+                if let (Some(estimator), Some(centred)) = (&mut self.adaptive_clip, centred_count) {
+                    // The same update as in central DP: the noise is already in the count.
+                    let m = collecting.n_sampled as f64;
+                    estimator.update_from_noisy_count(centred + m / 2.0, collecting.n_sampled);
+                }
                 // The number sampled, not the number that survived: see `private_mean`.
                 let n = collecting.n_sampled.max(survivors.len()) as f32;
                 let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();

@@ -80,11 +80,12 @@ impl SecAggSetup {
         }
     }
 
-    /// The validated round config, with identities from `directory`.
+    /// The validated round config for vectors of `vector_len` words, with identities from
+    /// `directory`.
     pub fn round_config(
         &self,
         directory: &Directory,
-        encoding: &DdgParams,
+        vector_len: usize,
     ) -> Result<RoundConfig, String> {
         let identities = self
             .members
@@ -109,7 +110,7 @@ impl SecAggSetup {
             topology: self.topology.clone(),
             threshold: self.threshold,
             modulus_bits: SECURE_AGGREGATION_BITS,
-            vector_len: encoding.padded_dimension(),
+            vector_len,
         })
         .map_err(|e| e.to_string())
     }
@@ -129,6 +130,8 @@ pub(crate) struct SecureCollection {
     pub(crate) server: Server,
     pub(crate) encoding: DdgParams,
     pub(crate) min_survivors: usize,
+    /// Adaptive clipping: the members append one count word.
+    pub(crate) with_count: bool,
 }
 
 /// How a secure aggregation ended, from the publisher's side.
@@ -140,6 +143,8 @@ pub(crate) enum SecureOutcome {
         sum: Vec<f32>,
         survivors: Vec<NodeId>,
         dropped: Vec<NodeId>,
+        /// Adaptive clipping: the noised centred count `Σ(b − ½)` of unclipped updates.
+        centred_count: Option<f64>,
     },
     /// No sum: why.
     Failed(String),
@@ -151,14 +156,17 @@ impl SecureCollection {
         directory: &Directory,
         encoding: DdgParams,
         min_survivors: usize,
+        with_count: bool,
         stage_timeout_ms: u64,
     ) -> Result<SecureCollection, String> {
-        let config = Arc::new(setup.round_config(directory, &encoding)?);
+        let vector_len = encoding.padded_dimension() + usize::from(with_count);
+        let config = Arc::new(setup.round_config(directory, vector_len)?);
         Ok(SecureCollection {
             setup,
             server: Server::new(config, stage_timeout_ms),
             encoding,
             min_survivors,
+            with_count,
         })
     }
 
@@ -213,11 +221,22 @@ impl SecureCollection {
                 self.min_survivors
             ));
         }
-        match ddg::decode(&aggregate.sum, &self.encoding, &self.setup.rotation_seed) {
+        let padded = self.encoding.padded_dimension();
+        let centred_count = match (self.with_count, aggregate.sum.get(padded)) {
+            // The word sums 2b − 1 plus noise, mod 2^32: centre it, then halve.
+            (true, Some(&word)) => Some(f64::from(word as i32) / 2.0),
+            _ => None,
+        };
+        match ddg::decode(
+            &aggregate.sum[..padded.min(aggregate.sum.len())],
+            &self.encoding,
+            &self.setup.rotation_seed,
+        ) {
             Ok(sum) => SecureOutcome::Sum {
                 sum,
                 survivors,
                 dropped: to_nodes(&aggregate.dropped),
+                centred_count,
             },
             Err(e) => SecureOutcome::Failed(format!("cannot decode the secure sum: {e}")),
         }
@@ -245,7 +264,8 @@ mod tests {
             .collect();
         let encoding = DdgParams::choose(&DdgConfig::new(8, 1.0, 5, 1.0, 32)).unwrap();
         let setup = SecAggSetup::plan(RoundId(1), members, [[1; 32], [2; 32], [3; 32]]);
-        let collection = SecureCollection::new(setup, &directory, encoding, 4, 1_000).unwrap();
+        let collection =
+            SecureCollection::new(setup, &directory, encoding, 4, false, 1_000).unwrap();
         let aggregate = |n: u32| Aggregate {
             sum: vec![0; encoding.padded_dimension()],
             survivors: (0..n).map(ParticipantIdx).collect(),

@@ -178,6 +178,7 @@ fn a_node_refuses_a_tampered_secure_encoding() {
     let Aggregation::Secure {
         encoding,
         min_survivors,
+        ..
     } = honest.aggregation.clone()
     else {
         panic!("secure plan expected");
@@ -194,11 +195,13 @@ fn a_node_refuses_a_tampered_secure_encoding() {
     fewer_survivors.aggregation = Aggregation::Secure {
         encoding,
         min_survivors: min_survivors - 5,
+        count_noise: None,
     };
     let mut coarse_plan = honest.clone();
     coarse_plan.aggregation = Aggregation::Secure {
         encoding: coarse,
         min_survivors,
+        count_noise: None,
     };
     for (what, plan) in [
         ("coarse granularity", coarse_plan),
@@ -760,4 +763,71 @@ fn with_adaptive_clipping_the_round_still_spends_the_contracts_epsilon() {
     let expected = fedpool_privacy::epsilon(1.0, 1.0, 5, 1e-5).unwrap();
     let spent = rounds.last().unwrap().privacy.unwrap().epsilon_total;
     assert!((spent - expected).abs() < 1e-9, "{spent} vs {expected}");
+}
+
+#[test]
+fn adaptive_clipping_under_secure_aggregation_moves_the_norm_as_central_dp_does() {
+    // Without noise the securely summed count is exact, so the norm follows the same path as
+    // in the central test above.
+    let mut secure = terms(4.0, 0.0, 1.0, None, true);
+    secure.adaptive_clipping = Some(fedpool_core::AdaptiveClipping {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+    });
+    let mut central = secure.clone();
+    central.secure_aggregation = false;
+    let data: Vec<Vec<f32>> = (0..6).map(|_| vec![0.3, 0.4]).collect();
+    let mut secure_net = Net::new(secure, data.clone(), 25);
+    let mut central_net = Net::new(central, data, 25);
+    secure_net.run();
+    central_net.run();
+    let norms = |net: &Net| -> Vec<f64> { net.completed().iter().map(|s| s.clip_norm).collect() };
+    let (secure_norms, central_norms) = (norms(&secure_net), norms(&central_net));
+    assert_eq!(secure_norms.len(), 25, "{:?}", secure_net.events);
+    for (s, c) in secure_norms.iter().zip(&central_norms) {
+        assert!(
+            (s - c).abs() < 1e-9,
+            "{secure_norms:?} vs {central_norms:?}"
+        );
+    }
+    assert!(secure_net.completed().iter().all(|s| s.secure_aggregation));
+    assert_eq!(secure_net.plain_updates_seen, 0);
+}
+
+#[test]
+fn adaptive_clipping_under_secure_aggregation_accounts_the_count() {
+    let mut terms = terms(1.0, 1.0, 0.1, Some(100.0), true);
+    terms.adaptive_clipping = Some(fedpool_core::AdaptiveClipping {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+    });
+    let plan = terms.plan_round(100, 1000, 64).unwrap();
+    let Some(mechanism @ fedpool_privacy::RoundMechanism::SubsampledDdgWithCount { count, .. }) =
+        plan.mechanism
+    else {
+        panic!("{:?}", plan.mechanism);
+    };
+    assert_eq!(count.noise_std, 5.0, "σ_b = m/20");
+    // The count is paid for out of z: about the cost of the DDG with z alone.
+    let with_count = fedpool_privacy::epsilon_for_rounds(&mechanism, 30, 1e-5).unwrap();
+    let mut plain = terms.clone();
+    plain.adaptive_clipping = None;
+    let alone = fedpool_privacy::epsilon_for_rounds(
+        &plain.plan_round(100, 1000, 64).unwrap().mechanism.unwrap(),
+        30,
+        1e-5,
+    )
+    .unwrap();
+    assert!(
+        (with_count - alone).abs() < 0.02 * alone,
+        "{with_count} vs {alone}"
+    );
+    // A node checks the plan exactly, count noise included.
+    let node_view = terms.node_mechanism(&plan, 64).unwrap();
+    assert_eq!(node_view, Some(mechanism));
+    let mut tampered = plan.clone();
+    if let Aggregation::Secure { count_noise, .. } = &mut tampered.aggregation {
+        *count_noise = Some(0.5);
+    }
+    assert!(terms.node_mechanism(&tampered, 64).is_err());
 }

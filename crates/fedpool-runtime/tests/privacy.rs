@@ -191,15 +191,22 @@ fn adaptive_clipping_tracks_the_update_norms_under_central_dp() {
 }
 
 #[test]
-fn adaptive_clipping_with_secure_aggregation_is_refused_clearly() {
-    let text = PRIVATE_CONTRACT.replace(
-        "secure_aggregation_threshold = 0.8",
-        "secure_aggregation_threshold = 0.8\nadaptive_clipping = { target_quantile = 0.5 }",
-    );
-    let error = Contract::from_toml(&text, "contract.toml")
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("privacy.adaptive_clipping"), "{error}");
+fn adaptive_clipping_under_secure_aggregation_tracks_the_norms_too() {
+    let (mut contract, table) = private_digits();
+    contract.privacy.clip_norm = 1.0;
+    contract.privacy.adaptive_clipping = Some(fedpool_core::AdaptiveClipping {
+        target_quantile: 0.5,
+        learning_rate: 0.2,
+    });
+    contract.validate("digits_private.toml").unwrap();
+    let report = run(&contract, &table, &options(13));
+    let norms: Vec<f64> = report.rounds.iter().map(|r| r.clip_norm).collect();
+    assert!(norms[0] == 1.0, "{norms:?}");
+    let last = *norms.last().unwrap();
+    assert!((3.0..12.0).contains(&last), "{norms:?}");
+    assert_eq!(report.plain_updates_seen, 0);
+    let epsilon = report.epsilon.unwrap();
+    assert!(epsilon > 0.0 && epsilon <= 8.0, "ε {epsilon}");
 }
 
 #[test]

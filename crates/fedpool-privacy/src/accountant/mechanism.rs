@@ -39,6 +39,53 @@ pub enum RoundMechanism {
         /// The round's DDG parameters (granularity, clip, noise, cohort size).
         params: DdgParams,
     },
+    /// [`RoundMechanism::SubsampledDdg`] plus the noised count of unclipped updates that
+    /// adaptive clipping releases in the same round (Andrew et al. 2021): both releases
+    /// compose per order before amplification by sampling.
+    SubsampledDdgWithCount {
+        /// Poisson sampling rate of the round, in `[0, 1]`.
+        q: f64,
+        /// The update's DDG parameters.
+        params: DdgParams,
+        /// The count's noise.
+        count: CountNoise,
+    },
+}
+
+/// The noise on a securely aggregated count of unclipped updates: each of the `n_clients`
+/// members whose shares must reach the sum encodes its bit as `2b − 1 ∈ {−1, +1}` and adds a
+/// discrete Gaussian of variance `(2σ_b)²/n_clients`, so the sum is the centred count
+/// `Σ(b − ½)`, scaled by 2, with noise of std `σ_b` in count units.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CountNoise {
+    /// Members whose noise shares are guaranteed to be in the sum.
+    pub n_clients: usize,
+    /// σ_b: noise std on the centred count (whose sensitivity is ½).
+    pub noise_std: f64,
+}
+
+impl CountNoise {
+    /// Each member's discrete Gaussian variance, in the ±1 units it encodes.
+    pub fn local_variance(&self) -> f64 {
+        4.0 * self.noise_std * self.noise_std / self.n_clients.max(1) as f64
+    }
+
+    /// RDP at order `alpha` of one release of the count, by Kairouz, Liu, Steinke 2021,
+    /// Proposition 14 in one dimension: `α/2 · Δ²/σ̃² + τ` with `Δ = 1` (one member's ±1),
+    /// `σ̃² = 4σ_b²` and τ of their Theorem 1. `+∞` without noise or below the proven
+    /// range (per-member std under ½).
+    pub fn rdp(&self, alpha: f64) -> f64 {
+        let s2 = self.local_variance();
+        if self.noise_std == 0.0 || s2 < 0.25 {
+            return f64::INFINITY;
+        }
+        let mut tau = 0.0;
+        for k in 1..self.n_clients {
+            let k = k as f64;
+            tau += (-2.0 * std::f64::consts::PI.powi(2) * s2 * k / (k + 1.0)).exp();
+        }
+        alpha / 2.0 / (4.0 * self.noise_std * self.noise_std) + 10.0 * tau
+    }
 }
 
 impl RoundMechanism {
@@ -46,7 +93,8 @@ impl RoundMechanism {
     pub fn sampling_rate(&self) -> f64 {
         match *self {
             RoundMechanism::SubsampledGaussian { q, .. }
-            | RoundMechanism::SubsampledDdg { q, .. } => q,
+            | RoundMechanism::SubsampledDdg { q, .. }
+            | RoundMechanism::SubsampledDdgWithCount { q, .. } => q,
         }
     }
 
@@ -59,6 +107,16 @@ impl RoundMechanism {
                 noise_multiplier, ..
             } => noise_multiplier,
             RoundMechanism::SubsampledDdg { params, .. } => params.noise_std() / params.clip_norm(),
+            // Andrew et al. 2021, Theorem 1: z^{-2} = z_Δ^{-2} + (2σ_b)^{-2}.
+            RoundMechanism::SubsampledDdgWithCount { params, count, .. } => {
+                let z_update = params.noise_std() / params.clip_norm();
+                let z_count = 2.0 * count.noise_std;
+                if z_update == 0.0 || z_count == 0.0 {
+                    0.0
+                } else {
+                    (z_update.powi(-2) + z_count.powi(-2)).powf(-0.5)
+                }
+            }
         }
     }
 
@@ -72,6 +130,22 @@ impl RoundMechanism {
             } => check_q_sigma(*q, *noise_multiplier),
             RoundMechanism::SubsampledDdg { q, params } => {
                 ensure((0.0..=1.0).contains(q), "q", *q, "0 <= q <= 1")?;
+                params.validate()
+            }
+            RoundMechanism::SubsampledDdgWithCount { q, params, count } => {
+                ensure((0.0..=1.0).contains(q), "q", *q, "0 <= q <= 1")?;
+                ensure(
+                    count.n_clients >= 1,
+                    "count.n_clients",
+                    count.n_clients as f64,
+                    "n_clients >= 1",
+                )?;
+                ensure(
+                    count.noise_std >= 0.0 && count.noise_std.is_finite(),
+                    "count.noise_std",
+                    count.noise_std,
+                    "0 <= noise_std < inf",
+                )?;
                 params.validate()
             }
         }
@@ -107,6 +181,13 @@ impl RoundMechanism {
                 .collect()),
             RoundMechanism::SubsampledDdg { q, params } => {
                 subsampling::rdp_poisson_subsampled_curve(*q, orders, params.rdp_fn())
+            }
+            RoundMechanism::SubsampledDdgWithCount { q, params, count } => {
+                let update = params.rdp_fn();
+                let count = *count;
+                subsampling::rdp_poisson_subsampled_curve(*q, orders, move |alpha| {
+                    update(alpha) + count.rdp(alpha)
+                })
             }
         }
     }

@@ -20,7 +20,7 @@ mod subsampling;
 pub use ledger::{
     BudgetError, BudgetLimit, BudgetTracker, PrivacyLedger, RoundRecord, SpendPreview,
 };
-pub use mechanism::{RoundMechanism, epsilon_for_rounds};
+pub use mechanism::{CountNoise, RoundMechanism, epsilon_for_rounds};
 pub use pld::{PldAccountant, PldConfig};
 pub use subsampling::{MAX_SUBSAMPLED_ORDER, rdp_poisson_subsampled, rdp_poisson_subsampled_curve};
 
