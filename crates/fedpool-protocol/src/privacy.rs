@@ -3,9 +3,11 @@
 //!
 //! Both roles derive a round's [`RoundPrivacy`] from the same [`PrivacyTerms`] (the contract's
 //! privacy section, which every node holds because it consented to it). The publisher plans it
-//! and sends it with the request; each participant checks that the plan is the one its terms
-//! allow and accounts it in its own [`PrivacyLedger`] before it trains, so a publisher that asks
-//! for less noise, a larger sampling rate or more rounds is refused, whatever it claims.
+//! and sends it with the request; each participant checks the plan against its terms and
+//! accounts, in its own `PrivacyLedger`, a mechanism it builds from the contract (never the
+//! one the plan declares) before it trains. A publisher that asks for less noise, a coarser
+//! encoding, fewer survivors or a lower sampling rate is refused or accounted at the
+//! contract's cost, whatever it claims.
 
 use fedpool_core::{AdaptiveClipping, Contract};
 use fedpool_privacy::clip::update_noise_multiplier;
@@ -28,7 +30,8 @@ pub struct PrivacyTerms {
     /// Noise standard deviation as a multiple of `clip_norm`; 0 for no noise.
     pub noise_multiplier: f64,
     /// Share of eligible nodes sampled each round (the q of the accountant), when the contract
-    /// samples by fraction; `None` when it samples a fixed count (the publisher then states q).
+    /// samples by fraction; `None` when it samples a fixed count (nodes, which cannot see how
+    /// many are eligible, then account q = 1).
     pub sampling_rate: Option<f64>,
     /// Total ε the publisher may spend, if capped.
     pub epsilon_budget: Option<f64>,
@@ -38,7 +41,7 @@ pub struct PrivacyTerms {
     pub secure_aggregation: bool,
     /// Share of a round's members whose noise must reach the sum (and whose shares rebuild it).
     pub secure_aggregation_threshold: f64,
-    /// Adaptive clipping (central DP only): `clip_norm` is then the starting norm.
+    /// Adaptive clipping: `clip_norm` is then the starting norm.
     pub adaptive_clipping: Option<AdaptiveClipping>,
 }
 
