@@ -319,13 +319,26 @@ fn ddg_parameters(
     let members = members.max(1);
     let min_survivors = min_survivors.clamp(1, members);
     let scale_up = (members as f64 / min_survivors as f64).sqrt();
-    let encoding = DdgParams::choose(&DdgConfig::new(
+    let config = DdgConfig::new(
         dimension,
         clip_norm,
         members,
         noise_std * scale_up,
         SECURE_AGGREGATION_BITS,
-    ))
+    );
+    let encoding = if noise_std == 0.0 {
+        // Without noise the sum is bounded outright: a rotation keeps every coordinate within
+        // the norm c, rounding adds at most 1, so n members sum to at most n(c/γ + 1) in
+        // absolute value. This γ keeps that below 2^31: the sum can never wrap, at any n.
+        let n = members as f64;
+        let half_modulus = 2f64.powi(SECURE_AGGREGATION_BITS as i32 - 1);
+        let granularity = n * clip_norm / (half_modulus - n - 1.0) * (1.0 + 1e-6);
+        DdgParams::new(&config, granularity)
+    } else {
+        // Gaussian noise is unbounded: the granularity keeps the chance that any coordinate
+        // wraps below 1e-9 per round (`DdgParams::choose`).
+        DdgParams::choose(&config)
+    }
     .map_err(|e| format!("no distributed discrete Gaussian parameters fit: {e}"))?;
     let mut accounting_config = DdgConfig::new(
         dimension,
@@ -414,4 +427,36 @@ pub fn private_mean<R: CryptoRng + Rng>(
     let n = denominator.max(updates.len()) as f32;
     sum.iter_mut().for_each(|s| *s /= n);
     Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use fedpool_privacy::ddg;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+
+    #[test]
+    fn without_noise_no_sum_of_members_at_the_clip_bound_wraps_at_any_size() {
+        // One dimension is the worst case: the rotation cannot spread the mass.
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let seed = [9u8; 32];
+        for n in [2usize, 2_000, 100_000] {
+            let (encoding, _) = ddg_parameters(1, 1.0, n, n, 0.0).unwrap();
+            for sign in [1.0f32, -1.0] {
+                let mut sum = vec![0u32; encoding.padded_dimension()];
+                for _ in 0..n {
+                    let words = ddg::encode(&[sign], &encoding, &seed, &mut rng).unwrap();
+                    ddg::add_modular(&mut sum, &words, SECURE_AGGREGATION_BITS).unwrap();
+                }
+                let decoded = ddg::decode(&sum, &encoding, &seed).unwrap()[0];
+                let expected = sign * n as f32;
+                assert!(
+                    (decoded - expected).abs() <= 1e-3 * n as f32,
+                    "n = {n}: {decoded} vs {expected}"
+                );
+            }
+        }
+    }
 }
