@@ -246,15 +246,7 @@ impl PrivacyLedger {
     /// past the limit: check with [`Self::can_participate_in`] first. Invalid parameters
     /// are an error and record nothing.
     pub fn record(&mut self, mechanism: &RoundMechanism) -> Result<SpendPreview> {
-        let (preview, accountant) = self.preview(mechanism)?;
-        self.accountant = accountant;
-        self.history.push(RoundRecord {
-            q: mechanism.sampling_rate(),
-            sigma: mechanism.noise_multiplier(),
-            epsilon_after: preview.epsilon_after,
-            mechanism: Some(*mechanism),
-        });
-        Ok(preview)
+        self.record_rounds(mechanism, 1)
     }
 
     /// Records `rounds` rounds of `mechanism` at once (rounds a node was not asked in still
