@@ -609,6 +609,18 @@ fn events_about_unpublished_models_are_detected() {
 }
 
 #[test]
+fn a_model_id_that_is_not_its_contracts_hash_is_detected() {
+    let mut w = world();
+    let mut swapped = model("swapped", Some(2.0), 1.0);
+    // The id of one contract over the text of another: owners would read other terms.
+    swapped.contract_toml.push_str("# different terms\n");
+    w.ledger.push(&w.carol, 5_000, swapped);
+    let report = check(&w.ledger.events, &[Rule::ModelIdMismatch]);
+    assert_eq!(report.violations.len(), 1);
+    assert!(report.violations[0].detail.contains("content hash"));
+}
+
+#[test]
 fn second_publication_of_a_model_id_is_detected() {
     let mut w = world();
     w.ledger.push(&w.carol, 5_000, w.model.clone());

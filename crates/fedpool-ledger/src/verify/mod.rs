@@ -66,6 +66,9 @@ pub enum Rule {
     UnknownModel,
     /// A model id was published twice; the earliest publication counts.
     DuplicateModel,
+    /// A model's id is not the content hash of the contract text it publishes, so the terms
+    /// owners consent to could differ from the ones the id names.
+    ModelIdMismatch,
     /// A round, payout or release was signed by someone other than the model's publisher.
     NotPublisher,
     /// A round participant's consent event does not exist or is not a consent grant.
@@ -105,7 +108,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 26] = [
+    pub const ALL: [Rule; 27] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -116,6 +119,7 @@ impl Rule {
         Rule::RecordMismatch,
         Rule::UnknownModel,
         Rule::DuplicateModel,
+        Rule::ModelIdMismatch,
         Rule::NotPublisher,
         Rule::ConsentMissing,
         Rule::ConsentWrongAuthor,
@@ -147,6 +151,7 @@ impl Rule {
             Rule::RecordMismatch => "record-mismatch",
             Rule::UnknownModel => "unknown-model",
             Rule::DuplicateModel => "duplicate-model",
+            Rule::ModelIdMismatch => "model-id-mismatch",
             Rule::NotPublisher => "not-publisher",
             Rule::ConsentMissing => "consent-missing",
             Rule::ConsentWrongAuthor => "consent-wrong-author",

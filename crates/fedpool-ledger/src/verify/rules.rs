@@ -44,6 +44,17 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event]) {
             );
             continue;
         }
+        let expected_id = crate::content_hash(published.contract_toml.as_bytes());
+        if published.model_id.0 != expected_id {
+            check.flag(
+                Rule::ModelIdMismatch,
+                event,
+                format!(
+                    "model id {} is not the content hash of its contract ({expected_id})",
+                    published.model_id
+                ),
+            );
+        }
         let terms = &published.terms;
         if terms.reward_pool < 0.0
             || terms.epsilon_budget.is_some_and(|e| e < 0.0)
