@@ -499,3 +499,69 @@ fn undecodable_rows_are_reported_not_fatal() {
         Err(Error::StoredEvent { .. })
     ));
 }
+
+/// A write that fails inside its transaction (here a trigger that rejects the n-th row, as a
+/// full disk or an I/O error would) returns an error and leaves the ledger as it was: every
+/// earlier event intact, nothing half-written, and the next append works once the fault is
+/// gone.
+#[test]
+fn a_failing_write_loses_nothing_and_corrupts_nothing() {
+    let (ledger, _, _, _) = history();
+    for fail_at in 0..ledger.events.len() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let mut store = Store::open(&path, &network()).unwrap();
+        let saboteur = Connection::open(&path).unwrap();
+        saboteur
+            .execute_batch(&format!(
+                "CREATE TRIGGER fault BEFORE INSERT ON events
+                 WHEN (SELECT count(*) FROM events) >= {fail_at}
+                 BEGIN SELECT RAISE(FAIL, 'injected write fault'); END;"
+            ))
+            .unwrap();
+        for event in &ledger.events[..fail_at] {
+            assert_eq!(store.append(event).unwrap(), AppendOutcome::Appended);
+        }
+        let error = store.append(&ledger.events[fail_at]).unwrap_err();
+        assert!(
+            error.to_string().contains("injected write fault"),
+            "write {fail_at}: {error}"
+        );
+        assert_eq!(store.n_events().unwrap(), fail_at as u64);
+        assert_eq!(store.events().unwrap().len(), fail_at);
+        assert!(store.verify().unwrap().is_ok(), "write {fail_at}");
+
+        saboteur.execute_batch("DROP TRIGGER fault;").unwrap();
+        for event in &ledger.events[fail_at..] {
+            assert_eq!(store.append(event).unwrap(), AppendOutcome::Appended);
+        }
+        assert_eq!(store.n_events().unwrap(), ledger.events.len() as u64);
+        drop(store);
+        let reopened = Store::open_existing(&path).unwrap();
+        assert!(reopened.verify().unwrap().is_ok());
+    }
+}
+
+/// An import is one transaction: a fault on its third row leaves none of it behind.
+#[test]
+fn a_failing_import_is_all_or_nothing() {
+    let (ledger, _, _, _) = history();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut store = Store::open(&path, &network()).unwrap();
+    let saboteur = Connection::open(&path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER fault BEFORE INSERT ON events
+             WHEN (SELECT count(*) FROM events) >= 2
+             BEGIN SELECT RAISE(FAIL, 'injected write fault'); END;",
+        )
+        .unwrap();
+    assert!(store.import(ledger.events.clone()).is_err());
+    assert_eq!(store.n_events().unwrap(), 0);
+    saboteur.execute_batch("DROP TRIGGER fault;").unwrap();
+    let report = store.import(ledger.events.clone()).unwrap();
+    assert!(report.rejected.is_empty());
+    assert_eq!(store.n_events().unwrap(), ledger.events.len() as u64);
+    assert!(store.verify().unwrap().is_ok());
+}
