@@ -120,7 +120,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "   each checks its consent and its own privacy accountant, trains locally, clips its update,"
     );
     println!(
-        "   adds its share of discrete Gaussian noise and masks it (SecAgg+, keys signed with its did:key)."
+        "   adds its share of discrete Gaussian noise and masks it (secure aggregation; keys signed by its did:key)."
     );
     println!(
         "   The publisher only ever holds masked vectors and their sum, then applies {}.",
