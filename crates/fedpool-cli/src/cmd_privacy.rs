@@ -137,9 +137,14 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
         );
     };
     let rounds = contract.training.rounds as u64;
+    // One composition per round, read after each: the curve the nodes' ledgers follow.
+    let mut accountant = fedpool_privacy::RdpAccountant::default();
     let per_round: Vec<f64> = (1..=rounds)
-        .map(|t| fedpool_privacy::epsilon_for_rounds(&mechanism, t, terms.delta))
-        .collect::<Result<_, _>>()
+        .map(|_| {
+            accountant.compose(&mechanism, 1)?;
+            Ok(accountant.epsilon(terms.delta)?.0)
+        })
+        .collect::<Result<_, fedpool_privacy::Error>>()
         .context("cannot account the contract's rounds")?;
     let total = per_round.last().copied().unwrap_or(0.0);
     let within = contract

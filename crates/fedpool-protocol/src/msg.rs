@@ -159,8 +159,6 @@ pub struct UpdateMsg {
 pub enum DeclineReason {
     /// The node has not consented to (or has revoked consent for) this model.
     NoConsent,
-    /// The node is busy with another round.
-    Busy,
     /// Local training failed; the message says why.
     TrainingFailed(String),
     /// Taking part would spend more privacy than the contract's budget or the owner's cap.
@@ -175,7 +173,6 @@ impl fmt::Display for DeclineReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeclineReason::NoConsent => f.write_str("no consent for this model"),
-            DeclineReason::Busy => f.write_str("busy with another round"),
             DeclineReason::TrainingFailed(why) => write!(f, "local training failed: {why}"),
             DeclineReason::PrivacyBudget(why) => write!(f, "privacy budget: {why}"),
             DeclineReason::PrivacyTerms(why) => write!(f, "privacy terms: {why}"),

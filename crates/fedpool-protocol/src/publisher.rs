@@ -552,11 +552,11 @@ impl Publisher {
         if let (Some(mechanism), Some(budget)) =
             (&plan.mechanism, self.config.privacy.epsilon_budget)
         {
-            let mut next = self.accountant.clone();
-            let epsilon_next = next
-                .compose(mechanism, 1)
-                .and_then(|()| next.epsilon(self.config.privacy.delta))
-                .map_or(f64::INFINITY, |(eps, _)| eps);
+            let epsilon_next = epsilon_after_round(
+                &mut self.accountant.clone(),
+                mechanism,
+                self.config.privacy.delta,
+            );
             if epsilon_next > budget {
                 self.outputs
                     .push_back(PublisherOutput::Event(RoundEvent::BudgetExhausted {
@@ -750,11 +750,8 @@ impl Publisher {
         let privacy = match &collecting.privacy.mechanism {
             Some(mechanism) => {
                 let before = self.epsilon_spent;
-                let after = self
-                    .accountant
-                    .compose(mechanism, 1)
-                    .and_then(|()| self.accountant.epsilon(self.config.privacy.delta))
-                    .map_or(f64::INFINITY, |(eps, _)| eps);
+                let after =
+                    epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
                 self.epsilon_spent = after;
                 Some(PrivacySpend {
                     epsilon_round: (after - before).max(0.0),
@@ -786,6 +783,19 @@ impl Publisher {
             clip_norm: collecting.privacy.clip_norm,
         })
     }
+}
+
+/// Composes one round of `mechanism` into `accountant` and returns the total ε at `delta`
+/// (infinite if the mechanism cannot be accounted: the budget check then refuses the round).
+fn epsilon_after_round(
+    accountant: &mut RdpAccountant,
+    mechanism: &fedpool_privacy::RoundMechanism,
+    delta: f64,
+) -> f64 {
+    accountant
+        .compose(mechanism, 1)
+        .and_then(|()| accountant.epsilon(delta))
+        .map_or(f64::INFINITY, |(eps, _)| eps)
 }
 
 /// Rows trained on and the example-weighted mean training loss of plain updates.

@@ -190,7 +190,6 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     n_dropouts: usize,
     plain_updates_seen: usize,
     masked_inputs_seen: usize,
-    epsilon: Option<f64>,
     stopped_by_budget: Option<String>,
 }
 
@@ -358,7 +357,6 @@ impl Simulation<InProcessTransport> {
             n_dropouts: 0,
             plain_updates_seen: 0,
             masked_inputs_seen: 0,
-            epsilon: None,
             stopped_by_budget: None,
         })
     }
@@ -451,7 +449,7 @@ impl<T: Transport> Simulation<T> {
                     n_refused: refusers.clone().count(),
                     n_requests_to_refusers: refusers.map(Participant::requests_received).sum(),
                     ledger,
-                    epsilon: self.epsilon,
+                    epsilon: self.epsilon(),
                     delta: self.privacy.delta,
                     secure_aggregation: self.privacy.secure_aggregation,
                     n_dropouts: self.n_dropouts,
@@ -471,7 +469,8 @@ impl<T: Transport> Simulation<T> {
                 continue;
             }
             if !pending_jobs.is_empty() {
-                self.run_jobs(std::mem::take(&mut pending_jobs));
+                let jobs = std::mem::take(&mut pending_jobs);
+                self.run_jobs(jobs, &mut pending_jobs);
                 continue;
             }
             // Nothing in flight: jump the virtual clock to the publisher's next deadline.
@@ -522,9 +521,6 @@ impl<T: Transport> Simulation<T> {
                 }
                 PublisherOutput::Event(RoundEvent::Completed(summary)) => {
                     let metrics = evaluate(&self.network, &summary.global, &self.test_set)?;
-                    if let Some(spend) = summary.privacy {
-                        self.epsilon = Some(spend.epsilon_total);
-                    }
                     if let Some(ledger) = &mut self.ledger {
                         let contributors: Vec<usize> =
                             summary.contributors.iter().map(|n| n.0 as usize).collect();
@@ -551,7 +547,7 @@ impl<T: Transport> Simulation<T> {
                         train_loss: summary.mean_train_loss,
                         completed: true,
                         elapsed_secs: started.elapsed().as_secs_f64(),
-                        epsilon: self.epsilon,
+                        epsilon: self.epsilon(),
                         n_dropouts: self.drop_plan.len(),
                         failure: None,
                         clip_norm: summary.clip_norm,
@@ -575,7 +571,7 @@ impl<T: Transport> Simulation<T> {
                         train_loss: f64::NAN,
                         completed: false,
                         elapsed_secs: started.elapsed().as_secs_f64(),
-                        epsilon: self.epsilon,
+                        epsilon: self.epsilon(),
                         n_dropouts: self.drop_plan.len(),
                         failure: Some(reason),
                         clip_norm: self.publisher.clip_norm(),
@@ -678,18 +674,33 @@ impl<T: Transport> Simulation<T> {
             .collect();
         drop(work);
         for (node, out) in outputs {
-            for output in out {
-                match output {
-                    ParticipantOutput::Send { to, msg } => {
-                        self.send_from_participant(node, to, msg)
-                    }
-                    ParticipantOutput::Train(job) => pending_jobs.push(job),
-                }
+            self.route(node, out, pending_jobs);
+        }
+    }
+
+    /// ε spent so far at the contract's δ, when rounds add noise.
+    fn epsilon(&self) -> Option<f64> {
+        self.privacy
+            .adds_noise()
+            .then(|| self.publisher.epsilon_spent())
+    }
+
+    /// Sends a participant's messages (unless it has dropped out) and queues its training jobs.
+    fn route(
+        &mut self,
+        node: NodeId,
+        outputs: Vec<ParticipantOutput>,
+        pending_jobs: &mut Vec<TrainJob>,
+    ) {
+        for output in outputs {
+            match output {
+                ParticipantOutput::Send { to, msg } => self.send_from_participant(node, to, msg),
+                ParticipantOutput::Train(job) => pending_jobs.push(job),
             }
         }
     }
 
-    fn run_jobs(&mut self, jobs: Vec<TrainJob>) {
+    fn run_jobs(&mut self, jobs: Vec<TrainJob>, pending_jobs: &mut Vec<TrainJob>) {
         let network = &self.network;
         let datasets = &self.datasets;
         let results: Vec<_> = jobs
@@ -712,16 +723,7 @@ impl<T: Transport> Simulation<T> {
             participant.handle(ParticipantInput::Trained { round, outcome });
             let outputs: Vec<ParticipantOutput> =
                 std::iter::from_fn(|| participant.poll_output()).collect();
-            for output in outputs {
-                match output {
-                    ParticipantOutput::Send { to, msg } => {
-                        self.send_from_participant(node, to, msg)
-                    }
-                    ParticipantOutput::Train(job) => {
-                        tracing::warn!(node = %job.node, "participant asked to train twice");
-                    }
-                }
-            }
+            self.route(node, outputs, pending_jobs);
         }
     }
 }

@@ -79,12 +79,8 @@ impl CountNoise {
         if self.noise_std == 0.0 || s2 < 0.25 {
             return f64::INFINITY;
         }
-        let mut tau = 0.0;
-        for k in 1..self.n_clients {
-            let k = k as f64;
-            tau += (-2.0 * std::f64::consts::PI.powi(2) * s2 * k / (k + 1.0)).exp();
-        }
-        alpha / 2.0 / (4.0 * self.noise_std * self.noise_std) + 10.0 * tau
+        let tau = crate::ddg::sum_of_discrete_gaussians_tau(s2, self.n_clients);
+        alpha / 2.0 / (4.0 * self.noise_std * self.noise_std) + tau
     }
 }
 

@@ -341,13 +341,7 @@ impl DdgParams {
     /// τ = 10 · Σ_{k=1}^{n-1} exp(-2π² s² · k/(k+1))
     /// ```
     pub fn tau(&self) -> f64 {
-        let s2 = self.local_noise_variance();
-        let mut tau = 0.0;
-        for k in 1..self.n_clients {
-            let k = k as f64;
-            tau += (-2.0 * std::f64::consts::PI.powi(2) * s2 * k / (k + 1.0)).exp();
-        }
-        10.0 * tau
+        sum_of_discrete_gaussians_tau(self.local_noise_variance(), self.n_clients)
     }
 
     /// RDP at order `alpha` of one release of the noised sum, with respect to adding or
@@ -413,6 +407,17 @@ impl DdgParams {
             "the next power of two of dimension",
         )
     }
+}
+
+/// τ of Kairouz, Liu, Steinke 2021, Theorem 1, for the sum of `n_clients` discrete
+/// Gaussians of per-client variance `local_variance`: `10 · Σ_{k=1}^{n-1} exp(-2π² s² k/(k+1))`.
+pub(crate) fn sum_of_discrete_gaussians_tau(local_variance: f64, n_clients: usize) -> f64 {
+    let mut tau = 0.0;
+    for k in 1..n_clients {
+        let k = k as f64;
+        tau += (-2.0 * std::f64::consts::PI.powi(2) * local_variance * k / (k + 1.0)).exp();
+    }
+    10.0 * tau
 }
 
 /// `k = √(2 ln(2d'/p))`: the tail multiplier for which `d'` sub-Gaussian coordinates all
