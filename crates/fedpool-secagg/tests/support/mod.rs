@@ -209,6 +209,22 @@ pub fn check_exact(spec: &Spec, plan: &DropoutPlan) {
     assert_view_is_masked(spec, &outcome);
 }
 
+/// The most words of a uniformly masked vector of `len` words mod 2^`bits` that equal the
+/// input by chance, except with probability below 1e-12 (union bound:
+/// `P[X > a] ≤ C(len, a+1) · 2^−b(a+1)`), so the check never fails on an honest round.
+fn chance_matches_bound(len: usize, bits: u32) -> usize {
+    let log_p = -f64::from(bits) * std::f64::consts::LN_2;
+    let mut log_binomial = 0.0; // ln C(len, j), updated to j = a + 1 below.
+    for a in 0..len {
+        let j = a + 1;
+        log_binomial += ((len - a) as f64 / j as f64).ln();
+        if log_binomial + j as f64 * log_p <= (1e-12f64).ln() {
+            return a;
+        }
+    }
+    len
+}
+
 /// The server's view holds only masked vectors: none equals its sender's input (checked when a
 /// chance match is negligible), and each differs from it in almost every word (a mask word is
 /// zero with probability 2^−b).
@@ -218,15 +234,14 @@ pub fn assert_view_is_masked(spec: &Spec, outcome: &RoundOutcome) {
         let input = &inputs[sender.as_usize()];
         // A whole masked vector equals its input by chance with probability 2^−(len·b): only a
         // failure when that is negligible (a one-word vector at b = 8 matches once in 256).
-        if spec.vector_len as u64 * u64::from(spec.modulus_bits) >= 64 {
+        if spec.vector_len as u64 * u64::from(spec.modulus_bits) >= 32 {
             assert_ne!(
                 masked, input,
                 "{sender}'s input reached the server unmasked"
             );
         }
         let equal_words = masked.iter().zip(input).filter(|(a, b)| a == b).count();
-        // Expected vector_len · 2^−b equal words by chance; allow four times that, plus 2.
-        let allowed = 2 + (spec.vector_len >> (spec.modulus_bits.clamp(4, 16) - 2));
+        let allowed = chance_matches_bound(spec.vector_len, spec.modulus_bits);
         assert!(
             equal_words <= allowed,
             "{sender}: {equal_words} of {} words unmasked",
