@@ -1,5 +1,17 @@
 //! Numerical helpers shared by the accountants: log-space sums, `ln(e^x - 1)` and `log erfc`.
 
+/// A privacy cost (an RDP value, an ε) as the accountant may use it: a `NaN` — from an
+/// overflow, or parameters outside a formula's range — becomes `+∞`, never `0` as `max(0.0)`
+/// would make it, so a failed computation can only stop a node from spending, never let it
+/// spend for free. Negative rounding noise is clamped to 0.
+pub(crate) fn cost_or_infinity(value: f64) -> f64 {
+    if value.is_nan() {
+        f64::INFINITY
+    } else {
+        value.max(0.0)
+    }
+}
+
 /// `ln(1/2)`.
 pub(crate) const LN_HALF: f64 = -std::f64::consts::LN_2;
 

@@ -55,6 +55,11 @@ pub(crate) fn convolve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
         }
     }
     inverse_fft_dit(&mut data, &twiddles);
+    // A NaN mass cannot be placed anywhere safe: fail the composition rather than drop it
+    // (as `max(0.0)` would) and understate the privacy loss.
+    if data[..out_len].iter().any(|z| z[0].is_nan()) {
+        return None;
+    }
     Some(data[..out_len].iter().map(|z| z[0].max(0.0)).collect())
 }
 

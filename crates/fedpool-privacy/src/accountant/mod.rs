@@ -156,6 +156,8 @@ impl RdpAccountant {
             return;
         }
         for (total, &value) in self.rdp.iter_mut().zip(per_step) {
+            // A NaN cost is an unknown cost: +∞ at that order, never a free step.
+            let value = crate::math::cost_or_infinity(value);
             if value > 0.0 {
                 *total += value * steps as f64;
             }
@@ -196,6 +198,7 @@ pub fn epsilon_from_rdp(orders: &[f64], rdp: &[f64], delta: f64) -> Result<(f64,
     let ln_delta = delta.ln();
     let mut best = (f64::INFINITY, f64::NAN);
     for (&alpha, &r) in orders.iter().zip(rdp) {
+        let r = crate::math::cost_or_infinity(r);
         let eps = if delta * delta + (-r).exp_m1() > 0.0 {
             0.0
         } else {
@@ -341,4 +344,32 @@ fn check_curve(orders: &[f64], rdp: &[f64]) -> Result<()> {
         ensure(r >= 0.0, "rdp", r, "a non-negative RDP value")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod nan_tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_step_costs_infinity_at_its_order_never_zero() {
+        let mut accountant = RdpAccountant::new(vec![2.0, 4.0]).unwrap();
+        accountant.add_scaled(&[f64::NAN, f64::NAN], 3);
+        assert_eq!(accountant.rdp(), &[f64::INFINITY, f64::INFINITY]);
+        let (epsilon, _) = accountant.epsilon(1e-5).unwrap();
+        assert_eq!(epsilon, f64::INFINITY, "a NaN step made ε {epsilon}");
+
+        // One order with a NaN step is unusable; the others still bound the loss.
+        let mut partial = RdpAccountant::new(vec![2.0, 4.0]).unwrap();
+        partial.add_scaled(&[f64::NAN, 0.5], 1);
+        let (epsilon, order) = partial.epsilon(1e-5).unwrap();
+        assert_eq!(order, 4.0);
+        assert!(epsilon.is_finite() && epsilon > 0.5);
+    }
+
+    #[test]
+    fn nan_costs_become_infinity() {
+        assert_eq!(crate::math::cost_or_infinity(f64::NAN), f64::INFINITY);
+        assert_eq!(crate::math::cost_or_infinity(-1e-18), 0.0);
+        assert_eq!(crate::math::cost_or_infinity(2.5), 2.5);
+    }
 }

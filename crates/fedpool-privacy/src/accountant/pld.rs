@@ -279,7 +279,12 @@ fn exact_hockey_stick(direction: Direction, q: f64, sigma: f64, eps: f64) -> f64
             }
         }
     };
-    delta.clamp(0.0, 1.0)
+    // A NaN (parameters outside the formulas' range) is the worst case, δ = 1, never 0.
+    if delta.is_nan() {
+        1.0
+    } else {
+        delta.clamp(0.0, 1.0)
+    }
 }
 
 /// The smallest z (in steps of 0.05) with `P[N(0,1) > z] ≤ p`.

@@ -50,7 +50,7 @@ pub(crate) fn rdp_subsampled_gaussian(q: f64, sigma: f64, alpha: f64) -> f64 {
         ln_a_fractional(q, sigma, alpha)
     };
     // ln A_α ≥ 0 mathematically (Jensen); clamp rounding noise so composition never subtracts.
-    (ln_a / (alpha - 1.0)).max(0.0)
+    crate::math::cost_or_infinity(ln_a / (alpha - 1.0))
 }
 
 /// `ln A_α` for integer `α`, by the binomial expansion of Sec. 3.2:
@@ -210,5 +210,22 @@ mod tests {
             "{tiny} vs {expected}"
         );
         assert!(rdp_subsampled_gaussian(1e-9, 1.0, 1.5).is_finite());
+    }
+
+    #[test]
+    fn no_parameters_give_a_nan_or_free_step() {
+        // Whatever overflows inside, a step with q > 0 and finite noise is never NaN and
+        // never free: a NaN would have become a cost of 0 under `max(0.0)`.
+        for q in [1e-12, 1e-3, 0.3, 0.999_999] {
+            for sigma in [1e-300, 1e-30, 0.05, 1.0, 1e6] {
+                for alpha in [1.000_001, 1.5, 2.0, 7.7, 64.0, 1024.0, 99_999.0] {
+                    let rdp = rdp_subsampled_gaussian(q, sigma, alpha);
+                    assert!(!rdp.is_nan(), "q={q} σ={sigma} α={alpha}: NaN");
+                    if sigma < 1.0 {
+                        assert!(rdp > 0.0, "q={q} σ={sigma} α={alpha}: free");
+                    }
+                }
+            }
+        }
     }
 }

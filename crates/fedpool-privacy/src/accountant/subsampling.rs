@@ -119,7 +119,7 @@ pub fn rdp_poisson_subsampled_curve(
             Some(order) => {
                 let m = order as usize;
                 let ln_a = ln_a_integer(q, &table[..=m]);
-                (ln_a / (f64::from(order) - 1.0)).max(0.0)
+                crate::math::cost_or_infinity(ln_a / (f64::from(order) - 1.0))
             }
             None => f64::INFINITY,
         };

@@ -84,7 +84,7 @@ impl DiscreteGaussian {
 /// `V` geometric (`P[V ≥ v] = e^{-v}`), then a random sign, rejecting "negative zero".
 fn discrete_laplace<R: CryptoRng + Rng>(t: u64, rng: &mut R) -> i128 {
     loop {
-        let u = rng.random_range(0..t);
+        let u = uniform_below_u64(t, rng);
         if !bernoulli_exp_neg_small(u128::from(u), u128::from(t), rng) {
             continue;
         }
@@ -144,9 +144,37 @@ fn bernoulli_ratio<R: CryptoRng + Rng>(num: u128, den: u128, rng: &mut R) -> boo
     }
     if let Ok(den64) = u64::try_from(den) {
         // Faster path for the common small denominators (Bernoulli(1/k) in Algorithm 1).
-        return u128::from(rng.random_range(0..den64)) < num;
+        return u128::from(uniform_below_u64(den64, rng)) < num;
     }
-    rng.random_range(0..den) < num
+    uniform_below_u128(den, rng) < num
+}
+
+/// A uniform integer in `[0, n)`, exactly: draw the bits of the next power of two and reject
+/// anything at or above `n` (fewer than two draws on average). rand's `random_range` maps a
+/// wider draw onto the range with a bias of up to `n / 2^64` unless its `unbiased` feature is
+/// on; the sampler's exactness proof needs exact uniforms. `n` must be positive.
+fn uniform_below_u64<R: CryptoRng + Rng>(n: u64, rng: &mut R) -> u64 {
+    debug_assert!(n > 0);
+    let mask = u64::MAX >> (n - 1).leading_zeros().min(63);
+    loop {
+        let draw = rng.next_u64() & if n == 1 { 0 } else { mask };
+        if draw < n {
+            return draw;
+        }
+    }
+}
+
+/// [`uniform_below_u64`] for 128-bit bounds.
+fn uniform_below_u128<R: CryptoRng + Rng>(n: u128, rng: &mut R) -> u128 {
+    debug_assert!(n > 0);
+    let mask = u128::MAX >> (n - 1).leading_zeros().min(127);
+    loop {
+        let draw = ((u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64()))
+            & if n == 1 { 0 } else { mask };
+        if draw < n {
+            return draw;
+        }
+    }
 }
 
 /// `⌊√n⌋` exactly.
@@ -231,6 +259,51 @@ impl U256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Returns the scripted words in order, so a test sees exactly which draws are kept.
+    struct Scripted(std::vec::IntoIter<u64>);
+
+    impl rand::RngCore for Scripted {
+        fn next_u32(&mut self) -> u32 {
+            self.next_u64() as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0.next().expect("the script ran out")
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for chunk in dest.chunks_mut(8) {
+                let word = self.next_u64().to_le_bytes();
+                chunk.copy_from_slice(&word[..chunk.len()]);
+            }
+        }
+    }
+    impl rand::CryptoRng for Scripted {}
+
+    fn scripted(words: &[u64]) -> Scripted {
+        Scripted(words.to_vec().into_iter())
+    }
+
+    #[test]
+    fn uniform_draws_map_each_outcome_from_exactly_one_raw_value() {
+        // Every raw value below the power of two either is the outcome or is rejected, so
+        // each outcome in [0, n) has exactly one preimage: exactly uniform, no modulo bias.
+        for n in [1u64, 2, 3, 5, 6, 7, 8, 9, 1000, (1 << 40) + 3] {
+            let span = n.next_power_of_two();
+            for raw in (0..span.min(4096)).chain([span - 1]) {
+                let mut rng = scripted(&[raw | !(span - 1) & 0xdead_0000_0000_0000, 0]);
+                let got = uniform_below_u64(n, &mut rng);
+                if raw < n {
+                    assert_eq!(got, raw, "n = {n}");
+                } else {
+                    assert_eq!(got, 0, "n = {n}: raw {raw} was kept instead of rejected");
+                }
+            }
+        }
+        // 128-bit: the high word comes first.
+        let n: u128 = (1 << 100) + 7;
+        let mut rng = scripted(&[u64::MAX, u64::MAX, 1 << 36, 5]);
+        assert_eq!(uniform_below_u128(n, &mut rng), (1u128 << 100) + 5);
+    }
 
     #[test]
     fn u256_square_and_division_are_exact() {
