@@ -125,6 +125,12 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
         .sampling
         .round_size(owners)
         .with_context(|| format!("cannot sample a round from {owners} owners"))?;
+    // Self-selected rounds ask every owner; each contributes by its own coin.
+    let sampled = if terms.self_selection_rate().is_some() {
+        owners
+    } else {
+        sampled
+    };
     let plan = terms
         .plan_round(sampled, owners, network.n_params())
         .map_err(anyhow::Error::msg)?;
@@ -166,7 +172,9 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
             json!({
                 "contract": contract.model_info.name,
                 "owners": owners,
-                "sampled_per_round": sampled,
+                "asked_per_round": sampled,
+                "expected_contributions_per_round": terms.expected_contributors(sampled),
+                "self_selected": terms.self_selection_rate().is_some(),
                 "q": mechanism.sampling_rate(),
                 "noise_multiplier": mechanism.noise_multiplier(),
                 "delta": terms.delta,
@@ -180,12 +188,21 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
         );
         return Ok(());
     }
-    println!(
-        "{}: {sampled} of {owners} owners per round (q = {:.4}), z = {}, {kind}",
-        contract.model_info.name,
-        mechanism.sampling_rate(),
-        contract.privacy.noise_multiplier
-    );
+    if terms.self_selection_rate().is_some() {
+        println!(
+            "{}: all {owners} owners asked each round, each contributing by its own coin (q = {:.4}), z = {}, {kind}",
+            contract.model_info.name,
+            mechanism.sampling_rate(),
+            contract.privacy.noise_multiplier
+        );
+    } else {
+        println!(
+            "{}: {sampled} of {owners} owners per round (q = {:.4}), z = {}, {kind}",
+            contract.model_info.name,
+            mechanism.sampling_rate(),
+            contract.privacy.noise_multiplier
+        );
+    }
     for (round, epsilon) in per_round.iter().enumerate() {
         let round = round + 1;
         if round == 1 || round % 5 == 0 || round as u64 == rounds {

@@ -277,7 +277,10 @@ fn privacy_contract_prints_what_a_contracts_rounds_cost() {
         String::from_utf8_lossy(&output.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(v["sampled_per_round"], 100);
+    // Every owner is asked; each contributes by its own coin at q = 0.1.
+    assert_eq!(v["asked_per_round"], 1000);
+    assert_eq!(v["self_selected"], true);
+    assert!((v["expected_contributions_per_round"].as_f64().unwrap() - 100.0).abs() < 1e-9);
     assert_eq!(v["secure_aggregation"], true);
     let per_round = v["epsilon_per_round"].as_array().unwrap();
     assert_eq!(per_round.len(), 30);

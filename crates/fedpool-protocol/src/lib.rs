@@ -15,7 +15,9 @@ mod publisher;
 mod secure;
 
 pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
-pub use participant::{Behaviour, Participant, ParticipantInput, ParticipantOutput, TrainJob};
+pub use participant::{
+    Behaviour, Participant, ParticipantInput, ParticipantOutput, PrivacyRecord, TrainJob,
+};
 pub use privacy::{
     Aggregation, DEFAULT_DELTA, PrivacyTerms, RoundPrivacy, SECURE_AGGREGATION_BITS, private_mean,
 };
@@ -23,4 +25,4 @@ pub use publisher::{
     PrivacySpend, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent,
     RoundSummary,
 };
-pub use secure::{Directory, SecAggSetup};
+pub use secure::{Directory, SecAggPlan, SecAggSetup};

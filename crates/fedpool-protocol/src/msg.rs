@@ -49,6 +49,10 @@ pub enum Msg {
     Ready {
         /// The round.
         round: RoundId,
+        /// The member's fresh random contribution to the round's secure-aggregation seeds, so
+        /// that the neighbour graph is fixed by values the publisher committed to before it
+        /// saw any of them (see [`SecAggSetup`]).
+        nonce: [u8; 32],
     },
     /// Publisher → members: the round's secure aggregation begins.
     SecAggSetup(Arc<SecAggSetup>),
@@ -103,7 +107,7 @@ impl Msg {
             Msg::Update(u) => u.round,
             Msg::SecAggSetup(s) => s.round,
             Msg::Decline { round, .. }
-            | Msg::Ready { round }
+            | Msg::Ready { round, .. }
             | Msg::SecAggToServer { round, .. }
             | Msg::SecAggToClient { round, .. } => *round,
         }
@@ -136,6 +140,9 @@ pub struct TrainRequest {
     /// How the round is made private (clipping, noise, secure aggregation), as planned by the
     /// publisher; every participant checks it against the contract's terms.
     pub privacy: Arc<RoundPrivacy>,
+    /// Secure rounds: the publisher's commitment ([`SecAggSetup::commitment`]) to the seed it
+    /// will reveal in the setup, made before it knows who will be ready.
+    pub secagg_commitment: Option<[u8; 32]>,
 }
 
 /// Participant → publisher update.
@@ -152,6 +159,10 @@ pub struct UpdateMsg {
     /// Whether the update's norm was within the round's clip norm before clipping (the bit
     /// adaptive clipping counts).
     pub within_clip: bool,
+    /// Self-selected private rounds: whether the node's own coin made it contribute. When it
+    /// did not, `delta` is all zeros and the update counts for nothing; it is sent all the
+    /// same, so that who contributed is not written on the ledger.
+    pub contributed: bool,
 }
 
 /// Why a participant declined a round.

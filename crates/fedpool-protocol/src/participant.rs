@@ -88,8 +88,28 @@ pub enum Behaviour {
     },
 }
 
-/// Separates a participant's privacy RNG stream from its training one.
-const PRIVACY_STREAM: u64 = 0x7072_6976_6163_7921;
+/// One step of a node's own privacy accounting: `rounds` rounds of `mechanism`, the last of
+/// them `round`. A deployed node persists its history (write-ahead: after each `handle`,
+/// before it delivers what that call sent) and restores it with
+/// [`Participant::restore_privacy`], so a restart never resets the ε it has spent and a
+/// publisher that never records a round cannot make the node forget it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrivacyRecord {
+    /// The latest round the step covers.
+    pub round: RoundId,
+    /// Rounds composed in this step (skipped rounds are composed with the one asked).
+    pub rounds: u64,
+    /// The mechanism the node built from the contract for them.
+    pub mechanism: fedpool_privacy::RoundMechanism,
+}
+
+/// 32 bytes from the operating system's CSPRNG.
+pub(crate) fn os_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    // Without OS randomness there is no safe fallback: noise and masks would be predictable.
+    getrandom::fill(&mut seed).expect("the operating system's random number generator failed");
+    seed
+}
 
 enum State {
     Idle,
@@ -97,14 +117,21 @@ enum State {
         round: RoundId,
         publisher: NodeId,
         privacy: Arc<RoundPrivacy>,
+        /// The node's own coin for this round (always true unless it self-selects).
+        contributes: bool,
+        secagg_commitment: Option<[u8; 32]>,
     },
     /// Secure rounds: trained and clipped, waiting for the publisher's setup.
     AwaitingSetup {
         round: RoundId,
         publisher: NodeId,
+        /// The clipped update, or zeros when the coin said not to contribute.
         update: Vec<f32>,
-        within_clip: bool,
+        /// Adaptive clipping's bit; `None` when the node does not contribute.
+        fitted: Option<bool>,
         privacy: Arc<RoundPrivacy>,
+        nonce: [u8; 32],
+        commitment: [u8; 32],
     },
     Aggregating {
         round: RoundId,
@@ -139,10 +166,12 @@ pub struct Participant {
     privacy_rng: ChaCha20Rng,
     outputs: VecDeque<ParticipantOutput>,
     rounds_trained: usize,
+    rounds_contributed: usize,
     requests_received: usize,
     terms: PrivacyTerms,
     budget: Option<PrivacyLedger>,
     rounds_accounted: u32,
+    privacy_history: Vec<PrivacyRecord>,
     identity: Option<SigningKey>,
     directory: Arc<Directory>,
     secure_aborts: Vec<(RoundId, String)>,
@@ -164,7 +193,10 @@ impl std::fmt::Debug for Participant {
 }
 
 impl Participant {
-    /// A participant with the given id, consent decision, behaviour and RNG seed.
+    /// A participant with the given id, consent decision, behaviour and RNG seed. The seed
+    /// drives training only (batch order); noise, rounding, the sampling coin and
+    /// secure-aggregation keys come from 256 bits of OS randomness unless
+    /// [`Participant::with_privacy_seed`] says otherwise.
     pub fn new(id: NodeId, consented: bool, behaviour: Behaviour, seed: u64) -> Participant {
         Participant {
             id,
@@ -172,13 +204,15 @@ impl Participant {
             behaviour,
             state: State::Idle,
             rng: ChaCha20Rng::seed_from_u64(seed),
-            privacy_rng: ChaCha20Rng::seed_from_u64(seed ^ PRIVACY_STREAM),
+            privacy_rng: ChaCha20Rng::from_seed(os_seed()),
             outputs: VecDeque::new(),
             rounds_trained: 0,
+            rounds_contributed: 0,
             requests_received: 0,
             terms: PrivacyTerms::none(),
             budget: None,
             rounds_accounted: 0,
+            privacy_history: Vec::new(),
             identity: None,
             directory: Arc::new(Directory::new()),
             secure_aborts: Vec::new(),
@@ -210,10 +244,9 @@ impl Participant {
         Ok(self)
     }
 
-    /// Seeds the stream that draws this node's noise shares, rounding and secure-aggregation
-    /// session keys with 32 bytes. A deployed node passes bytes from the OS (`getrandom`);
-    /// without this call the stream is derived from the `u64` seed of [`Participant::new`],
-    /// which keeps simulations reproducible but holds only 64 bits of entropy.
+    /// Seeds the stream that draws this node's noise shares, rounding, sampling coin and
+    /// secure-aggregation session keys with 32 bytes instead of the OS: for simulations, which
+    /// must be reproducible from their seed. A deployed node never calls it.
     pub fn with_privacy_seed(mut self, seed: [u8; 32]) -> Participant {
         self.privacy_rng = ChaCha20Rng::from_seed(seed);
         self
@@ -232,6 +265,32 @@ impl Participant {
         self.identity = Some(identity);
         self.directory = directory;
         self
+    }
+
+    /// Every accounting step so far, oldest first: what a node persists to survive a restart.
+    pub fn privacy_history(&self) -> &[PrivacyRecord] {
+        &self.privacy_history
+    }
+
+    /// Replays a persisted [`Participant::privacy_history`] into this node's accountant (call
+    /// after [`Participant::with_privacy`]): ε spent and the last round accounted resume where
+    /// they were, so the node keeps refusing rounds past its budget after a restart.
+    pub fn restore_privacy(mut self, history: &[PrivacyRecord]) -> Result<Participant, String> {
+        let Some(budget) = &mut self.budget else {
+            return if history.is_empty() {
+                Ok(self)
+            } else {
+                Err("a privacy history was given to a node whose terms spend no privacy".into())
+            };
+        };
+        for record in history {
+            budget
+                .record_rounds(&record.mechanism, record.rounds)
+                .map_err(|e| format!("cannot restore {}: {e}", record.round))?;
+            self.rounds_accounted = self.rounds_accounted.max(record.round.0);
+        }
+        self.privacy_history.extend_from_slice(history);
+        Ok(self)
     }
 
     /// ε this node has accounted for the model so far (0 without noise).
@@ -264,6 +323,12 @@ impl Participant {
     /// Rounds it has trained in.
     pub fn rounds_trained(&self) -> usize {
         self.rounds_trained
+    }
+
+    /// Rounds whose update carried its data: all it trained in, unless it self-selects, when
+    /// its own coin decides (the others sent a zero update).
+    pub fn rounds_contributed(&self) -> usize {
+        self.rounds_contributed
     }
 
     /// Training requests received (consented or not), for audits of who was asked.
@@ -333,6 +398,11 @@ impl Participant {
                     .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
                 self.budget = Some(preview);
                 self.rounds_accounted = target;
+                self.privacy_history.push(PrivacyRecord {
+                    round: RoundId(target),
+                    rounds: skipped + 1,
+                    mechanism,
+                });
                 Ok(())
             }
             // Nothing is recorded: rounds after a node's last contribution never touch its
@@ -367,10 +437,19 @@ impl Participant {
             self.decline(from, request.round, reason);
             return;
         }
+        // The node's own secret coin, drawn once per accounted round: the publisher cannot
+        // choose whose data a round holds, so amplification by sampling is real. The node
+        // trains either way, so how fast it answers says nothing about the coin.
+        let contributes = match self.terms.self_selection_rate() {
+            Some(q) => self.privacy_rng.random_bool(q),
+            None => true,
+        };
         self.state = State::Training {
             round: request.round,
             publisher: from,
             privacy: Arc::clone(&request.privacy),
+            contributes,
+            secagg_commitment: request.secagg_commitment,
         };
         let seed = self.rng.random();
         self.outputs.push_back(ParticipantOutput::Train(TrainJob {
@@ -387,7 +466,11 @@ impl Participant {
             return;
         }
         let State::Training {
-            publisher, privacy, ..
+            publisher,
+            privacy,
+            contributes,
+            secagg_commitment,
+            ..
         } = std::mem::replace(&mut self.state, State::Idle)
         else {
             return;
@@ -401,6 +484,13 @@ impl Participant {
         };
         self.rounds_trained += 1;
         let mut delta = self.apply_behaviour(outcome.delta);
+        if !contributes {
+            // The coin said no: a zero update, which is every bit as private as no update and
+            // looks the same to everyone but the publisher of a central-DP round.
+            delta.iter_mut().for_each(|d| *d = 0.0);
+        } else {
+            self.rounds_contributed += 1;
+        }
         let mut within_clip = true;
         if privacy.clip_norm > 0.0 {
             match clip_l2(&mut delta, privacy.clip_norm) {
@@ -421,20 +511,34 @@ impl Participant {
                 Msg::Update(UpdateMsg {
                     round,
                     delta,
-                    n_examples: outcome.n_examples,
-                    train_loss: outcome.final_loss,
+                    n_examples: if contributes { outcome.n_examples } else { 0 },
+                    train_loss: if contributes { outcome.final_loss } else { 0.0 },
                     within_clip,
+                    contributed: contributes,
                 }),
             ),
             Aggregation::Secure { .. } => {
+                let Some(commitment) = secagg_commitment else {
+                    self.decline(
+                        publisher,
+                        round,
+                        DeclineReason::SecureAggregation(
+                            "the request commits to no secure-aggregation seed".into(),
+                        ),
+                    );
+                    return;
+                };
+                let nonce: [u8; 32] = self.privacy_rng.random();
                 self.state = State::AwaitingSetup {
                     round,
                     publisher,
                     update: delta,
-                    within_clip,
+                    fitted: contributes.then_some(within_clip),
                     privacy,
+                    nonce,
+                    commitment,
                 };
-                self.send(publisher, Msg::Ready { round });
+                self.send(publisher, Msg::Ready { round, nonce });
             }
         }
     }
@@ -453,13 +557,19 @@ impl Participant {
             round,
             publisher,
             update,
-            within_clip,
+            fitted,
             privacy,
+            nonce,
+            commitment,
         } = std::mem::replace(&mut self.state, State::Idle)
         else {
             return;
         };
-        match self.start_secure(setup, &update, within_clip, &privacy) {
+        if let Err(why) = setup.check(self.id, &nonce, &commitment) {
+            self.decline(publisher, round, DeclineReason::SecureAggregation(why));
+            return;
+        }
+        match self.start_secure(setup, &update, fitted, &privacy) {
             Ok((client, min_in_sum)) => {
                 self.state = State::Aggregating {
                     round,
@@ -477,7 +587,7 @@ impl Participant {
         &mut self,
         setup: &SecAggSetup,
         update: &[f32],
-        within_clip: bool,
+        fitted: Option<bool>,
         privacy: &RoundPrivacy,
     ) -> Result<(Client<ChaCha20Rng>, Option<usize>), String> {
         let Aggregation::Secure {
@@ -498,8 +608,8 @@ impl Participant {
                 encoding.n_clients()
             ));
         }
-        let min_in_sum =
-            matches!(setup.topology, fedpool_secagg::Topology::AllPairs).then_some(*min_survivors);
+        let min_in_sum = matches!(setup.topology(), fedpool_secagg::Topology::AllPairs)
+            .then_some(*min_survivors);
         let Some(me) = setup.index_of(self.id) else {
             return Err("this node is not a member of the round".into());
         };
@@ -511,13 +621,13 @@ impl Participant {
         let mut words = ddg::encode(
             update,
             encoding,
-            &setup.rotation_seed,
+            &setup.rotation_seed(),
             &mut self.privacy_rng,
         )
         .map_err(|e| format!("cannot encode the update: {e}"))?;
         if let Some(sigma_b) = count_noise {
             words.push(encode_count_bit(
-                within_clip,
+                fitted,
                 *sigma_b,
                 *min_survivors,
                 &mut self.privacy_rng,
@@ -617,20 +727,25 @@ impl Participant {
     }
 }
 
-/// Adaptive clipping under secure aggregation: a node's "fitted" bit as `2b − 1` plus its
-/// share (variance `(2σ_b)²/t`) of the count's discrete Gaussian noise, as one word.
+/// Adaptive clipping under secure aggregation: a node's "fitted" bit as `(2b − 1)·s` plus its
+/// share of the count's discrete Gaussian noise (see `CountNoise`), as one word; a node that
+/// does not contribute this round (`None`) encodes 0 plus its noise share.
 fn encode_count_bit(
-    within_clip: bool,
+    fitted: Option<bool>,
     sigma_b: f64,
     min_survivors: usize,
     rng: &mut ChaCha20Rng,
 ) -> Result<u32, String> {
-    let mut value: i64 = if within_clip { 1 } else { -1 };
+    let count = fedpool_privacy::CountNoise {
+        n_clients: min_survivors,
+        noise_std: sigma_b,
+    };
+    let mut value: i64 = match fitted {
+        Some(true) => count.scale(),
+        Some(false) => -count.scale(),
+        None => 0,
+    };
     if sigma_b > 0.0 {
-        let count = fedpool_privacy::CountNoise {
-            n_clients: min_survivors,
-            noise_std: sigma_b,
-        };
         let sampler = ddg::DiscreteGaussian::new(count.local_variance())
             .map_err(|e| format!("cannot sample the count's noise: {e}"))?;
         let noise = sampler.sample(rng).clamp(-(1i128 << 40), 1i128 << 40) as i64;

@@ -92,14 +92,38 @@ impl PrivacyTerms {
             .clamp(1, members.max(1))
     }
 
-    /// The noise std σ_b on the count of unclipped updates in a round of `sampled` nodes with
-    /// adaptive clipping: m/20, as Andrew et al. suggest, but above z/2 so that the update's
-    /// own noise multiplier stays finite (their Theorem 1). 0 without noise.
-    pub fn count_noise_std(&self, sampled: usize) -> f64 {
+    /// Private rounds that sample by a fraction q < 1 are *self-selected*: the publisher asks
+    /// every eligible node, every node takes part, and each contributes its update only when
+    /// its own secret coin (probability q, from its CSPRNG) comes up, and a zero update
+    /// otherwise. The sample is then Poisson with rate q whatever the publisher does, and —
+    /// under secure aggregation — hidden from the publisher too, which is what amplification
+    /// by sampling assumes. `None` when the contract adds no noise or samples a fixed count.
+    pub fn self_selection_rate(&self) -> Option<f64> {
+        match self.sampling_rate {
+            Some(q) if self.adds_noise() && q < 1.0 => Some(q),
+            _ => None,
+        }
+    }
+
+    /// How many contributions a round that asks `asked` nodes expects: `q·asked` when nodes
+    /// self-select, else `asked`. Private rounds divide by it (never by the number that
+    /// actually contributed, which is not released without noise).
+    pub fn expected_contributors(&self, asked: usize) -> f64 {
+        match self.self_selection_rate() {
+            Some(q) => (q * asked as f64).max(f64::MIN_POSITIVE),
+            None => asked as f64,
+        }
+    }
+
+    /// The noise std σ_b on the count of unclipped updates in a round expecting
+    /// `contributors` updates with adaptive clipping: m/20, as Andrew et al. suggest, but
+    /// above z so that the update's own noise multiplier stays finite (their Theorem 1).
+    /// 0 without noise.
+    pub fn count_noise_std(&self, contributors: f64) -> f64 {
         if !self.adds_noise() {
             return 0.0;
         }
-        (sampled as f64 / 20.0).max(self.noise_multiplier)
+        (contributors / 20.0).max(self.noise_multiplier)
     }
 
     /// The plan of a round that samples `sampled` nodes out of `eligible`, for a model with
@@ -110,14 +134,20 @@ impl PrivacyTerms {
         eligible: usize,
         dimension: usize,
     ) -> Result<RoundPrivacy, String> {
-        // Rounding and `min_clients` can make a round sample more than the contract's share:
-        // account whichever rate is higher.
-        let actual = if eligible == 0 {
-            1.0
-        } else {
-            (sampled as f64 / eligible as f64).min(1.0)
+        let q = match self.self_selection_rate() {
+            // The nodes' own coins sample at the contract's rate; the publisher asks everyone.
+            Some(q) => q,
+            None => {
+                // Rounding and `min_clients` can make a round sample more than the contract's
+                // share: account whichever rate is higher.
+                let actual = if eligible == 0 {
+                    1.0
+                } else {
+                    (sampled as f64 / eligible as f64).min(1.0)
+                };
+                self.sampling_rate.map_or(actual, |q| q.max(actual))
+            }
         };
-        let q = self.sampling_rate.map_or(actual, |q| q.max(actual));
         if !self.secure_aggregation {
             return Ok(RoundPrivacy {
                 clip_norm: self.clip_norm,
@@ -153,7 +183,7 @@ impl PrivacyTerms {
         let min_survivors = self.min_survivors(members);
         let count_noise = self
             .adaptive_clipping
-            .map(|_| self.count_noise_std(members));
+            .map(|_| self.count_noise_std(self.expected_contributors(members)));
         let update_multiplier = match count_noise {
             Some(sigma_b) if noised => update_noise_multiplier(self.noise_multiplier, sigma_b)
                 .map_err(|e| e.to_string())?,
@@ -395,16 +425,22 @@ pub enum Aggregation {
 
 /// Central DP aggregation of clipped updates (secure aggregation off): the sum of the updates,
 /// each clipped to `clip_norm`, plus Gaussian noise of standard deviation
-/// `noise_multiplier · clip_norm`, divided by `denominator`, the number of nodes sampled
-/// (DP-FedAvg, McMahan et al. 2018, with a fixed per-client weight: dividing by the number
-/// that answered would release that number without noise).
+/// `noise_multiplier · clip_norm`, divided by `denominator`, the number of contributions the
+/// round expects ([`PrivacyTerms::expected_contributors`]; DP-FedAvg, McMahan et al. 2018,
+/// with a fixed per-client weight: dividing by the number that contributed would release that
+/// number without noise).
 pub fn private_mean<R: CryptoRng + Rng>(
     updates: &[&[f32]],
     clip_norm: f64,
     noise_multiplier: f64,
-    denominator: usize,
+    denominator: f64,
     rng: &mut R,
 ) -> Result<Vec<f32>, String> {
+    if !(denominator > 0.0 && denominator.is_finite()) {
+        return Err(format!(
+            "cannot average over {denominator} expected contributions"
+        ));
+    }
     let Some(first) = updates.first() else {
         return Err("no updates to aggregate".into());
     };
@@ -424,7 +460,7 @@ pub fn private_mean<R: CryptoRng + Rng>(
         add_gaussian_noise(&mut sum, noise_multiplier, clip_norm, rng)
             .map_err(|e| e.to_string())?;
     }
-    let n = denominator.max(updates.len()) as f32;
+    let n = denominator as f32;
     sum.iter_mut().for_each(|s| *s /= n);
     Ok(sum)
 }

@@ -32,8 +32,8 @@ pub struct PublisherConfig {
     pub local: LocalTraining,
     /// How long a round waits for updates before treating silent nodes as dropped.
     pub round_timeout_ms: u64,
-    /// Seed of the sampling RNG (and, in simulation, of the central noise; a deployment seeds
-    /// it from the OS).
+    /// Seed of the sampling RNG. Central noise and secure-aggregation seeds come from the OS
+    /// unless [`Publisher::with_privacy_seed`] is called.
     pub seed: u64,
     /// The contract's privacy terms.
     pub privacy: PrivacyTerms,
@@ -152,14 +152,17 @@ pub struct PrivacySpend {
 
 struct Collecting {
     round: RoundId,
-    /// Nodes asked: the fixed denominator of private rounds.
-    n_sampled: usize,
+    /// Contributions the round expects (nodes asked, or q times that when nodes
+    /// self-select): the fixed denominator of private rounds.
+    denominator: f64,
+    /// Secure rounds: the seed whose commitment the train requests carried.
+    secagg_seed: [u8; 32],
     deadline_ms: u64,
     privacy: Arc<RoundPrivacy>,
     awaiting: BTreeSet<NodeId>,
     updates: BTreeMap<NodeId, UpdateMsg>,
-    /// Secure rounds: members that trained and are ready to aggregate.
-    ready: BTreeSet<NodeId>,
+    /// Secure rounds: members that trained and are ready to aggregate, with their nonces.
+    ready: BTreeMap<NodeId, [u8; 32]>,
     declined: Vec<(NodeId, DeclineReason)>,
     rejected: Vec<(NodeId, String)>,
     /// Secure rounds, once set up.
@@ -217,7 +220,7 @@ impl Publisher {
         });
         Publisher {
             rng: ChaCha20Rng::seed_from_u64(config.seed),
-            privacy_rng: ChaCha20Rng::seed_from_u64(config.seed ^ 0x7072_6976_6163_7921),
+            privacy_rng: ChaCha20Rng::from_seed(crate::participant::os_seed()),
             local: Arc::new(local),
             config,
             strategy,
@@ -242,10 +245,9 @@ impl Publisher {
         )
     }
 
-    /// Seeds the stream that draws central noise and secure-aggregation seeds with 32 bytes. A
-    /// deployed publisher passes bytes from the OS; without this call the stream is derived
-    /// from `PublisherConfig::seed`, which keeps simulations reproducible but holds only 64
-    /// bits of entropy.
+    /// Seeds the stream that draws central noise and secure-aggregation seeds with 32 bytes
+    /// instead of the OS (256 bits, the default): for simulations, which must be reproducible
+    /// from their seed.
     pub fn with_privacy_seed(mut self, seed: [u8; 32]) -> Publisher {
         self.privacy_rng = ChaCha20Rng::from_seed(seed);
         self
@@ -349,9 +351,9 @@ impl Publisher {
         }
         let secure_round = matches!(collecting.privacy.aggregation, Aggregation::Secure { .. });
         match msg {
-            Msg::Ready { round } => {
+            Msg::Ready { round, nonce } => {
                 if secure_round && round == collecting.round && collecting.awaiting.remove(&from) {
-                    collecting.ready.insert(from);
+                    collecting.ready.insert(from, nonce);
                 }
             }
             Msg::Update(update) if secure_round => {
@@ -418,7 +420,7 @@ impl Publisher {
         else {
             return;
         };
-        let members: Vec<NodeId> = collecting.ready.iter().copied().collect();
+        let members: Vec<NodeId> = collecting.ready.keys().copied().collect();
         let needed = min_survivors.max(self.config.sampling.min_clients).max(3);
         if members.len() < needed {
             let reason = format!(
@@ -430,19 +432,25 @@ impl Publisher {
             self.fail_round(reason);
             return;
         }
-        let seeds: [[u8; 32]; 3] = [
-            self.privacy_rng.random(),
-            self.privacy_rng.random(),
-            self.privacy_rng.random(),
-        ];
-        let setup = SecAggSetup::plan(collecting.round, members, seeds);
+        let setup = SecAggSetup {
+            round: collecting.round,
+            nonces: collecting.ready.values().copied().collect(),
+            members,
+            seed: collecting.secagg_seed,
+        };
         // Each stage gets the round's timeout: a member that misses it is a dropout.
         let secure = match SecureCollection::new(
             setup.clone(),
             &self.config.directory,
             encoding,
             min_survivors,
-            count_noise.is_some(),
+            count_noise.map(|sigma_b| {
+                fedpool_privacy::CountNoise {
+                    n_clients: min_survivors,
+                    noise_std: sigma_b,
+                }
+                .scale()
+            }),
             self.config.round_timeout_ms,
         ) {
             Ok(secure) => secure,
@@ -483,11 +491,11 @@ impl Publisher {
                 };
                 if let (Some(estimator), Some(centred)) = (&mut self.adaptive_clip, centred_count) {
                     // The same update as in central DP: the noise is already in the count.
-                    let m = collecting.n_sampled as f64;
-                    estimator.update_from_noisy_count(centred + m / 2.0, collecting.n_sampled);
+                    let m = collecting.denominator;
+                    estimator.update_from_noisy_count(centred + m / 2.0, rounded_count(m));
                 }
-                // The number sampled, not the number that survived: see `private_mean`.
-                let n = collecting.n_sampled.max(survivors.len()) as f32;
+                // The number expected, not the number that survived: see `private_mean`.
+                let n = collecting.denominator as f32;
                 let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
                 let event = self.apply_mean(collecting, mean, survivors, dropped, true);
                 self.outputs.push_back(PublisherOutput::Event(event));
@@ -523,7 +531,17 @@ impl Publisher {
         let round = RoundId(self.next_round);
         self.next_round += 1;
         let positions: Vec<usize> = (0..self.roster.len()).collect();
-        let sampled: Vec<NodeId> = match self.config.sampling.sample(&positions, &mut self.rng) {
+        let sampling = if self.config.privacy.self_selection_rate().is_some() {
+            // Nodes sample themselves with their own coins: ask every eligible node (as many
+            // as `min_clients` must be eligible).
+            self.config
+                .sampling
+                .round_size(self.roster.len())
+                .map(|_| positions)
+        } else {
+            self.config.sampling.sample(&positions, &mut self.rng)
+        };
+        let sampled: Vec<NodeId> = match sampling {
             Ok(chosen) => chosen.into_iter().map(|i| self.roster[i]).collect(),
             Err(e) => {
                 self.outputs
@@ -575,6 +593,9 @@ impl Publisher {
                 round,
                 sampled: sampled.clone(),
             }));
+        let secagg_seed: [u8; 32] = self.privacy_rng.random();
+        let secagg_commitment = matches!(plan.aggregation, Aggregation::Secure { .. })
+            .then(|| SecAggSetup::commitment(&secagg_seed));
         for &node in &sampled {
             self.outputs.push_back(PublisherOutput::Send {
                 to: node,
@@ -583,17 +604,19 @@ impl Publisher {
                     global: Arc::clone(&self.global),
                     local: Arc::clone(&self.local),
                     privacy: Arc::clone(&plan),
+                    secagg_commitment,
                 }),
             });
         }
         self.state = State::Collecting(Collecting {
             round,
-            n_sampled: sampled.len(),
+            denominator: self.config.privacy.expected_contributors(sampled.len()),
+            secagg_seed,
             deadline_ms: now_ms.saturating_add(self.config.round_timeout_ms),
             privacy: plan,
             awaiting: sampled.into_iter().collect(),
             updates: BTreeMap::new(),
-            ready: BTreeSet::new(),
+            ready: BTreeMap::new(),
             declined: Vec::new(),
             rejected: Vec::new(),
             secure: None,
@@ -635,7 +658,7 @@ impl Publisher {
                 .map(|u| u.delta.as_slice())
                 .collect();
             let terms = &self.config.privacy;
-            let count_noise_std = terms.count_noise_std(collecting.n_sampled);
+            let count_noise_std = terms.count_noise_std(collecting.denominator);
             let noise_multiplier = match (terms.adds_noise(), &self.adaptive_clip) {
                 (false, _) => 0.0,
                 (true, None) => terms.noise_multiplier,
@@ -657,30 +680,26 @@ impl Publisher {
                 &deltas,
                 collecting.privacy.clip_norm,
                 noise_multiplier,
-                collecting.n_sampled,
+                collecting.denominator,
                 &mut self.privacy_rng,
             ) {
                 Ok(mean) => mean,
                 Err(reason) => return RoundEvent::Failed { round, reason },
             };
             if let Some(estimator) = &mut self.adaptive_clip {
-                // Centred bits (b − ½) have sensitivity ½; m/2 restores the count's scale.
-                let within = collecting
-                    .updates
-                    .values()
-                    .filter(|u| u.within_clip)
-                    .count() as f64;
+                // Centred bits (b − ½) have sensitivity ½; m/2 restores the count's scale. Zero
+                // updates of nodes whose coin said no count for nothing.
+                let counted = || collecting.updates.values().filter(|u| u.contributed);
+                let within = counted().filter(|u| u.within_clip).count() as f64;
                 let noise = if count_noise_std > 0.0 {
                     count_noise_std * standard_normal(&mut self.privacy_rng)
                 } else {
                     0.0
                 };
-                let n = collecting.updates.len() as f64;
-                let m = collecting.n_sampled as f64;
-                estimator.update_from_noisy_count(
-                    within - n / 2.0 + noise + m / 2.0,
-                    collecting.n_sampled,
-                );
+                let n = counted().count() as f64;
+                let m = collecting.denominator;
+                estimator
+                    .update_from_noisy_count(within - n / 2.0 + noise + m / 2.0, rounded_count(m));
             }
             let dropped = collecting.awaiting.iter().copied().collect();
             return self.apply_mean(collecting, mean, contributors, dropped, false);
@@ -796,6 +815,11 @@ fn epsilon_after_round(
         .compose(mechanism, 1)
         .and_then(|()| accountant.epsilon(delta))
         .map_or(f64::INFINITY, |(eps, _)| eps)
+}
+
+/// An expected count as the estimator's whole number of participants (at least 1).
+fn rounded_count(expected: f64) -> usize {
+    (expected.round() as usize).max(1)
 }
 
 /// Rows trained on and the example-weighted mean training loss of plain updates.

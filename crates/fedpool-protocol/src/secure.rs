@@ -30,54 +30,139 @@ const DESIGN_DROPOUT_RATE: f64 = 0.1;
 /// Share of members assumed to collude with the publisher when sizing the graph.
 const DESIGN_ADVERSARIAL_RATE: f64 = 0.05;
 
-/// Publisher → members: who takes part in this round's secure aggregation, and its public
-/// parameters.
+/// Publisher → members: who takes part in this round's secure aggregation.
+///
+/// The publisher chooses nothing else. The topology and threshold follow from the number of
+/// members ([`SecAggSetup::plan`]); the session id, the graph's seed and the rotation seed are
+/// hashed from `seed`, which the publisher committed to in its train request before any node
+/// was ready, and from every member's own random nonce (sent with `Ready`). Every member
+/// recomputes all of it, so a publisher cannot pick a topology, a threshold or a graph, nor
+/// grind a seed once it knows who is ready; members are listed in node order, so it cannot
+/// place them on the graph either.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecAggSetup {
     /// The round.
     pub round: RoundId,
-    /// Members in participant-index order.
+    /// Members in increasing node order (their participant indices).
     pub members: Vec<NodeId>,
-    /// Fresh per round; bound into every signature.
-    pub session_id: [u8; 32],
-    /// Neighbour graph.
-    pub topology: Topology,
+    /// Each member's nonce, as it sent it with `Ready`, in the order of `members`.
+    pub nonces: Vec<[u8; 32]>,
+    /// The publisher's seed, revealed: its hash is the round's `secagg_commitment`.
+    pub seed: [u8; 32],
+}
+
+/// The public parameters of one secure aggregation, derived from its setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecAggPlan {
+    /// Members.
+    pub n_members: usize,
+    /// Neighbours per member (n − 1 for all-pairs).
+    pub degree: usize,
     /// Shamir threshold among neighbours.
     pub threshold: usize,
-    /// Shared seed of the encoding's random rotation.
-    pub rotation_seed: [u8; 32],
 }
 
 impl SecAggSetup {
-    /// A setup for `members` (sorted) with fresh random seeds: all-pairs SecAgg for small
-    /// rounds, where a sparse neighbourhood would be a handful of nodes and a few dropouts
-    /// would sink the round, and SecAgg+ with a Harary graph of logarithmic degree above that.
-    pub fn plan(round: RoundId, members: Vec<NodeId>, seeds: [[u8; 32]; 3]) -> SecAggSetup {
-        let n = members.len();
+    /// The commitment a train request carries for `seed`.
+    pub fn commitment(seed: &[u8; 32]) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key("fedpool secagg seed commitment v1");
+        hasher.update(seed);
+        *hasher.finalize().as_bytes()
+    }
+
+    /// All-pairs SecAgg for small rounds, where a sparse neighbourhood would be a handful of
+    /// nodes and a few dropouts would sink the round, and SecAgg+ with a Harary graph of
+    /// logarithmic degree above that: the only topology and threshold a member accepts for
+    /// `n` members.
+    pub fn plan(n: usize) -> SecAggPlan {
         let sparse = (n > ALL_PAIRS_UP_TO)
             .then(|| secagg_plus_parameters(n, DESIGN_DROPOUT_RATE, DESIGN_ADVERSARIAL_RATE).ok())
             .flatten()
             .filter(|p| p.degree + 1 < n);
-        let (topology, threshold) = match sparse {
-            Some(p) => (
-                Topology::Harary {
-                    degree: p.degree,
-                    graph_seed: seeds[1],
-                },
-                p.threshold,
-            ),
+        match sparse {
+            Some(p) => SecAggPlan {
+                n_members: n,
+                degree: p.degree,
+                threshold: p.threshold,
+            },
             // A majority of the others: 2t > k, so a lying publisher can never rebuild both
             // secrets of one member, and up to half of them may drop.
-            None => (Topology::AllPairs, (n.saturating_sub(1) / 2 + 1).max(2)),
-        };
-        SecAggSetup {
-            round,
-            members,
-            session_id: seeds[0],
-            topology,
-            threshold,
-            rotation_seed: seeds[2],
+            None => SecAggPlan {
+                n_members: n,
+                degree: n.saturating_sub(1),
+                threshold: (n.saturating_sub(1) / 2 + 1).max(2),
+            },
         }
+    }
+
+    /// Checks what a member can check of a setup before it takes part: members in strictly
+    /// increasing node order, one nonce each, `me` among them with the nonce it sent, and the
+    /// seed the one `commitment` promised.
+    pub fn check(
+        &self,
+        me: NodeId,
+        my_nonce: &[u8; 32],
+        commitment: &[u8; 32],
+    ) -> Result<(), String> {
+        if self.nonces.len() != self.members.len() {
+            return Err(format!(
+                "the setup lists {} members but {} nonces",
+                self.members.len(),
+                self.nonces.len()
+            ));
+        }
+        if let Some(pair) = self.members.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "the setup lists {} before {}: members must be in increasing node order",
+                pair[0], pair[1]
+            ));
+        }
+        match self.index_of(me) {
+            None => return Err("this node is not a member of the round".into()),
+            Some(idx) if self.nonces[idx.as_usize()] != *my_nonce => {
+                return Err("the setup does not carry the nonce this node sent".into());
+            }
+            Some(_) => {}
+        }
+        if Self::commitment(&self.seed) != *commitment {
+            return Err("the setup's seed is not the one the train request committed to".into());
+        }
+        Ok(())
+    }
+
+    fn derive(&self, label: &str) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key(label);
+        hasher.update(&self.seed);
+        hasher.update(&self.round.0.to_le_bytes());
+        hasher.update(&(self.members.len() as u64).to_le_bytes());
+        for (member, nonce) in self.members.iter().zip(&self.nonces) {
+            hasher.update(&member.0.to_le_bytes());
+            hasher.update(nonce);
+        }
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The seed of the encoding's random rotation, shared by every member.
+    pub fn rotation_seed(&self) -> [u8; 32] {
+        self.derive("fedpool secagg rotation seed v1")
+    }
+
+    /// The topology of this setup's [`SecAggSetup::plan`], with its derived graph seed.
+    pub fn topology(&self) -> Topology {
+        let plan = Self::plan(self.members.len());
+        if plan.degree + 1 >= self.members.len() {
+            Topology::AllPairs
+        } else {
+            Topology::Harary {
+                degree: plan.degree,
+                graph_seed: self.derive("fedpool secagg graph seed v1"),
+            }
+        }
+    }
+
+    /// The Shamir threshold of this setup's [`SecAggSetup::plan`].
+    pub fn threshold(&self) -> usize {
+        Self::plan(self.members.len()).threshold
     }
 
     /// The validated round config for vectors of `vector_len` words, with identities from
@@ -97,18 +182,13 @@ impl SecAggSetup {
                     .ok_or_else(|| format!("{node} has no known identity"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        // The session id is bound to the round and the rotation seed too, so a setup replayed
-        // into another round, or with another rotation, fails every signature check.
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"fedpool secagg session v1");
-        hasher.update(&self.session_id);
-        hasher.update(&self.round.0.to_le_bytes());
-        hasher.update(&self.rotation_seed);
+        // The session id covers the round, the seed and every member's nonce, so a setup
+        // replayed into another round, or changed in any way, fails every signature check.
         RoundConfig::new(RoundSettings {
-            session_id: SessionId(*hasher.finalize().as_bytes()),
+            session_id: SessionId(self.derive("fedpool secagg session v2")),
             identities,
-            topology: self.topology.clone(),
-            threshold: self.threshold,
+            topology: self.topology(),
+            threshold: self.threshold(),
             modulus_bits: SECURE_AGGREGATION_BITS,
             vector_len,
         })
@@ -131,7 +211,7 @@ pub(crate) struct SecureCollection {
     pub(crate) encoding: DdgParams,
     pub(crate) min_survivors: usize,
     /// Adaptive clipping: the members append one count word.
-    pub(crate) with_count: bool,
+    pub(crate) count_scale: Option<i64>,
 }
 
 /// How a secure aggregation ended, from the publisher's side.
@@ -156,17 +236,17 @@ impl SecureCollection {
         directory: &Directory,
         encoding: DdgParams,
         min_survivors: usize,
-        with_count: bool,
+        count_scale: Option<i64>,
         stage_timeout_ms: u64,
     ) -> Result<SecureCollection, String> {
-        let vector_len = encoding.padded_dimension() + usize::from(with_count);
+        let vector_len = encoding.padded_dimension() + usize::from(count_scale.is_some());
         let config = Arc::new(setup.round_config(directory, vector_len)?);
         Ok(SecureCollection {
             setup,
             server: Server::new(config, stage_timeout_ms),
             encoding,
             min_survivors,
-            with_count,
+            count_scale,
         })
     }
 
@@ -222,15 +302,15 @@ impl SecureCollection {
             ));
         }
         let padded = self.encoding.padded_dimension();
-        let centred_count = match (self.with_count, aggregate.sum.get(padded)) {
-            // The word sums 2b − 1 plus noise, mod 2^32: centre it, then halve.
-            (true, Some(&word)) => Some(f64::from(word as i32) / 2.0),
+        let centred_count = match (self.count_scale, aggregate.sum.get(padded)) {
+            // The word sums (2b − 1)·s plus noise, mod 2^32: centre it, then divide by 2s.
+            (Some(scale), Some(&word)) => Some(f64::from(word as i32) / (2.0 * scale as f64)),
             _ => None,
         };
         match ddg::decode(
             &aggregate.sum[..padded.min(aggregate.sum.len())],
             &self.encoding,
-            &self.setup.rotation_seed,
+            &self.setup.rotation_seed(),
         ) {
             Ok(sum) => SecureOutcome::Sum {
                 sum,
@@ -263,9 +343,14 @@ mod tests {
             })
             .collect();
         let encoding = DdgParams::choose(&DdgConfig::new(8, 1.0, 5, 1.0, 32)).unwrap();
-        let setup = SecAggSetup::plan(RoundId(1), members, [[1; 32], [2; 32], [3; 32]]);
+        let setup = SecAggSetup {
+            round: RoundId(1),
+            nonces: vec![[9; 32]; members.len()],
+            members,
+            seed: [1; 32],
+        };
         let collection =
-            SecureCollection::new(setup, &directory, encoding, 4, false, 1_000).unwrap();
+            SecureCollection::new(setup, &directory, encoding, 4, None, 1_000).unwrap();
         let aggregate = |n: u32| Aggregate {
             sum: vec![0; encoding.padded_dimension()],
             survivors: (0..n).map(ParticipantIdx).collect(),

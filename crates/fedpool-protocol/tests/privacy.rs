@@ -9,7 +9,7 @@ use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
     Aggregation, Behaviour, DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput,
     ParticipantOutput, PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
-    RoundEvent, RoundId, RoundSummary, Stage, TrainRequest,
+    RoundEvent, RoundId, RoundSummary, SecAggSetup, Stage, TrainRequest,
 };
 use fedpool_strategy::{ClientSampling, StrategyConfig};
 
@@ -46,8 +46,12 @@ fn request(round: u32, privacy: fedpool_protocol::RoundPrivacy) -> Msg {
         global: Arc::new(vec![0.0; 4]),
         local: Arc::new(LocalTraining::default()),
         privacy: Arc::new(privacy),
+        secagg_commitment: Some(SecAggSetup::commitment(&TEST_SEED)),
     })
 }
+
+/// The secure-aggregation seed the test publisher commits to in every request.
+const TEST_SEED: [u8; 32] = [1; 32];
 
 fn outputs(node: &mut Participant) -> Vec<ParticipantOutput> {
     std::iter::from_fn(|| node.poll_output()).collect()
@@ -311,6 +315,7 @@ impl Net {
             .enumerate()
             .map(|(i, key)| {
                 Participant::new(NodeId(i as u32), true, Behaviour::Honest, 100 + i as u64)
+                    .with_privacy_seed([i as u8; 32])
                     .with_privacy(terms.clone(), None)
                     .unwrap()
                     .with_identity(key, Arc::clone(&directory))
@@ -333,7 +338,8 @@ impl Net {
             StrategyConfig::FedAvg.build(),
             vec![0.0; deltas[0].len()],
             (0..n).map(NodeId).collect(),
-        );
+        )
+        .with_privacy_seed([0xee; 32]);
         Net {
             publisher,
             nodes,
@@ -592,10 +598,11 @@ fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
 
 #[test]
 fn the_publisher_stops_before_the_budget_and_reports_spend() {
-    // Every node is sampled each round (q = 1 whatever the contract's share: the accountant
-    // takes the higher rate), z = 2.
+    // A contract that samples a fixed count: nodes cannot see how many are eligible, so every
+    // round is accounted at q = 1 (here every node is asked each round), z = 2.
     let budget = 8.0;
-    let terms = terms(1.0, 2.0, 0.1, Some(budget), false);
+    let mut terms = terms(1.0, 2.0, 0.1, Some(budget), false);
+    terms.sampling_rate = None;
     let data = deltas(4, 6);
     let mut net = Net::new(terms, data, 100);
     net.run();
@@ -678,18 +685,21 @@ fn a_node_refuses_a_setup_with_fewer_members_than_its_noise_needs() {
             n_steps: 1,
         }),
     });
-    assert!(matches!(
-        outputs(&mut node).as_slice(),
-        [ParticipantOutput::Send {
-            msg: Msg::Ready { .. },
-            ..
-        }]
-    ));
-    let setup = fedpool_protocol::SecAggSetup::plan(
-        RoundId(1),
-        vec![NodeId(0), NodeId(1), NodeId(2)],
-        [[1; 32], [2; 32], [3; 32]],
-    );
+    let nonce = match outputs(&mut node).as_slice() {
+        [
+            ParticipantOutput::Send {
+                msg: Msg::Ready { nonce, .. },
+                ..
+            },
+        ] => *nonce,
+        other => panic!("{other:?}"),
+    };
+    let setup = SecAggSetup {
+        round: RoundId(1),
+        members: vec![NodeId(0), NodeId(1), NodeId(2)],
+        nonces: vec![nonce, [2; 32], [3; 32]],
+        seed: TEST_SEED,
+    };
     node.handle(ParticipantInput::Received {
         from: PUBLISHER,
         msg: Msg::SecAggSetup(Arc::new(setup)),
@@ -759,8 +769,8 @@ fn with_adaptive_clipping_the_round_still_spends_the_contracts_epsilon() {
     net.run();
     let rounds = net.completed();
     assert_eq!(rounds.len(), 5);
-    // All 4 nodes are sampled: q = 1.
-    let expected = fedpool_privacy::epsilon(1.0, 1.0, 5, 1e-5).unwrap();
+    // All 4 nodes are asked, each contributes by its own coin at q = 0.1: accounted at 0.1.
+    let expected = fedpool_privacy::epsilon(0.1, 1.0, 5, 1e-5).unwrap();
     let spent = rounds.last().unwrap().privacy.unwrap().epsilon_total;
     assert!((spent - expected).abs() < 1e-9, "{spent} vs {expected}");
 }
@@ -801,19 +811,23 @@ fn adaptive_clipping_under_secure_aggregation_accounts_the_count() {
         target_quantile: 0.5,
         learning_rate: 0.2,
     });
-    let plan = terms.plan_round(100, 1000, 64).unwrap();
+    // Nodes self-select at q = 0.1: all 1,000 are asked, 100 contributions are expected.
+    let plan = terms.plan_round(1000, 1000, 64).unwrap();
     let Some(mechanism @ fedpool_privacy::RoundMechanism::SubsampledDdgWithCount { count, .. }) =
         plan.mechanism
     else {
         panic!("{:?}", plan.mechanism);
     };
-    assert_eq!(count.noise_std, 5.0, "σ_b = m/20");
+    assert_eq!(
+        count.noise_std, 5.0,
+        "σ_b = m/20 with m the expected contributions"
+    );
     // The count is paid for out of z: about the cost of the DDG with z alone.
     let with_count = fedpool_privacy::epsilon_for_rounds(&mechanism, 30, 1e-5).unwrap();
     let mut plain = terms.clone();
     plain.adaptive_clipping = None;
     let alone = fedpool_privacy::epsilon_for_rounds(
-        &plain.plan_round(100, 1000, 64).unwrap().mechanism.unwrap(),
+        &plain.plan_round(1000, 1000, 64).unwrap().mechanism.unwrap(),
         30,
         1e-5,
     )

@@ -46,6 +46,7 @@ fn update(round: u32, delta: Vec<f32>, n_examples: usize) -> Msg {
         n_examples,
         train_loss: 0.5,
         within_clip: true,
+        contributed: true,
     })
 }
 
@@ -74,6 +75,7 @@ fn a_node_without_consent_declines_and_never_trains() {
             global: Arc::new(vec![0.0; 4]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),
+            secagg_commitment: None,
         }),
     });
     let outputs: Vec<_> = std::iter::from_fn(|| node.poll_output()).collect();
@@ -115,6 +117,7 @@ fn revoked_consent_takes_effect_at_the_next_request() {
             global: Arc::new(vec![0.0; 4]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),
+            secagg_commitment: None,
         }),
     });
     assert!(matches!(
@@ -247,6 +250,7 @@ fn scaling_attackers_multiply_their_update() {
             global: Arc::new(vec![0.0; 2]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),
+            secagg_commitment: None,
         }),
     });
     assert!(matches!(

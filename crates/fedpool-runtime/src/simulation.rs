@@ -310,7 +310,11 @@ impl Simulation<InProcessTransport> {
             .zip(&keys)
             .enumerate()
             .map(|(idx, ((&behaviour, &consented), key))| {
-                Participant::new(NodeId(idx as u32), consented, behaviour, rng.random())
+                let seed: u64 = rng.random();
+                // A simulation is reproducible from its seed, privacy randomness included; a
+                // deployed node leaves it to the OS (the participant's default).
+                Participant::new(NodeId(idx as u32), consented, behaviour, seed)
+                    .with_privacy_seed(simulated_privacy_seed(seed))
                     .with_privacy(privacy.clone(), options.owner_epsilon_cap)
                     .map(|p| {
                         p.with_identity(key.signing_key().clone(), Arc::clone(&directory))
@@ -324,20 +328,22 @@ impl Simulation<InProcessTransport> {
             .filter(|p| p.consented())
             .map(|p| p.id())
             .collect();
+        let publisher_seed: u64 = rng.random();
         let publisher = Publisher::new(
             PublisherConfig {
                 rounds: options.rounds.unwrap_or(contract.training.rounds),
                 sampling: contract.training.sampling.clone(),
                 local: contract.training.local.clone(),
                 round_timeout_ms: 60_000,
-                seed: rng.random(),
+                seed: publisher_seed,
                 privacy: privacy.clone(),
                 directory,
             },
             strategy_config.build(),
             initial.clone(),
             roster,
-        );
+        )
+        .with_privacy_seed(simulated_privacy_seed(publisher_seed));
         let initial_metrics = evaluate(&network, &initial, &test_set)?;
         Ok(Simulation {
             network,
@@ -761,4 +767,12 @@ fn flip_labels(targets: &mut Targets) {
 fn evaluate(network: &Network, params: &[f32], data: &Dataset) -> Result<Metrics, Error> {
     let outputs = network.predict(params, &data.features)?;
     Ok(evaluate_outputs(&outputs, &data.targets))
+}
+
+/// The privacy stream of a simulated node or publisher, derived from its `u64` seed so that a
+/// simulation replays bit for bit. Only simulations do this: a deployed node draws 256 bits
+/// from the OS.
+fn simulated_privacy_seed(seed: u64) -> [u8; 32] {
+    use rand::SeedableRng;
+    rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x7072_6976_6163_7921).get_seed()
 }

@@ -53,9 +53,12 @@ pub enum RoundMechanism {
 }
 
 /// The noise on a securely aggregated count of unclipped updates: each of the `n_clients`
-/// members whose shares must reach the sum encodes its bit as `2b − 1 ∈ {−1, +1}` and adds a
-/// discrete Gaussian of variance `(2σ_b)²/n_clients`, so the sum is the centred count
-/// `Σ(b − ½)`, scaled by 2, with noise of std `σ_b` in count units.
+/// members whose shares must reach the sum encodes its bit as `(2b − 1)·s ∈ {−s, +s}` (0 when
+/// it does not contribute this round) and adds a discrete Gaussian of variance
+/// `(2σ_b·s)²/n_clients`, so the sum, divided by `2s`, is the centred count `Σ(b − ½)` with
+/// noise of std `σ_b` in count units. The scale `s` ([`CountNoise::scale`]) keeps each
+/// member's share of the noise wide enough for the discrete Gaussian's bounds however many
+/// members split it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CountNoise {
     /// Members whose noise shares are guaranteed to be in the sum.
@@ -65,15 +68,30 @@ pub struct CountNoise {
 }
 
 impl CountNoise {
-    /// Each member's discrete Gaussian variance, in the ±1 units it encodes.
+    /// The integer scale `s` each member multiplies its ±1 by: the smallest power of two with
+    /// `s ≥ √n / σ_b`, so each member's noise variance `(2σ_b·s)²/n` is at least 4.
+    pub fn scale(&self) -> i64 {
+        if !(self.noise_std > 0.0 && self.noise_std.is_finite()) {
+            return 1;
+        }
+        let wanted = (self.n_clients.max(1) as f64).sqrt() / self.noise_std;
+        let mut scale: i64 = 1;
+        while (scale as f64) < wanted && scale < 1 << 30 {
+            scale <<= 1;
+        }
+        scale
+    }
+
+    /// Each member's discrete Gaussian variance, in the encoded units (`±s` per bit).
     pub fn local_variance(&self) -> f64 {
-        4.0 * self.noise_std * self.noise_std / self.n_clients.max(1) as f64
+        let scaled_std = 2.0 * self.noise_std * self.scale() as f64;
+        scaled_std * scaled_std / self.n_clients.max(1) as f64
     }
 
     /// RDP at order `alpha` of one release of the count, by Kairouz, Liu, Steinke 2021,
-    /// Proposition 14 in one dimension: `α/2 · Δ²/σ̃² + τ` with `Δ = 1` (one member's ±1),
-    /// `σ̃² = 4σ_b²` and τ of their Theorem 1. `+∞` without noise or below the proven
-    /// range (per-member std under ½).
+    /// Proposition 14 in one dimension: `α/2 · Δ²/σ̃² + τ` with `Δ = s` (one member's `±s`
+    /// against 0), `σ̃² = (2σ_b·s)²` and τ of their Theorem 1. `+∞` without noise or below the
+    /// proven range (per-member std under ½).
     pub fn rdp(&self, alpha: f64) -> f64 {
         let s2 = self.local_variance();
         if self.noise_std == 0.0 || s2 < 0.25 {
