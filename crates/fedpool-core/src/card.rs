@@ -213,14 +213,20 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
     }
     if noised {
         let sampling = match contract.training.sampling.fraction {
-            Some(q) => format!(
-                "Each round samples {:.0}% of the consenting nodes; ",
+            Some(q) if q < 1.0 => format!(
+                "Each round asks every consenting node; your node decides with its own secret coin, with probability {:.0}%, whether its update goes in, and otherwise sends an update of zeros. No one can make it take part more often, and the ledger lists every node asked, so a reader of the model and the ledger cannot tell whether your data was used in a round: against them the ε below holds, counted over every round whether or not your coin chose you (amplification by sampling). ",
                 q * 100.0
             ),
-            None => "Each round samples some of the consenting nodes; ".into(),
+            Some(_) => "Every consenting node contributes to every round, so each round is counted in full. ".into(),
+            None => "Each round asks a fixed number of the consenting nodes; your node cannot see how many were eligible, so it counts each round in full (no amplification by sampling). ".into(),
+        };
+        let against_publisher = if p.secure_aggregation {
+            "The publisher sees only masked updates, so it cannot tell your zero update from a real one either: the same ε holds against it. The guarantee is for your data replaced by nothing (your noise share stays in the sum either way, zero-out adjacency), and it needs at least the threshold share of a round's members to be honest: the publisher knows the noise shares of members colluding with it. "
+        } else {
+            "Against the publisher itself there is no differential privacy: it sees each clipped update (and whether yours is the zero update) before adding the noise; only clipping limits what one update reveals to it. "
         };
         words.push(format!(
-            "{sampling}privacy spent is accounted with Rényi differential privacy over every round and recorded on the ledger with each round."
+            "{sampling}{against_publisher}Privacy spent is accounted with Rényi differential privacy over every round, by your own node (which refuses any round past the budget or your cap) and by the publisher, and recorded on the ledger with each round."
         ));
     }
     match (p.epsilon_budget, p.delta) {
