@@ -535,4 +535,30 @@ mod tests {
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
     }
+
+    #[test]
+    fn the_privacy_paragraph_states_each_guarantee_as_the_threat_model_does() {
+        // docs/threat-model.md, "Privacy guarantees, stated plainly": against readers of the
+        // model and the ledger, against the publisher with secure aggregation, and none against
+        // the publisher in central DP.
+        let private = include_str!("../../../contracts/digits_private.toml");
+        let secure = card(private).terms.privacy.join(" ");
+        for phrase in [
+            "own secret coin",
+            "ledger lists every node asked",
+            "the same ε holds against it",
+            "zero-out",
+            "members to be honest",
+        ] {
+            assert!(secure.contains(phrase), "missing {phrase:?}: {secure}");
+        }
+        let central_contract =
+            private.replace("secure_aggregation = true", "secure_aggregation = false");
+        let central = card(&central_contract).terms.privacy.join(" ");
+        assert!(
+            central.contains("Against the publisher itself there is no differential privacy"),
+            "{central}"
+        );
+        assert!(central.contains("own secret coin"), "{central}");
+    }
 }
