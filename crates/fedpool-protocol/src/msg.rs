@@ -84,17 +84,20 @@ pub enum Stage {
     ShareKeys,
     /// Stage 3: sending the masked input.
     MaskedInput,
-    /// Stage 4: sending unmasking shares.
+    /// Stage 4: signing the survivor set.
+    ConsistencyCheck,
+    /// Stage 5: sending unmasking shares.
     Unmasking,
 }
 
 impl Stage {
     /// Every stage of a secure round, in order.
-    pub const SECURE: [Stage; 5] = [
+    pub const SECURE: [Stage; 6] = [
         Stage::Training,
         Stage::AdvertiseKeys,
         Stage::ShareKeys,
         Stage::MaskedInput,
+        Stage::ConsistencyCheck,
         Stage::Unmasking,
     ];
 }
@@ -121,6 +124,7 @@ impl Msg {
                 ToServer::AdvertiseKeys(_) => Stage::AdvertiseKeys,
                 ToServer::ShareKeys(_) => Stage::ShareKeys,
                 ToServer::MaskedInput(_) => Stage::MaskedInput,
+                ToServer::ConsistencySignature(_) => Stage::ConsistencyCheck,
                 ToServer::UnmaskShares(_) => Stage::Unmasking,
             }),
             Msg::TrainRequest(_) | Msg::SecAggSetup(_) | Msg::SecAggToClient { .. } => None,

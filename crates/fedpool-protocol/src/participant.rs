@@ -137,9 +137,9 @@ enum State {
         round: RoundId,
         publisher: NodeId,
         client: Box<Client<ChaCha20Rng>>,
-        /// All-pairs rounds: the fewest members whose inputs the sum may hold, checked
-        /// against the unmasking request (which then names every other member).
-        min_in_sum: Option<usize>,
+        /// The fewest members whose inputs the sum may hold, checked against the unmasking
+        /// request's survivor set (the one global set every member signed).
+        min_in_sum: usize,
     },
 }
 
@@ -589,7 +589,7 @@ impl Participant {
         update: &[f32],
         fitted: Option<bool>,
         privacy: &RoundPrivacy,
-    ) -> Result<(Client<ChaCha20Rng>, Option<usize>), String> {
+    ) -> Result<(Client<ChaCha20Rng>, usize), String> {
         let Aggregation::Secure {
             encoding,
             min_survivors,
@@ -608,8 +608,7 @@ impl Participant {
                 encoding.n_clients()
             ));
         }
-        let min_in_sum = matches!(setup.topology(), fedpool_secagg::Topology::AllPairs)
-            .then_some(*min_survivors);
+        let min_in_sum = *min_survivors;
         let Some(me) = setup.index_of(self.id) else {
             return Err("this node is not a member of the round".into());
         };
@@ -647,17 +646,18 @@ impl Participant {
                 client,
                 min_in_sum,
             } if *current == round && *publisher == from => {
-                // In an all-pairs round the unmasking request names every other member whose
-                // input is in the sum: refuse to unmask one that holds too few noise shares.
-                if let (Some(minimum), fedpool_secagg::ToClient::Unmask(request)) =
-                    (*min_in_sum, &msg)
-                    && request.survivors.len() + 1 < minimum
+                // The survivor set names every member whose input is in the sum, and every
+                // member signs the same one (in any topology): refuse to unmask a sum that holds
+                // too few members' noise.
+                if let fedpool_secagg::ToClient::Unmask(request) = &msg
+                    && request.survivors.len() < *min_in_sum
                 {
                     self.secure_aborts.push((
                         round,
                         format!(
-                            "the sum would hold {} members' noise, the contract needs {minimum}",
-                            request.survivors.len() + 1
+                            "the sum would hold {} members' noise, the contract needs {}",
+                            request.survivors.len(),
+                            min_in_sum
                         ),
                     ));
                     self.state = State::Idle;

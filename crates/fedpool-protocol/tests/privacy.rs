@@ -479,13 +479,7 @@ fn a_secure_round_releases_the_mean_of_clipped_updates_and_no_plain_update() {
 
 #[test]
 fn a_secure_round_survives_dropouts_at_every_stage() {
-    for stage in [
-        Stage::Training,
-        Stage::AdvertiseKeys,
-        Stage::ShareKeys,
-        Stage::MaskedInput,
-        Stage::Unmasking,
-    ] {
+    for stage in Stage::SECURE {
         let terms = terms(1.0, 0.0, 1.0, None, true);
         let data = deltas(10, 16);
         let mut net = Net::new(terms, data.clone(), 1);
@@ -494,8 +488,8 @@ fn a_secure_round_survives_dropouts_at_every_stage() {
         let rounds = net.completed();
         assert_eq!(rounds.len(), 1, "{stage:?}: {:?}", net.events);
         let summary = rounds[0];
-        // A node gone before its masked input is out of the sum; one gone at unmasking is in.
-        let in_sum = stage >= Stage::Unmasking;
+        // A node gone before its masked input is out of the sum; one gone after it is in.
+        let in_sum = stage >= Stage::ConsistencyCheck;
         assert_eq!(
             summary.contributors.contains(&NodeId(3)),
             in_sum,

@@ -8,9 +8,11 @@
 //!
 //! The client is where the protocol's promises are kept, because the server is not trusted:
 //! it checks every neighbour's signed keys against the identity keys in the config, refuses
-//! non-contributory key agreements, rejects share pairs that do not authenticate, and in stage 4
-//! answers one request only, with one share per neighbour: never both the self-mask seed and
-//! the masking key of the same participant. Any violation aborts the round for this client.
+//! non-contributory key agreements, rejects share pairs that do not authenticate, signs exactly
+//! one survivor set (stage 4) and in stage 5 answers one request only, for that set, once t of
+//! its neighbours signed the same set, with one share per neighbour: never both the self-mask
+//! seed and the masking key of the same participant. Any violation aborts the round for this
+//! client.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -61,7 +63,9 @@ pub enum ClientStatus {
     AwaitingNeighbourKeys,
     /// Waiting for the stage-2 relay (shares sealed for it).
     AwaitingShares,
-    /// Waiting for the stage-4 request (survivor and dropout sets).
+    /// Waiting for the survivor set to sign (end of stage 3).
+    AwaitingSurvivors,
+    /// Waiting for the unmasking request (the signed set and its neighbours' signatures).
     AwaitingUnmask,
     /// Done.
     Finished,
@@ -73,6 +77,8 @@ pub enum ClientStatus {
 pub struct Client<R> {
     config: Arc<RoundConfig>,
     me: ParticipantIdx,
+    /// Signs the one survivor set this participant will ever accept in this session.
+    identity: SigningKey,
     rng: R,
     nonces: MaskNonces,
     state: State,
@@ -130,8 +136,13 @@ enum State {
         self_seed: SelfSeed,
         neighbours: BTreeMap<ParticipantIdx, NeighbourKeys>,
     },
+    AwaitingSurvivors {
+        held: BTreeMap<ParticipantIdx, HeldShares>,
+    },
     AwaitingUnmask {
         held: BTreeMap<ParticipantIdx, HeldShares>,
+        /// The set this participant signed; the only one it will unmask for.
+        signed: Vec<ParticipantIdx>,
     },
     Finished,
     Aborted(Error),
@@ -203,6 +214,7 @@ impl<R: CryptoRng + RngCore> Client<R> {
             nonces: MaskNonces::new(config.binding()),
             config,
             me,
+            identity: identity.clone(),
             rng,
             state: State::AwaitingNeighbourKeys(Secrets {
                 input,
@@ -235,8 +247,11 @@ impl<R: CryptoRng + RngCore> Client<R> {
                 },
                 ToClient::RoutedShares(shares),
             ) => self.mask_input(secrets, self_seed, neighbours, shares),
-            (State::AwaitingUnmask { held }, ToClient::Unmask(request)) => {
-                self.unmask(held, request)
+            (State::AwaitingSurvivors { held }, ToClient::Survivors(survivors)) => {
+                self.sign_survivors(held, survivors)
+            }
+            (State::AwaitingUnmask { held, signed }, ToClient::Unmask(request)) => {
+                self.unmask(held, signed, request)
             }
             (state, msg) => Err(self.violation(
                 msg.stage(),
@@ -272,6 +287,7 @@ impl<R: CryptoRng + RngCore> Client<R> {
         match self.state {
             State::AwaitingNeighbourKeys(_) => ClientStatus::AwaitingNeighbourKeys,
             State::AwaitingShares { .. } => ClientStatus::AwaitingShares,
+            State::AwaitingSurvivors { .. } => ClientStatus::AwaitingSurvivors,
             State::AwaitingUnmask { .. } => ClientStatus::AwaitingUnmask,
             State::Finished => ClientStatus::Finished,
             State::Aborted(_) => ClientStatus::Aborted,
@@ -303,6 +319,7 @@ fn describe(state: &State) -> &'static str {
     match state {
         State::AwaitingNeighbourKeys(_) => "waiting for neighbours' keys",
         State::AwaitingShares { .. } => "waiting for routed shares",
+        State::AwaitingSurvivors { .. } => "waiting for the survivor set",
         State::AwaitingUnmask { .. } => "waiting for the unmasking request",
         State::Finished => "finished",
         State::Aborted(_) => "aborted",

@@ -70,6 +70,52 @@ pub(crate) fn verify_keys(
         .is_ok()
 }
 
+/// The bytes a participant signs in the consistency check: label, round binding, its index,
+/// and the whole survivor set (count, then each index). An honest participant signs exactly
+/// one set per session, so two different sets can never both carry its signature.
+fn survivors_payload(
+    binding: &[u8; 32],
+    signer: ParticipantIdx,
+    survivors: &[ParticipantIdx],
+) -> Vec<u8> {
+    const LABEL: &[u8] = b"fedpool-secagg/v1/consistency";
+    let mut payload = Vec::with_capacity(LABEL.len() + 32 + 8 + 4 * survivors.len());
+    payload.extend_from_slice(LABEL);
+    payload.extend_from_slice(binding);
+    payload.extend_from_slice(&signer.0.to_le_bytes());
+    payload.extend_from_slice(&(survivors.len() as u32).to_le_bytes());
+    for survivor in survivors {
+        payload.extend_from_slice(&survivor.0.to_le_bytes());
+    }
+    payload
+}
+
+pub(crate) fn sign_survivors(
+    identity: &SigningKey,
+    binding: &[u8; 32],
+    signer: ParticipantIdx,
+    survivors: &[ParticipantIdx],
+) -> [u8; 64] {
+    identity
+        .sign(&survivors_payload(binding, signer, survivors))
+        .to_bytes()
+}
+
+pub(crate) fn verify_survivors(
+    identity: &VerifyingKey,
+    binding: &[u8; 32],
+    signer: ParticipantIdx,
+    survivors: &[ParticipantIdx],
+    signature: &[u8; 64],
+) -> bool {
+    identity
+        .verify_strict(
+            &survivors_payload(binding, signer, survivors),
+            &Signature::from_bytes(signature),
+        )
+        .is_ok()
+}
+
 /// X25519, refusing non-contributory results (a low-order peer key makes the "shared" secret
 /// a constant anyone can compute).
 pub(crate) fn agree(secret: &StaticSecret, peer_public: &[u8; 32]) -> Option<[u8; 32]> {

@@ -36,7 +36,10 @@ pub enum Stage {
     ShareKeys,
     /// Stage 3: every participant sends its masked, quantized input vector.
     MaskedInput,
-    /// Stage 4: survivors return the shares the server needs to remove the masks.
+    /// Stage 4: every survivor signs the one survivor set the server showed it (the
+    /// consistency check of Bonawitz et al. 2017).
+    ConsistencyCheck,
+    /// Stage 5: survivors that signed return the shares the server needs to remove the masks.
     Unmasking,
 }
 
@@ -47,6 +50,7 @@ impl fmt::Display for Stage {
             Stage::AdvertiseKeys => "advertise-keys",
             Stage::ShareKeys => "share-keys",
             Stage::MaskedInput => "masked-input",
+            Stage::ConsistencyCheck => "consistency-check",
             Stage::Unmasking => "unmasking",
         })
     }

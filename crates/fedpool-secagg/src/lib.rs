@@ -30,8 +30,26 @@
 //! | --- | --- | --- |
 //! | 1 advertise keys | [`ToServer::AdvertiseKeys`]: c_pk, s_pk, Ed25519 signature | [`ToClient::NeighbourKeys`] |
 //! | 2 share keys | [`ToServer::ShareKeys`]: Shamir shares of b_u and s_sk_u, sealed per neighbour | [`ToClient::RoutedShares`] |
-//! | 3 masked input | [`ToServer::MaskedInput`]: x_u + PRG(b_u) ± Σ PRG(s_uv) mod 2^b | [`ToClient::Unmask`] |
-//! | 4 unmasking | [`ToServer::UnmaskShares`]: b-shares of survivors, s_sk-shares of dropouts | — |
+//! | 3 masked input | [`ToServer::MaskedInput`]: x_u + PRG(b_u) ± Σ PRG(s_uv) mod 2^b | [`ToClient::Survivors`]: the one global survivor set |
+//! | 4 consistency check | [`ToServer::ConsistencySignature`]: Ed25519 over the set | [`ToClient::Unmask`]: the set and the neighbours' signatures |
+//! | 5 unmasking | [`ToServer::UnmaskShares`]: b-shares of survivors, s_sk-shares of dropouts | — |
+//!
+//! # Why a lying server learns nothing more than the sum
+//!
+//! To unmask participant u the server needs b_u (t shares, released only by neighbours that
+//! accepted a set *with* u) and, for every neighbour w that u masked with (at least t of them),
+//! either s_sk_u or s_sk_w (t shares, released only by neighbours that accepted a set *without*
+//! the owner). Each honest participant releases one of the two shares per owner, so a server
+//! telling one story cannot get both for u (2t > k). A server telling different stories to
+//! different participants is stopped by the consistency check (Bonawitz et al. 2017, round 3):
+//! a participant signs the one set it was shown, checks that it is in it, and releases shares
+//! only for that set and only after t of its neighbours signed the same set. Suppose the server
+//! got b_u from releasers R_u and s_sk_w for every w in H_u. Both hold at least t of u's k
+//! neighbours, so some w is in both; w released b_u, so t of w's neighbours signed w's set,
+//! which contains w; the releasers of s_sk_w are also w's neighbours and each signed a set
+//! without w. An honest participant signs one set per session, so w would have 2t > k distinct
+//! neighbours. With c participants colluding with the server in one neighbourhood, the same
+//! argument needs c ≥ 2t − k, as for the one-share rule. Tests: `tests/consistency.rs`.
 //!
 //! # Example
 //!

@@ -30,15 +30,16 @@ pub struct EncryptedShares {
     pub ciphertext: [u8; SHARE_CIPHERTEXT_BYTES],
 }
 
-/// The server's stage-4 request to a survivor, about the survivor's neighbours only (so its
-/// size is O(k), not O(n)): which of them sent a masked input and which shared keys but sent
-/// none.
+/// The server's stage-5 request to a participant that signed the survivor set: the set again
+/// and the consistency signatures its neighbours made over it. The participant releases shares
+/// only if the set is the one it signed and at least t of its neighbours signed the same set
+/// (Bonawitz et al. 2017, round 3), so a server cannot tell two neighbourhoods two stories.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnmaskRequest {
-    /// Neighbours whose masked inputs are in the sum, sorted.
+    /// Every participant whose masked input is in the sum, sorted: the set all signed.
     pub survivors: Vec<ParticipantIdx>,
-    /// Neighbours that shared keys but whose masked inputs never arrived, sorted.
-    pub dropped: Vec<ParticipantIdx>,
+    /// (signer, Ed25519 signature over the set) for the recipient's neighbours that signed.
+    pub signatures: Vec<(ParticipantIdx, [u8; 64])>,
 }
 
 /// A survivor's stage-4 answer. For each neighbour it holds shares of, it returns exactly one
@@ -60,7 +61,9 @@ pub enum ToServer {
     ShareKeys(Vec<EncryptedShares>),
     /// Stage 3: the masked input, `vector_len` words, each below 2^b.
     MaskedInput(Vec<u32>),
-    /// Stage 4.
+    /// Stage 4: the participant's Ed25519 signature over the survivor set it was shown.
+    ConsistencySignature([u8; 64]),
+    /// Stage 5.
     UnmaskShares(UnmaskResponse),
 }
 
@@ -71,6 +74,7 @@ impl ToServer {
             ToServer::AdvertiseKeys(_) => Stage::AdvertiseKeys,
             ToServer::ShareKeys(_) => Stage::ShareKeys,
             ToServer::MaskedInput(_) => Stage::MaskedInput,
+            ToServer::ConsistencySignature(_) => Stage::ConsistencyCheck,
             ToServer::UnmaskShares(_) => Stage::Unmasking,
         }
     }
@@ -84,7 +88,10 @@ pub enum ToClient {
     /// End of stage 2: the share pairs sealed for the recipient (`peer` = sender) by its
     /// neighbours that completed stage 2.
     RoutedShares(Vec<EncryptedShares>),
-    /// End of stage 3.
+    /// End of stage 3: every participant whose masked input is in the sum, sorted, for the
+    /// recipient to sign.
+    Survivors(Vec<ParticipantIdx>),
+    /// End of stage 4.
     Unmask(UnmaskRequest),
 }
 
@@ -94,7 +101,8 @@ impl ToClient {
         match self {
             ToClient::NeighbourKeys(_) => Stage::AdvertiseKeys,
             ToClient::RoutedShares(_) => Stage::ShareKeys,
-            ToClient::Unmask(_) => Stage::MaskedInput,
+            ToClient::Survivors(_) => Stage::MaskedInput,
+            ToClient::Unmask(_) => Stage::ConsistencyCheck,
         }
     }
 }

@@ -131,6 +131,10 @@ pub struct Server {
     masked_sum: Vec<u32>,
     /// U2 \ U3.
     dropped: BTreeSet<ParticipantIdx>,
+    /// U3 as announced to every survivor, sorted.
+    survivor_set: Vec<ParticipantIdx>,
+    /// U4: survivors' verified signatures over `survivor_set`.
+    consistency_signatures: BTreeMap<ParticipantIdx, [u8; 64]>,
     unmask_responses: BTreeMap<ParticipantIdx, UnmaskResponse>,
     rejections: Vec<Rejection>,
     outputs: VecDeque<ServerOutput>,
@@ -159,6 +163,8 @@ impl Server {
             shared: BTreeSet::new(),
             masked_inputs: BTreeMap::new(),
             dropped: BTreeSet::new(),
+            survivor_set: Vec::new(),
+            consistency_signatures: BTreeMap::new(),
             unmask_responses: BTreeMap::new(),
             rejections: Vec::new(),
             outputs: VecDeque::new(),
@@ -235,6 +241,9 @@ impl Server {
             ToServer::AdvertiseKeys(keys) => self.accept_keys(from, keys),
             ToServer::ShareKeys(shares) => self.accept_shares(from, shares),
             ToServer::MaskedInput(words) => self.accept_masked_input(from, words),
+            ToServer::ConsistencySignature(signature) => {
+                self.accept_consistency_signature(from, signature)
+            }
             ToServer::UnmaskShares(response) => self.accept_unmask(from, response),
         };
         match accepted {
@@ -328,6 +337,27 @@ impl Server {
         Ok(())
     }
 
+    fn accept_consistency_signature(
+        &mut self,
+        from: ParticipantIdx,
+        signature: [u8; 64],
+    ) -> Result<(), String> {
+        let identity = self.config.identity(from).expect("sender is in the round");
+        // A bad signature would make every neighbour refuse to unmask: refuse it here, so the
+        // sender alone counts as dropped (its input stays in the sum).
+        if !crypto::verify_survivors(
+            identity,
+            self.config.binding(),
+            from,
+            &self.survivor_set,
+            &signature,
+        ) {
+            return Err("the consistency signature is not over the announced survivor set".into());
+        }
+        self.consistency_signatures.insert(from, signature);
+        Ok(())
+    }
+
     fn accept_unmask(
         &mut self,
         from: ParticipantIdx,
@@ -388,7 +418,8 @@ impl Server {
         let result = match stage {
             Stage::Setup | Stage::AdvertiseKeys => self.relay_keys(),
             Stage::ShareKeys => self.route_shares(),
-            Stage::MaskedInput => self.request_unmasking(),
+            Stage::MaskedInput => self.announce_survivors(),
+            Stage::ConsistencyCheck => self.request_unmasking(),
             Stage::Unmasking => self.unmask(),
         };
         match result {

@@ -109,6 +109,7 @@ impl ClientSlot {
                 None => return,
                 Some(ToClient::NeighbourKeys(_)) => Stage::ShareKeys,
                 Some(ToClient::RoutedShares(_)) => Stage::MaskedInput,
+                Some(ToClient::Survivors(_)) => Stage::ConsistencyCheck,
                 Some(ToClient::Unmask(_)) => Stage::Unmasking,
             };
             if drop_stage <= answers {

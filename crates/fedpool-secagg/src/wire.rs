@@ -7,10 +7,12 @@
 //! | `ToServer::AdvertiseKeys` | 1 + 132 = 133 |
 //! | `ToServer::ShareKeys` (m neighbours) | 5 + 100·m |
 //! | `ToServer::MaskedInput` (L words) | 5 + 4·L |
+//! | `ToServer::ConsistencySignature` | 1 + 64 = 65 |
 //! | `ToServer::UnmaskShares` (a + d shares) | 9 + 44·(a + d) |
 //! | `ToClient::NeighbourKeys` (m neighbours) | 5 + 132·m |
 //! | `ToClient::RoutedShares` (m neighbours) | 5 + 100·m |
-//! | `ToClient::Unmask` (s survivors, d dropped) | 9 + 4·(s + d) |
+//! | `ToClient::Survivors` (s survivors) | 5 + 4·s |
+//! | `ToClient::Unmask` (s survivors, g signatures) | 9 + 4·s + 68·g |
 
 use crate::crypto::SHARE_CIPHERTEXT_BYTES;
 use crate::error::{Error, ParticipantIdx};
@@ -23,9 +25,14 @@ const TAG_ADVERTISE: u8 = 1;
 const TAG_SHARE_KEYS: u8 = 2;
 const TAG_MASKED_INPUT: u8 = 3;
 const TAG_UNMASK_SHARES: u8 = 4;
+const TAG_CONSISTENCY_SIGNATURE: u8 = 5;
 const TAG_NEIGHBOUR_KEYS: u8 = 101;
 const TAG_ROUTED_SHARES: u8 = 102;
 const TAG_UNMASK: u8 = 103;
+const TAG_SURVIVORS: u8 = 104;
+
+/// Bytes of one encoded (signer, signature) pair.
+const SIGNATURE_BYTES: usize = 4 + 64;
 
 /// Bytes of one encoded [`AdvertisedKeys`].
 pub const ADVERTISED_KEYS_BYTES: usize = 4 + 32 + 32 + 64;
@@ -41,6 +48,7 @@ impl ToServer {
             ToServer::AdvertiseKeys(_) => ADVERTISED_KEYS_BYTES,
             ToServer::ShareKeys(shares) => 4 + shares.len() * ENCRYPTED_SHARES_BYTES,
             ToServer::MaskedInput(words) => 4 + 4 * words.len(),
+            ToServer::ConsistencySignature(_) => 64,
             ToServer::UnmaskShares(response) => {
                 8 + OWNED_SHARE_BYTES
                     * (response.self_mask_shares.len() + response.masking_key_shares.len())
@@ -67,6 +75,10 @@ impl ToServer {
                     out.extend_from_slice(&word.to_le_bytes());
                 }
             }
+            ToServer::ConsistencySignature(signature) => {
+                out.push(TAG_CONSISTENCY_SIGNATURE);
+                out.extend_from_slice(signature);
+            }
             ToServer::UnmaskShares(response) => {
                 out.push(TAG_UNMASK_SHARES);
                 put_owned_shares(&mut out, &response.self_mask_shares);
@@ -92,6 +104,7 @@ impl ToServer {
                         .collect(),
                 )
             }
+            TAG_CONSISTENCY_SIGNATURE => ToServer::ConsistencySignature(reader.array()?),
             TAG_UNMASK_SHARES => ToServer::UnmaskShares(UnmaskResponse {
                 self_mask_shares: reader.owned_shares()?,
                 masking_key_shares: reader.owned_shares()?,
@@ -109,7 +122,10 @@ impl ToClient {
         1 + match self {
             ToClient::NeighbourKeys(keys) => 4 + keys.len() * ADVERTISED_KEYS_BYTES,
             ToClient::RoutedShares(shares) => 4 + shares.len() * ENCRYPTED_SHARES_BYTES,
-            ToClient::Unmask(request) => 8 + 4 * (request.survivors.len() + request.dropped.len()),
+            ToClient::Survivors(survivors) => 4 + 4 * survivors.len(),
+            ToClient::Unmask(request) => {
+                8 + 4 * request.survivors.len() + SIGNATURE_BYTES * request.signatures.len()
+            }
         }
     }
 
@@ -128,13 +144,17 @@ impl ToClient {
                 out.push(TAG_ROUTED_SHARES);
                 put_encrypted(&mut out, shares);
             }
+            ToClient::Survivors(survivors) => {
+                out.push(TAG_SURVIVORS);
+                put_indices(&mut out, survivors);
+            }
             ToClient::Unmask(request) => {
                 out.push(TAG_UNMASK);
-                for list in [&request.survivors, &request.dropped] {
-                    put_u32(&mut out, list.len() as u32);
-                    for idx in list {
-                        put_u32(&mut out, idx.0);
-                    }
+                put_indices(&mut out, &request.survivors);
+                put_u32(&mut out, request.signatures.len() as u32);
+                for (signer, signature) in &request.signatures {
+                    put_u32(&mut out, signer.0);
+                    out.extend_from_slice(signature);
                 }
             }
         }
@@ -155,17 +175,18 @@ impl ToClient {
                 ToClient::NeighbourKeys(keys)
             }
             TAG_ROUTED_SHARES => ToClient::RoutedShares(reader.encrypted()?),
+            TAG_SURVIVORS => ToClient::Survivors(reader.indices()?),
             TAG_UNMASK => {
-                let mut lists = [Vec::new(), Vec::new()];
-                for list in &mut lists {
-                    let len = reader.count(4)?;
-                    list.reserve(len);
-                    for _ in 0..len {
-                        list.push(ParticipantIdx(reader.u32()?));
-                    }
+                let survivors = reader.indices()?;
+                let len = reader.count(SIGNATURE_BYTES)?;
+                let mut signatures = Vec::with_capacity(len);
+                for _ in 0..len {
+                    signatures.push((ParticipantIdx(reader.u32()?), reader.array()?));
                 }
-                let [survivors, dropped] = lists;
-                ToClient::Unmask(UnmaskRequest { survivors, dropped })
+                ToClient::Unmask(UnmaskRequest {
+                    survivors,
+                    signatures,
+                })
             }
             tag => return Err(reader.error(format!("unknown tag {tag}"))),
         };
@@ -176,6 +197,13 @@ impl ToClient {
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_indices(out: &mut Vec<u8>, indices: &[ParticipantIdx]) {
+    put_u32(out, indices.len() as u32);
+    for idx in indices {
+        put_u32(out, idx.0);
+    }
 }
 
 fn put_keys(out: &mut Vec<u8>, keys: &AdvertisedKeys) {
@@ -258,6 +286,15 @@ impl<'a> Reader<'a> {
         Ok(count)
     }
 
+    fn indices(&mut self) -> Result<Vec<ParticipantIdx>, Error> {
+        let len = self.count(4)?;
+        let mut indices = Vec::with_capacity(len);
+        for _ in 0..len {
+            indices.push(ParticipantIdx(self.u32()?));
+        }
+        Ok(indices)
+    }
+
     fn keys(&mut self) -> Result<AdvertisedKeys, Error> {
         Ok(AdvertisedKeys {
             owner: ParticipantIdx(self.u32()?),
@@ -323,6 +360,7 @@ mod tests {
                 ToServer::AdvertiseKeys(keys.clone()),
                 ToServer::ShareKeys(vec![encrypted.clone(), encrypted.clone()]),
                 ToServer::MaskedInput(vec![0, 1, u32::MAX, 77]),
+                ToServer::ConsistencySignature([8; 64]),
                 ToServer::UnmaskShares(UnmaskResponse {
                     self_mask_shares: vec![(ParticipantIdx(1), share)],
                     masking_key_shares: vec![
@@ -334,9 +372,14 @@ mod tests {
             vec![
                 ToClient::NeighbourKeys(vec![keys.clone(), keys]),
                 ToClient::RoutedShares(vec![encrypted]),
+                ToClient::Survivors(vec![
+                    ParticipantIdx(0),
+                    ParticipantIdx(4),
+                    ParticipantIdx(7),
+                ]),
                 ToClient::Unmask(UnmaskRequest {
                     survivors: vec![ParticipantIdx(0), ParticipantIdx(4)],
-                    dropped: vec![ParticipantIdx(2)],
+                    signatures: vec![(ParticipantIdx(4), [6; 64])],
                 }),
             ],
         )
@@ -345,13 +388,13 @@ mod tests {
     #[test]
     fn every_message_round_trips_at_its_documented_size() {
         let (up, down) = samples();
-        let documented_up = [133, 5 + 200, 5 + 16, 9 + 44 * 3];
+        let documented_up = [133, 5 + 200, 5 + 16, 65, 9 + 44 * 3];
         for (message, size) in up.iter().zip(documented_up) {
             let bytes = message.encode();
             assert_eq!(bytes.len(), size, "{message:?}");
             assert_eq!(&ToServer::decode(&bytes).unwrap(), message);
         }
-        let documented_down = [5 + 264, 5 + 100, 9 + 12];
+        let documented_down = [5 + 264, 5 + 100, 5 + 12, 9 + 8 + 68];
         for (message, size) in down.iter().zip(documented_down) {
             let bytes = message.encode();
             assert_eq!(bytes.len(), size, "{message:?}");

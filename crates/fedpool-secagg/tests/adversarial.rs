@@ -221,15 +221,16 @@ fn a_share_pair_routed_to_the_wrong_recipient_does_not_open() {
     );
 }
 
-fn check_unmask_rewrite(rewrite: &dyn Fn(&mut UnmaskRequest), expect: &dyn Fn(&Error) -> bool) {
+fn check_rewrite(rewrite: &dyn Fn(&mut ToClient), expect: &dyn Fn(&Error) -> bool, signed: bool) {
     let spec = spec();
     let target = ParticipantIdx(0);
-    // One neighbour of the target drops after sharing keys, so the request has both lists.
+    // One neighbour of the target drops after sharing keys, so the target holds shares of a
+    // survivor and of a dropout.
     let dropped = spec.config().neighbours(target)[0];
     let plan = DropoutPlan::none().drop_at(dropped, Stage::MaskedInput);
     let mut tamper = |to: ParticipantIdx, msg: &mut ToClient| {
-        if let (true, ToClient::Unmask(request)) = (to == target, msg) {
-            rewrite(request);
+        if to == target {
+            rewrite(msg);
         }
     };
     let outcome = spec.run_tampered(&plan, &mut tamper);
@@ -237,27 +238,88 @@ fn check_unmask_rewrite(rewrite: &dyn Fn(&mut UnmaskRequest), expect: &dyn Fn(&E
         panic!("{:?}", outcome.clients[target.as_usize()]);
     };
     assert!(expect(error), "{error}");
-    // Its masked input went up, but no unmasking answer: uploads are exactly the first three
-    // messages (133 + share pairs + masked input).
+    // Its masked input went up (and its consistency signature, if it got that far), but no
+    // unmasking answer: 133 + share pairs + masked input (+ 65).
     let k = spec.config().neighbours(target).len();
     assert_eq!(
         outcome.upload_bytes[target.as_usize()],
-        133 + (5 + 100 * k as u64) + (5 + 4 * spec.vector_len as u64)
+        133 + (5 + 100 * k as u64) + (5 + 4 * spec.vector_len as u64) + if signed { 65 } else { 0 }
+    );
+}
+
+fn rewrite_unmask(rewrite: impl Fn(&mut UnmaskRequest)) -> impl Fn(&mut ToClient) {
+    move |msg| {
+        if let ToClient::Unmask(request) = msg {
+            rewrite(request);
+        }
+    }
+}
+
+fn rewrite_survivors(rewrite: impl Fn(&mut Vec<ParticipantIdx>)) -> impl Fn(&mut ToClient) {
+    move |msg| {
+        if let ToClient::Survivors(survivors) = msg {
+            rewrite(survivors);
+        }
+    }
+}
+
+#[test]
+fn a_survivor_set_without_the_recipient_gets_no_signature() {
+    check_rewrite(
+        &rewrite_survivors(|set| set.retain(|p| p.0 != 0)),
+        &|error| error.to_string().contains("leaves out this participant"),
+        false,
     );
 }
 
 #[test]
-fn a_participant_listed_as_both_survivor_and_dropped_gets_no_answer() {
-    check_unmask_rewrite(
-        &|request| {
-            let survivor = *request
-                .survivors
-                .iter()
-                .find(|&&s| s != ParticipantIdx(0))
-                .unwrap();
-            request.dropped.push(survivor);
-            request.dropped.sort();
+fn a_survivor_set_naming_a_neighbour_that_never_shared_keys_gets_no_signature() {
+    // A neighbour that dropped before sharing keys cannot have masked with the target, so a
+    // set listing it as a survivor is false.
+    let spec = spec();
+    let target = ParticipantIdx(0);
+    let silent = spec.config().neighbours(target)[1];
+    let plan = DropoutPlan::none().drop_at(silent, Stage::ShareKeys);
+    let mut tamper = |to: ParticipantIdx, msg: &mut ToClient| {
+        if let (true, ToClient::Survivors(set)) = (to == target, msg) {
+            set.push(silent);
+            set.sort();
+        }
+    };
+    let outcome = spec.run_tampered(&plan, &mut tamper);
+    let ClientOutcome::Aborted(error) = &outcome.clients[target.as_usize()] else {
+        panic!("{:?}", outcome.clients[target.as_usize()]);
+    };
+    assert!(
+        error.to_string().contains("never completed key sharing"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unsorted_survivor_set_gets_no_signature() {
+    check_rewrite(
+        &rewrite_survivors(|set| set.reverse()),
+        &|error| {
+            matches!(
+                error,
+                Error::InconsistentSets {
+                    stage: Stage::ConsistencyCheck,
+                    ..
+                }
+            )
         },
+        false,
+    );
+}
+
+#[test]
+fn an_unmasking_request_for_another_set_than_the_one_signed_gets_no_answer() {
+    check_rewrite(
+        &rewrite_unmask(|request| {
+            let last = request.survivors.pop();
+            assert!(last.is_some());
+        }),
         &|error| {
             matches!(
                 error,
@@ -265,51 +327,68 @@ fn a_participant_listed_as_both_survivor_and_dropped_gets_no_answer() {
                     stage: Stage::Unmasking,
                     ..
                 }
-            ) && error
-                .to_string()
-                .contains("both as a survivor and as dropped")
+            ) && error.to_string().contains("this participant signed")
         },
+        true,
     );
 }
 
 #[test]
-fn a_dropped_neighbour_left_out_of_both_lists_gets_no_answer() {
-    check_unmask_rewrite(&|request| request.dropped.clear(), &|error| {
-        matches!(
-            error,
-            Error::InconsistentSets {
-                stage: Stage::Unmasking,
-                ..
-            }
-        )
-    });
-}
-
-#[test]
-fn a_request_naming_a_non_neighbour_gets_no_answer() {
-    check_unmask_rewrite(
-        &|request| {
-            let stranger = (1..10)
-                .map(ParticipantIdx)
-                .find(|p| !request.survivors.contains(p) && !request.dropped.contains(p))
-                .unwrap();
-            request.dropped.push(stranger);
+fn an_unmasking_request_with_fewer_than_t_neighbour_signatures_gets_no_answer() {
+    let t = spec().threshold;
+    check_rewrite(
+        &rewrite_unmask(move |request| request.signatures.truncate(t - 1)),
+        &|error| {
+            matches!(
+                error,
+                Error::TooFewSurvivors {
+                    stage: Stage::Unmasking,
+                    ..
+                }
+            )
         },
-        &|error| error.to_string().contains("who is not a neighbour"),
+        true,
     );
 }
 
 #[test]
-fn a_survivor_list_below_the_threshold_gets_no_answer() {
-    check_unmask_rewrite(&|request| request.survivors.truncate(2), &|error| {
-        matches!(
-            error,
-            Error::TooFewSurvivors {
-                stage: Stage::Unmasking,
-                ..
-            }
-        ) || matches!(error, Error::InconsistentSets { .. })
-    });
+fn a_forged_consistency_signature_gets_no_answer() {
+    check_rewrite(
+        &rewrite_unmask(|request| request.signatures[0].1[7] ^= 1),
+        &|error| error.to_string().contains("not over the set"),
+        true,
+    );
+}
+
+#[test]
+fn a_consistency_signature_counted_twice_gets_no_answer() {
+    check_rewrite(
+        &rewrite_unmask(|request| {
+            let first = request.signatures[0];
+            request.signatures.push(first);
+        }),
+        &|error| error.to_string().contains("two consistency signatures"),
+        true,
+    );
+}
+
+#[test]
+fn a_consistency_signature_from_a_non_neighbour_gets_no_answer() {
+    let spec = spec();
+    let config = spec.config();
+    let target = ParticipantIdx(0);
+    let Some(stranger) = (1..spec.n as u32)
+        .map(ParticipantIdx)
+        .find(|&p| !config.are_neighbours(target, p))
+    else {
+        // All-pairs: everyone is a neighbour; nothing to test.
+        return;
+    };
+    check_rewrite(
+        &rewrite_unmask(move |request| request.signatures[0].0 = stranger),
+        &|error| error.to_string().contains("not a neighbour"),
+        true,
+    );
 }
 
 #[test]
@@ -446,11 +525,11 @@ fn participants_answer_one_unmasking_request_with_one_share_per_neighbour() {
         );
         assert_eq!(unique, config.neighbours(*from).to_vec());
     }
-    // Replay the request with the lists swapped: finished participants stay silent, and the
-    // dropped one (still waiting for its shares) aborts without sending anything.
+    // Replay a request for another set: finished participants stay silent, and the dropped
+    // one (still waiting for its shares) aborts without sending anything.
     let swapped = ToClient::Unmask(UnmaskRequest {
         survivors: vec![dropped],
-        dropped: aggregate.survivors.clone(),
+        signatures: Vec::new(),
     });
     for client in &mut clients {
         client.handle(ClientInput::Received(swapped.clone()));

@@ -279,8 +279,8 @@ mod tests {
     }
     impl rand::CryptoRng for Scripted {}
 
-    fn scripted(words: &[u64]) -> Scripted {
-        Scripted(words.to_vec().into_iter())
+    fn scripted(words: Vec<u64>) -> Scripted {
+        Scripted(words.into_iter())
     }
 
     #[test]
@@ -290,7 +290,7 @@ mod tests {
         for n in [1u64, 2, 3, 5, 6, 7, 8, 9, 1000, (1 << 40) + 3] {
             let span = n.next_power_of_two();
             for raw in (0..span.min(4096)).chain([span - 1]) {
-                let mut rng = scripted(&[raw | !(span - 1) & 0xdead_0000_0000_0000, 0]);
+                let mut rng = scripted(vec![raw | !(span - 1) & 0xdead_0000_0000_0000, 0]);
                 let got = uniform_below_u64(n, &mut rng);
                 if raw < n {
                     assert_eq!(got, raw, "n = {n}");
@@ -301,7 +301,7 @@ mod tests {
         }
         // 128-bit: the high word comes first.
         let n: u128 = (1 << 100) + 7;
-        let mut rng = scripted(&[u64::MAX, u64::MAX, 1 << 36, 5]);
+        let mut rng = scripted(vec![u64::MAX, u64::MAX, 1 << 36, 5]);
         assert_eq!(uniform_below_u128(n, &mut rng), (1u128 << 100) + 5);
     }
 

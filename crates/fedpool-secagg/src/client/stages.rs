@@ -246,58 +246,126 @@ impl<R: CryptoRng + RngCore> Client<R> {
         }
         self.outputs
             .push_back(ClientOutput::Send(ToServer::MaskedInput(masked)));
-        Ok(State::AwaitingUnmask { held })
+        Ok(State::AwaitingSurvivors { held })
     }
 
-    /// Stage 4: check the server's survivor and dropout sets against what we saw, then release
-    /// one share per neighbour.
-    pub(super) fn unmask(
+    /// Stage 4: check the survivor set the server shows us against what we saw, then sign it.
+    /// This is the only set we will ever release shares for in this session.
+    pub(super) fn sign_survivors(
         &mut self,
         held: BTreeMap<ParticipantIdx, HeldShares>,
-        request: UnmaskRequest,
+        survivors: Vec<ParticipantIdx>,
     ) -> Result<State, Error> {
-        const STAGE: Stage = Stage::Unmasking;
+        const STAGE: Stage = Stage::ConsistencyCheck;
         let party = self.party();
         let inconsistent = |detail: String| Error::InconsistentSets {
             party,
             stage: STAGE,
             detail,
         };
-        let survivors = self.checked_set(&request.survivors, "survivor")?;
-        let dropped = self.checked_set(&request.dropped, "dropped")?;
-        if let Some(both) = survivors.intersection(&dropped).next() {
+        if let Some(pair) = survivors.windows(2).find(|w| w[0] >= w[1]) {
             return Err(inconsistent(format!(
-                "{both} is listed both as a survivor and as dropped"
+                "the survivor set is not strictly increasing ({} then {})",
+                pair[0], pair[1]
             )));
         }
-        // A neighbour is in our masks exactly when we hold its shares; the server must classify
-        // exactly those neighbours, each once.
+        if let Some(&stranger) = survivors.iter().find(|&&v| !self.config.contains(v)) {
+            return Err(self.violation(
+                STAGE,
+                format!("the survivor set names {stranger}, who is not in the round"),
+            ));
+        }
+        // We sent our masked input: a set without us is a lie told to someone.
+        if survivors.binary_search(&self.me).is_err() {
+            return Err(inconsistent(
+                "the survivor set leaves out this participant, which sent its masked input".into(),
+            ));
+        }
+        // A neighbour's input is in the sum only if it masked with us, i.e. its shares reached
+        // us: otherwise our pairwise mask with it could never cancel.
         for &neighbour in self.config.neighbours(self.me) {
-            let listed = survivors.contains(&neighbour) || dropped.contains(&neighbour);
-            match (held.contains_key(&neighbour), listed) {
-                (true, false) => {
-                    return Err(inconsistent(format!(
-                        "neighbour {neighbour} completed key sharing but is neither a survivor nor dropped"
-                    )));
-                }
-                (false, true) => {
-                    return Err(inconsistent(format!(
-                        "neighbour {neighbour} never completed key sharing but is listed"
-                    )));
-                }
-                _ => {}
+            if survivors.binary_search(&neighbour).is_ok() && !held.contains_key(&neighbour) {
+                return Err(inconsistent(format!(
+                    "neighbour {neighbour} never completed key sharing but is listed as a survivor"
+                )));
             }
         }
-        // The server needs t of our surviving neighbours to rebuild our self-mask seed; an
-        // honest server never asks with fewer, so a smaller set means the round cannot end
-        // well and we release nothing.
+        let signature =
+            crypto::sign_survivors(&self.identity, self.config.binding(), self.me, &survivors);
+        self.outputs
+            .push_back(ClientOutput::Send(ToServer::ConsistencySignature(
+                signature,
+            )));
+        Ok(State::AwaitingUnmask {
+            held,
+            signed: survivors,
+        })
+    }
+
+    /// Stage 5: release shares only for the set we signed, and only once t of our neighbours
+    /// signed that same set: then no other set can have been accepted anywhere in our
+    /// neighbourhood, so no neighbour is a survivor to one of us and dropped to another.
+    pub(super) fn unmask(
+        &mut self,
+        held: BTreeMap<ParticipantIdx, HeldShares>,
+        signed: Vec<ParticipantIdx>,
+        request: UnmaskRequest,
+    ) -> Result<State, Error> {
+        const STAGE: Stage = Stage::Unmasking;
+        let party = self.party();
+        if request.survivors != signed {
+            return Err(Error::InconsistentSets {
+                party,
+                stage: STAGE,
+                detail: format!(
+                    "the unmasking request names {} survivors, not the {} this participant signed",
+                    request.survivors.len(),
+                    signed.len()
+                ),
+            });
+        }
+        let binding = *self.config.binding();
+        let mut signers = BTreeSet::new();
+        for (signer, signature) in &request.signatures {
+            let signer = *signer;
+            if !self.config.contains(signer) || !self.config.are_neighbours(self.me, signer) {
+                return Err(self.violation(
+                    STAGE,
+                    format!("a consistency signature is from {signer}, who is not a neighbour"),
+                ));
+            }
+            if signed.binary_search(&signer).is_err() {
+                return Err(self.violation(
+                    STAGE,
+                    format!("{signer} signed the survivor set but is not in it"),
+                ));
+            }
+            if !signers.insert(signer) {
+                return Err(
+                    self.violation(STAGE, format!("two consistency signatures from {signer}"))
+                );
+            }
+            let identity = self
+                .config
+                .identity(signer)
+                .expect("signer is in the round");
+            if !crypto::verify_survivors(identity, &binding, signer, &signed, signature) {
+                return Err(Error::InconsistentSets {
+                    party,
+                    stage: STAGE,
+                    detail: format!(
+                        "{signer}'s consistency signature is not over the set this participant signed"
+                    ),
+                });
+            }
+        }
         let threshold = self.config.threshold();
-        if survivors.len() < threshold {
+        if signers.len() < threshold {
             return Err(Error::TooFewSurvivors {
                 party,
                 stage: STAGE,
                 scope: Scope::NeighboursOf(self.me),
-                alive: survivors.len(),
+                alive: signers.len(),
                 threshold,
             });
         }
@@ -306,8 +374,8 @@ impl<R: CryptoRng + RngCore> Client<R> {
             masking_key_shares: Vec::new(),
         };
         for (&owner, shares) in &held {
-            // Exactly one of the two, by construction of the two disjoint sets.
-            if survivors.contains(&owner) {
+            // Exactly one of the two per neighbour, by the one set we signed.
+            if signed.binary_search(&owner).is_ok() {
                 response.self_mask_shares.push((owner, shares.self_mask));
             } else {
                 response
@@ -321,29 +389,5 @@ impl<R: CryptoRng + RngCore> Client<R> {
         self.outputs
             .push_back(ClientOutput::Event(ClientEvent::Finished));
         Ok(State::Finished)
-    }
-
-    fn checked_set(
-        &self,
-        list: &[ParticipantIdx],
-        what: &str,
-    ) -> Result<BTreeSet<ParticipantIdx>, Error> {
-        let mut set = BTreeSet::new();
-        for &idx in list {
-            if !self.config.contains(idx) || !self.config.are_neighbours(self.me, idx) {
-                return Err(self.violation(
-                    Stage::Unmasking,
-                    format!("the {what} list names {idx}, who is not a neighbour"),
-                ));
-            }
-            if !set.insert(idx) {
-                return Err(Error::InconsistentSets {
-                    party: self.party(),
-                    stage: Stage::Unmasking,
-                    detail: format!("{idx} appears twice in the {what} list"),
-                });
-            }
-        }
-        Ok(set)
     }
 }

@@ -1,5 +1,6 @@
 //! The end of each server stage: check the threshold, then relay keys (1), route shares (2),
-//! request unmasking (3), or rebuild the secrets and remove the masks (4).
+//! announce the survivor set (3), send it back with the neighbours' signatures over it (4), or
+//! rebuild the secrets and remove the masks (5).
 
 use std::collections::BTreeMap;
 
@@ -107,8 +108,8 @@ impl Server {
         Ok(Some(Stage::MaskedInput))
     }
 
-    /// End of stage 3: tell survivors who survived and who dropped.
-    pub(super) fn request_unmasking(&mut self) -> Result<Option<Stage>, Error> {
+    /// End of stage 3: show every survivor the one set of survivors, for it to sign.
+    pub(super) fn announce_survivors(&mut self) -> Result<Option<Stage>, Error> {
         self.dropped = self
             .shared
             .iter()
@@ -124,30 +125,48 @@ impl Server {
             &|v| survivors.contains_key(&v),
             survivors.len(),
         )?;
-        // Each survivor hears only about its own neighbours: O(k) bytes, not O(n).
+        // One global set, the same for everyone: each survivor signs it, and a neighbour that
+        // is a survivor to one participant is a survivor to all (4 bytes per survivor).
+        self.survivor_set = self.masked_inputs.keys().copied().collect();
         for &u in self.masked_inputs.keys() {
-            let neighbours = self.config.neighbours(u);
-            let request = UnmaskRequest {
-                survivors: neighbours
-                    .iter()
-                    .copied()
-                    .filter(|v| self.masked_inputs.contains_key(v))
-                    .collect(),
-                dropped: neighbours
-                    .iter()
-                    .copied()
-                    .filter(|v| self.dropped.contains(v))
-                    .collect(),
-            };
             self.outputs.push_back(ServerOutput::Send {
                 to: u,
-                msg: ToClient::Unmask(request),
+                msg: ToClient::Survivors(self.survivor_set.clone()),
+            });
+        }
+        Ok(Some(Stage::ConsistencyCheck))
+    }
+
+    /// End of stage 4: every secret the server must rebuild needs t holders among the
+    /// participants that signed; then each signer gets the set and its neighbours' signatures.
+    pub(super) fn request_unmasking(&mut self) -> Result<Option<Stage>, Error> {
+        let signers = &self.consistency_signatures;
+        self.check_threshold(
+            Stage::ConsistencyCheck,
+            self.survivor_set.iter().chain(self.dropped.iter()),
+            &|v| signers.contains_key(&v),
+            signers.len(),
+        )?;
+        // Each signer hears only its own neighbours' signatures: O(k), not O(n).
+        for &u in self.consistency_signatures.keys() {
+            let signatures = self
+                .config
+                .neighbours(u)
+                .iter()
+                .filter_map(|v| self.consistency_signatures.get(v).map(|s| (*v, *s)))
+                .collect();
+            self.outputs.push_back(ServerOutput::Send {
+                to: u,
+                msg: ToClient::Unmask(UnmaskRequest {
+                    survivors: self.survivor_set.clone(),
+                    signatures,
+                }),
             });
         }
         Ok(Some(Stage::Unmasking))
     }
 
-    /// End of stage 4: rebuild the secrets, remove the masks, output the sum.
+    /// End of stage 5: rebuild the secrets, remove the masks, output the sum.
     pub(super) fn unmask(&mut self) -> Result<Option<Stage>, Error> {
         let threshold = self.config.threshold();
         let mut self_mask_shares: BTreeMap<ParticipantIdx, Vec<(u64, ShareValue)>> =
