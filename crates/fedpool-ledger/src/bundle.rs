@@ -90,7 +90,10 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<(NetworkId, Vec<Event>), Error> {
             ),
         ));
     }
-    let mut events = Vec::with_capacity(n_events as usize);
+    // The count is untrusted: a decoded event is ~100× its 5-byte minimum frame, so reserving
+    // for it would let a small file demand gigabytes. Grow with what actually decodes.
+    let mut events =
+        Vec::with_capacity((n_events as usize).min(crate::encoding::PREALLOCATE_AT_MOST));
     for event_idx in 0..n_events {
         let len = r.len("event length", 1).map_err(framing)?;
         let event_offset = r.offset;

@@ -15,6 +15,10 @@
 //! | DID | the 32-byte Ed25519 public key |
 //! | event id | the 32-byte blake3 digest |
 
+/// The most items a decoder reserves room for before it has decoded them; lists longer than
+/// that grow as they decode, so memory follows the bytes that actually parse.
+pub(crate) const PREALLOCATE_AT_MOST: usize = 64;
+
 use crate::Error;
 
 /// Content hash used for model ids, card hashes and dataset fingerprints: blake3 of `bytes`,
@@ -294,7 +298,9 @@ impl<'a> Reader<'a> {
         mut read: impl FnMut(&mut Reader<'a>) -> Result<T, Error>,
     ) -> Result<Vec<T>, Error> {
         let n_items = self.len(field, min_item_bytes)?;
-        let mut items = Vec::with_capacity(n_items);
+        // Never reserve from an untrusted count: an item can take far more memory decoded
+        // than its minimum encoded size.
+        let mut items = Vec::with_capacity(n_items.min(PREALLOCATE_AT_MOST));
         for _ in 0..n_items {
             items.push(read(self)?);
         }
