@@ -121,10 +121,8 @@ impl Home {
         all.push(dataset);
         all.sort_by(|a, b| a.name.cmp(&b.name));
         let path = self.datasets_path();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))
+        fedpool_ledger::replace_file(&path, serde_json::to_string_pretty(&all)?.as_bytes())
+            .with_context(|| format!("cannot save the dataset registry {}", path.display()))
     }
 }
 

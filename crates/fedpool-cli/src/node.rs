@@ -95,13 +95,26 @@ impl PublishedModel {
     }
 }
 
-/// Every published model in the ledger, oldest first.
+/// Every published model in the ledger whose contract parses, oldest first. A publication
+/// whose contract does not parse (anyone can publish anything) is skipped with a warning on
+/// stderr naming it, so one bad event cannot make every listing fail.
 pub fn published_models(store: &Store) -> Result<Vec<PublishedModel>> {
     let mut models = Vec::new();
     for event in store.events_by_kind(EventKind::ModelPublished)? {
         if let Body::ModelPublished(body) = event.body().clone() {
             let source = format!("model {}", body.model_id);
-            let contract = Contract::from_toml(&body.contract_toml, &source)?;
+            let contract = match Contract::from_toml(&body.contract_toml, &source) {
+                Ok(contract) => contract,
+                Err(err) => {
+                    eprintln!(
+                        "warning: skipping model {} published by {} (event {}): its contract does not parse: {err}",
+                        body.model_id,
+                        event.author(),
+                        event.id()
+                    );
+                    continue;
+                }
+            };
             models.push(PublishedModel {
                 event,
                 body,

@@ -297,3 +297,45 @@ fn ledger_verify_exits_1_and_names_the_rule_on_a_tampered_event() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("[signature]"), "{stdout}");
 }
+
+#[test]
+fn one_unparsable_published_contract_does_not_break_listing_models() {
+    // Anyone can publish anything: a publication whose contract does not parse is skipped
+    // with a warning naming it, and every other model is still listed.
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    ok(&home, &["init"]);
+    ok(&home, &["publish", &format!("{CONTRACTS}/chem97.toml")]);
+    {
+        use fedpool_ledger::{Event, Keypair, ModelId, ModelPublished, ModelTerms, Store};
+        let network = fedpool_ledger::NetworkId::new("fedpool-local").unwrap();
+        let mut store = Store::open(&home.join("ledger.db"), &network).unwrap();
+        let stranger = Keypair::insecure_from_seed(77);
+        let body = ModelPublished {
+            model_id: ModelId("fp-not-a-contract".into()),
+            name: "broken".into(),
+            version: "1".into(),
+            contract_toml: "this is = not [ a contract".into(),
+            card_hash: "00".into(),
+            terms: ModelTerms {
+                required_fields: Vec::new(),
+                epsilon_budget: None,
+                delta: None,
+                reward_pool: 0.0,
+                currency: "credits".into(),
+            },
+        };
+        let event = Event::sign(&network, &stranger, 1, None, 1, body).unwrap();
+        store.append(&event).unwrap();
+    }
+    let listing = ok(&home, &["models"]);
+    assert!(
+        listing.contains("warning: skipping model fp-not-a-contract"),
+        "{listing}"
+    );
+    assert!(listing.contains("does not parse"), "{listing}");
+    assert!(
+        listing.to_lowercase().contains("chem97") || listing.contains("gcse"),
+        "{listing}"
+    );
+}

@@ -174,6 +174,20 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// A key file belongs to another user.
+    #[error(
+        "{path}: key file is owned by uid {owner}, not by this user (uid {user}); refusing to \
+         load a key someone else controls",
+        path = .path.display()
+    )]
+    KeyFileOwner {
+        /// The key file.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
     /// A key file's content is malformed.
     #[error("{path}: not a fedpool key file: {reason}", path = .path.display())]
     KeyFileFormat {

@@ -15,7 +15,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
@@ -81,6 +81,51 @@ pub fn write_key_file(path: &Path, keypair: &Keypair, force: bool) -> Result<(),
         .and_then(|()| sync_parent_dir(path))
         .map_err(io_error("cannot replace key file"))?;
     Ok(())
+}
+
+/// Replaces `path` with `bytes` atomically: writes a new file under an unpredictable name in
+/// the same directory, created exclusively (`O_EXCL`: it never opens, let alone follows, a
+/// file or symlink someone planted there), syncs it, then renames it over `path`.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io_error = |action| {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|err| Error::Randomness {
+        reason: err.to_string(),
+    })?;
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(format!(
+        ".{}.tmp",
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+    let temp_path = PathBuf::from(temp_name);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp_path)
+        .map_err(io_error("cannot create a temporary file"))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("cannot write a temporary file"));
+    drop(file);
+    let result = written.and_then(|()| {
+        fs::rename(&temp_path, path)
+            .and_then(|()| sync_parent_dir(path))
+            .map_err(io_error("cannot move the new file in place"))
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&temp_path);
+    }
+    result
 }
 
 /// Makes a new directory entry durable (on unix a file's fsync does not cover its name).
@@ -178,7 +223,16 @@ fn create_owner_only(path: &Path) -> std::io::Result<File> {
 
 #[cfg(unix)]
 fn check_owner_only(path: &Path, metadata: &fs::Metadata) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let user = unsafe { libc::geteuid() };
+    if metadata.uid() != user {
+        return Err(Error::KeyFileOwner {
+            path: path.to_path_buf(),
+            owner: metadata.uid(),
+            user,
+        });
+    }
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(Error::KeyFilePermissions {

@@ -87,7 +87,7 @@ pub use encoding::content_hash;
 pub use error::Error;
 pub use event::{ENCODING_VERSION, Event, EventId, MAX_EVENT_BYTES, NetworkId};
 pub use identity::{Did, Keypair, Signature};
-pub use keyfile::{read_key_file, write_key_file};
+pub use keyfile::{read_key_file, replace_file, write_key_file};
 pub use kinds::{
     Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
     ModelTerms, RewardsPaid, RoundCommitted,

@@ -259,3 +259,25 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!debug.contains(&secret_line));
     assert_eq!(debug.matches(&keypair.did().to_string()).count(), 2);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.key");
+    write_key_file(&path, &Keypair::insecure_from_seed(4), false).unwrap();
+    let other_uid = std::fs::metadata(&path).unwrap().uid() + 4242;
+    // Only root can give a file away; elsewhere the check is exercised by the next lines only
+    // when the chown succeeds.
+    if std::os::unix::fs::chown(&path, Some(other_uid), None).is_err() {
+        eprintln!("not root: cannot chown the key file to another user; skipping");
+        return;
+    }
+    let err = read_key_file(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::KeyFileOwner { owner, .. } if owner == other_uid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("owned by uid"), "{err}");
+}

@@ -565,3 +565,29 @@ fn a_failing_import_is_all_or_nothing() {
     assert_eq!(store.n_events().unwrap(), ledger.events.len() as u64);
     assert!(store.verify().unwrap().is_ok());
 }
+
+#[cfg(unix)]
+#[test]
+fn an_export_never_writes_through_a_planted_symlink() {
+    // The attack: a symlink at the export's old temporary path (`<path>.tmp`) pointing at a
+    // file of the victim's. The export must not follow it, whatever it names.
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, ..) = history();
+    let mut store = open(dir.path());
+    store.import(ledger.events.clone()).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let export = dir.path().join("out.fpledger");
+    std::os::unix::fs::symlink(&victim, dir.path().join("out.fpledger.tmp")).unwrap();
+    store.export_file(&export).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(decode_bundle(&std::fs::read(&export).unwrap()).is_ok());
+    // No temporary file is left behind: only the export, the victim, the planted link and
+    // the store's own files.
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp") && name != "out.fpledger.tmp")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

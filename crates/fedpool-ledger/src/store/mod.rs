@@ -26,7 +26,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -354,25 +353,7 @@ impl Store {
         let mut events = self.events()?;
         events.extend(self.forks()?.into_iter().map(|fork| fork.event));
         let bytes = encode_bundle(&self.network, &events);
-        let io_error = |action| {
-            move |source| Error::Io {
-                path: path.to_path_buf(),
-                action,
-                source,
-            }
-        };
-        let mut temp_name = path.as_os_str().to_owned();
-        temp_name.push(".tmp");
-        let temp_path = PathBuf::from(temp_name);
-        let mut file =
-            fs::File::create(&temp_path).map_err(io_error("cannot create ledger export"))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(io_error("cannot write ledger export"))?;
-        drop(file);
-        fs::rename(&temp_path, path)
-            .and_then(|()| crate::keyfile::sync_parent_dir(path))
-            .map_err(io_error("cannot move ledger export in place"))?;
+        crate::keyfile::replace_file(path, &bytes)?;
         Ok(events.len())
     }
 
