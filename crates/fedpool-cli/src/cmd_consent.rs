@@ -166,6 +166,8 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
             }
             let event = node.append(ConsentGranted {
                 model_id: model.id().clone(),
+                // Only this publisher's rounds may use the consent: the one the card names.
+                publisher: model.event.author(),
                 card_hash: model.body.card_hash.clone(),
                 dataset_fingerprint: dataset.fingerprint.clone(),
                 fields: fields.clone(),

@@ -77,7 +77,7 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
         LedgerCommand::Verify { json, file } => {
             let path = file.unwrap_or_else(|| home.ledger_path());
             let store = Store::open_existing(&path)?;
-            let report = store.verify()?;
+            let report = store.verify(&fedpool_runtime::ContractReader)?;
             if json {
                 println!("{}", report.to_json());
             } else if report.is_ok() {

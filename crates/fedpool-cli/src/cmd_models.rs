@@ -47,7 +47,7 @@ pub fn publish(home: Home, args: PublishArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.contract)
         .with_context(|| format!("cannot read {}", args.contract.display()))?;
     let mut node = Node::open(home)?;
-    let body = fedpool_runtime::publication(&contract, &text);
+    let body = fedpool_runtime::publication(&contract, &text, &node.did());
     if let Some(existing) = node::published_models(&node.store)?
         .into_iter()
         .find(|m| m.id() == &body.model_id)

@@ -102,7 +102,7 @@ fn ledger_benches(c: &mut Criterion) {
 
     group.bench_function("verify_events", |b| {
         b.iter(|| {
-            let report = verify_events(&network, &events[..N_EVENTS]);
+            let report = verify_events(&network, &events[..N_EVENTS], &common::TestRules);
             assert!(report.is_ok());
             report
         });
@@ -111,7 +111,7 @@ fn ledger_benches(c: &mut Criterion) {
     let (_verify_dir, verify_store) = filled_store(&events);
     group.bench_function("store_verify", |b| {
         b.iter(|| {
-            let report = verify_store.verify().unwrap();
+            let report = verify_store.verify(&common::TestRules).unwrap();
             assert!(report.is_ok());
             report
         });

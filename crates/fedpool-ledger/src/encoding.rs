@@ -28,6 +28,15 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format_cid(blake3::hash(bytes).as_bytes())
 }
 
+/// Whether `text` is a [`content_hash`] (a CIDv1 of a 32-byte blake3 digest).
+pub(crate) fn is_content_hash(text: &str) -> bool {
+    text.len() == content_hash(b"").len()
+        && text.starts_with('b')
+        && text[1..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
 /// CIDv1 prefix: version 1, multicodec `raw` (0x55), multihash code blake3 (0x1e), length 32.
 /// All four are single-byte varints.
 pub(crate) const CID_PREFIX: [u8; 4] = [0x01, 0x55, 0x1e, 0x20];

@@ -58,7 +58,7 @@ use crate::identity::verify_strict;
 use crate::{Body, Did, Error, EventKind, Keypair, ModelId, Signature};
 
 /// The encoding version this build writes and reads.
-pub const ENCODING_VERSION: u8 = 1;
+pub const ENCODING_VERSION: u8 = 2;
 
 /// The largest encoded event accepted (8 MiB): large enough for a contract and a round with
 /// tens of thousands of participants, small enough that a hostile peer cannot make a node

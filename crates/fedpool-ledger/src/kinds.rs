@@ -22,13 +22,23 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{Reader, Writer};
 use crate::{Did, Error, EventId};
 
-/// Names a model on the ledger: the [`content_hash`](crate::content_hash) of its contract
-/// text, computed by the publisher.
+/// Names a model on the ledger: the content hash of its publisher's DID and its contract text
+/// ([`ModelId::for_publication`]), so a copy of the contract published under another key is
+/// another model, and a copy that keeps the id fails verification.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ModelId(pub String);
 
 impl ModelId {
+    /// The id of `contract_toml` published by `publisher`.
+    pub fn for_publication(publisher: &Did, contract_toml: &str) -> ModelId {
+        let mut bytes = Vec::with_capacity(64 + contract_toml.len());
+        bytes.extend_from_slice(b"fedpool-model-id/v2\n");
+        bytes.extend_from_slice(publisher.public_key());
+        bytes.extend_from_slice(contract_toml.as_bytes());
+        ModelId(crate::content_hash(&bytes))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -161,6 +171,9 @@ pub struct ModelPublished {
 pub struct ConsentGranted {
     /// The model consented to.
     pub model_id: ModelId,
+    /// The model's publisher, as the owner read it on the card: only its rounds may use this
+    /// consent.
+    pub publisher: Did,
     /// Hash of the transparency card the owner read; must match the model's card.
     pub card_hash: String,
     /// Content hash identifying the dataset used (never the data itself).
@@ -202,8 +215,21 @@ pub struct RoundCommitted {
     pub epsilon_total: f64,
     /// The δ the ε figures hold for.
     pub delta: f64,
+    /// How the round was planned, so anyone can recompute its ε from the contract.
+    pub plan: RoundPlan,
     /// Evaluation metrics after this round, by name (e.g. `("accuracy", 0.91)`).
     pub metrics: Vec<(String, f64)>,
+}
+
+/// What, besides the contract, fixes a round's privacy mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundPlan {
+    /// Nodes asked to take part (the secure sum's planned size).
+    pub asked: u32,
+    /// Nodes eligible when the round started.
+    pub eligible: u32,
+    /// The clip norm the round used (adaptive clipping moves it).
+    pub clip_norm: f64,
 }
 
 /// A publisher pays contributors from a model's reward pool.
@@ -318,6 +344,7 @@ impl Body {
                 let mut floats = vec![
                     ("epsilon_round", body.epsilon_round),
                     ("epsilon_total", body.epsilon_total),
+                    ("plan.clip_norm", body.plan.clip_norm),
                     ("delta", body.delta),
                 ];
                 floats.extend(body.metrics.iter().map(|(_, v)| ("metrics", *v)));
@@ -351,6 +378,7 @@ impl Body {
             }
             Body::ConsentGranted(body) => {
                 w.str(&body.model_id.0);
+                w.raw(body.publisher.public_key());
                 w.str(&body.card_hash);
                 w.str(&body.dataset_fingerprint);
                 w.len(body.fields.len());
@@ -376,6 +404,9 @@ impl Body {
                 w.f64(body.epsilon_round);
                 w.f64(body.epsilon_total);
                 w.f64(body.delta);
+                w.u32(body.plan.asked);
+                w.u32(body.plan.eligible);
+                w.f64(body.plan.clip_norm);
                 encode_metrics(w, &body.metrics);
             }
             Body::RewardsPaid(body) => {
@@ -421,6 +452,7 @@ impl Body {
             }),
             EventKind::ConsentGranted => Body::ConsentGranted(ConsentGranted {
                 model_id,
+                publisher: read_did(r, "publisher")?,
                 card_hash: r.str("card_hash")?,
                 dataset_fingerprint: r.str("dataset_fingerprint")?,
                 fields: r.vec("fields", 4, |r| r.str("fields"))?,
@@ -444,6 +476,11 @@ impl Body {
                 epsilon_round: r.f64("epsilon_round")?,
                 epsilon_total: r.f64("epsilon_total")?,
                 delta: r.f64("delta")?,
+                plan: RoundPlan {
+                    asked: r.u32("plan.asked")?,
+                    eligible: r.u32("plan.eligible")?,
+                    clip_norm: r.f64("plan.clip_norm")?,
+                },
                 metrics: decode_metrics(r)?,
             }),
             EventKind::RewardsPaid => Body::RewardsPaid(RewardsPaid {

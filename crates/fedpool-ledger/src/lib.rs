@@ -15,23 +15,34 @@
 //! let network = NetworkId::new("fedpool-doc")?;
 //! let publisher = Keypair::insecure_from_seed(1); // tests only; real nodes use generate()
 //! let contract = "name = \"demo\"";
+//! let terms = ModelTerms {
+//!     required_fields: vec!["age".into()],
+//!     epsilon_budget: Some(4.0),
+//!     delta: Some(1e-5),
+//!     reward_pool: 100.0,
+//!     currency: "points".into(),
+//! };
+//! /// fedpool-runtime's `ContractReader` parses real contracts; this one knows just one.
+//! struct OneContract(ModelTerms);
+//! impl ContractRules for OneContract {
+//!     fn terms(&self, _: &str) -> Result<ModelTerms, String> {
+//!         Ok(self.0.clone())
+//!     }
+//!     fn epsilon_total(&self, _: &str, _: &[RoundPlan]) -> Result<Option<f64>, String> {
+//!         Ok(None)
+//!     }
+//! }
 //! let published = Event::sign(&network, &publisher, 1, None, 1_000, ModelPublished {
-//!     model_id: ModelId(content_hash(contract.as_bytes())),
+//!     model_id: ModelId::for_publication(&publisher.did(), contract),
 //!     name: "demo".into(),
 //!     version: "1".into(),
 //!     contract_toml: contract.into(),
 //!     card_hash: content_hash(b"card"),
-//!     terms: ModelTerms {
-//!         required_fields: vec!["age".into()],
-//!         epsilon_budget: Some(4.0),
-//!         delta: Some(1e-5),
-//!         reward_pool: 100.0,
-//!         currency: "points".into(),
-//!     },
+//!     terms: terms.clone(),
 //! })?;
 //! let bytes = published.encode();
 //! assert_eq!(Event::decode(&bytes)?, published);
-//! let report = verify_events(&network, &[published]);
+//! let report = verify_events(&network, &[published], &OneContract(terms));
 //! assert!(report.violations.is_empty());
 //! # Ok::<(), fedpool_ledger::Error>(())
 //! ```
@@ -49,8 +60,9 @@
 //! # Architecture invariants
 //!
 //! - The ledger knows nothing of models, training, networking or the other fedpool crates, and
-//!   depends on none of them. A model is an opaque id, a contract is opaque text, and the
-//!   terms it checks (ε budget, reward pool) are copied into the events as plain numbers.
+//!   depends on none of them. A model is an id bound to its publisher and its contract text;
+//!   the text is read only through the caller's [`ContractRules`] (the terms it states, the ε
+//!   its rounds cost), so verify checks what owners read, not what a publication declares.
 //! - Only the [`store`] and [`keyfile`] modules touch the file system. Everything else works
 //!   on bytes and values.
 //! - No clock is read anywhere in this crate: event construction takes the timestamp as an
@@ -90,7 +102,7 @@ pub use identity::{Did, Keypair, Signature};
 pub use keyfile::{read_key_file, replace_file, write_key_file};
 pub use kinds::{
     Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
-    ModelTerms, RewardsPaid, RoundCommitted,
+    ModelTerms, RewardsPaid, RoundCommitted, RoundPlan,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
-pub use verify::{Rule, VerifyReport, Violation, verify_events};
+pub use verify::{ContractRules, Rule, VerifyReport, Violation, verify_events};

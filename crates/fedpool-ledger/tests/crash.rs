@@ -32,7 +32,7 @@ fn keys() -> [Keypair; 3] {
 /// the schedule is a valid ledger: a model, two consents, then rounds, payouts and further
 /// consents in turn. `consents` are the ids of steps 1 and 2.
 fn scheduled(step: u64, consents: Option<[EventId; 2]>, keys: &[Keypair; 3]) -> (usize, Body) {
-    let m = model("crash", Some(1e9), 1e12);
+    let m = model(&keys[0], "crash", Some(1e9), 1e12);
     match step {
         0 => (0, m.into()),
         1 | 2 => (step as usize, consent(&m, None, None).into()),
@@ -180,7 +180,7 @@ fn killed_appender_loses_no_acknowledged_event() {
 
         let store = Store::open(&path, &network())
             .unwrap_or_else(|err| panic!("{context}: ledger does not open after kill: {err}"));
-        let report = store.verify().unwrap();
+        let report = store.verify(&TestRules).unwrap();
         assert!(report.is_ok(), "{context}: {report}");
         assert!(
             store.forks().unwrap().is_empty(),

@@ -23,7 +23,7 @@ fn sample() -> (Keypair, Event) {
 #[test]
 fn layout_is_as_documented() {
     let (keypair, event) = sample();
-    let mut expected = vec![1u8]; // version
+    let mut expected = vec![2u8]; // version
     expected.extend(12u32.to_be_bytes());
     expected.extend(b"fedpool-test");
     expected.extend(keypair.did().public_key());
@@ -59,7 +59,7 @@ fn ids_and_signatures_are_stable() {
     let (_, event) = sample();
     assert_eq!(
         event.id().to_string(),
-        "bafkr4ievdei7vkr7j3anq7gnowqoydtraco7hfetpvrg267tgw42rjc7uq"
+        "bafkr4ib3p2xlg5ailbtgrtrz4vt7ctf76nedej5dipvzzx62at247ez5iy"
     );
 }
 
@@ -88,6 +88,7 @@ fn decode_inverts_encode_for_every_kind() {
         .into(),
         ConsentGranted {
             model_id: "m".into(),
+            publisher: did,
             card_hash: "c".into(),
             dataset_fingerprint: "d".into(),
             fields: vec![],
@@ -108,6 +109,11 @@ fn decode_inverts_encode_for_every_kind() {
             epsilon_round: f64::MIN_POSITIVE,
             epsilon_total: f64::MAX,
             delta: 1e-300,
+            plan: RoundPlan {
+                asked: u32::MAX,
+                eligible: 0,
+                clip_norm: 0.5,
+            },
             metrics: vec![("loss".into(), -1.0)],
         }
         .into(),

@@ -94,7 +94,7 @@ proptest! {
             shuffled.rotate_left(k);
             shuffled.push(shuffled[k].clone());
         }
-        prop_assert_eq!(verify_events(&ledger.network, &shuffled), report);
+        prop_assert_eq!(verify_events(&ledger.network, &shuffled, &TestRules), report);
     }
 
     #[test]
@@ -112,7 +112,7 @@ proptest! {
             prop_assert!(tampered.verify_signature().is_err());
             let mut events = ledger.events.clone();
             events[event_idx] = tampered;
-            let report = verify_events(&ledger.network, &events);
+            let report = verify_events(&ledger.network, &events, &TestRules);
             prop_assert!(!report.is_ok());
         }
     }
@@ -128,7 +128,7 @@ proptest! {
         let report = store.import(ledger.events.clone()).unwrap();
         prop_assert!(report.rejected.is_empty(), "{:?}", report.rejected);
         prop_assert_eq!(report.n_appended, ledger.events.len());
-        let verified = store.verify().unwrap();
+        let verified = store.verify(&TestRules).unwrap();
         prop_assert!(verified.is_ok(), "{}", verified);
         prop_assert_eq!(verified, ledger.verify());
 
@@ -168,7 +168,7 @@ proptest! {
         drop(conn);
 
         let store = Store::open(&path, &ledger.network).unwrap();
-        let report = store.verify().unwrap();
+        let report = store.verify(&TestRules).unwrap();
         prop_assert!(!report.is_ok(), "flip of byte {} in {} went unnoticed", byte_idx, id);
         // Bytes that no longer decode, or hash to another id than the row's, or (a flip in the
         // signature, which the id does not cover) fail the signature check.

@@ -19,7 +19,7 @@ fn history() -> (Ledger, Keypair, Keypair, Keypair) {
     let publisher = Keypair::insecure_from_seed(1);
     let alice = Keypair::insecure_from_seed(2);
     let bob = Keypair::insecure_from_seed(3);
-    let m = model("m", Some(3.0), 10.0);
+    let m = model(&publisher, "m", Some(3.0), 10.0);
     ledger.push(&publisher, 1_000, m.clone());
     let a = ledger.push(&alice, 2_000, consent(&m, None, None));
     let b = ledger.push(&bob, 2_000, consent(&m, None, None));
@@ -73,7 +73,7 @@ fn append_then_query() {
     );
     let stranger = Keypair::insecure_from_seed(99).did();
     assert_eq!(store.next_seq_and_prev(&stranger).unwrap(), (1, None));
-    assert!(store.verify().unwrap().is_ok());
+    assert!(store.verify(&TestRules).unwrap().is_ok());
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn wrong_prev_hash_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model("m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
     let first = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let bogus = EventId::from_bytes([3; 32]);
     let second = Event::sign(
@@ -143,7 +143,7 @@ fn foreign_network_and_bad_signature_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model("m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
     let other = NetworkId::new("fedpool-other").unwrap();
     let foreign = Event::sign(&other, &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     assert!(matches!(
@@ -167,7 +167,7 @@ fn fork_is_recorded_as_evidence_without_overwriting() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model("m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
     let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let conflicting =
         Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
@@ -194,7 +194,7 @@ fn fork_is_recorded_as_evidence_without_overwriting() {
         store.get(&conflicting.id()).unwrap(),
         Some(conflicting.clone())
     );
-    let report = store.verify().unwrap();
+    let report = store.verify(&TestRules).unwrap();
     let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
     assert_eq!(
         rules,
@@ -213,7 +213,7 @@ fn import_sorts_out_of_order_arrivals_and_is_idempotent() {
     assert_eq!((report.n_appended, report.rejected.len()), (5, 0));
     let report = store.import(shuffled).unwrap();
     assert_eq!((report.n_appended, report.n_already_present), (0, 5));
-    assert!(store.verify().unwrap().is_ok());
+    assert!(store.verify(&TestRules).unwrap().is_ok());
 }
 
 #[test]
@@ -251,14 +251,14 @@ fn export_import_merges_ledgers_between_nodes() {
     node_b.export_file(&export_b).unwrap();
     node_a.import_file(&export_b).unwrap();
     assert_eq!(node_a.events().unwrap(), node_b.events().unwrap());
-    assert!(node_a.verify().unwrap().is_ok());
+    assert!(node_a.verify(&TestRules).unwrap().is_ok());
 }
 
 #[test]
 fn forks_travel_with_exports() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Keypair::insecure_from_seed(2);
-    let m = model("m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
     let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let conflicting =
         Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
@@ -425,7 +425,7 @@ fn swapped_rows_in_the_database_are_detected() {
         .unwrap();
     drop(conn);
     let store = Store::open(&path, &network()).unwrap();
-    let report = store.verify().unwrap();
+    let report = store.verify(&TestRules).unwrap();
     let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
     assert_eq!(
         rules,
@@ -442,7 +442,7 @@ fn swapped_rows_in_the_database_are_detected() {
 #[test]
 fn largest_event_round_trips_and_one_byte_more_is_refused() {
     let alice = Keypair::insecure_from_seed(2);
-    let m = model("m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
     let mut body = consent(&m, None, None);
     let base = Event::sign(&network(), &alice, 1, None, 1, body.clone()).unwrap();
     let room = MAX_EVENT_BYTES - base.encode().len();
@@ -478,13 +478,13 @@ fn undecodable_rows_are_reported_not_fatal() {
     let conn = Connection::open(&path).unwrap();
     let damaged = ledger.events[1].id().to_string();
     conn.execute(
-        "UPDATE events SET bytes = x'0102' WHERE id = ?1",
+        "UPDATE events SET bytes = x'0202' WHERE id = ?1",
         [&damaged],
     )
     .unwrap();
     drop(conn);
     let store = Store::open(&path, &network()).unwrap();
-    let report = store.verify().unwrap();
+    let report = store.verify(&TestRules).unwrap();
     assert_eq!(report.violations[0].rule, Rule::Undecodable, "{report}");
     assert_eq!(report.violations[0].event_id, Some(ledger.events[1].id()));
     assert!(
@@ -529,7 +529,7 @@ fn a_failing_write_loses_nothing_and_corrupts_nothing() {
         );
         assert_eq!(store.n_events().unwrap(), fail_at as u64);
         assert_eq!(store.events().unwrap().len(), fail_at);
-        assert!(store.verify().unwrap().is_ok(), "write {fail_at}");
+        assert!(store.verify(&TestRules).unwrap().is_ok(), "write {fail_at}");
 
         saboteur.execute_batch("DROP TRIGGER fault;").unwrap();
         for event in &ledger.events[fail_at..] {
@@ -538,7 +538,7 @@ fn a_failing_write_loses_nothing_and_corrupts_nothing() {
         assert_eq!(store.n_events().unwrap(), ledger.events.len() as u64);
         drop(store);
         let reopened = Store::open_existing(&path).unwrap();
-        assert!(reopened.verify().unwrap().is_ok());
+        assert!(reopened.verify(&TestRules).unwrap().is_ok());
     }
 }
 
@@ -563,7 +563,7 @@ fn a_failing_import_is_all_or_nothing() {
     let report = store.import(ledger.events.clone()).unwrap();
     assert!(report.rejected.is_empty());
     assert_eq!(store.n_events().unwrap(), ledger.events.len() as u64);
-    assert!(store.verify().unwrap().is_ok());
+    assert!(store.verify(&TestRules).unwrap().is_ok());
 }
 
 #[cfg(unix)]

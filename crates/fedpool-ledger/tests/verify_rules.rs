@@ -30,7 +30,7 @@ fn world_with(bob_expires_at_ms: Option<u64>, bob_epsilon_cap: Option<f64>) -> W
     let alice = Keypair::insecure_from_seed(2);
     let bob = Keypair::insecure_from_seed(3);
     let carol = Keypair::insecure_from_seed(4);
-    let model = model("diabetes", Some(2.0), 100.0);
+    let model = model(&publisher, "diabetes", Some(2.0), 100.0);
     ledger.push(&publisher, 1_000, model.clone());
     let alice_consent = ledger.push(&alice, 2_000, consent(&model, None, None));
     let bob_consent = ledger.push(
@@ -62,7 +62,7 @@ impl World {
 /// Verifies `events` and asserts the set of rules broken is exactly `expected`.
 #[track_caller]
 fn check(events: &[Event], expected: &[Rule]) -> VerifyReport {
-    let report = verify_events(&network(), events);
+    let report = verify_events(&network(), events, &TestRules);
     let found: BTreeSet<Rule> = report.violations.iter().map(|v| v.rule).collect();
     let expected: BTreeSet<Rule> = expected.iter().copied().collect();
     assert_eq!(found, expected, "report:\n{report}");
@@ -433,7 +433,7 @@ fn round_before_consent_is_detected() {
 #[test]
 fn consent_for_another_model_is_detected() {
     let mut w = world();
-    let other_model = model("other", Some(2.0), 10.0);
+    let other_model = model(&w.publisher, "other", Some(2.0), 10.0);
     w.ledger.push(&w.publisher, 1_100, other_model.clone());
     let participants = w.both();
     w.ledger.push(
@@ -600,7 +600,7 @@ fn round_by_someone_other_than_the_publisher_is_detected() {
 #[test]
 fn events_about_unpublished_models_are_detected() {
     let mut w = world();
-    let ghost = model("ghost", Some(1.0), 1.0);
+    let ghost = model(&w.publisher, "ghost", Some(1.0), 1.0);
     w.ledger.push(&w.carol, 2_000, consent(&ghost, None, None));
     w.ledger
         .push(&w.publisher, 3_000, round(&ghost, 1, vec![], 0.1, 0.1));
@@ -611,13 +611,17 @@ fn events_about_unpublished_models_are_detected() {
 #[test]
 fn a_model_id_that_is_not_its_contracts_hash_is_detected() {
     let mut w = world();
-    let mut swapped = model("swapped", Some(2.0), 1.0);
+    let mut swapped = model(&w.carol, "swapped", Some(2.0), 1.0);
     // The id of one contract over the text of another: owners would read other terms.
     swapped.contract_toml.push_str("# different terms\n");
     w.ledger.push(&w.carol, 5_000, swapped);
     let report = check(&w.ledger.events, &[Rule::ModelIdMismatch]);
     assert_eq!(report.violations.len(), 1);
-    assert!(report.violations[0].detail.contains("content hash"));
+    assert!(
+        report.violations[0]
+            .detail
+            .contains("not the hash of its publisher")
+    );
 }
 
 #[test]
@@ -750,4 +754,176 @@ fn rule_names_are_unique_and_match_serde() {
             serde_json::Value::String(rule.name().to_string())
         );
     }
+}
+
+/// Issue 9, finding 5: a fresh key re-signs a copy of the publication with an earlier
+/// timestamp, then commits a round with the owners' consents and pays itself the pool.
+#[test]
+fn a_model_republished_by_another_key_with_an_earlier_timestamp_cannot_take_it_over() {
+    let mut w = world();
+    let participants = w.both();
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(&w.model, 1, participants.clone(), 0.5, 0.5),
+    );
+    let impostor = Keypair::insecure_from_seed(666);
+    w.ledger.push(&impostor, 1, w.model.clone());
+    w.ledger.push(
+        &impostor,
+        3_500,
+        round(&w.model, 2, participants.clone(), 0.5, 1.0),
+    );
+    w.ledger.push(
+        &impostor,
+        4_000,
+        payout(&w.model, None, vec![(w.alice.did(), 100.0)]),
+    );
+    let report = check(
+        &w.ledger.events,
+        &[Rule::ModelIdMismatch, Rule::NotPublisher],
+    );
+    // The real publisher's round is clean; everything the impostor signed is flagged.
+    for violation in &report.violations {
+        assert_eq!(violation.author, Some(impostor.did()), "{violation}");
+    }
+    assert_eq!(report.violations.len(), 3, "{report}");
+
+    // Published under the impostor's own (correct) id, the copy is another model: the owners'
+    // consents name the real model and publisher, so its round cannot use them.
+    let mut v = world();
+    let copy = ModelPublished {
+        model_id: ModelId::for_publication(&impostor.did(), &v.model.contract_toml),
+        ..v.model.clone()
+    };
+    v.ledger.push(&impostor, 1, copy.clone());
+    let participants = v.both();
+    v.ledger
+        .push(&impostor, 3_000, round(&copy, 1, participants, 0.5, 0.5));
+    let report = check(
+        &v.ledger.events,
+        &[Rule::ConsentWrongModel, Rule::ConsentWrongPublisher],
+    );
+    assert!(
+        report
+            .violations
+            .iter()
+            .all(|v| v.author == Some(impostor.did()))
+    );
+}
+
+/// Issue 9, finding 6: the text says ε = 1, the declared terms say 1000, and a round spends
+/// 500. Owners read the text; verify holds rounds to it.
+#[test]
+fn published_terms_that_differ_from_the_contract_text_are_detected_and_the_text_counts() {
+    let mut ledger = Ledger::new();
+    let publisher = Keypair::insecure_from_seed(1);
+    let alice = Keypair::insecure_from_seed(2);
+    let mut lying = model(&publisher, "lying", Some(1.0), 10.0);
+    lying.terms.epsilon_budget = Some(1000.0);
+    ledger.push(&publisher, 1_000, lying.clone());
+    let granted = ledger.push(&alice, 2_000, consent(&lying, None, None));
+    ledger.push(
+        &publisher,
+        3_000,
+        round(&lying, 1, vec![(alice.did(), granted.id())], 500.0, 500.0),
+    );
+    let report = check(
+        &ledger.events,
+        &[Rule::TermsMismatch, Rule::PrivacyBudgetExceeded],
+    );
+    assert!(
+        report
+            .of_rule(Rule::PrivacyBudgetExceeded)
+            .any(|v| v.detail.contains("budget 1")),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_unreadable_contract_does_not_count_as_a_publication() {
+    let mut ledger = Ledger::new();
+    let publisher = Keypair::insecure_from_seed(1);
+    let mut broken = model(&publisher, "broken", None, 1.0);
+    broken.contract_toml = "not a contract".into();
+    broken.model_id = ModelId::for_publication(&publisher.did(), &broken.contract_toml);
+    ledger.push(&publisher, 1_000, broken);
+    let report = check(&ledger.events, &[Rule::ContractUnreadable]);
+    assert!(report.violations[0].detail.contains("no `fields` line"));
+}
+
+/// Issue 9, finding 8: ε is recomputed from the contract's mechanism, never trusted.
+#[test]
+fn a_round_declaring_less_epsilon_than_the_contracts_mechanism_gives_is_detected() {
+    let mut ledger = Ledger::new();
+    let publisher = Keypair::insecure_from_seed(1);
+    let alice = Keypair::insecure_from_seed(2);
+    let mut m = model(&publisher, "accounted", Some(1.2), 10.0);
+    m.contract_toml.push_str("epsilon_per_round = 0.5\n");
+    m.model_id = ModelId::for_publication(&publisher.did(), &m.contract_toml);
+    ledger.push(&publisher, 1_000, m.clone());
+    let granted = ledger.push(
+        &alice,
+        2_000,
+        ConsentGranted {
+            model_id: m.model_id.clone(),
+            publisher: publisher.did(),
+            card_hash: m.card_hash.clone(),
+            dataset_fingerprint: content_hash(b"rows"),
+            fields: m.terms.required_fields.clone(),
+            expires_at_ms: None,
+            epsilon_cap: None,
+        },
+    );
+    let alice_in = vec![(alice.did(), granted.id())];
+    // Honest first round: 0.5 as the mechanism gives.
+    ledger.push(&publisher, 3_000, round(&m, 1, alice_in.clone(), 0.5, 0.5));
+    // The second and third rounds claim 0.1 each; the mechanism says 1.0 and 1.5, past 1.2.
+    ledger.push(&publisher, 4_000, round(&m, 2, alice_in.clone(), 0.1, 0.6));
+    ledger.push(&publisher, 5_000, round(&m, 3, alice_in, 0.1, 0.7));
+    let report = check(
+        &ledger.events,
+        &[Rule::EpsilonMismatch, Rule::PrivacyBudgetExceeded],
+    );
+    assert_eq!(report.of_rule(Rule::EpsilonMismatch).count(), 2, "{report}");
+    assert!(
+        report
+            .of_rule(Rule::PrivacyBudgetExceeded)
+            .all(|v| v.detail.contains("round 3")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_consent_that_does_not_cover_what_the_model_reads_is_detected() {
+    let mut w = world();
+    let mut narrow = consent(&w.model, None, None);
+    narrow.fields = vec!["age".into()];
+    narrow.dataset_fingerprint = "rows".into();
+    let carol_consent = w.ledger.push(&w.carol, 2_500, narrow);
+    w.ledger.push(
+        &w.publisher,
+        3_000,
+        round(
+            &w.model,
+            1,
+            vec![(w.carol.did(), carol_consent.id())],
+            0.5,
+            0.5,
+        ),
+    );
+    let report = check(&w.ledger.events, &[Rule::ConsentDoesNotCover]);
+    assert_eq!(report.violations.len(), 2, "{report}");
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.detail.contains("income"))
+    );
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.detail.contains("fingerprint"))
+    );
 }

@@ -137,6 +137,10 @@ pub struct RoundSummary {
     pub secure_aggregation: bool,
     /// The clip norm of the round (0 for none).
     pub clip_norm: f64,
+    /// Nodes asked to take part (what the round's privacy plan was sized for).
+    pub asked: usize,
+    /// Nodes eligible when the round started.
+    pub eligible: usize,
 }
 
 /// Privacy spent by a round.
@@ -152,6 +156,10 @@ pub struct PrivacySpend {
 
 struct Collecting {
     round: RoundId,
+    /// Nodes asked, and eligible, when the round started: with the contract, they fix the
+    /// round's privacy mechanism (recorded so anyone can recompute its ε).
+    asked: usize,
+    eligible: usize,
     /// Contributions the round expects (nodes asked, or q times that when nodes
     /// self-select): the fixed denominator of private rounds.
     denominator: f64,
@@ -169,6 +177,9 @@ struct Collecting {
     secure: Option<Box<SecureCollection>>,
 }
 
+// One `State` lives in each publisher, so its size does not matter; boxing would only add
+// indirection to every match.
+#[allow(clippy::large_enum_variant)]
 enum State {
     NotStarted,
     Collecting(Collecting),
@@ -610,6 +621,8 @@ impl Publisher {
         }
         self.state = State::Collecting(Collecting {
             round,
+            asked: sampled.len(),
+            eligible: self.roster.len(),
             denominator: self.config.privacy.expected_contributors(sampled.len()),
             secagg_seed,
             deadline_ms: now_ms.saturating_add(self.config.round_timeout_ms),
@@ -741,6 +754,8 @@ impl Publisher {
             privacy: None,
             secure_aggregation: false,
             clip_norm: 0.0,
+            asked: collecting.asked,
+            eligible: collecting.eligible,
         })
     }
 
@@ -800,6 +815,8 @@ impl Publisher {
             privacy,
             secure_aggregation,
             clip_norm: collecting.privacy.clip_norm,
+            asked: collecting.asked,
+            eligible: collecting.eligible,
         })
     }
 }

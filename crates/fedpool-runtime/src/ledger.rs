@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use fedpool_core::{CardTerms, Contract, Metrics};
 use fedpool_ledger::{
     ConsentGranted, Did, Event, EventId, Keypair, ModelId, ModelPublished, ModelReleased,
-    ModelTerms, NetworkId, RoundCommitted, Store, VerifyReport, content_hash,
+    NetworkId, RoundCommitted, RoundPlan, Store, VerifyReport, content_hash,
 };
 
 use crate::Error;
@@ -16,23 +16,18 @@ use crate::Error;
 /// The ledger namespace simulations record into.
 pub const SIMULATION_NETWORK: &str = "fedpool-sim";
 
-/// What `publish` records for a contract: its id (a content hash of the text), the hash of its
-/// transparency card terms, and the terms `verify` checks.
-pub fn publication(contract: &Contract, contract_text: &str) -> ModelPublished {
+/// What `publish` records for a contract published by `publisher`: its id (a hash of the
+/// publisher and the text), the hash of its transparency card terms, and the terms the text
+/// states (which `verify` derives again from the text).
+pub fn publication(contract: &Contract, contract_text: &str, publisher: &Did) -> ModelPublished {
     let terms = CardTerms::from_contract(contract);
     ModelPublished {
-        model_id: ModelId(content_hash(contract_text.as_bytes())),
+        model_id: ModelId::for_publication(publisher, contract_text),
         name: contract.model_info.name.clone(),
         version: contract.model_info.version.clone(),
         contract_toml: contract_text.to_string(),
         card_hash: content_hash(terms.canonical_json().as_bytes()),
-        terms: ModelTerms {
-            required_fields: contract.schema.required_columns(),
-            epsilon_budget: contract.privacy.epsilon_budget,
-            delta: contract.privacy.delta,
-            reward_pool: contract.rewards.pool,
-            currency: contract.rewards.currency.clone(),
-        },
+        terms: crate::contract_terms(contract),
     }
 }
 
@@ -69,6 +64,10 @@ struct Signer {
 }
 
 impl Signer {
+    fn did(&self) -> Did {
+        self.keypair.did()
+    }
+
     fn new(keypair: Keypair) -> Signer {
         Signer {
             keypair,
@@ -151,8 +150,9 @@ impl SimulationLedger {
         let identity_seed = seed ^ start_ms.rotate_left(17);
         let mut publisher = Signer::new(Keypair::insecure_from_seed(identity_seed));
         let contract_text = contract.to_toml();
-        let publication = publication(contract, &contract_text);
+        let publication = publication(contract, &contract_text, &publisher.did());
         let model_id = publication.model_id.clone();
+        let publisher_did = publisher.did();
         let card_hash = publication.card_hash.clone();
         let mut clock_ms = start_ms;
         let mut events = vec![publisher.sign(&network, clock_ms, publication)?];
@@ -176,6 +176,7 @@ impl SimulationLedger {
                     clock_ms,
                     ConsentGranted {
                         model_id: model_id.clone(),
+                        publisher: publisher_did,
                         card_hash: card_hash.clone(),
                         dataset_fingerprint: fingerprints[client_idx].clone(),
                         fields: contract.schema.required_columns(),
@@ -241,6 +242,7 @@ impl SimulationLedger {
         epsilon_round: f64,
         epsilon_total: f64,
         delta: f64,
+        plan: RoundPlan,
         metrics: &Metrics,
     ) -> Result<(), Error> {
         let mut participants = Vec::with_capacity(contributors.len());
@@ -264,6 +266,7 @@ impl SimulationLedger {
                 epsilon_round,
                 epsilon_total,
                 delta,
+                plan,
                 metrics: metric_pairs(metrics),
             },
         )?;
@@ -290,7 +293,7 @@ impl SimulationLedger {
 
     /// Runs the auditor's verification over the whole ledger.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
-        Ok(self.store.verify()?)
+        Ok(self.store.verify(&crate::ContractReader)?)
     }
 }
 

@@ -6,12 +6,14 @@
 #![deny(missing_docs)]
 
 mod attack;
+pub mod contract_rules;
 mod error;
 pub mod ledger;
 pub mod simulation;
 pub mod transport;
 
 pub use attack::{Attack, AttackParseError};
+pub use contract_rules::{ContractReader, contract_terms};
 pub use error::Error;
 pub use ledger::{SimulationLedger, publication, remove_ledger_files};
 pub use simulation::{

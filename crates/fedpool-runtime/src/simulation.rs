@@ -541,6 +541,11 @@ impl<T: Transport> Simulation<T> {
                             epsilon_round,
                             epsilon_total,
                             delta,
+                            fedpool_ledger::RoundPlan {
+                                asked: summary.asked as u32,
+                                eligible: summary.eligible as u32,
+                                clip_norm: summary.clip_norm,
+                            },
                             &metrics,
                         )?;
                     }

@@ -454,8 +454,8 @@ impl Store {
     /// bytes do not decode, or disagree with their `id`, `author`, `seq`, `kind` or
     /// `model_id` columns, are reported as violations rather than errors, so a damaged
     /// database still yields a full report.
-    pub fn verify(&self) -> Result<VerifyReport, Error> {
-        rows::verify_rows(&self.conn, &self.path, &self.network)
+    pub fn verify(&self, rules: &dyn crate::ContractRules) -> Result<VerifyReport, Error> {
+        rows::verify_rows(&self.conn, &self.path, &self.network, rules)
     }
 
     fn query_events<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<Vec<Event>, Error> {

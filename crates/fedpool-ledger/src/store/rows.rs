@@ -13,6 +13,7 @@ pub(super) fn verify_rows(
     conn: &Connection,
     path: &Path,
     network: &NetworkId,
+    rules: &dyn crate::verify::ContractRules,
 ) -> Result<VerifyReport, Error> {
     let sql = |action| sql_error(path, action);
     let mut events = Vec::new();
@@ -49,7 +50,7 @@ pub(super) fn verify_rows(
             }
         }
     }
-    let mut report = verify_events(network, &events);
+    let mut report = verify_events(network, &events, rules);
     report.n_events = report.n_events.max(n_rows);
     row_violations.append(&mut report.violations);
     report.violations = row_violations;

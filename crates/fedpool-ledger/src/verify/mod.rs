@@ -104,11 +104,24 @@ pub enum Rule {
     PayoutExceedsPool,
     /// A payout goes to a DID that did not participate in the model's (or the named) round.
     PayoutToNonParticipant,
+    /// A published contract's text cannot be read, so nobody can know what owners consented
+    /// to; the publication does not count.
+    ContractUnreadable,
+    /// A publication's declared terms differ from the terms its contract text states; rounds
+    /// are checked against the text.
+    TermsMismatch,
+    /// A round's declared ε differs from the ε the contract's mechanism gives for the rounds
+    /// so far, as planned.
+    EpsilonMismatch,
+    /// A round relies on a consent that names another publisher.
+    ConsentWrongPublisher,
+    /// A round relies on a consent whose fields or dataset do not cover what the model reads.
+    ConsentDoesNotCover,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 27] = [
+    pub const ALL: [Rule; 32] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -136,6 +149,11 @@ impl Rule {
         Rule::InvalidAmount,
         Rule::PayoutExceedsPool,
         Rule::PayoutToNonParticipant,
+        Rule::ContractUnreadable,
+        Rule::TermsMismatch,
+        Rule::EpsilonMismatch,
+        Rule::ConsentWrongPublisher,
+        Rule::ConsentDoesNotCover,
     ];
 
     /// The stable short name, e.g. `consent-revoked`.
@@ -168,6 +186,11 @@ impl Rule {
             Rule::InvalidAmount => "invalid-amount",
             Rule::PayoutExceedsPool => "payout-exceeds-pool",
             Rule::PayoutToNonParticipant => "payout-to-non-participant",
+            Rule::ContractUnreadable => "contract-unreadable",
+            Rule::TermsMismatch => "terms-mismatch",
+            Rule::EpsilonMismatch => "epsilon-mismatch",
+            Rule::ConsentWrongPublisher => "consent-wrong-publisher",
+            Rule::ConsentDoesNotCover => "consent-does-not-cover",
         }
     }
 }
@@ -264,9 +287,31 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verifies a set of events of `network`. Duplicates are counted once and order is
-/// irrelevant; several events at one author and seq are a fork.
-pub fn verify_events(network: &NetworkId, events: &[Event]) -> VerifyReport {
+/// How a verifier reads a model's contract text. The ledger knows nothing of contracts, so the
+/// caller supplies this (fedpool's is `fedpool_runtime::ContractReader`): what owners read is
+/// the text, so the rules are checked against what the text says, never against what a
+/// publication merely declares.
+pub trait ContractRules {
+    /// The terms `contract_toml` states, or why it cannot be read.
+    fn terms(&self, contract_toml: &str) -> Result<crate::ModelTerms, String>;
+
+    /// The total ε (at the contract's δ) of a model's rounds so far, planned as `plans` say
+    /// (oldest first, the latest last): `Ok(None)` when the contract adds no noise, `Err` when
+    /// a plan cannot be accounted.
+    fn epsilon_total(
+        &self,
+        contract_toml: &str,
+        plans: &[crate::RoundPlan],
+    ) -> Result<Option<f64>, String>;
+}
+
+/// Verifies a set of events of `network`, reading contracts with `rules`. Duplicates are
+/// counted once and order is irrelevant; several events at one author and seq are a fork.
+pub fn verify_events(
+    network: &NetworkId,
+    events: &[Event],
+    rules: &dyn ContractRules,
+) -> VerifyReport {
     let mut check = Check::default();
 
     // Distinct events in (author, seq) order; ties (forks) keep input order.
@@ -298,7 +343,7 @@ pub fn verify_events(network: &NetworkId, events: &[Event]) -> VerifyReport {
     }
 
     check_chains(&mut check, &admissible);
-    check_semantics(&mut check, &admissible);
+    check_semantics(&mut check, &admissible, rules);
 
     VerifyReport {
         n_events: distinct.len(),

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Check, Rule};
-use crate::{Body, Did, Event, EventId, ModelId, ModelPublished};
+use super::{Check, ContractRules, Rule};
+use crate::{Body, Did, Event, EventId, ModelId, ModelPublished, ModelTerms, RoundPlan};
 
 /// True if `value` is above `limit`, beyond floating-point slack.
 fn exceeds(value: f64, limit: f64) -> bool {
@@ -15,12 +15,35 @@ fn exceeds(value: f64, limit: f64) -> bool {
 struct Model<'a> {
     publisher: Did,
     published: &'a ModelPublished,
+    /// The terms its contract text states (what owners read), which the rules enforce.
+    terms: ModelTerms,
+    /// Each committed round's plan, in the publisher's chain order, to recompute ε.
+    plans: Vec<RoundPlan>,
     /// Every DID named as a round participant, per round number and overall.
     participants_by_round: HashMap<u32, HashSet<Did>>,
     participants: HashSet<Did>,
 }
 
-pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event]) {
+/// Whether two statements of terms agree (floats up to a relative 1e-9).
+fn same_terms(a: &ModelTerms, b: &ModelTerms) -> bool {
+    let same = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+    let same_option = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) => same(x, y),
+        (None, None) => true,
+        _ => false,
+    };
+    let mut fields_a = a.required_fields.clone();
+    let mut fields_b = b.required_fields.clone();
+    fields_a.sort();
+    fields_b.sort();
+    fields_a == fields_b
+        && same_option(a.epsilon_budget, b.epsilon_budget)
+        && same_option(a.delta, b.delta)
+        && same(a.reward_pool, b.reward_pool)
+        && a.currency == b.currency
+}
+
+pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &dyn ContractRules) {
     // Publications first: the earliest (by timestamp, then author and seq) counts.
     let mut publications: Vec<&Event> = admissible
         .iter()
@@ -44,18 +67,45 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event]) {
             );
             continue;
         }
-        let expected_id = crate::content_hash(published.contract_toml.as_bytes());
-        if published.model_id.0 != expected_id {
+        // The id binds the publisher and the text: a copy re-signed by another key (even with an
+        // earlier timestamp) keeps an id that is not its own and never becomes the model.
+        let expected_id = ModelId::for_publication(&event.author(), &published.contract_toml);
+        if published.model_id != expected_id {
             check.flag(
                 Rule::ModelIdMismatch,
                 event,
                 format!(
-                    "model id {} is not the content hash of its contract ({expected_id})",
-                    published.model_id
+                    "model id {} is not the hash of its publisher {} and its contract ({expected_id}); the publication does not count",
+                    published.model_id,
+                    event.author()
+                ),
+            );
+            continue;
+        }
+        let terms = match rules.terms(&published.contract_toml) {
+            Ok(terms) => terms,
+            Err(reason) => {
+                check.flag(
+                    Rule::ContractUnreadable,
+                    event,
+                    format!(
+                        "the contract of model {} cannot be read ({reason}); the publication does not count",
+                        published.model_id
+                    ),
+                );
+                continue;
+            }
+        };
+        if !same_terms(&terms, &published.terms) {
+            check.flag(
+                Rule::TermsMismatch,
+                event,
+                format!(
+                    "model {} declares terms {:?} but its contract states {:?}; the contract's count",
+                    published.model_id, published.terms, terms
                 ),
             );
         }
-        let terms = &published.terms;
         if terms.reward_pool < 0.0
             || terms.epsilon_budget.is_some_and(|e| e < 0.0)
             || terms.delta.is_some_and(|d| !(0.0..1.0).contains(&d))
@@ -74,6 +124,8 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event]) {
             Model {
                 publisher: event.author(),
                 published,
+                terms,
+                plans: Vec::new(),
                 participants_by_round: HashMap::new(),
                 participants: HashSet::new(),
             },
@@ -169,7 +221,15 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event]) {
         }
         match event.body() {
             Body::RoundCommitted(_) => {
-                check_round(check, event, model, &by_id, &revoked_at, &mut last_round);
+                check_round(
+                    check,
+                    event,
+                    model,
+                    &by_id,
+                    &revoked_at,
+                    &mut last_round,
+                    rules,
+                );
             }
             Body::RewardsPaid(_) => check_payout(check, event, model, &mut paid),
             _ => {}
@@ -196,12 +256,42 @@ fn check_round(
     by_id: &HashMap<EventId, &Event>,
     revoked_at: &HashMap<EventId, u64>,
     last_round: &mut HashMap<ModelId, (u32, f64)>,
+    rules: &dyn ContractRules,
 ) {
     let Body::RoundCommitted(round) = event.body() else {
         return;
     };
     let round_ms = event.timestamp_ms();
-    let terms = &model.published.terms;
+    let terms = model.terms.clone();
+    let terms = &terms;
+    // ε as the contract's mechanism gives it for the rounds so far, never as declared.
+    model.plans.push(round.plan);
+    let recomputed = match rules.epsilon_total(&model.published.contract_toml, &model.plans) {
+        Ok(recomputed) => recomputed,
+        Err(reason) => {
+            check.flag(
+                Rule::EpsilonMismatch,
+                event,
+                format!("round {} cannot be accounted: {reason}", round.round),
+            );
+            Some(f64::INFINITY)
+        }
+    };
+    if let Some(recomputed) = recomputed
+        && recomputed.is_finite()
+        && (recomputed - round.epsilon_total).abs() > 1e-6 * recomputed.abs().max(1e-3)
+    {
+        check.flag(
+            Rule::EpsilonMismatch,
+            event,
+            format!(
+                "round {} declares total ε {} but the contract's mechanism gives {recomputed} for its rounds so far",
+                round.round, round.epsilon_total
+            ),
+        );
+    }
+    // Budgets and caps hold against the larger of the declared and the recomputed ε.
+    let epsilon_total = recomputed.map_or(round.epsilon_total, |e| e.max(round.epsilon_total));
 
     if round.epsilon_round < 0.0 || round.epsilon_total < 0.0 || !(0.0..1.0).contains(&round.delta)
     {
@@ -245,14 +335,14 @@ fn check_round(
         );
     }
     if let Some(budget) = terms.epsilon_budget
-        && exceeds(round.epsilon_total, budget)
+        && exceeds(epsilon_total, budget)
     {
         check.flag(
             Rule::PrivacyBudgetExceeded,
             event,
             format!(
                 "round {} total ε {} exceeds model {}'s budget {budget}",
-                round.round, round.epsilon_total, round.model_id
+                round.round, epsilon_total, round.model_id
             ),
         );
     }
@@ -314,6 +404,35 @@ fn check_round(
                 format!("the consent was granted by {}", granted.author()),
             );
         }
+        if consent.publisher != model.publisher {
+            flag(
+                Rule::ConsentWrongPublisher,
+                format!(
+                    "the consent names publisher {}, the round is by {}",
+                    consent.publisher, model.publisher
+                ),
+            );
+        }
+        let missing: Vec<&String> = terms
+            .required_fields
+            .iter()
+            .filter(|field| !consent.fields.contains(field))
+            .collect();
+        if !missing.is_empty() {
+            flag(
+                Rule::ConsentDoesNotCover,
+                format!("the consent does not allow the fields {missing:?} the model reads"),
+            );
+        }
+        if !crate::encoding::is_content_hash(&consent.dataset_fingerprint) {
+            flag(
+                Rule::ConsentDoesNotCover,
+                format!(
+                    "the consent's dataset fingerprint {:?} is not a content hash",
+                    consent.dataset_fingerprint
+                ),
+            );
+        }
         if consent.model_id != round.model_id {
             flag(
                 Rule::ConsentWrongModel,
@@ -355,14 +474,11 @@ fn check_round(
             );
         }
         if let Some(cap) = consent.epsilon_cap
-            && exceeds(round.epsilon_total, cap)
+            && exceeds(epsilon_total, cap)
         {
             flag(
                 Rule::PrivacyBudgetExceeded,
-                format!(
-                    "total ε {} exceeds the participant's cap {cap}",
-                    round.epsilon_total
-                ),
+                format!("total ε {epsilon_total} exceeds the participant's cap {cap}"),
             );
         }
     }
@@ -412,14 +528,14 @@ fn check_payout<'a>(
         .iter()
         .map(|(_, amount)| amount.max(0.0))
         .sum::<f64>();
-    let pool = model.published.terms.reward_pool;
+    let pool = model.terms.reward_pool;
     if exceeds(*total, pool) {
         check.flag(
             Rule::PayoutExceedsPool,
             event,
             format!(
                 "payouts for model {} reach {} {}, the pool is {pool}",
-                payout.model_id, *total, model.published.terms.currency
+                payout.model_id, *total, model.terms.currency
             ),
         );
     }

@@ -3,9 +3,64 @@
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use fedpool_ledger::*;
+
+/// Reads the test contracts [`model`] writes: one `key = value` per line. Stands in for the
+/// real contract parser (fedpool-runtime's), which the ledger crate does not depend on.
+pub struct TestRules;
+
+impl ContractRules for TestRules {
+    fn terms(&self, contract_toml: &str) -> Result<ModelTerms, String> {
+        let value = |key: &str| {
+            contract_toml
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{key} = ")))
+                .ok_or_else(|| format!("no `{key}` line"))
+        };
+        let number = |key: &str| -> Result<Option<f64>, String> {
+            match value(key)? {
+                "none" => Ok(None),
+                text => text.parse().map(Some).map_err(|e| format!("{key}: {e}")),
+            }
+        };
+        Ok(ModelTerms {
+            required_fields: value("fields")?
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(String::from)
+                .collect(),
+            epsilon_budget: number("epsilon_budget")?,
+            delta: number("delta")?,
+            reward_pool: number("reward_pool")?.ok_or("reward_pool is none")?,
+            currency: value("currency")?.to_string(),
+        })
+    }
+
+    /// A contract may state `epsilon_per_round = x`: its rounds then cost x each, so a test can
+    /// check that verify recomputes ε; without it, ε is not recomputed.
+    fn epsilon_total(
+        &self,
+        contract_toml: &str,
+        plans: &[RoundPlan],
+    ) -> Result<Option<f64>, String> {
+        let Some(per_round) = contract_toml
+            .lines()
+            .find_map(|line| line.strip_prefix("epsilon_per_round = "))
+        else {
+            return Ok(None);
+        };
+        let per_round: f64 = per_round.parse().map_err(|e| format!("{e}"))?;
+        Ok(Some(per_round * plans.len() as f64))
+    }
+}
+
+thread_local! {
+    /// Which key published each test model, so [`consent`] can name it.
+    static PUBLISHERS: RefCell<HashMap<ModelId, Did>> = RefCell::new(HashMap::new());
+}
 
 pub const NETWORK: &str = "fedpool-test";
 
@@ -59,25 +114,47 @@ impl Ledger {
     }
 
     pub fn verify(&self) -> VerifyReport {
-        verify_events(&self.network, &self.events)
+        verify_events(&self.network, &self.events, &TestRules)
     }
 }
 
-pub fn model(name: &str, epsilon_budget: Option<f64>, reward_pool: f64) -> ModelPublished {
-    let contract_toml = format!("name = \"{name}\"\n[privacy]\nepsilon = {epsilon_budget:?}\n");
+/// The contract text [`TestRules`] reads for these terms.
+pub fn contract_text(name: &str, terms: &ModelTerms) -> String {
+    let number = |x: Option<f64>| x.map_or("none".to_string(), |x| x.to_string());
+    format!(
+        "name = {name}\nfields = {}\nepsilon_budget = {}\ndelta = {}\nreward_pool = {}\ncurrency = {}\n",
+        terms.required_fields.join(","),
+        number(terms.epsilon_budget),
+        number(terms.delta),
+        terms.reward_pool,
+        terms.currency
+    )
+}
+
+/// A model published by `publisher`, with its id bound to it.
+pub fn model(
+    publisher: &Keypair,
+    name: &str,
+    epsilon_budget: Option<f64>,
+    reward_pool: f64,
+) -> ModelPublished {
+    let terms = ModelTerms {
+        required_fields: vec!["age".into(), "income".into()],
+        epsilon_budget,
+        delta: epsilon_budget.map(|_| 1e-5),
+        reward_pool,
+        currency: "points".to_string(),
+    };
+    let contract_toml = contract_text(name, &terms);
+    let model_id = ModelId::for_publication(&publisher.did(), &contract_toml);
+    PUBLISHERS.with(|p| p.borrow_mut().insert(model_id.clone(), publisher.did()));
     ModelPublished {
-        model_id: ModelId(content_hash(contract_toml.as_bytes())),
+        model_id,
         name: name.to_string(),
         version: "1.0.0".to_string(),
         card_hash: content_hash(format!("card of {name}").as_bytes()),
         contract_toml,
-        terms: ModelTerms {
-            required_fields: vec!["age".into(), "income".into()],
-            epsilon_budget,
-            delta: epsilon_budget.map(|_| 1e-5),
-            reward_pool,
-            currency: "points".to_string(),
-        },
+        terms,
     }
 }
 
@@ -88,6 +165,12 @@ pub fn consent(
 ) -> ConsentGranted {
     ConsentGranted {
         model_id: model.model_id.clone(),
+        publisher: PUBLISHERS.with(|p| {
+            p.borrow()
+                .get(&model.model_id)
+                .copied()
+                .expect("the test model was made by `model`")
+        }),
         card_hash: model.card_hash.clone(),
         dataset_fingerprint: content_hash(b"rows"),
         fields: model.terms.required_fields.clone(),
@@ -103,6 +186,7 @@ pub fn round(
     epsilon_round: f64,
     epsilon_total: f64,
 ) -> RoundCommitted {
+    let participants_len = participants.len() as u32;
     RoundCommitted {
         model_id: model.model_id.clone(),
         round,
@@ -111,6 +195,11 @@ pub fn round(
         epsilon_round,
         epsilon_total,
         delta: model.terms.delta.unwrap_or(0.0),
+        plan: RoundPlan {
+            asked: participants_len,
+            eligible: participants_len,
+            clip_norm: 1.0,
+        },
         metrics: vec![("accuracy".into(), 0.5 + f64::from(round) * 0.01)],
     }
 }
@@ -215,8 +304,8 @@ impl Sim {
             } => {
                 let publisher = publisher % self.publishers.len();
                 let name = format!("model-{}", self.models.len());
-                let published = model(&name, epsilon_budget, reward_pool);
                 let keypair = self.publishers[publisher].clone();
+                let published = model(&keypair, &name, epsilon_budget, reward_pool);
                 self.ledger.push(&keypair, self.now_ms, published.clone());
                 self.models.push(SimModel {
                     published,
