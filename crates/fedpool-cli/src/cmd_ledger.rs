@@ -164,6 +164,14 @@ fn summary(e: &Event) -> String {
             p.payouts.iter().map(|(_, a)| a).sum::<f64>()
         ),
         Body::ModelReleased(r) => format!("released after {} rounds", r.rounds),
+        Body::PrivacySpent(p) => format!(
+            "ε {:.3} spent on {} by round {} ({} round{} in this step)",
+            p.epsilon_total,
+            short(p.model_id.as_str()),
+            p.round,
+            p.rounds,
+            if p.rounds == 1 { "" } else { "s" }
+        ),
     }
 }
 

@@ -79,17 +79,20 @@ pub enum EventKind {
     RewardsPaid,
     /// A publisher released a trained model ([`ModelReleased`]).
     ModelReleased,
+    /// A data owner's node accounted privacy it spends on a model ([`PrivacySpent`]).
+    PrivacySpent,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::ModelPublished,
         EventKind::ConsentGranted,
         EventKind::ConsentRevoked,
         EventKind::RoundCommitted,
         EventKind::RewardsPaid,
         EventKind::ModelReleased,
+        EventKind::PrivacySpent,
     ];
 
     /// The stable short name, e.g. `consent-granted` (stored in the database's `kind` column).
@@ -101,6 +104,7 @@ impl EventKind {
             EventKind::RoundCommitted => "round-committed",
             EventKind::RewardsPaid => "rewards-paid",
             EventKind::ModelReleased => "model-released",
+            EventKind::PrivacySpent => "privacy-spent",
         }
     }
 
@@ -118,6 +122,7 @@ impl EventKind {
             EventKind::RoundCommitted => 4,
             EventKind::RewardsPaid => 5,
             EventKind::ModelReleased => 6,
+            EventKind::PrivacySpent => 7,
         }
     }
 
@@ -260,6 +265,31 @@ pub struct ModelReleased {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// A data owner's node accounts the privacy one step of a model's training costs it, before
+/// it sends anything computed from its data (write-ahead). The owner's own chain is where its
+/// ε spent lives: a restarted node resumes from it, so a restart (or a publisher that never
+/// commits a round) cannot reset what was spent, and anyone can check the owner's cap held.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacySpent {
+    /// The model the privacy was spent on.
+    pub model_id: ModelId,
+    /// The author's [`ConsentGranted`] event the data was used under.
+    pub consent: EventId,
+    /// The latest round this step covers; strictly increasing per author and model.
+    pub round: u32,
+    /// Rounds composed in this step (rounds the node was not asked in compose with the one
+    /// it was, as amplification by sampling assumes).
+    pub rounds: u32,
+    /// The per-round mechanism the node built from the contract, as JSON of
+    /// `fedpool_privacy::RoundMechanism` (the ledger stores it as text; `verify` composes it
+    /// through [`crate::ContractRules`]).
+    pub mechanism: String,
+    /// ε the node has spent on the model after this step, at `delta`.
+    pub epsilon_total: f64,
+    /// The δ `epsilon_total` holds for.
+    pub delta: f64,
+}
+
 /// The body of an event: one of the kinds above.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -276,6 +306,8 @@ pub enum Body {
     RewardsPaid(RewardsPaid),
     /// See [`ModelReleased`].
     ModelReleased(ModelReleased),
+    /// See [`PrivacySpent`].
+    PrivacySpent(PrivacySpent),
 }
 
 macro_rules! body_from {
@@ -293,7 +325,8 @@ body_from!(
     ConsentRevoked,
     RoundCommitted,
     RewardsPaid,
-    ModelReleased
+    ModelReleased,
+    PrivacySpent
 );
 
 impl Body {
@@ -306,6 +339,7 @@ impl Body {
             Body::RoundCommitted(_) => EventKind::RoundCommitted,
             Body::RewardsPaid(_) => EventKind::RewardsPaid,
             Body::ModelReleased(_) => EventKind::ModelReleased,
+            Body::PrivacySpent(_) => EventKind::PrivacySpent,
         }
     }
 
@@ -318,6 +352,7 @@ impl Body {
             Body::RoundCommitted(body) => &body.model_id,
             Body::RewardsPaid(body) => &body.model_id,
             Body::ModelReleased(body) => &body.model_id,
+            Body::PrivacySpent(body) => &body.model_id,
         }
     }
 
@@ -353,6 +388,9 @@ impl Body {
             Body::RewardsPaid(body) => body.payouts.iter().map(|(_, v)| ("payouts", *v)).collect(),
             Body::ModelReleased(body) => {
                 body.metrics.iter().map(|(_, v)| ("metrics", *v)).collect()
+            }
+            Body::PrivacySpent(body) => {
+                vec![("epsilon_total", body.epsilon_total), ("delta", body.delta)]
             }
         };
         floats.into_iter().find(|(_, value)| !value.is_finite())
@@ -426,6 +464,15 @@ impl Body {
                 w.u32(body.rounds);
                 encode_metrics(w, &body.metrics);
             }
+            Body::PrivacySpent(body) => {
+                w.str(&body.model_id.0);
+                w.raw(body.consent.as_bytes());
+                w.u32(body.round);
+                w.u32(body.rounds);
+                w.str(&body.mechanism);
+                w.f64(body.epsilon_total);
+                w.f64(body.delta);
+            }
         }
     }
 
@@ -497,6 +544,15 @@ impl Body {
                 final_model_hash: r.str("final_model_hash")?,
                 rounds: r.u32("rounds")?,
                 metrics: decode_metrics(r)?,
+            }),
+            EventKind::PrivacySpent => Body::PrivacySpent(PrivacySpent {
+                model_id,
+                consent: EventId::from_bytes(r.array("consent")?),
+                round: r.u32("round")?,
+                rounds: r.u32("rounds")?,
+                mechanism: r.str("mechanism")?,
+                epsilon_total: r.f64("epsilon_total")?,
+                delta: r.f64("delta")?,
             }),
         };
         Ok(body)

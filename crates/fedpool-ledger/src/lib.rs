@@ -6,7 +6,8 @@
 //! content hash, so a chain cannot be altered, reordered or truncated in the middle without
 //! breaking a link. Events say what happened to a model: it was published, a data owner
 //! consented or revoked, a round was committed with the consents it relied on and the privacy
-//! it spent, rewards were paid, the model was released. [`verify_events`] (or
+//! it spent, an owner's node recorded the privacy it spent, rewards were paid, the model was
+//! released. [`verify_events`] (or
 //! [`Store::verify`]) checks all of it and reports every [`Violation`] by [`Rule`].
 //!
 //! ```
@@ -31,6 +32,13 @@
 //!     fn epsilon_total(&self, _: &str, _: &[RoundPlan]) -> Result<Option<f64>, String> {
 //!         Ok(None)
 //!     }
+//!     fn node_epsilons(
+//!         &self,
+//!         _: &str,
+//!         histories: &[Vec<PrivacyStep<'_>>],
+//!     ) -> Vec<Result<Vec<f64>, String>> {
+//!         vec![Err("this contract spends no privacy".into()); histories.len()]
+//!     }
 //! }
 //! let published = Event::sign(&network, &publisher, 1, None, 1_000, ModelPublished {
 //!     model_id: ModelId::for_publication(&publisher.did(), contract),
@@ -52,7 +60,7 @@
 //! - [`identity`]: [`Did`] (`did:key` parse and format), [`Keypair`] (generate, sign),
 //!   [`Signature`]; [`keyfile`]: a key pair on disk with owner-only permissions.
 //! - [`event`]: [`Event`] (sign, encode, decode, verify the signature), [`EventId`],
-//!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the six bodies.
+//!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the seven bodies.
 //! - [`store`]: the SQLite [`Store`] (append, import, export, queries, verify); [`bundle`]:
 //!   the export file format.
 //! - [`verify`]: [`verify_events`], [`VerifyReport`], [`Violation`], [`Rule`].
@@ -62,7 +70,7 @@
 //! - The ledger knows nothing of models, training, networking or the other fedpool crates, and
 //!   depends on none of them. A model is an id bound to its publisher and its contract text;
 //!   the text is read only through the caller's [`ContractRules`] (the terms it states, the ε
-//!   its rounds cost), so verify checks what owners read, not what a publication declares.
+//!   its rounds and owners' recorded mechanisms cost), so verify checks what owners read, not what a publication declares.
 //! - Only the [`store`] and [`keyfile`] modules touch the file system. Everything else works
 //!   on bytes and values.
 //! - No clock is read anywhere in this crate: event construction takes the timestamp as an
@@ -102,7 +110,7 @@ pub use identity::{Did, Keypair, Signature};
 pub use keyfile::{read_key_file, replace_file, write_key_file};
 pub use kinds::{
     Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
-    ModelTerms, RewardsPaid, RoundCommitted, RoundPlan,
+    ModelTerms, PrivacySpent, RewardsPaid, RoundCommitted, RoundPlan,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
-pub use verify::{ContractRules, Rule, VerifyReport, Violation, verify_events};
+pub use verify::{ContractRules, PrivacyStep, Rule, VerifyReport, Violation, verify_events};

@@ -132,6 +132,16 @@ fn decode_inverts_encode_for_every_kind() {
             metrics: vec![],
         }
         .into(),
+        PrivacySpent {
+            model_id: "m".into(),
+            consent: id,
+            round: 7,
+            rounds: u32::MAX,
+            mechanism: "{\"q\": 0.1}".into(),
+            epsilon_total: 2.5,
+            delta: 1e-5,
+        }
+        .into(),
     ];
     for (idx, body) in bodies.into_iter().enumerate() {
         let prev = (idx > 0).then_some(id);

@@ -44,6 +44,12 @@ fn seed_events() -> Vec<Event> {
             model: 0,
             fraction: 0.5,
         },
+        Action::Spend {
+            owner: 0,
+            model: 0,
+            rounds: 2,
+            per_round: 0.25,
+        },
         Action::Revoke { owner: 1, model: 0 },
         Action::Release { model: 0 },
     ];

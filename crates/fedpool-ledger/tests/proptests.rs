@@ -51,6 +51,14 @@ fn action() -> impl Strategy<Value = Action> {
         ),
         2 => (0..4usize, 0.0f64..=1.0).prop_map(|(model, fraction)| Action::Pay { model, fraction }),
         1 => (0..4usize).prop_map(|model| Action::Release { model }),
+        2 => (0..8usize, 0..4usize, 1u32..4, 0.0f64..1.0).prop_map(
+            |(owner, model, rounds, per_round)| Action::Spend {
+                owner,
+                model,
+                rounds,
+                per_round,
+            }
+        ),
         2 => (0u64..10).prop_map(|ms| Action::Advance { ms }),
     ]
 }

@@ -927,3 +927,118 @@ fn a_consent_that_does_not_cover_what_the_model_reads_is_detected() {
             .any(|v| v.detail.contains("fingerprint"))
     );
 }
+
+/// Issue 9, finding 11: an owner's node records the privacy it spends on its own chain, so a
+/// restart resumes from it; verify checks each record against the owner's consent, its cap,
+/// the model's budget and the ε its mechanisms give.
+#[test]
+fn an_owners_privacy_records_verify_when_honest() {
+    let mut w = world_with(None, Some(1.5));
+    let bob_consent = w.bob_consent.id();
+    // Rounds 1 and 2, then round 5 composing 3 rounds (3 and 4 were not asked), 0.25 each.
+    w.ledger.push(
+        &w.bob,
+        3_000,
+        privacy_spent(&w.model, bob_consent, 1, 1, 0.25, 0.25),
+    );
+    w.ledger.push(
+        &w.bob,
+        4_000,
+        privacy_spent(&w.model, bob_consent, 2, 1, 0.25, 0.5),
+    );
+    w.ledger.push(
+        &w.bob,
+        5_000,
+        privacy_spent(&w.model, bob_consent, 5, 3, 0.25, 1.25),
+    );
+    check(&w.ledger.events, &[]);
+}
+
+#[test]
+fn a_privacy_record_understating_epsilon_or_passing_the_cap_is_detected() {
+    let mut w = world_with(None, Some(1.0));
+    let bob_consent = w.bob_consent.id();
+    w.ledger.push(
+        &w.bob,
+        3_000,
+        privacy_spent(&w.model, bob_consent, 1, 1, 0.5, 0.5),
+    );
+    // Claims 0.6 after a second round of 0.5: the mechanism gives 1.0, within the cap of 1.
+    w.ledger.push(
+        &w.bob,
+        4_000,
+        privacy_spent(&w.model, bob_consent, 2, 1, 0.5, 0.6),
+    );
+    // A third round brings the recomputed total to 1.5, past bob's cap of 1.
+    w.ledger.push(
+        &w.bob,
+        5_000,
+        privacy_spent(&w.model, bob_consent, 3, 1, 0.5, 1.5),
+    );
+    let report = check(
+        &w.ledger.events,
+        &[Rule::EpsilonMismatch, Rule::PrivacyBudgetExceeded],
+    );
+    assert!(
+        report
+            .of_rule(Rule::PrivacyBudgetExceeded)
+            .all(|v| v.detail.contains("round 3") && v.detail.contains("owner's cap")),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_privacy_record_skipping_rounds_going_back_or_under_anothers_consent_is_detected() {
+    let mut w = world();
+    let bob_consent = w.bob_consent.id();
+    let alice_consent = w.alice_consent.id();
+    // Round 3 after nothing, composing 1 round: rounds 1 and 2 were never counted.
+    w.ledger.push(
+        &w.bob,
+        3_000,
+        privacy_spent(&w.model, bob_consent, 3, 1, 0.1, 0.1),
+    );
+    // Back to round 2.
+    w.ledger.push(
+        &w.bob,
+        4_000,
+        privacy_spent(&w.model, bob_consent, 2, 1, 0.1, 0.2),
+    );
+    // Under alice's consent.
+    w.ledger.push(
+        &w.bob,
+        5_000,
+        privacy_spent(&w.model, alice_consent, 4, 2, 0.1, 0.4),
+    );
+    let report = check(&w.ledger.events, &[Rule::PrivacyRecordInvalid]);
+    let details: Vec<&str> = report
+        .of_rule(Rule::PrivacyRecordInvalid)
+        .map(|v| v.detail.as_str())
+        .collect();
+    assert_eq!(details.len(), 3, "{report}");
+    assert!(
+        details[0].contains("composes 1 rounds, but 3 passed"),
+        "{report}"
+    );
+    assert!(
+        details[1].contains("follows a record for round 3"),
+        "{report}"
+    );
+    assert!(
+        details[2].contains("is not its author's consent"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_privacy_record_with_an_unreadable_mechanism_is_detected() {
+    let mut w = world();
+    let mut record = privacy_spent(&w.model, w.bob_consent.id(), 1, 1, 0.1, 0.1);
+    record.mechanism = "gaussian, trust me".into();
+    w.ledger.push(&w.bob, 3_000, record);
+    let report = check(&w.ledger.events, &[Rule::PrivacyRecordInvalid]);
+    assert!(
+        report.violations[0].detail.contains("cannot be accounted"),
+        "{report}"
+    );
+}

@@ -101,6 +101,9 @@ pub struct PrivacyRecord {
     pub rounds: u64,
     /// The mechanism the node built from the contract for them.
     pub mechanism: fedpool_privacy::RoundMechanism,
+    /// ε the node had spent on the model after this step (what its ledger record declares;
+    /// [`Participant::restore_privacy`] recomputes it rather than trusting it).
+    pub epsilon_total: f64,
 }
 
 /// 32 bytes from the operating system's CSPRNG.
@@ -396,12 +399,14 @@ impl Participant {
                 preview
                     .record(&mechanism)
                     .map_err(|e| DeclineReason::PrivacyTerms(e.to_string()))?;
+                let epsilon_total = preview.epsilon_spent();
                 self.budget = Some(preview);
                 self.rounds_accounted = target;
                 self.privacy_history.push(PrivacyRecord {
                     round: RoundId(target),
                     rounds: skipped + 1,
                     mechanism,
+                    epsilon_total,
                 });
                 Ok(())
             }

@@ -839,3 +839,43 @@ fn adaptive_clipping_under_secure_aggregation_accounts_the_count() {
     }
     assert!(terms.node_mechanism(&tampered, 64).is_err());
 }
+
+/// Issue 9, finding 3: the DDG accounting is for zero-out adjacency, which holds only if a node
+/// whose coin says no sends exactly what a node with zeroed data sends, its noise share
+/// included (under add/remove, leaving would also take its share out of the sum, a change of
+/// variance the accounting does not cover). Every coin says no here; the released sum is the
+/// same bit for bit with the owners' real updates and with zeros, and it is not zero: the
+/// shares of nodes that did not contribute are in it.
+#[test]
+fn a_node_whose_coin_says_no_releases_exactly_its_zero_out_neighbour_noise_share_included() {
+    let q = 1e-3;
+    let terms = terms(1.0, 1.0, q, None, true);
+    let real = deltas(8, 40);
+    let zeros = vec![vec![0.0; 40]; 8];
+    let run = |data: Vec<Vec<f32>>| {
+        let mut net = Net::new(terms.clone(), data, 1);
+        net.run();
+        assert!(
+            net.nodes.iter().all(|n| n.rounds_contributed() == 0),
+            "a coin said yes; pick another seed"
+        );
+        assert!(net.nodes.iter().all(|n| n.rounds_trained() == 1));
+        let rounds = net.completed();
+        assert_eq!(rounds.len(), 1, "{:?}", net.events);
+        rounds[0].global.to_vec()
+    };
+    let with_data = run(real.clone());
+    let zeroed = run(zeros);
+    assert_eq!(
+        with_data, zeroed,
+        "a tails node's output depends on its data"
+    );
+    assert!(
+        with_data.iter().any(|&x| x != 0.0),
+        "the sum holds no noise: the non-contributing nodes' shares are missing"
+    );
+    // Contrast: where every coin says yes, the data is in the sum.
+    let mut net = Net::new(terms(1.0, 1.0, 1.0, None, true), real, 1);
+    net.run();
+    assert!(net.nodes.iter().all(|n| n.rounds_contributed() == 1));
+}

@@ -2,9 +2,11 @@
 //! cost, computed with the same code the publisher and every node use, so a publication or a
 //! round that declares anything else is caught.
 
+use std::collections::HashMap;
+
 use fedpool_core::{Contract, Network};
-use fedpool_ledger::{ContractRules, ModelTerms, RoundPlan};
-use fedpool_privacy::RdpAccountant;
+use fedpool_ledger::{ContractRules, ModelTerms, PrivacyStep, RoundPlan};
+use fedpool_privacy::{RdpAccountant, RoundMechanism};
 use fedpool_protocol::PrivacyTerms;
 
 /// fedpool's [`ContractRules`]: contracts parsed by `fedpool_core::Contract`, rounds accounted
@@ -67,5 +69,48 @@ impl ContractRules for ContractReader {
             .epsilon(terms.delta)
             .map_err(|e| format!("cannot convert to ε: {e}"))?;
         Ok(Some(epsilon))
+    }
+
+    fn node_epsilons(
+        &self,
+        contract_toml: &str,
+        histories: &[Vec<PrivacyStep<'_>>],
+    ) -> Vec<Result<Vec<f64>, String>> {
+        let terms = match parse(contract_toml) {
+            Ok(contract) => PrivacyTerms::from_contract(&contract),
+            Err(reason) => return vec![Err(reason); histories.len()],
+        };
+        if !terms.adds_noise() {
+            let reason = "the contract adds no noise, so no node spends privacy on it";
+            return vec![Err(reason.to_string()); histories.len()];
+        }
+        let delta = terms.delta;
+        let orders = RdpAccountant::default().orders().to_vec();
+        // Thousands of owners of one model record the same few mechanisms.
+        let mut curves: HashMap<&str, Result<Vec<f64>, String>> = HashMap::new();
+        histories
+            .iter()
+            .map(|steps| {
+                let mut accountant = RdpAccountant::default();
+                steps
+                    .iter()
+                    .map(|step| {
+                        let curve = curves.entry(step.mechanism).or_insert_with(|| {
+                            serde_json::from_str::<RoundMechanism>(step.mechanism)
+                                .map_err(|e| format!("unreadable mechanism: {e}"))
+                                .and_then(|m| m.rdp_curve(&orders).map_err(|e| e.to_string()))
+                        });
+                        let curve = curve.as_ref().map_err(Clone::clone)?;
+                        accountant
+                            .compose_curve(curve, u64::from(step.rounds))
+                            .map_err(|e| e.to_string())?;
+                        accountant
+                            .epsilon(delta)
+                            .map(|(epsilon, _)| epsilon)
+                            .map_err(|e| format!("cannot convert to ε: {e}"))
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }

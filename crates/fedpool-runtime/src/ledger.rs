@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use fedpool_core::{CardTerms, Contract, Metrics};
 use fedpool_ledger::{
-    ConsentGranted, Did, Event, EventId, Keypair, ModelId, ModelPublished, ModelReleased,
-    NetworkId, RoundCommitted, RoundPlan, Store, VerifyReport, content_hash,
+    Body, ConsentGranted, Did, Event, EventId, Keypair, ModelId, ModelPublished, ModelReleased,
+    NetworkId, PrivacySpent, RoundCommitted, RoundPlan, Store, VerifyReport, content_hash,
 };
+use fedpool_protocol::{PrivacyRecord, RoundId};
 
 use crate::Error;
 
@@ -54,6 +55,62 @@ pub fn metric_pairs(metrics: &Metrics) -> Vec<(String, f64)> {
         ],
         Metrics::Regression { rmse, mae } => vec![("rmse".into(), rmse), ("mae".into(), mae)],
     }
+}
+
+/// The ledger record of one step of a node's privacy accounting on `model_id`, spent under
+/// `consent`, at the contract's `delta`.
+pub fn privacy_spent(
+    model_id: &ModelId,
+    consent: EventId,
+    record: &PrivacyRecord,
+    delta: f64,
+) -> Result<PrivacySpent, Error> {
+    Ok(PrivacySpent {
+        model_id: model_id.clone(),
+        consent,
+        round: record.round.0,
+        rounds: u32::try_from(record.rounds).map_err(|_| {
+            Error::Setup(format!(
+                "a privacy step of {} rounds does not fit the ledger",
+                record.rounds
+            ))
+        })?,
+        mechanism: serde_json::to_string(&record.mechanism)
+            .map_err(|e| Error::Setup(format!("cannot record a mechanism: {e}")))?,
+        epsilon_total: record.epsilon_total,
+        delta,
+    })
+}
+
+/// A node's privacy history on `model_id`, read back from its own events on `store`: what a
+/// restarted node passes to `Participant::restore_privacy`, so ε spent survives the restart.
+pub fn privacy_history(
+    store: &Store,
+    model_id: &ModelId,
+    owner: &Did,
+) -> Result<Vec<PrivacyRecord>, Error> {
+    let mut history = Vec::new();
+    for event in store.events_by_author(owner)? {
+        let Body::PrivacySpent(spent) = event.body() else {
+            continue;
+        };
+        if &spent.model_id != model_id {
+            continue;
+        }
+        let mechanism = serde_json::from_str(&spent.mechanism).map_err(|e| {
+            Error::Setup(format!(
+                "event {} holds a mechanism that cannot be read: {e}",
+                event.id()
+            ))
+        })?;
+        history.push(PrivacyRecord {
+            round: RoundId(spent.round),
+            rounds: u64::from(spent.rounds),
+            mechanism,
+            epsilon_total: spent.epsilon_total,
+        });
+    }
+    Ok(history)
 }
 
 /// One signer's chain position.
@@ -105,7 +162,12 @@ pub struct SimulationLedger {
     publisher: Signer,
     client_dids: Vec<Did>,
     client_keys: Vec<Keypair>,
+    /// Each consenting client's chain, after its consent.
+    client_signers: Vec<Option<Signer>>,
     consents: Vec<Option<EventId>>,
+    /// Privacy steps accounted but not yet stored, per client (see [`Self::note_privacy`]).
+    pending_privacy: Vec<(usize, PrivacyRecord)>,
+    delta: f64,
     model_id: ModelId,
     clock_ms: u64,
 }
@@ -158,7 +220,7 @@ impl SimulationLedger {
         let mut events = vec![publisher.sign(&network, clock_ms, publication)?];
         let mut client_dids = Vec::with_capacity(decisions.len());
         let mut client_keys = Vec::with_capacity(decisions.len());
-        let mut consent_signers = Vec::new();
+        let mut client_signers: Vec<Option<Signer>> = Vec::with_capacity(decisions.len());
         let mut consents = vec![None; decisions.len()];
         for (client_idx, &consented) in decisions.iter().enumerate() {
             let keypair = Keypair::insecure_from_seed(
@@ -186,7 +248,9 @@ impl SimulationLedger {
                 )?;
                 consents[client_idx] = Some(event.id());
                 events.push(event);
-                consent_signers.push(signer);
+                client_signers.push(Some(signer));
+            } else {
+                client_signers.push(None);
             }
         }
         // One transaction for the whole setup: thousands of consents commit in one fsync.
@@ -201,7 +265,10 @@ impl SimulationLedger {
             publisher,
             client_dids,
             client_keys,
+            client_signers,
             consents,
+            pending_privacy: Vec::new(),
+            delta: fedpool_protocol::PrivacyTerms::from_contract(contract).delta,
             model_id,
             clock_ms,
         })
@@ -272,6 +339,45 @@ impl SimulationLedger {
         )?;
         self.store.append(&event)?;
         Ok(())
+    }
+
+    /// Notes a privacy step a client's node accounted; it is signed and stored by the next
+    /// [`Self::flush_privacy`], which the driver calls before delivering anything the node
+    /// sent after accounting (write-ahead, as a deployed node does).
+    pub fn note_privacy(&mut self, client_idx: usize, record: PrivacyRecord) {
+        self.pending_privacy.push((client_idx, record));
+    }
+
+    /// Signs every noted privacy step as its owner and stores them in one transaction.
+    pub fn flush_privacy(&mut self) -> Result<(), Error> {
+        if self.pending_privacy.is_empty() {
+            return Ok(());
+        }
+        let mut events = Vec::with_capacity(self.pending_privacy.len());
+        for (client_idx, record) in std::mem::take(&mut self.pending_privacy) {
+            let consent = self.consents.get(client_idx).copied().flatten();
+            let signer = self
+                .client_signers
+                .get_mut(client_idx)
+                .and_then(Option::as_mut);
+            let (Some(consent), Some(signer)) = (consent, signer) else {
+                return Err(Error::Setup(format!(
+                    "client {client_idx} accounted privacy without a recorded consent; this is a bug"
+                )));
+            };
+            let body = privacy_spent(&self.model_id, consent, &record, self.delta)?;
+            events.push(signer.sign(&self.network, self.clock_ms, body)?);
+        }
+        let report = self.store.import(events)?;
+        match report.rejected.into_iter().next() {
+            Some(why) => Err(Error::Ledger(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The ledger's store (to read a node's history back, as a restarted node does).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Records the release of the final model.

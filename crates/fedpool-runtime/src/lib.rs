@@ -15,7 +15,9 @@ pub mod transport;
 pub use attack::{Attack, AttackParseError};
 pub use contract_rules::{ContractReader, contract_terms};
 pub use error::Error;
-pub use ledger::{SimulationLedger, publication, remove_ledger_files};
+pub use ledger::{
+    SimulationLedger, privacy_history, privacy_spent, publication, remove_ledger_files,
+};
 pub use simulation::{
     LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationReport,
 };

@@ -191,6 +191,8 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     plain_updates_seen: usize,
     masked_inputs_seen: usize,
     stopped_by_budget: Option<String>,
+    /// Per participant, how many of its privacy steps are on the ledger.
+    privacy_recorded: Vec<usize>,
 }
 
 impl Simulation<InProcessTransport> {
@@ -346,6 +348,7 @@ impl Simulation<InProcessTransport> {
         .with_privacy_seed(simulated_privacy_seed(publisher_seed));
         let initial_metrics = evaluate(&network, &initial, &test_set)?;
         Ok(Simulation {
+            privacy_recorded: vec![0; participants.len()],
             network,
             publisher,
             participants,
@@ -468,6 +471,11 @@ impl<T: Transport> Simulation<T> {
                         .map(Participant::epsilon_spent)
                         .fold(0.0, f64::max),
                 });
+            }
+            // Write-ahead: what nodes accounted is on the ledger before anything they sent
+            // after accounting is delivered.
+            if let Some(ledger) = &mut self.ledger {
+                ledger.flush_privacy()?;
             }
             let batch: Vec<Envelope> = std::iter::from_fn(|| self.transport.poll_recv()).collect();
             if !batch.is_empty() {
@@ -703,6 +711,14 @@ impl<T: Transport> Simulation<T> {
         outputs: Vec<ParticipantOutput>,
         pending_jobs: &mut Vec<TrainJob>,
     ) {
+        let idx = node.0 as usize;
+        if let (Some(ledger), Some(participant)) = (&mut self.ledger, self.participants.get(idx)) {
+            let history = participant.privacy_history();
+            for record in &history[self.privacy_recorded[idx]..] {
+                ledger.note_privacy(idx, *record);
+            }
+            self.privacy_recorded[idx] = history.len();
+        }
         for output in outputs {
             match output {
                 ParticipantOutput::Send { to, msg } => self.send_from_participant(node, to, msg),

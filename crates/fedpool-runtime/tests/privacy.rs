@@ -4,8 +4,11 @@
 
 use fedpool_core::{Contract, Metrics};
 use fedpool_data::{Partition, Table};
-use fedpool_ledger::{Body, EventKind, Store};
-use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions, SimulationReport};
+use fedpool_ledger::{Body, Did, Event, EventKind, ModelId, Store};
+use fedpool_protocol::{Behaviour, NodeId, Participant, PrivacyTerms};
+use fedpool_runtime::{
+    LedgerChoice, Simulation, SimulationOptions, SimulationReport, privacy_history,
+};
 
 const DIGITS_CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/digits/digits.csv");
 const PRIVATE_CONTRACT: &str = include_str!("../../../contracts/digits_private.toml");
@@ -251,4 +254,61 @@ fn owners_caps_stop_them_whatever_the_publisher_asks_and_the_ledger_agrees() {
     assert!(report.epsilon.unwrap() <= 3.0);
     let ledger = report.ledger.unwrap();
     assert!(ledger.verify.is_ok(), "{:?}", ledger.verify.violations);
+}
+
+/// Issue 9, finding 11: a node's privacy spending lives on its own ledger chain, written
+/// before anything computed from its data leaves, so a restarted node resumes from the ledger
+/// (and keeps refusing past its cap) instead of starting again from zero.
+#[test]
+fn a_restarted_node_resumes_its_privacy_spending_from_the_ledger() {
+    let (contract, table) = private_digits();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_path = dir.path().join("ledger.db");
+    let mut options = options(23);
+    options.owner_epsilon_cap = Some(3.0);
+    options.ledger = LedgerChoice::At(ledger_path.clone());
+    let report = run(&contract, &table, &options);
+    let outcome = report.ledger.as_ref().unwrap();
+    // Clean verification includes every owner's records: the ε each declares is what its
+    // recorded mechanisms give (recomputed by `ContractReader`), within its cap.
+    assert!(outcome.verify.is_ok(), "{:?}", outcome.verify.violations);
+
+    let store = Store::open_existing(&ledger_path).unwrap();
+    let model_id = ModelId(outcome.model_id.clone());
+    let owners: Vec<Did> = store
+        .events_by_kind(EventKind::ConsentGranted)
+        .unwrap()
+        .iter()
+        .map(Event::author)
+        .collect();
+    assert_eq!(owners.len(), 100);
+    let terms = PrivacyTerms::from_contract(&contract);
+    let mut max_restored: f64 = 0.0;
+    for owner in &owners {
+        let history = privacy_history(&store, &model_id, owner).unwrap();
+        assert!(
+            !history.is_empty(),
+            "{owner} was asked but recorded nothing"
+        );
+        let restarted = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+            .with_privacy(terms.clone(), Some(3.0))
+            .unwrap()
+            .restore_privacy(&history)
+            .unwrap();
+        let last = history.last().unwrap();
+        assert!(
+            (restarted.epsilon_spent() - last.epsilon_total).abs() < 1e-9,
+            "{} restored vs {} recorded",
+            restarted.epsilon_spent(),
+            last.epsilon_total
+        );
+        assert!(restarted.epsilon_spent() <= 3.0);
+        max_restored = max_restored.max(restarted.epsilon_spent());
+    }
+    // What the nodes held in memory when the simulation ended is what the ledger gives back.
+    assert!(
+        (max_restored - report.max_node_epsilon).abs() < 1e-9,
+        "{max_restored} vs {}",
+        report.max_node_epsilon
+    );
 }

@@ -117,11 +117,14 @@ pub enum Rule {
     ConsentWrongPublisher,
     /// A round relies on a consent whose fields or dataset do not cover what the model reads.
     ConsentDoesNotCover,
+    /// A node's privacy record names no consent of its own for the model, goes back in
+    /// rounds, or holds a mechanism or δ that cannot be accounted.
+    PrivacyRecordInvalid,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 32] = [
+    pub const ALL: [Rule; 33] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -154,6 +157,7 @@ impl Rule {
         Rule::EpsilonMismatch,
         Rule::ConsentWrongPublisher,
         Rule::ConsentDoesNotCover,
+        Rule::PrivacyRecordInvalid,
     ];
 
     /// The stable short name, e.g. `consent-revoked`.
@@ -191,6 +195,7 @@ impl Rule {
             Rule::EpsilonMismatch => "epsilon-mismatch",
             Rule::ConsentWrongPublisher => "consent-wrong-publisher",
             Rule::ConsentDoesNotCover => "consent-does-not-cover",
+            Rule::PrivacyRecordInvalid => "privacy-record-invalid",
         }
     }
 }
@@ -303,6 +308,24 @@ pub trait ContractRules {
         contract_toml: &str,
         plans: &[crate::RoundPlan],
     ) -> Result<Option<f64>, String>;
+
+    /// ε (at the contract's δ) after each step of each node's privacy history on one model:
+    /// for every history, the running total after each of its steps, or why it cannot be
+    /// accounted. One call per model, so a mechanism shared by many nodes is evaluated once.
+    fn node_epsilons(
+        &self,
+        contract_toml: &str,
+        histories: &[Vec<PrivacyStep<'_>>],
+    ) -> Vec<Result<Vec<f64>, String>>;
+}
+
+/// One step of a node's privacy history, as recorded in a [`crate::PrivacySpent`] event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrivacyStep<'a> {
+    /// Rounds composed in the step.
+    pub rounds: u32,
+    /// The per-round mechanism, as the node recorded it (JSON).
+    pub mechanism: &'a str,
 }
 
 /// Verifies a set of events of `network`, reading contracts with `rules`. Duplicates are

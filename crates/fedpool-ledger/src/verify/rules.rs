@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Check, ContractRules, Rule};
-use crate::{Body, Did, Event, EventId, ModelId, ModelPublished, ModelTerms, RoundPlan};
+use super::{Check, ContractRules, PrivacyStep, Rule};
+use crate::{
+    Body, Did, Event, EventId, ModelId, ModelPublished, ModelTerms, PrivacySpent, RoundPlan,
+};
 
 /// True if `value` is above `limit`, beyond floating-point slack.
 fn exceeds(value: f64, limit: f64) -> bool {
@@ -235,6 +237,162 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
             _ => {}
         }
     }
+
+    check_privacy_records(check, admissible, &models, &by_id, rules);
+}
+
+/// Whether a recomputed ε and a declared one agree (relative 1e-6, absolute 1e-9 near zero).
+fn epsilon_differs(recomputed: f64, declared: f64) -> bool {
+    (recomputed - declared).abs() > 1e-6 * recomputed.abs().max(1e-3)
+}
+
+/// Owners' privacy records, per author and model in chain order: each names the author's own
+/// consent for the model, composes every round since the previous record, declares the ε its
+/// mechanisms give, and stays within the owner's cap and the model's budget.
+fn check_privacy_records(
+    check: &mut Check,
+    admissible: &[&Event],
+    models: &BTreeMap<&ModelId, Model<'_>>,
+    by_id: &HashMap<EventId, &Event>,
+    rules: &dyn ContractRules,
+) {
+    type History<'e> = Vec<(&'e Event, &'e PrivacySpent)>;
+    let mut histories: BTreeMap<&ModelId, BTreeMap<Did, History<'_>>> = BTreeMap::new();
+    for &event in admissible {
+        let Body::PrivacySpent(record) = event.body() else {
+            continue;
+        };
+        if !models.contains_key(&record.model_id) {
+            flag_unknown_model(check, event);
+            continue;
+        }
+        histories
+            .entry(&record.model_id)
+            .or_default()
+            .entry(event.author())
+            .or_default()
+            .push((event, record));
+    }
+    for (model_id, by_author) in histories {
+        let model = &models[model_id];
+        let steps: Vec<Vec<PrivacyStep<'_>>> = by_author
+            .values()
+            .map(|records| {
+                records
+                    .iter()
+                    .map(|(_, record)| PrivacyStep {
+                        rounds: record.rounds,
+                        mechanism: &record.mechanism,
+                    })
+                    .collect()
+            })
+            .collect();
+        let recomputed = rules.node_epsilons(&model.published.contract_toml, &steps);
+        for ((author, records), recomputed) in by_author.iter().zip(recomputed) {
+            check_privacy_history(check, model, by_id, *author, records, recomputed);
+        }
+    }
+}
+
+fn check_privacy_history(
+    check: &mut Check,
+    model: &Model<'_>,
+    by_id: &HashMap<EventId, &Event>,
+    author: Did,
+    records: &[(&Event, &PrivacySpent)],
+    recomputed: Result<Vec<f64>, String>,
+) {
+    let mut previous_round = 0u32;
+    for (step, &(event, record)) in records.iter().enumerate() {
+        let mut invalid = |problem: String| {
+            check.flag(
+                Rule::PrivacyRecordInvalid,
+                event,
+                format!(
+                    "privacy record for round {} of model {}: {problem}",
+                    record.round, record.model_id
+                ),
+            );
+        };
+        let cap = match by_id.get(&record.consent).map(|e| (e, e.body())) {
+            Some((granted, Body::ConsentGranted(consent)))
+                if granted.author() == author && consent.model_id == record.model_id =>
+            {
+                consent.epsilon_cap
+            }
+            Some(_) => {
+                invalid(format!(
+                    "{} is not its author's consent for this model",
+                    record.consent
+                ));
+                None
+            }
+            None => {
+                invalid(format!("consent {} is not on the ledger", record.consent));
+                None
+            }
+        };
+        if record.round <= previous_round {
+            invalid(format!("follows a record for round {previous_round}"));
+        } else if record.rounds < record.round - previous_round {
+            invalid(format!(
+                "composes {} rounds, but {} passed since round {previous_round}",
+                record.rounds,
+                record.round - previous_round
+            ));
+        }
+        previous_round = previous_round.max(record.round);
+        if model
+            .terms
+            .delta
+            .is_some_and(|delta| exceeds(record.delta, delta))
+        {
+            invalid(format!(
+                "δ {} is above the model's δ {:?}",
+                record.delta, model.terms.delta
+            ));
+        }
+        let epsilon = match &recomputed {
+            Ok(totals) => totals.get(step).copied(),
+            Err(reason) => {
+                if step == 0 {
+                    invalid(format!("cannot be accounted: {reason}"));
+                }
+                None
+            }
+        };
+        if let Some(epsilon) = epsilon
+            && epsilon_differs(epsilon, record.epsilon_total)
+        {
+            check.flag(
+                Rule::EpsilonMismatch,
+                event,
+                format!(
+                    "{author} declares ε {} spent on model {} by round {}, but its recorded mechanisms give {epsilon}",
+                    record.epsilon_total, record.model_id, record.round
+                ),
+            );
+        }
+        let spent = epsilon.map_or(record.epsilon_total, |e| e.max(record.epsilon_total));
+        let limits = [
+            ("the owner's cap", cap),
+            ("the model's budget", model.terms.epsilon_budget),
+        ];
+        for (name, limit) in limits {
+            if let Some(limit) = limit
+                && exceeds(spent, limit)
+            {
+                check.flag(
+                    Rule::PrivacyBudgetExceeded,
+                    event,
+                    format!(
+                        "{author} has spent ε {spent} on model {} by round {}, past {name} {limit}",
+                        record.model_id, record.round
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn flag_unknown_model(check: &mut Check, event: &Event) {
@@ -279,7 +437,7 @@ fn check_round(
     };
     if let Some(recomputed) = recomputed
         && recomputed.is_finite()
-        && (recomputed - round.epsilon_total).abs() > 1e-6 * recomputed.abs().max(1e-3)
+        && epsilon_differs(recomputed, round.epsilon_total)
     {
         check.flag(
             Rule::EpsilonMismatch,

@@ -55,6 +55,33 @@ impl ContractRules for TestRules {
         let per_round: f64 = per_round.parse().map_err(|e| format!("{e}"))?;
         Ok(Some(per_round * plans.len() as f64))
     }
+
+    /// A test mechanism is `per-round x`: each round it composes costs x.
+    fn node_epsilons(
+        &self,
+        _contract_toml: &str,
+        histories: &[Vec<PrivacyStep<'_>>],
+    ) -> Vec<Result<Vec<f64>, String>> {
+        histories
+            .iter()
+            .map(|steps| {
+                let mut total = 0.0;
+                steps
+                    .iter()
+                    .map(|step| {
+                        let per_round: f64 = step
+                            .mechanism
+                            .strip_prefix("per-round ")
+                            .ok_or_else(|| format!("unknown mechanism {:?}", step.mechanism))?
+                            .parse()
+                            .map_err(|e| format!("{e}"))?;
+                        total += per_round * f64::from(step.rounds);
+                        Ok(total)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 thread_local! {
@@ -204,6 +231,27 @@ pub fn round(
     }
 }
 
+/// An owner's privacy record: `rounds` rounds at `per_round` ε each (a [`TestRules`]
+/// mechanism), bringing its total to `epsilon_total`.
+pub fn privacy_spent(
+    model: &ModelPublished,
+    consent: EventId,
+    round: u32,
+    rounds: u32,
+    per_round: f64,
+    epsilon_total: f64,
+) -> PrivacySpent {
+    PrivacySpent {
+        model_id: model.model_id.clone(),
+        consent,
+        round,
+        rounds,
+        mechanism: format!("per-round {per_round}"),
+        epsilon_total,
+        delta: model.terms.delta.unwrap_or(0.0),
+    }
+}
+
 pub fn payout(model: &ModelPublished, round: Option<u32>, payouts: Vec<(Did, f64)>) -> RewardsPaid {
     RewardsPaid {
         model_id: model.model_id.clone(),
@@ -245,6 +293,13 @@ pub enum Action {
     Release {
         model: usize,
     },
+    /// An owner's node accounts `rounds` rounds of `per_round` ε on a model it consented to.
+    Spend {
+        owner: usize,
+        model: usize,
+        rounds: u32,
+        per_round: f64,
+    },
     Advance {
         ms: u64,
     },
@@ -276,6 +331,8 @@ pub struct Sim {
     now_ms: u64,
     models: Vec<SimModel>,
     consents: Vec<SimConsent>,
+    /// Per (owner, model): the last round a privacy record covers and the ε spent.
+    spent: HashMap<(usize, usize), (u32, f64)>,
 }
 
 impl Sim {
@@ -291,6 +348,7 @@ impl Sim {
             now_ms: 1_700_000_000_000,
             models: Vec::new(),
             consents: Vec::new(),
+            spent: HashMap::new(),
         }
     }
 
@@ -433,6 +491,43 @@ impl Sim {
                 self.ledger.push(&keypair, self.now_ms, body);
                 self.models[model_idx].paid +=
                     share * self.models[model_idx].last_participants.len() as f64;
+            }
+            Action::Spend {
+                owner,
+                model,
+                rounds,
+                per_round,
+            } => {
+                if self.models.is_empty() || rounds == 0 {
+                    return;
+                }
+                let owner = owner % self.owners.len();
+                let model = model % self.models.len();
+                let published = &self.models[model].published;
+                let Some(budget) = published.terms.epsilon_budget else {
+                    return;
+                };
+                let Some(consent) = self
+                    .consents
+                    .iter()
+                    .rev()
+                    .find(|c| c.owner == owner && c.model == model)
+                else {
+                    return;
+                };
+                let (last_round, spent) =
+                    self.spent.get(&(owner, model)).copied().unwrap_or_default();
+                let total = spent + per_round * f64::from(rounds);
+                if total > consent.epsilon_cap.unwrap_or(f64::INFINITY).min(budget) {
+                    return;
+                }
+                let Some(round) = last_round.checked_add(rounds) else {
+                    return;
+                };
+                let body = privacy_spent(published, consent.id, round, rounds, per_round, total);
+                let keypair = self.owners[owner].clone();
+                self.ledger.push(&keypair, self.now_ms, body);
+                self.spent.insert((owner, model), (round, total));
             }
             Action::Release { model } => {
                 if self.models.is_empty() {

@@ -149,6 +149,29 @@ impl RdpAccountant {
         Ok(())
     }
 
+    /// Composes `steps` runs of a mechanism whose per-step curve on [`Self::orders`] was
+    /// computed once (by [`RoundMechanism::rdp_curve`]), so a verifier replaying many
+    /// histories of one mechanism evaluates it once.
+    pub fn compose_curve(&mut self, per_step: &[f64], steps: u64) -> Result<()> {
+        if per_step.len() != self.orders.len() {
+            return Err(Error::LengthMismatch {
+                name: "per_step",
+                expected: self.orders.len(),
+                actual: per_step.len(),
+            });
+        }
+        for &value in per_step {
+            ensure(
+                value >= 0.0,
+                "rdp",
+                value,
+                "a non-negative RDP value (NaN is rejected)",
+            )?;
+        }
+        self.add_scaled(per_step, steps);
+        Ok(())
+    }
+
     fn add_scaled(&mut self, per_step: &[f64], steps: u64) {
         // Zero steps compose nothing; skipping them also avoids `∞ · 0 = NaN` for an order
         // at which the mechanism has no guarantee.
