@@ -849,11 +849,11 @@ fn adaptive_clipping_under_secure_aggregation_accounts_the_count() {
 #[test]
 fn a_node_whose_coin_says_no_releases_exactly_its_zero_out_neighbour_noise_share_included() {
     let q = 1e-3;
-    let terms = terms(1.0, 1.0, q, None, true);
+    let self_selecting = terms(1.0, 1.0, q, None, true);
     let real = deltas(8, 40);
     let zeros = vec![vec![0.0; 40]; 8];
     let run = |data: Vec<Vec<f32>>| {
-        let mut net = Net::new(terms.clone(), data, 1);
+        let mut net = Net::new(self_selecting.clone(), data, 1);
         net.run();
         assert!(
             net.nodes.iter().all(|n| n.rounds_contributed() == 0),
