@@ -375,11 +375,6 @@ impl SimulationLedger {
         }
     }
 
-    /// The ledger's store (to read a node's history back, as a restarted node does).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Records the release of the final model.
     pub fn release(&mut self, global: &[f32], rounds: u32, metrics: &Metrics) -> Result<(), Error> {
         self.clock_ms += 1_000;
