@@ -13,6 +13,7 @@ mod participant;
 mod privacy;
 mod publisher;
 mod secure;
+pub mod wire;
 
 pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
 pub use participant::{

@@ -250,6 +250,11 @@ impl DdgParams {
         self
     }
 
+    /// How many conditional-rounding attempts [`encode`] makes before failing.
+    pub fn max_rounding_retries(&self) -> u32 {
+        self.max_rounding_retries
+    }
+
     /// Length of the update vector.
     pub fn dimension(&self) -> usize {
         self.dimension
