@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use fedpool_core::{Card, CardStatus, CardTerms, Contract};
 use fedpool_ledger::{
-    Body, ConsentGranted, Did, Event, EventId, EventKind, Keypair, ModelId, ModelPublished,
-    NetworkId, Store, content_hash, read_key_file,
+    Body, ChainWriter, ConsentGranted, Did, Event, EventId, EventKind, Keypair, ModelId,
+    ModelPublished, NetworkId, Store, content_hash, read_key_file,
 };
 
 use crate::home::{Home, now_ms};
@@ -57,24 +57,8 @@ impl Node {
 
     /// Signs `body` as this node's next event and appends it.
     pub fn append(&mut self, body: impl Into<Body>) -> Result<Event> {
-        let did = self.did();
-        let (seq, prev) = self.store.next_seq_and_prev(&did)?;
-        // Never sign a timestamp earlier than our previous event's, even if the clock stepped
-        // back: verification orders consents and rounds by these timestamps.
-        let last_ts = match prev {
-            Some(id) => self.store.get(&id)?.map_or(0, |e| e.timestamp_ms()),
-            None => 0,
-        };
-        let event = Event::sign(
-            self.store.network(),
-            &self.keypair,
-            seq,
-            prev,
-            now_ms().max(last_ts),
-            body,
-        )?;
-        self.store.append(&event)?;
-        Ok(event)
+        let mut writer = ChainWriter::resume(&self.store, self.keypair.clone())?;
+        Ok(writer.append(&mut self.store, now_ms(), body)?)
     }
 }
 

@@ -62,7 +62,7 @@
 //! - [`event`]: [`Event`] (sign, encode, decode, verify the signature), [`EventId`],
 //!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the seven bodies.
 //! - [`store`]: the SQLite [`Store`] (append, import, export, queries, verify); [`bundle`]:
-//!   the export file format.
+//!   the export file format; [`ChainWriter`]: the one way an author signs its next events.
 //! - [`verify`]: [`verify_events`], [`VerifyReport`], [`Violation`], [`Rule`].
 //!
 //! # Architecture invariants
@@ -101,6 +101,7 @@ pub mod keyfile;
 pub mod kinds;
 pub mod store;
 pub mod verify;
+mod writer;
 
 pub use bundle::{decode_bundle, encode_bundle};
 pub use encoding::content_hash;
@@ -114,3 +115,4 @@ pub use kinds::{
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
 pub use verify::{ContractRules, PrivacyStep, Rule, VerifyReport, Violation, verify_events};
+pub use writer::ChainWriter;

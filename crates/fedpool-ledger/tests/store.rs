@@ -591,3 +591,37 @@ fn an_export_never_writes_through_a_planted_symlink() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_chain_writer_extends_the_stored_chain_and_never_signs_an_earlier_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let publisher = Keypair::insecure_from_seed(1);
+    let m = model(&publisher, "written", None, 1.0);
+    let mut writer = ChainWriter::new(network(), publisher.clone());
+    let first = writer.append(&mut store, 5_000, m.clone()).unwrap();
+    // The clock stepped back: the next event keeps the previous timestamp.
+    let release = ModelReleased {
+        model_id: m.model_id.clone(),
+        final_model_hash: content_hash(b"final"),
+        rounds: 0,
+        metrics: vec![],
+    };
+    let second = writer.append(&mut store, 4_000, release.clone()).unwrap();
+    assert_eq!((second.seq(), second.prev()), (2, Some(first.id())));
+    assert_eq!(second.timestamp_ms(), 5_000);
+
+    // A writer resumed from the store (a restarted node) continues the same chain, with the
+    // same rule, and events signed in a batch import in one transaction.
+    let mut resumed = ChainWriter::resume(&store, publisher).unwrap();
+    let batch: Vec<Event> = (0..3)
+        .map(|i| resumed.sign(4_500 + i, release.clone()).unwrap())
+        .collect();
+    assert_eq!(batch[0].seq(), 3);
+    assert_eq!(batch[0].prev(), Some(second.id()));
+    assert!(batch.iter().all(|e| e.timestamp_ms() == 5_000));
+    let report = store.import(batch).unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(store.n_events().unwrap(), 5);
+    assert!(store.verify(&TestRules).unwrap().is_ok());
+}

@@ -245,7 +245,10 @@ fn errors_name_what_is_wrong() {
     let err = wire::decode(&unknown).unwrap_err().to_string();
     assert!(err.contains("unknown message tag 200"), "{err}");
     let truncated = wire::decode(&good[..good.len() - 10]).unwrap_err();
-    assert!(matches!(truncated, WireError::Truncated { .. }), "{truncated}");
+    assert!(
+        matches!(truncated, WireError::Truncated { .. }),
+        "{truncated}"
+    );
 }
 
 #[test]
@@ -304,14 +307,14 @@ fn arbitrary_msg() -> impl Strategy<Value = Msg> {
             round: RoundId(round),
             nonce
         }),
-        (any::<u32>(), prop::collection::vec(any::<u32>(), 0..16)).prop_map(
-            |(round, members)| Msg::SecAggSetup(Arc::new(SecAggSetup {
+        (any::<u32>(), prop::collection::vec(any::<u32>(), 0..16)).prop_map(|(round, members)| {
+            Msg::SecAggSetup(Arc::new(SecAggSetup {
                 round: RoundId(round),
                 nonces: members.iter().map(|m| [*m as u8; 32]).collect(),
                 members: members.into_iter().map(NodeId).collect(),
                 seed: [1; 32],
             }))
-        ),
+        }),
         (any::<u32>(), prop::collection::vec(any::<u32>(), 0..64)).prop_map(|(round, words)| {
             Msg::SecAggToServer {
                 round: RoundId(round),

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use fedpool_core::{CardTerms, Contract, Metrics};
 use fedpool_ledger::{
-    Body, ConsentGranted, Did, Event, EventId, Keypair, ModelId, ModelPublished, ModelReleased,
-    NetworkId, PrivacySpent, RoundCommitted, RoundPlan, Store, VerifyReport, content_hash,
+    Body, ChainWriter, ConsentGranted, Did, EventId, Keypair, ModelId, ModelPublished,
+    ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, Store, VerifyReport,
+    content_hash,
 };
 use fedpool_protocol::{PrivacyRecord, RoundId};
 
@@ -113,57 +114,16 @@ pub fn privacy_history(
     Ok(history)
 }
 
-/// One signer's chain position.
-struct Signer {
-    keypair: Keypair,
-    next_seq: u64,
-    prev: Option<EventId>,
-}
-
-impl Signer {
-    fn did(&self) -> Did {
-        self.keypair.did()
-    }
-
-    fn new(keypair: Keypair) -> Signer {
-        Signer {
-            keypair,
-            next_seq: 1,
-            prev: None,
-        }
-    }
-
-    fn sign(
-        &mut self,
-        network: &NetworkId,
-        timestamp_ms: u64,
-        body: impl Into<fedpool_ledger::Body>,
-    ) -> Result<Event, Error> {
-        let event = Event::sign(
-            network,
-            &self.keypair,
-            self.next_seq,
-            self.prev,
-            timestamp_ms,
-            body,
-        )?;
-        self.next_seq += 1;
-        self.prev = Some(event.id());
-        Ok(event)
-    }
-}
-
 /// A simulation's ledger: the store, the publisher's and every client's identity, and the
 /// consents granted.
 pub struct SimulationLedger {
     store: Store,
-    network: NetworkId,
     temporary: Option<PathBuf>,
-    publisher: Signer,
+    publisher: ChainWriter,
     client_dids: Vec<Did>,
     client_keys: Vec<Keypair>,
     /// Each consenting client's chain, after its consent.
-    client_signers: Vec<Option<Signer>>,
+    client_signers: Vec<Option<ChainWriter>>,
     consents: Vec<Option<EventId>>,
     /// Privacy steps accounted but not yet stored, per client (see [`Self::note_privacy`]).
     pending_privacy: Vec<(usize, PrivacyRecord)>,
@@ -210,17 +170,18 @@ impl SimulationLedger {
         // A fresh identity per simulation, derived from the seed and the start time, so that
         // several simulations recorded into one ledger never collide on an author's chain.
         let identity_seed = seed ^ start_ms.rotate_left(17);
-        let mut publisher = Signer::new(Keypair::insecure_from_seed(identity_seed));
+        let mut publisher =
+            ChainWriter::new(network.clone(), Keypair::insecure_from_seed(identity_seed));
         let contract_text = contract.to_toml();
         let publication = publication(contract, &contract_text, &publisher.did());
         let model_id = publication.model_id.clone();
         let publisher_did = publisher.did();
         let card_hash = publication.card_hash.clone();
         let mut clock_ms = start_ms;
-        let mut events = vec![publisher.sign(&network, clock_ms, publication)?];
+        let mut events = vec![publisher.sign(clock_ms, publication)?];
         let mut client_dids = Vec::with_capacity(decisions.len());
         let mut client_keys = Vec::with_capacity(decisions.len());
-        let mut client_signers: Vec<Option<Signer>> = Vec::with_capacity(decisions.len());
+        let mut client_signers: Vec<Option<ChainWriter>> = Vec::with_capacity(decisions.len());
         let mut consents = vec![None; decisions.len()];
         for (client_idx, &consented) in decisions.iter().enumerate() {
             let keypair = Keypair::insecure_from_seed(
@@ -232,9 +193,8 @@ impl SimulationLedger {
             client_keys.push(keypair.clone());
             if consented {
                 clock_ms += 1;
-                let mut signer = Signer::new(keypair);
+                let mut signer = ChainWriter::new(network.clone(), keypair);
                 let event = signer.sign(
-                    &network,
                     clock_ms,
                     ConsentGranted {
                         model_id: model_id.clone(),
@@ -260,7 +220,6 @@ impl SimulationLedger {
         }
         Ok(SimulationLedger {
             store,
-            network,
             temporary,
             publisher,
             client_dids,
@@ -323,7 +282,6 @@ impl SimulationLedger {
         }
         self.clock_ms += 1_000;
         let event = self.publisher.sign(
-            &self.network,
             self.clock_ms,
             RoundCommitted {
                 model_id: self.model_id.clone(),
@@ -366,7 +324,7 @@ impl SimulationLedger {
                 )));
             };
             let body = privacy_spent(&self.model_id, consent, &record, self.delta)?;
-            events.push(signer.sign(&self.network, self.clock_ms, body)?);
+            events.push(signer.sign(self.clock_ms, body)?);
         }
         let report = self.store.import(events)?;
         match report.rejected.into_iter().next() {
@@ -379,7 +337,6 @@ impl SimulationLedger {
     pub fn release(&mut self, global: &[f32], rounds: u32, metrics: &Metrics) -> Result<(), Error> {
         self.clock_ms += 1_000;
         let event = self.publisher.sign(
-            &self.network,
             self.clock_ms,
             ModelReleased {
                 model_id: self.model_id.clone(),
