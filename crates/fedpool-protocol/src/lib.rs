@@ -17,7 +17,8 @@ pub mod wire;
 
 pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
 pub use participant::{
-    Behaviour, Participant, ParticipantInput, ParticipantOutput, PrivacyRecord, TrainJob,
+    Behaviour, DEFAULT_PARTICIPANT_TIMEOUT_MS, Participant, ParticipantInput, ParticipantOutput,
+    PrivacyRecord, TrainJob,
 };
 pub use privacy::{
     Aggregation, DEFAULT_DELTA, PrivacyTerms, RoundPrivacy, SECURE_AGGREGATION_BITS, private_mean,

@@ -36,7 +36,17 @@ pub enum ParticipantInput {
         /// Result, or why training failed.
         outcome: Result<TrainOutcome, String>,
     },
+    /// The current time: consent expiry is checked against it, and a round whose publisher
+    /// has gone silent past [`Participant::next_deadline_ms`] is given up.
+    Tick {
+        /// Milliseconds on the driver's clock (never goes back; an earlier value is ignored).
+        now_ms: u64,
+    },
 }
+
+/// How long a participant waits for its publisher's next message in a secure round before it
+/// gives the round up, unless [`Participant::with_round_timeout`] says otherwise.
+pub const DEFAULT_PARTICIPANT_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// What a participant asks its driver to do.
 #[derive(Debug, Clone)]
@@ -179,6 +189,14 @@ pub struct Participant {
     directory: Arc<Directory>,
     secure_aborts: Vec<(RoundId, String)>,
     publisher: Option<NodeId>,
+    /// The latest time the driver told.
+    now_ms: u64,
+    /// When the consent lapses, if it does.
+    consent_expires_at_ms: Option<u64>,
+    /// How long to wait for the publisher in a secure round.
+    round_timeout_ms: u64,
+    /// When the publisher last moved the current secure round on (or the node did).
+    last_progress_ms: u64,
 }
 
 impl std::fmt::Debug for Participant {
@@ -220,6 +238,44 @@ impl Participant {
             directory: Arc::new(Directory::new()),
             secure_aborts: Vec::new(),
             publisher: None,
+            now_ms: 0,
+            consent_expires_at_ms: None,
+            round_timeout_ms: DEFAULT_PARTICIPANT_TIMEOUT_MS,
+            last_progress_ms: 0,
+        }
+    }
+
+    /// The consent lapses at `expires_at_ms` (from the owner's `ConsentGranted`): from then on
+    /// the node declines, by its own clock, whatever the publisher asks.
+    pub fn with_consent_expiry(mut self, expires_at_ms: Option<u64>) -> Participant {
+        self.consent_expires_at_ms = expires_at_ms;
+        self
+    }
+
+    /// How long the node waits for its publisher's next message in a secure round before it
+    /// gives the round up (dropping its round secrets).
+    pub fn with_round_timeout(mut self, timeout_ms: u64) -> Participant {
+        self.round_timeout_ms = timeout_ms;
+        self
+    }
+
+    /// Whether the node's consent holds now: granted, not revoked, and not expired by the
+    /// latest time its driver told it.
+    pub fn consent_active(&self) -> bool {
+        self.consented
+            && self
+                .consent_expires_at_ms
+                .is_none_or(|expires_ms| self.now_ms < expires_ms)
+    }
+
+    /// When the driver must send the next `Tick`, if it must: the moment the node gives up a
+    /// secure round whose publisher has gone silent.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        match self.state {
+            State::AwaitingSetup { .. } | State::Aggregating { .. } => {
+                Some(self.last_progress_ms.saturating_add(self.round_timeout_ms))
+            }
+            State::Idle | State::Training { .. } => None,
         }
     }
 
@@ -344,6 +400,25 @@ impl Participant {
         match input {
             ParticipantInput::Received { from, msg } => self.on_message(from, msg),
             ParticipantInput::Trained { round, outcome } => self.on_trained(round, outcome),
+            ParticipantInput::Tick { now_ms } => self.on_tick(now_ms),
+        }
+    }
+
+    fn on_tick(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if let Some(deadline) = self.next_deadline_ms()
+            && self.now_ms >= deadline
+            && let Some(round) = self.state.round()
+        {
+            // Its secrets for the round go with the state: nothing of it is ever sent later.
+            self.secure_aborts.push((
+                round,
+                format!(
+                    "the publisher sent nothing for {} ms; the node gave the round up",
+                    self.round_timeout_ms
+                ),
+            ));
+            self.state = State::Idle;
         }
     }
 
@@ -420,7 +495,7 @@ impl Participant {
         self.requests_received += 1;
         // Consent is checked here, on the data owner's side, whatever the publisher asks: a node
         // without consent never trains and never sends an update.
-        if !self.consented {
+        if !self.consent_active() {
             self.decline(from, request.round, DeclineReason::NoConsent);
             return;
         }
@@ -534,6 +609,7 @@ impl Participant {
                     return;
                 };
                 let nonce: [u8; 32] = self.privacy_rng.random();
+                self.last_progress_ms = self.now_ms;
                 self.state = State::AwaitingSetup {
                     round,
                     publisher,
@@ -576,6 +652,7 @@ impl Participant {
         }
         match self.start_secure(setup, &update, fitted, &privacy) {
             Ok((client, min_in_sum)) => {
+                self.last_progress_ms = self.now_ms;
                 self.state = State::Aggregating {
                     round,
                     publisher,
@@ -668,6 +745,7 @@ impl Participant {
                     self.state = State::Idle;
                     return;
                 }
+                self.last_progress_ms = self.now_ms;
                 client.handle(ClientInput::Received(msg));
             }
             _ => return,

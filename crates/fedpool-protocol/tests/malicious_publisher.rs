@@ -323,3 +323,95 @@ fn a_restarted_node_resumes_its_spending_and_still_refuses_past_its_cap() {
         [ParticipantOutput::Train(_)]
     ));
 }
+
+#[test]
+fn a_publisher_that_goes_silent_mid_round_is_given_up_and_its_late_setup_ignored() {
+    // The publisher stalls after the node said it was ready, hoping to use the node's round
+    // secrets whenever it likes. The node gives the round up at its deadline, and a setup that
+    // arrives later gets nothing.
+    let seed = [7; 32];
+    let (mut node, nonce) = ready_node(SecAggSetup::commitment(&seed));
+    let deadline = node
+        .next_deadline_ms()
+        .expect("a ready node waits for its publisher");
+    assert_eq!(deadline, fedpool_protocol::DEFAULT_PARTICIPANT_TIMEOUT_MS);
+    node.handle(ParticipantInput::Tick {
+        now_ms: deadline - 1,
+    });
+    assert!(node.secure_aborts().is_empty());
+    node.handle(ParticipantInput::Tick { now_ms: deadline });
+    assert_eq!(node.next_deadline_ms(), None);
+    assert!(
+        node.secure_aborts()
+            .iter()
+            .any(|(_, why)| why.contains("gave the round up")),
+        "{:?}",
+        node.secure_aborts()
+    );
+    let late = SecAggSetup {
+        round: RoundId(1),
+        members: vec![NodeId(0), NodeId(1), NodeId(2)],
+        nonces: vec![[0; 32], nonce, [2; 32]],
+        seed,
+    };
+    // The same setup, in time, starts the node's part of secure aggregation.
+    let (mut patient, patient_nonce) = ready_node(SecAggSetup::commitment(&seed));
+    let mut in_time = late.clone();
+    in_time.nonces[1] = patient_nonce;
+    patient.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: Msg::SecAggSetup(Arc::new(in_time)),
+    });
+    assert!(!outputs(&mut patient).is_empty());
+
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: Msg::SecAggSetup(Arc::new(late)),
+    });
+    assert!(outputs(&mut node).is_empty());
+}
+
+#[test]
+fn a_request_after_the_consent_expired_is_declined_by_the_nodes_own_clock() {
+    let terms = terms(1.0, false);
+    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        .with_privacy(terms.clone(), None)
+        .unwrap()
+        .with_consent_expiry(Some(1_000));
+    node.handle(ParticipantInput::Tick { now_ms: 999 });
+    assert!(node.consent_active());
+    let sent = ask_and_train(&mut node, 1, &terms, 10, [0; 32]);
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [ParticipantOutput::Send {
+                msg: Msg::Update(_),
+                ..
+            }]
+        ),
+        "{sent:?}"
+    );
+    node.handle(ParticipantInput::Tick { now_ms: 1_000 });
+    assert!(!node.consent_active());
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: request(2, &terms, 10, [0; 32]),
+    });
+    let out = outputs(&mut node);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [ParticipantOutput::Send {
+                msg: Msg::Decline {
+                    reason: DeclineReason::NoConsent,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    // A clock that steps back does not revive it.
+    node.handle(ParticipantInput::Tick { now_ms: 10 });
+    assert!(!node.consent_active());
+}

@@ -487,10 +487,22 @@ impl<T: Transport> Simulation<T> {
                 self.run_jobs(jobs, &mut pending_jobs);
                 continue;
             }
-            // Nothing in flight: jump the virtual clock to the publisher's next deadline.
+            // Nothing in flight: jump the virtual clock to the next deadline, the publisher's or
+            // a participant's; every node hears the time (consent expiry is checked by it).
             match self.publisher.next_deadline_ms() {
                 Some(deadline) => {
+                    let earliest_participant = self
+                        .participants
+                        .iter()
+                        .filter_map(Participant::next_deadline_ms)
+                        .min();
+                    let deadline = earliest_participant.map_or(deadline, |d| d.min(deadline));
                     self.clock_ms = self.clock_ms.max(deadline);
+                    for participant in &mut self.participants {
+                        participant.handle(ParticipantInput::Tick {
+                            now_ms: self.clock_ms,
+                        });
+                    }
                     self.publisher.handle(PublisherInput::Tick {
                         now_ms: self.clock_ms,
                     });
