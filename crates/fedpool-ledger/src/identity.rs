@@ -55,6 +55,14 @@ impl Did {
         &self.key
     }
 
+    /// The Ed25519 key this DID names (a node's identity signs its secure-aggregation keys
+    /// with it); fails if the bytes are not a curve point.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, Error> {
+        VerifyingKey::from_bytes(&self.key).map_err(|_| Error::DidKey {
+            input: hex(&self.key),
+        })
+    }
+
     /// Checks `signature` over `message` with this DID's key, using strict verification
     /// (canonical `s`, no small-order keys or `R`), so no second valid signature can be derived
     /// from a first one. False for a key that is not a curve point.

@@ -62,7 +62,8 @@
 //! - [`event`]: [`Event`] (sign, encode, decode, verify the signature), [`EventId`],
 //!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the seven bodies.
 //! - [`store`]: the SQLite [`Store`] (append, import, export, queries, verify); [`bundle`]:
-//!   the export file format; [`ChainWriter`]: the one way an author signs its next events.
+//!   the export file format; [`ChainWriter`]: the one way an author signs its next events;
+//!   [`active_consents`]: who may be asked to train a model now.
 //! - [`verify`]: [`verify_events`], [`VerifyReport`], [`Violation`], [`Rule`].
 //!
 //! # Architecture invariants
@@ -93,6 +94,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+mod consents;
 mod encoding;
 mod error;
 pub mod event;
@@ -104,6 +106,7 @@ pub mod verify;
 mod writer;
 
 pub use bundle::{decode_bundle, encode_bundle};
+pub use consents::{ActiveConsent, active_consents};
 pub use encoding::content_hash;
 pub use error::Error;
 pub use event::{ENCODING_VERSION, Event, EventId, MAX_EVENT_BYTES, NetworkId};

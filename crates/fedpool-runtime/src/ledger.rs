@@ -9,7 +9,7 @@ use fedpool_core::{CardTerms, Contract, Metrics};
 use fedpool_ledger::{
     Body, ChainWriter, ConsentGranted, Did, EventId, Keypair, ModelId, ModelPublished,
     ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, Store, VerifyReport,
-    content_hash,
+    active_consents, content_hash,
 };
 use fedpool_protocol::{PrivacyRecord, RoundId};
 
@@ -129,6 +129,7 @@ pub struct SimulationLedger {
     pending_privacy: Vec<(usize, PrivacyRecord)>,
     delta: f64,
     model_id: ModelId,
+    publication: ModelPublished,
     clock_ms: u64,
 }
 
@@ -178,6 +179,7 @@ impl SimulationLedger {
         let publisher_did = publisher.did();
         let card_hash = publication.card_hash.clone();
         let mut clock_ms = start_ms;
+        let published = publication.clone();
         let mut events = vec![publisher.sign(clock_ms, publication)?];
         let mut client_dids = Vec::with_capacity(decisions.len());
         let mut client_keys = Vec::with_capacity(decisions.len());
@@ -229,8 +231,38 @@ impl SimulationLedger {
             pending_privacy: Vec::new(),
             delta: fedpool_protocol::PrivacyTerms::from_contract(contract).delta,
             model_id,
+            publication: published,
             clock_ms,
         })
+    }
+
+    /// The clients the ledger says the publisher may ask now, in client order: owners with an
+    /// active consent to the published model and card ([`active_consents`]), each with the
+    /// key its DID names (for the secure-aggregation directory).
+    pub fn roster(&self) -> Result<Vec<(usize, ed25519_dalek::VerifyingKey)>, Error> {
+        let events = self.store.events_by_model(&self.model_id)?;
+        let active = active_consents(
+            &events,
+            &self.publication,
+            &self.publisher.did(),
+            self.clock_ms,
+        );
+        let index: std::collections::HashMap<Did, usize> = self
+            .client_dids
+            .iter()
+            .enumerate()
+            .map(|(idx, did)| (*did, idx))
+            .collect();
+        let mut roster = Vec::with_capacity(active.len());
+        for consent in active {
+            // Owners outside this simulation's clients (an earlier run in the same file) are
+            // not nodes here.
+            if let Some(&idx) = index.get(&consent.owner) {
+                roster.push((idx, consent.owner.verifying_key()?));
+            }
+        }
+        roster.sort_by_key(|(idx, _)| *idx);
+        Ok(roster)
     }
 
     /// The model id the simulation published.

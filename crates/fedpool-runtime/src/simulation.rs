@@ -300,12 +300,27 @@ impl Simulation<InProcessTransport> {
                 .map(|idx| Keypair::insecure_from_seed(options.seed.rotate_left(13) ^ idx as u64))
                 .collect(),
         };
-        let directory: Arc<Directory> = Arc::new(
-            keys.iter()
+        // Who is asked, and whose keys sign secure-aggregation messages: with a ledger, the
+        // consents active on it (as a deployed publisher reads them); without one, the
+        // in-memory decisions.
+        let (roster, directory): (Vec<NodeId>, Directory) = match &ledger {
+            Some(ledger) => ledger
+                .roster()?
+                .into_iter()
+                .map(|(idx, key)| (NodeId(idx as u32), (NodeId(idx as u32), key)))
+                .unzip(),
+            None => decisions
+                .iter()
+                .zip(&keys)
                 .enumerate()
-                .map(|(idx, k)| (NodeId(idx as u32), k.signing_key().verifying_key()))
-                .collect(),
-        );
+                .filter(|(_, (consented, _))| **consented)
+                .map(|(idx, (_, key))| {
+                    let node = NodeId(idx as u32);
+                    (node, (node, key.signing_key().verifying_key()))
+                })
+                .unzip(),
+        };
+        let directory = Arc::new(directory);
         let participants: Vec<Participant> = behaviours
             .iter()
             .zip(&decisions)
@@ -325,11 +340,6 @@ impl Simulation<InProcessTransport> {
                     .map_err(Error::Setup)
             })
             .collect::<Result<_, _>>()?;
-        let roster: Vec<NodeId> = participants
-            .iter()
-            .filter(|p| p.consented())
-            .map(|p| p.id())
-            .collect();
         let publisher_seed: u64 = rng.random();
         let publisher = Publisher::new(
             PublisherConfig {
