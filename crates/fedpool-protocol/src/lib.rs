@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
 pub use participant::{
-    Behaviour, DEFAULT_PARTICIPANT_TIMEOUT_MS, Participant, ParticipantInput, ParticipantOutput,
+    DEFAULT_PARTICIPANT_TIMEOUT_MS, Participant, ParticipantInput, ParticipantOutput,
     PrivacyRecord, TrainJob,
 };
 pub use privacy::{

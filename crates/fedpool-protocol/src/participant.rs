@@ -13,7 +13,6 @@ use fedpool_privacy::{PrivacyLedger, clip_l2, ddg};
 use fedpool_secagg::{Client, ClientEvent, ClientInput, ClientOutput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use rand_distr::{Distribution, Normal};
 
 use crate::msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
 use crate::privacy::{Aggregation, PrivacyTerms, RoundPrivacy};
@@ -76,26 +75,6 @@ pub struct TrainJob {
     /// Seed for batch shuffling, drawn from the participant's own RNG so results do not depend
     /// on which thread runs the job.
     pub seed: u64,
-}
-
-/// How a simulated participant behaves: honestly, or as one of the poisoning attacks used to
-/// test robust strategies.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Behaviour {
-    /// Follows the protocol.
-    Honest,
-    /// Trains on flipped labels (the driver flips them in this node's data).
-    LabelFlip,
-    /// Sends Gaussian noise of this standard deviation instead of an update.
-    Noise {
-        /// Per-coordinate standard deviation.
-        std: f32,
-    },
-    /// Multiplies its honest update by this factor (boosting / model replacement).
-    Scale {
-        /// Factor applied to the update.
-        factor: f32,
-    },
 }
 
 /// One step of a node's own privacy accounting: `rounds` rounds of `mechanism`, the last of
@@ -171,7 +150,6 @@ impl State {
 pub struct Participant {
     id: NodeId,
     consented: bool,
-    behaviour: Behaviour,
     state: State,
     rng: ChaCha20Rng,
     /// Noise, rounding and secure-aggregation keys: a stream of its own, so that privacy
@@ -205,7 +183,6 @@ impl std::fmt::Debug for Participant {
         f.debug_struct("Participant")
             .field("id", &self.id)
             .field("consented", &self.consented)
-            .field("behaviour", &self.behaviour)
             .field("round", &self.state.round())
             .field("rounds_trained", &self.rounds_trained)
             .field("terms", &self.terms)
@@ -214,15 +191,14 @@ impl std::fmt::Debug for Participant {
 }
 
 impl Participant {
-    /// A participant with the given id, consent decision, behaviour and RNG seed. The seed
+    /// A participant with the given id, consent decision and RNG seed. The seed
     /// drives training only (batch order); noise, rounding, the sampling coin and
     /// secure-aggregation keys come from 256 bits of OS randomness unless
     /// [`Participant::with_privacy_seed`] says otherwise.
-    pub fn new(id: NodeId, consented: bool, behaviour: Behaviour, seed: u64) -> Participant {
+    pub fn new(id: NodeId, consented: bool, seed: u64) -> Participant {
         Participant {
             id,
             consented,
-            behaviour,
             state: State::Idle,
             rng: ChaCha20Rng::seed_from_u64(seed),
             privacy_rng: ChaCha20Rng::from_seed(os_seed()),
@@ -372,11 +348,6 @@ impl Participant {
     /// Grants or revokes consent; takes effect at the next request.
     pub fn set_consent(&mut self, consented: bool) {
         self.consented = consented;
-    }
-
-    /// Its behaviour.
-    pub fn behaviour(&self) -> Behaviour {
-        self.behaviour
     }
 
     /// Rounds it has trained in.
@@ -563,7 +534,7 @@ impl Participant {
             }
         };
         self.rounds_trained += 1;
-        let mut delta = self.apply_behaviour(outcome.delta);
+        let mut delta = outcome.delta;
         if !contributes {
             // The coin said no: a zero update, which is every bit as private as no update and
             // looks the same to everyone but the publisher of a central-DP round.
@@ -783,21 +754,6 @@ impl Participant {
         if done {
             self.state = State::Idle;
         }
-    }
-
-    fn apply_behaviour(&mut self, mut delta: Vec<f32>) -> Vec<f32> {
-        match self.behaviour {
-            Behaviour::Honest | Behaviour::LabelFlip => {}
-            Behaviour::Scale { factor } => delta.iter_mut().for_each(|d| *d *= factor),
-            Behaviour::Noise { std } => {
-                if let Ok(normal) = Normal::new(0.0f32, std) {
-                    delta
-                        .iter_mut()
-                        .for_each(|d| *d = normal.sample(&mut self.rng));
-                }
-            }
-        }
-        delta
     }
 
     fn send(&mut self, to: NodeId, msg: Msg) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
-    Behaviour, DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput,
-    ParticipantOutput, PrivacyTerms, RoundId, SecAggSetup, TrainRequest,
+    DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput,
+    PrivacyTerms, RoundId, SecAggSetup, TrainRequest,
 };
 
 const PUBLISHER: NodeId = NodeId(10_000);
@@ -75,7 +75,7 @@ fn a_publisher_that_asks_one_owner_every_round_gets_its_data_only_when_the_owner
     let q = 0.1;
     let rounds = 300u32;
     let terms = terms(q, false);
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 11)
+    let mut node = Participant::new(NodeId(0), true, 11)
         .with_privacy_seed([11; 32])
         .with_privacy(terms.clone(), None)
         .unwrap()
@@ -126,7 +126,7 @@ fn under_secure_aggregation_a_node_whose_coin_says_no_sends_the_same_messages() 
     // vector of the same length (checked in the round tests); here, both answer `Ready`.
     let terms = terms(0.5, true);
     let mut seen = [0u32; 2];
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 5)
+    let mut node = Participant::new(NodeId(0), true, 5)
         .with_privacy_seed([5; 32])
         .with_privacy(terms.clone(), None)
         .unwrap();
@@ -159,7 +159,7 @@ fn ready_node(commitment: [u8; 32]) -> (Participant, [u8; 32]) {
         .enumerate()
         .map(|(i, k)| (NodeId(i as u32), k.verifying_key()))
         .collect();
-    let mut node = Participant::new(NodeId(1), true, Behaviour::Honest, 3)
+    let mut node = Participant::new(NodeId(1), true, 3)
         .with_privacy(terms.clone(), None)
         .unwrap()
         .with_identity(keys[1].clone(), Arc::new(directory));
@@ -271,7 +271,7 @@ fn a_restarted_node_resumes_its_spending_and_still_refuses_past_its_cap() {
     let terms = terms(0.1, false);
     let cap = 4.0;
     let fresh = || {
-        Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        Participant::new(NodeId(0), true, 1)
             .with_privacy(terms.clone(), Some(cap))
             .unwrap()
     };
@@ -374,7 +374,7 @@ fn a_publisher_that_goes_silent_mid_round_is_given_up_and_its_late_setup_ignored
 #[test]
 fn a_request_after_the_consent_expired_is_declined_by_the_nodes_own_clock() {
     let terms = terms(1.0, false);
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let mut node = Participant::new(NodeId(0), true, 1)
         .with_privacy(terms.clone(), None)
         .unwrap()
         .with_consent_expiry(Some(1_000));

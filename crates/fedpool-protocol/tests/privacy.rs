@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
-    Aggregation, Behaviour, DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput,
+    Aggregation, DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput,
     ParticipantOutput, PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
     RoundEvent, RoundId, RoundSummary, SecAggSetup, Stage, TrainRequest,
 };
@@ -61,7 +61,7 @@ fn outputs(node: &mut Participant) -> Vec<ParticipantOutput> {
 fn a_node_refuses_the_round_that_would_pass_its_owners_cap() {
     let terms = terms(1.0, 1.0, 0.1, Some(10.0), false);
     let cap = 3.0;
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let mut node = Participant::new(NodeId(0), true, 1)
         .with_privacy(terms.clone(), Some(cap))
         .unwrap();
     let plan = terms.plan_round(10, 100, 4).unwrap();
@@ -111,7 +111,7 @@ fn a_node_refuses_the_round_that_would_pass_its_owners_cap() {
 fn a_node_accounts_the_contracts_sampling_rate_or_a_higher_one_never_a_lower() {
     let contract = terms(1.0, 1.0, 0.1, Some(100.0), false);
     for (requested_q, accounted_q) in [(1e-6, 0.1), (0.1, 0.1), (0.5, 0.5)] {
-        let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        let mut node = Participant::new(NodeId(0), true, 1)
             .with_privacy(contract.clone(), None)
             .unwrap();
         let plan = terms(1.0, 1.0, requested_q, Some(100.0), false)
@@ -137,7 +137,7 @@ fn a_node_accounts_the_contracts_sampling_rate_or_a_higher_one_never_a_lower() {
 #[test]
 fn a_jump_in_round_numbers_is_accounted_at_once() {
     let terms = terms(1.0, 1.0, 0.1, Some(1e9), false);
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let mut node = Participant::new(NodeId(0), true, 1)
         .with_privacy(terms.clone(), Some(50.0))
         .unwrap();
     let plan = terms.plan_round(10, 100, 4).unwrap();
@@ -163,7 +163,7 @@ fn a_jump_in_round_numbers_is_accounted_at_once() {
 #[test]
 fn only_the_models_publisher_can_ask() {
     let terms = terms(1.0, 1.0, 0.1, Some(10.0), false);
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let mut node = Participant::new(NodeId(0), true, 1)
         .with_privacy(terms.clone(), None)
         .unwrap()
         .with_publisher(PUBLISHER);
@@ -212,7 +212,7 @@ fn a_node_refuses_a_tampered_secure_encoding() {
         ("less noise", less_noise),
         ("fewer survivors", fewer_survivors),
     ] {
-        let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        let mut node = Participant::new(NodeId(0), true, 1)
             .with_privacy(contract.clone(), None)
             .unwrap();
         let mut msg = request(1, plan);
@@ -245,7 +245,7 @@ fn a_node_refuses_a_tampered_secure_encoding() {
         q: 0.1,
         noise_multiplier: 1.0,
     });
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let mut node = Participant::new(NodeId(0), true, 1)
         .with_privacy(contract.clone(), None)
         .unwrap();
     let mut msg = request(1, mislabelled);
@@ -268,7 +268,7 @@ fn a_node_refuses_a_plan_with_less_noise_than_its_contract() {
         terms(1.0, 0.5, 0.1, Some(10.0), false),
         terms(2.0, 1.0, 0.1, Some(10.0), false),
     ] {
-        let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        let mut node = Participant::new(NodeId(0), true, 1)
             .with_privacy(contract.clone(), None)
             .unwrap();
         let plan = weaker.plan_round(10, 100, 4).unwrap();
@@ -314,7 +314,7 @@ impl Net {
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
-                Participant::new(NodeId(i as u32), true, Behaviour::Honest, 100 + i as u64)
+                Participant::new(NodeId(i as u32), true, 100 + i as u64)
                     .with_privacy_seed([i as u8; 32])
                     .with_privacy(terms.clone(), None)
                     .unwrap()
@@ -571,7 +571,7 @@ fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
         vec![0.0; 8],
         (0..5).map(NodeId).collect(),
     );
-    net.nodes[2] = Participant::new(NodeId(2), true, Behaviour::Honest, 9)
+    net.nodes[2] = Participant::new(NodeId(2), true, 9)
         .with_privacy(terms, None)
         .unwrap()
         .with_identity(forged, forged_directory);
@@ -642,7 +642,7 @@ fn a_member_without_an_identity_declines_and_the_round_goes_on() {
     let terms = terms(1.0, 0.0, 1.0, None, true);
     let data = deltas(6, 8);
     let mut net = Net::new(terms.clone(), data, 1);
-    net.nodes[0] = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    net.nodes[0] = Participant::new(NodeId(0), true, 1)
         .with_privacy(terms, None)
         .unwrap();
     net.run();
@@ -656,7 +656,7 @@ fn a_member_without_an_identity_declines_and_the_round_goes_on() {
 fn a_node_refuses_a_setup_with_fewer_members_than_its_noise_needs() {
     let terms = terms(1.0, 1.0, 0.1, Some(100.0), true);
     let (keys, directory) = identities(3);
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+    let mut node = Participant::new(NodeId(0), true, 1)
         .with_privacy(terms.clone(), None)
         .unwrap()
         .with_identity(keys[0].clone(), directory);

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
-    Behaviour, DeclineReason, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput,
-    PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundId,
-    RoundPrivacy, RoundSummary, UpdateMsg,
+    DeclineReason, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput, PrivacyTerms,
+    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, RoundId, RoundPrivacy,
+    RoundSummary, UpdateMsg,
 };
 use fedpool_strategy::{ClientSampling, StrategyConfig};
 
@@ -67,7 +67,7 @@ fn receive(publisher: &mut Publisher, from: u32, msg: Msg) -> Vec<PublisherOutpu
 
 #[test]
 fn a_node_without_consent_declines_and_never_trains() {
-    let mut node = Participant::new(NodeId(0), false, Behaviour::Honest, 3);
+    let mut node = Participant::new(NodeId(0), false, 3);
     node.handle(ParticipantInput::Received {
         from: PUBLISHER,
         msg: Msg::TrainRequest(fedpool_protocol::TrainRequest {
@@ -108,7 +108,7 @@ fn a_node_without_consent_declines_and_never_trains() {
 
 #[test]
 fn revoked_consent_takes_effect_at_the_next_request() {
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Honest, 3);
+    let mut node = Participant::new(NodeId(0), true, 3);
     node.set_consent(false);
     node.handle(ParticipantInput::Received {
         from: PUBLISHER,
@@ -238,39 +238,4 @@ fn too_few_updates_fail_the_round_and_keep_the_model() {
         .expect("round fails");
     assert!(reason.contains("1 updates arrived, at least 2"), "{reason}");
     assert_eq!(p.global().as_slice(), &[0.0, 0.0]);
-}
-
-#[test]
-fn scaling_attackers_multiply_their_update() {
-    let mut node = Participant::new(NodeId(0), true, Behaviour::Scale { factor: -3.0 }, 3);
-    node.handle(ParticipantInput::Received {
-        from: PUBLISHER,
-        msg: Msg::TrainRequest(fedpool_protocol::TrainRequest {
-            round: RoundId(1),
-            global: Arc::new(vec![0.0; 2]),
-            local: Arc::new(LocalTraining::default()),
-            privacy: Arc::new(RoundPrivacy::none()),
-            secagg_commitment: None,
-        }),
-    });
-    assert!(matches!(
-        node.poll_output(),
-        Some(ParticipantOutput::Train(_))
-    ));
-    node.handle(ParticipantInput::Trained {
-        round: RoundId(1),
-        outcome: Ok(TrainOutcome {
-            delta: vec![1.0, -2.0],
-            n_examples: 3,
-            final_loss: 0.1,
-            n_steps: 1,
-        }),
-    });
-    match node.poll_output() {
-        Some(ParticipantOutput::Send {
-            msg: Msg::Update(u),
-            ..
-        }) => assert_eq!(u.delta, vec![-3.0, 6.0]),
-        other => panic!("expected an update, got {other:?}"),
-    }
 }

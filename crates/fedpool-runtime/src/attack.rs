@@ -4,6 +4,46 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+/// How a simulated client behaves: honestly, or as one of the poisoning attacks used to test
+/// robust strategies. Attacks live in the simulation, around the participant: a deployable
+/// `Participant` has no attack code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Behaviour {
+    /// Follows the protocol.
+    Honest,
+    /// Trains on flipped labels (the driver flips them in this node's data).
+    LabelFlip,
+    /// Sends Gaussian noise of this standard deviation instead of an update.
+    Noise {
+        /// Per-coordinate standard deviation.
+        std: f32,
+    },
+    /// Multiplies its honest update by this factor (boosting / model replacement).
+    Scale {
+        /// Factor applied to the update.
+        factor: f32,
+    },
+}
+
+impl Behaviour {
+    /// What a client with this behaviour sends instead of its honest update `delta` (label
+    /// flipping happens in the client's data, before training).
+    pub fn apply(&self, delta: &mut [f32], rng: &mut impl Rng) {
+        match *self {
+            Behaviour::Honest | Behaviour::LabelFlip => {}
+            Behaviour::Scale { factor } => delta.iter_mut().for_each(|d| *d *= factor),
+            Behaviour::Noise { std } => {
+                if let Ok(normal) = Normal::new(0.0f32, std) {
+                    delta.iter_mut().for_each(|d| *d = normal.sample(rng));
+                }
+            }
+        }
+    }
+}
+
 /// An attack run by a fraction of simulated clients, as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Attack {
@@ -108,6 +148,9 @@ impl fmt::Display for Attack {
 
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
     use super::*;
 
     fn check(input: &str, expected: Result<Attack, &str>) {
@@ -159,5 +202,19 @@ mod tests {
             let attack: Attack = a.parse().unwrap();
             assert_eq!(attack.to_string().parse::<Attack>().unwrap(), attack);
         }
+    }
+
+    #[test]
+    fn scaling_attackers_multiply_their_update_and_noise_attackers_replace_it() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut delta = vec![1.0, -2.0];
+        Behaviour::Scale { factor: -3.0 }.apply(&mut delta, &mut rng);
+        assert_eq!(delta, vec![-3.0, 6.0]);
+        Behaviour::Honest.apply(&mut delta, &mut rng);
+        assert_eq!(delta, vec![-3.0, 6.0]);
+        let mut noise = vec![0.0; 10_000];
+        Behaviour::Noise { std: 2.0 }.apply(&mut noise, &mut rng);
+        let variance = noise.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / 1e4;
+        assert!((variance - 4.0).abs() < 0.3, "{variance}");
     }
 }

@@ -12,7 +12,7 @@ pub mod ledger;
 pub mod simulation;
 pub mod transport;
 
-pub use attack::{Attack, AttackParseError};
+pub use attack::{Attack, AttackParseError, Behaviour};
 pub use contract_rules::{ContractReader, contract_terms};
 pub use error::Error;
 pub use ledger::{

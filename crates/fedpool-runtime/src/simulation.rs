@@ -16,9 +16,8 @@ use fedpool_core::{Contract, Metrics, Network, evaluate_outputs, train_local};
 use fedpool_data::{Dataset, Partition, Table, Targets, partition_rows, train_test_split};
 use fedpool_ledger::Keypair;
 use fedpool_protocol::{
-    Behaviour, Directory, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput,
-    PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, Stage,
-    TrainJob,
+    Directory, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput, PrivacyTerms,
+    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, Stage, TrainJob,
 };
 use fedpool_strategy::StrategyConfig;
 use rand::seq::SliceRandom;
@@ -27,7 +26,7 @@ use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 
 use crate::Error;
-use crate::attack::Attack;
+use crate::attack::{Attack, Behaviour};
 use crate::ledger::SimulationLedger;
 use crate::transport::{Envelope, InProcessTransport, Transport};
 use fedpool_ledger::VerifyReport;
@@ -193,6 +192,9 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     stopped_by_budget: Option<String>,
     /// Per participant, how many of its privacy steps are on the ledger.
     privacy_recorded: Vec<usize>,
+    /// Per participant, whether (and how) it attacks: applied to what it trained, around the
+    /// participant.
+    behaviours: Vec<Behaviour>,
 }
 
 impl Simulation<InProcessTransport> {
@@ -321,16 +323,15 @@ impl Simulation<InProcessTransport> {
                 .unzip(),
         };
         let directory = Arc::new(directory);
-        let participants: Vec<Participant> = behaviours
+        let participants: Vec<Participant> = decisions
             .iter()
-            .zip(&decisions)
             .zip(&keys)
             .enumerate()
-            .map(|(idx, ((&behaviour, &consented), key))| {
+            .map(|(idx, (&consented, key))| {
                 let seed: u64 = rng.random();
                 // A simulation is reproducible from its seed, privacy randomness included; a
                 // deployed node leaves it to the OS (the participant's default).
-                Participant::new(NodeId(idx as u32), consented, behaviour, seed)
+                Participant::new(NodeId(idx as u32), consented, seed)
                     .with_privacy_seed(simulated_privacy_seed(seed))
                     .with_privacy(privacy.clone(), options.owner_epsilon_cap)
                     .map(|p| {
@@ -359,6 +360,7 @@ impl Simulation<InProcessTransport> {
         let initial_metrics = evaluate(&network, &initial, &test_set)?;
         Ok(Simulation {
             privacy_recorded: vec![0; participants.len()],
+            behaviours,
             network,
             publisher,
             participants,
@@ -419,9 +421,9 @@ impl<T: Transport> Simulation<T> {
 
     /// Clients that are not honest.
     pub fn n_attackers(&self) -> usize {
-        self.participants
+        self.behaviours
             .iter()
-            .filter(|p| p.behaviour() != Behaviour::Honest)
+            .filter(|b| **b != Behaviour::Honest)
             .count()
     }
 
@@ -752,13 +754,17 @@ impl<T: Transport> Simulation<T> {
     fn run_jobs(&mut self, jobs: Vec<TrainJob>, pending_jobs: &mut Vec<TrainJob>) {
         let network = &self.network;
         let datasets = &self.datasets;
+        let behaviours = &self.behaviours;
         let results: Vec<_> = jobs
             .par_iter()
             .map(|job| {
                 let data = &datasets[job.node.0 as usize];
                 let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
-                train_local(network, &job.global, data, &job.local, &mut rng)
-                    .map_err(|e| e.to_string())
+                let mut outcome = train_local(network, &job.global, data, &job.local, &mut rng)
+                    .map_err(|e| e.to_string())?;
+                // An attacker sends something else in place of what it trained.
+                behaviours[job.node.0 as usize].apply(&mut outcome.delta, &mut rng);
+                Ok(outcome)
             })
             .collect();
         let mut results: Vec<(NodeId, _, _)> = jobs

@@ -5,7 +5,7 @@
 use fedpool_core::{Contract, Metrics};
 use fedpool_data::{Partition, Table};
 use fedpool_ledger::{Body, Did, Event, EventKind, ModelId, Store};
-use fedpool_protocol::{Behaviour, NodeId, Participant, PrivacyTerms};
+use fedpool_protocol::{NodeId, Participant, PrivacyTerms};
 use fedpool_runtime::{
     LedgerChoice, Simulation, SimulationOptions, SimulationReport, privacy_history,
 };
@@ -290,7 +290,7 @@ fn a_restarted_node_resumes_its_privacy_spending_from_the_ledger() {
             !history.is_empty(),
             "{owner} was asked but recorded nothing"
         );
-        let restarted = Participant::new(NodeId(0), true, Behaviour::Honest, 1)
+        let restarted = Participant::new(NodeId(0), true, 1)
             .with_privacy(terms.clone(), Some(3.0))
             .unwrap()
             .restore_privacy(&history)
