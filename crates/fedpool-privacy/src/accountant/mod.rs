@@ -129,16 +129,7 @@ impl RdpAccountant {
     /// and makes that order useless).
     pub fn compose_rdp_fn(&mut self, rdp: impl Fn(f64) -> f64, steps: u64) -> Result<()> {
         let per_step: Vec<f64> = self.orders.iter().map(|&alpha| rdp(alpha)).collect();
-        for &value in &per_step {
-            ensure(
-                value >= 0.0,
-                "rdp",
-                value,
-                "a non-negative RDP value (NaN is rejected)",
-            )?;
-        }
-        self.add_scaled(&per_step, steps);
-        Ok(())
+        self.compose_curve(&per_step, steps)
     }
 
     /// Composes `steps` rounds of `mechanism` (see [`RoundMechanism::rdp_curve`]). Fails,
