@@ -3,6 +3,7 @@
 mod cmd_consent;
 mod cmd_ledger;
 mod cmd_models;
+mod cmd_node;
 mod cmd_privacy;
 mod demo;
 mod home;
@@ -55,6 +56,11 @@ enum Command {
     /// Show, verify, export and import the ledger.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCommand),
+    /// Run this node on the network, or ask the running node for its status.
+    #[command(subcommand)]
+    Node(cmd_node::NodeCommand),
+    /// Ask this home's running node to train a model it published, over the network.
+    Train(cmd_node::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,5 +98,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consent(command) => ok(cmd_consent::consent(home()?, command)),
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
         Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
+        Command::Node(command) => ok(cmd_node::node(home()?, command)),
+        // No round completed is a failure a script can see.
+        Command::Train(args) => cmd_node::train(home()?, args).map(|any| {
+            if any {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
     }
 }

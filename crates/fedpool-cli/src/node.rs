@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use fedpool_core::{Card, CardStatus, CardTerms, Contract};
 use fedpool_ledger::{
-    Body, ChainWriter, ConsentGranted, Did, Event, EventId, EventKind, Keypair, ModelId,
-    ModelPublished, NetworkId, Store, content_hash, read_key_file,
+    Body, ConsentGranted, Did, Event, EventId, EventKind, Keypair, ModelId, ModelPublished,
+    NetworkId, Store, content_hash, read_key_file,
 };
 
 use crate::home::{Home, now_ms};
@@ -57,8 +57,9 @@ impl Node {
 
     /// Signs `body` as this node's next event and appends it.
     pub fn append(&mut self, body: impl Into<Body>) -> Result<Event> {
-        let mut writer = ChainWriter::resume(&self.store, self.keypair.clone())?;
-        Ok(writer.append(&mut self.store, now_ms(), body)?)
+        // Read the head and append in one write transaction: a running node appends to the
+        // same chain from another process.
+        Ok(self.store.append_next(&self.keypair, now_ms(), body)?)
     }
 }
 

@@ -24,7 +24,7 @@ pub use privacy::{
     Aggregation, DEFAULT_DELTA, PrivacyTerms, RoundPrivacy, SECURE_AGGREGATION_BITS, private_mean,
 };
 pub use publisher::{
-    PrivacySpend, Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent,
-    RoundSummary,
+    CommittedPlan, PrivacySpend, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
+    RoundEvent, RoundSummary,
 };
 pub use secure::{Directory, SecAggPlan, SecAggSetup};

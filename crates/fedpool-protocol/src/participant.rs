@@ -350,6 +350,17 @@ impl Participant {
         self.consented = consented;
     }
 
+    /// Sets when the consent lapses (a new grant may change it); takes effect at once.
+    pub fn set_consent_expiry(&mut self, expires_at_ms: Option<u64>) {
+        self.consent_expires_at_ms = expires_at_ms;
+    }
+
+    /// Replaces the identities the node trusts for other members (new consents on its
+    /// ledger); applies to secure rounds set up from now on.
+    pub fn set_directory(&mut self, directory: Arc<Directory>) {
+        self.directory = directory;
+    }
+
     /// Rounds it has trained in.
     pub fn rounds_trained(&self) -> usize {
         self.rounds_trained

@@ -110,6 +110,20 @@ pub enum RoundEvent {
     },
 }
 
+/// A round a previous process committed, as the ledger records its plan: what
+/// [`Publisher::resume`] needs to account it again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommittedPlan {
+    /// The round's number.
+    pub round: u32,
+    /// Nodes asked.
+    pub asked: usize,
+    /// Nodes eligible.
+    pub eligible: usize,
+    /// The round's clip norm.
+    pub clip_norm: f64,
+}
+
 /// The record of a completed round.
 #[derive(Debug, Clone)]
 pub struct RoundSummary {
@@ -279,6 +293,55 @@ impl Publisher {
             }) => Some(secure.server.masked_inputs()),
             _ => None,
         }
+    }
+
+    /// Continues a training run of which `committed` rounds (in order, as the ledger records
+    /// their plans) were already released, by this publisher in an earlier process: round
+    /// numbers continue after them, and the accountant composes each again from its plan with
+    /// the code `ledger verify` uses, so no round and no ε is counted twice or forgotten. The
+    /// global model is the one given to [`Publisher::new`] (the last committed one); the run's
+    /// `rounds` counts the committed ones too. Round numbers also skip past `started_through`:
+    /// a round the earlier process started but never committed is not numbered again.
+    pub fn resume(
+        mut self,
+        committed: &[CommittedPlan],
+        started_through: u32,
+    ) -> Result<Publisher, String> {
+        if !matches!(self.state, State::NotStarted) {
+            return Err("only a publisher that has not started can resume".into());
+        }
+        let dimension = self.global.len();
+        for plan in committed {
+            let mut terms = self.config.privacy.clone();
+            terms.clip_norm = plan.clip_norm;
+            let planned = terms
+                .plan_round(plan.asked, plan.eligible, dimension)
+                .map_err(|e| format!("committed round {} cannot be replanned: {e}", plan.round))?;
+            if let Some(mechanism) = &planned.mechanism {
+                self.epsilon_spent =
+                    epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
+            }
+        }
+        if let (Some(last), Some(adaptive)) =
+            (committed.last(), self.config.privacy.adaptive_clipping)
+        {
+            self.adaptive_clip = QuantileClipEstimator::new(
+                last.clip_norm,
+                adaptive.target_quantile,
+                adaptive.learning_rate,
+                0.0,
+            )
+            .ok();
+        }
+        let last_committed = committed.iter().map(|p| p.round).max().unwrap_or(0);
+        self.next_round = last_committed.max(started_through).saturating_add(1);
+        Ok(self)
+    }
+
+    /// Replaces the identities trusted for secure aggregation (new consents on the ledger);
+    /// applies from the next round.
+    pub fn set_directory(&mut self, directory: Arc<Directory>) {
+        self.config.directory = directory;
     }
 
     /// Replaces the set of eligible nodes; applies from the next round.

@@ -33,8 +33,8 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::{
-    Did, Error, Event, EventId, EventKind, ModelId, NetworkId, VerifyReport, decode_bundle,
-    encode_bundle,
+    Body, Did, Error, Event, EventId, EventKind, Keypair, ModelId, NetworkId, VerifyReport,
+    decode_bundle, encode_bundle,
 };
 
 mod append;
@@ -287,6 +287,44 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Signs `body` as `keypair`'s next event and appends it, reading the chain head inside
+    /// the same write transaction: processes sharing this database (a running node and a CLI
+    /// command) take turns on SQLite's write lock, so an author's chain never forks through a
+    /// race. The timestamp is `now_ms` or the previous event's, if that is later.
+    pub fn append_next(
+        &mut self,
+        keypair: &Keypair,
+        now_ms: u64,
+        body: impl Into<Body>,
+    ) -> Result<Event, Error> {
+        let author = keypair.did();
+        let tx = begin(&mut self.conn, &self.path)?;
+        let (head_seq, head_id) = chain_head(&tx, &self.path, &author, &author.to_string())?;
+        let last_timestamp_ms = match head_id {
+            Some(id) => tx
+                .query_row(
+                    "SELECT timestamp_ms FROM events WHERE id = ?1",
+                    [id.to_string()],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map_err(sql_error(&self.path, "cannot read the chain head"))?
+                as u64,
+            None => 0,
+        };
+        let event = Event::sign(
+            &self.network,
+            keypair,
+            head_seq + 1,
+            head_id,
+            now_ms.max(last_timestamp_ms),
+            body,
+        )?;
+        append_in(&tx, &self.path, &event)?;
+        tx.commit()
+            .map_err(sql_error(&self.path, "cannot commit append"))?;
+        Ok(event)
+    }
+
     /// Appends many events in one transaction, tolerating out-of-order arrival: events are
     /// sorted per author by seq first. Events that still do not chain, and events with bad
     /// signatures or of another network, are reported in [`ImportReport::rejected`]; the rest
@@ -384,6 +422,55 @@ impl Store {
             "SELECT id, bytes FROM events WHERE author = ?1 ORDER BY seq",
             [author.to_string()],
         )
+    }
+
+    /// Part of one author's chain: events with `seq >= from_seq`, in seq order, at most
+    /// `limit` of them (what a peer catching up asks for).
+    pub fn chain_range(
+        &self,
+        author: &Did,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        self.query_events(
+            "SELECT id, bytes FROM events WHERE author = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            rusqlite::params![author.to_string(), from_seq as i64, i64::from(limit)],
+        )
+    }
+
+    /// Every author's chain head: `(author, seq, id)` of its last chained event, in author
+    /// order. Two stores that hold the same events have the same heads.
+    pub fn heads(&self) -> Result<Vec<(Did, u64, EventId)>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT author, max(seq), id FROM events GROUP BY author ORDER BY author",
+            )
+            .map_err(sql_error(&self.path, "cannot list chain heads"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_error(&self.path, "cannot list chain heads"))?;
+        rows.into_iter()
+            .map(|(author, seq, id)| {
+                let stored = |source: Error| Error::StoredEvent {
+                    path: self.path.clone(),
+                    id: id.clone(),
+                    source: Box::new(source),
+                };
+                Ok((
+                    author.parse().map_err(stored)?,
+                    seq as u64,
+                    id.parse().map_err(stored)?,
+                ))
+            })
+            .collect()
     }
 
     /// Every chained event of one kind, in (author, seq) order.

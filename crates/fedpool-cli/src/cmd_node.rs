@@ -1,0 +1,352 @@
+//! `fedpool node run | status` and `fedpool train`: the long-running node and the commands
+//! that talk to it through its control socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use fedpool_core::Contract;
+use fedpool_data::Dataset;
+use fedpool_ledger::content_hash;
+use fedpool_node::control::{self, ControlRequest};
+use fedpool_node::{NodeConfig, NodeInfo};
+
+use crate::home::{Home, RegisteredDataset};
+use crate::load;
+use crate::node::{self, Node};
+
+/// `fedpool node …`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run this node: join the network, replicate the ledger, answer rounds for the models
+    /// it consented to, and train the models it publishes when asked (`fedpool train`).
+    Run(RunArgs),
+    /// Ask the running node for its peers, ledger heads, models, consents, rounds and ε.
+    Status(StatusArgs),
+    /// Stop the running node.
+    Stop,
+}
+
+/// `fedpool node run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4001 or
+    /// /ip4/0.0.0.0/udp/4001/quic-v1.
+    #[arg(long, default_values_t = vec!["/ip4/0.0.0.0/tcp/0".to_string(), "/ip4/0.0.0.0/udp/0/quic-v1".to_string()])]
+    listen: Vec<String>,
+    /// A peer to connect to at start (repeatable), e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3….
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// Print one JSON line (DID, PeerId, addresses) once listening.
+    #[arg(long)]
+    json: bool,
+    /// Seconds a publisher waits for a round's updates.
+    #[arg(long, default_value_t = 60)]
+    round_timeout: u64,
+    /// Seconds between ledger head comparisons with peers.
+    #[arg(long, default_value_t = 2.0)]
+    sync_interval: f64,
+    /// Largest round message accepted, in MiB (parameters travel in chunks; this bounds
+    /// memory, not the transport).
+    #[arg(long, default_value_t = 2048)]
+    max_message_mib: u64,
+}
+
+/// `fedpool node status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `fedpool train`
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The model (id or unique prefix, or name) this node published.
+    model: String,
+    /// Rounds to run (default: the contract's).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// A dataset registered on this node to evaluate each round on.
+    #[arg(long)]
+    eval: Option<String>,
+    /// Print each round as a JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads the files the owner registered, only for training and evaluation.
+struct RegisteredData {
+    home: Home,
+}
+
+impl RegisteredData {
+    fn encode(&self, contract: &Contract, dataset: &RegisteredDataset) -> Result<Dataset, String> {
+        let bytes = std::fs::read(&dataset.path)
+            .map_err(|e| format!("cannot read {}: {e}", dataset.path.display()))?;
+        if content_hash(&bytes) != dataset.fingerprint {
+            return Err(format!(
+                "{} changed since it was registered as \"{}\"; register it again (and consent again)",
+                dataset.path.display(),
+                dataset.name
+            ));
+        }
+        let table = load::DataSource::Csv(dataset.path.clone())
+            .load(&contract.schema, &[])
+            .map_err(|e| format!("{e:#}"))?;
+        let rows: Vec<usize> = (0..table.n_rows()).collect();
+        Ok(table.encode(&rows))
+    }
+}
+
+impl fedpool_node::DataSource for RegisteredData {
+    fn training_data(&self, contract: &Contract, fingerprint: &str) -> Result<Dataset, String> {
+        let datasets = self.home.datasets().map_err(|e| format!("{e:#}"))?;
+        let dataset = datasets
+            .iter()
+            .find(|d| d.fingerprint == fingerprint)
+            .ok_or_else(|| format!("no registered dataset has fingerprint {fingerprint}"))?;
+        self.encode(contract, dataset)
+    }
+
+    fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Dataset, String> {
+        let dataset = self.home.dataset(name).map_err(|e| format!("{e:#}"))?;
+        self.encode(contract, &dataset)
+    }
+}
+
+/// `fedpool node …`
+pub fn node(home: Home, command: NodeCommand) -> Result<()> {
+    match command {
+        NodeCommand::Run(args) => run(home, args),
+        NodeCommand::Status(args) => status(&home, args),
+        NodeCommand::Stop => {
+            control::call(home.dir(), &ControlRequest::Shutdown, |_| Ok(()))?;
+            eprintln!("node stopping");
+            Ok(())
+        }
+    }
+}
+
+fn run(home: Home, args: RunArgs) -> Result<()> {
+    let node = Node::open(home)?;
+    let parse = |list: &[String], what: &str| -> Result<Vec<fedpool_node::Multiaddr>> {
+        list.iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("{what} \"{a}\" is not a multiaddr"))
+            })
+            .collect()
+    };
+    if !(args.sync_interval > 0.0 && args.sync_interval.is_finite()) {
+        bail!("--sync-interval must be a positive number of seconds");
+    }
+    let config = NodeConfig {
+        home: node.home.dir().to_path_buf(),
+        keypair: node.keypair.clone(),
+        ledger_path: node.home.ledger_path(),
+        network: node.store.network().clone(),
+        listen: parse(&args.listen, "--listen")?,
+        bootstrap: parse(&args.bootstrap, "--bootstrap")?,
+        data: Arc::new(RegisteredData {
+            home: node.home.clone(),
+        }),
+        round_timeout_ms: args.round_timeout.saturating_mul(1000),
+        sync_interval: Duration::from_secs_f64(args.sync_interval),
+        max_message_bytes: args.max_message_mib.saturating_mul(1 << 20),
+    };
+    drop(node);
+    let json = args.json;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let on_ready = move |info: &NodeInfo| print_ready(info, json);
+        fedpool_node::run(config, on_ready, shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+fn print_ready(info: &NodeInfo, json: bool) {
+    use std::io::Write;
+    let listen: Vec<String> = info
+        .listen
+        .iter()
+        .map(|a| format!("{a}/p2p/{}", info.peer_id))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let line = serde_json::json!({
+            "did": info.did.to_string(),
+            "peer_id": info.peer_id.to_string(),
+            "listen": listen,
+            "control_socket": info.control_socket,
+            "pid": std::process::id(),
+        });
+        let _ = writeln!(out, "{line}");
+    } else {
+        let _ = writeln!(out, "node {}", info.did);
+        let _ = writeln!(out, "peer {}", info.peer_id);
+        for addr in &listen {
+            let _ = writeln!(out, "listening on {addr}");
+        }
+    }
+    let _ = out.flush();
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn status(home: &Home, args: StatusArgs) -> Result<()> {
+    control::call(home.dir(), &ControlRequest::Status, |status| {
+        if args.json {
+            println!("{status}");
+            return Ok(());
+        }
+        if let Some(error) = status.get("error") {
+            println!("error: {error}");
+            return Ok(());
+        }
+        let field = |path: &[&str]| {
+            let mut v = &status;
+            for p in path {
+                v = &v[*p];
+            }
+            match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }
+        };
+        println!("node    {}", field(&["did"]));
+        println!("peer    {}", field(&["peer_id"]));
+        println!(
+            "peers   {} connected, {} blocked",
+            status["peers"].as_array().map_or(0, Vec::len),
+            status["blocked"].as_array().map_or(0, Vec::len)
+        );
+        println!(
+            "ledger  {} events by {} authors (heads {})",
+            field(&["ledger", "events"]),
+            field(&["ledger", "authors"]),
+            &field(&["ledger", "heads_digest"])[..16.min(field(&["ledger", "heads_digest"]).len())]
+        );
+        for model in status["models"].as_array().into_iter().flatten() {
+            println!(
+                "model   {} {}{}",
+                model["model"].as_str().unwrap_or_default(),
+                model["name"].as_str().unwrap_or_default(),
+                if model["mine"].as_bool() == Some(true) {
+                    " (published here)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for consent in status["consents"].as_array().into_iter().flatten() {
+            println!("consent {}", consent["model"].as_str().unwrap_or_default());
+        }
+        if !status["training"].is_null() {
+            println!(
+                "training {} ({} rounds done)",
+                field(&["training", "model"]),
+                field(&["training", "rounds_completed"])
+            );
+        }
+        for p in status["privacy"].as_array().into_iter().flatten() {
+            println!(
+                "ε spent {:.4} on {} ({} rounds trained)",
+                p["epsilon"].as_f64().unwrap_or(0.0),
+                p["model"].as_str().unwrap_or_default(),
+                p["rounds_trained"]
+            );
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `fedpool train`: asks this home's running node to train a model it published.
+pub fn train(home: Home, args: TrainArgs) -> Result<bool> {
+    let model = {
+        let node = Node::open(home.clone())?;
+        node::find_model(&node.store, &args.model)?.id().clone()
+    };
+    let request = ControlRequest::Train {
+        model: model.as_str().to_string(),
+        rounds: args.rounds,
+        eval: args.eval.clone(),
+    };
+    let mut completed = 0;
+    let mut failure = None;
+    control::call(home.dir(), &request, |line| {
+        if args.json {
+            println!("{line}");
+        }
+        if let Some(error) = line.get("error") {
+            failure = Some(error.as_str().unwrap_or_default().to_string());
+            return Ok(());
+        }
+        match line["event"].as_str() {
+            Some("completed") => {
+                completed += 1;
+                if !args.json {
+                    let accuracy = line["accuracy"]
+                        .as_f64()
+                        .map(|a| format!(", accuracy {a:.4}"))
+                        .unwrap_or_default();
+                    let epsilon = line["epsilon"]
+                        .as_f64()
+                        .map(|e| format!(", ε {e:.3}"))
+                        .unwrap_or_default();
+                    println!(
+                        "round {}: {} contributors, {} dropped{accuracy}{epsilon}",
+                        line["round"], line["contributors"], line["dropped"]
+                    );
+                }
+            }
+            Some("failed") if !args.json => {
+                println!(
+                    "round {} failed: {}",
+                    line["round"],
+                    line["reason"].as_str().unwrap_or_default()
+                );
+            }
+            Some("finished") if !args.json => {
+                println!(
+                    "finished: {} rounds committed, model {}",
+                    line["rounds_completed"],
+                    line["global_hash"].as_str().unwrap_or_default()
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if let Some(why) = failure {
+        bail!("{why}");
+    }
+    Ok(completed > 0)
+}

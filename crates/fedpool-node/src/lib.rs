@@ -1,0 +1,67 @@
+//! fedpool's network node: separate processes that replicate the ledger and run rounds of the
+//! round protocol over libp2p.
+//!
+//! # Code map
+//!
+//! - [`identity`]: one Ed25519 key is the node's DID, its PeerId and its round id.
+//! - [`swarm`]: the libp2p stack (TCP/QUIC, Noise, Yamux, identify, ping, Kademlia,
+//!   gossipsub, request-response).
+//! - [`codec`], [`chunk`], [`outbox`]: length-capped frames; messages of any size in chunks;
+//!   per-peer in-order delivery.
+//! - [`sync`]: ledger catch-up by chain heads and ranges.
+//! - [`owner`]: the data owner's participants, from its own ledger and data.
+//! - [`publishing`]: a publisher's training run, its roster from the ledger, its rounds
+//!   committed and resumable.
+//! - [`control`]: the local control socket (`fedpool node status`, `fedpool train`).
+//! - [`node`]: the event loop that ties them together.
+//!
+//! # Invariants
+//!
+//! - A message's sender is the peer the Noise handshake authenticated; every round message is
+//!   bound to its model id, and is accepted only from that model's publisher (by an owner) or
+//!   from a node with an active consent to it (by the publisher).
+//! - Every event received is verified by the store before it is kept; invalid ones are
+//!   dropped, logged and count against the peer that sent them.
+//! - Decoding untrusted bytes never panics and never allocates from an unchecked count.
+#![deny(missing_docs)]
+
+pub mod chunk;
+pub mod codec;
+pub mod control;
+mod error;
+pub mod identity;
+pub mod node;
+pub mod outbox;
+pub mod owner;
+pub mod publishing;
+mod swarm;
+pub mod sync;
+
+use fedpool_core::Contract;
+use fedpool_data::Dataset;
+
+pub use error::Error;
+pub use libp2p::{Multiaddr, PeerId};
+pub use node::{NodeConfig, NodeInfo, run};
+
+/// Where a node's rows come from: the CLI reads the files its owner registered. Rows are
+/// read for training and evaluation only; they never leave the node.
+pub trait DataSource: Send + Sync {
+    /// The owner's rows for a model, encoded for its contract, from the dataset its consent
+    /// names by fingerprint.
+    fn training_data(
+        &self,
+        contract: &Contract,
+        dataset_fingerprint: &str,
+    ) -> Result<Dataset, String>;
+    /// The publisher's held-out rows to evaluate each round on: the dataset registered under
+    /// `name`, encoded for the contract.
+    fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Dataset, String>;
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
