@@ -1,0 +1,259 @@
+//! fedpool as separate processes on loopback: real `fedpool node run` processes replicate
+//! the ledger over libp2p and train a model with DP and secure aggregation; faults are played
+//! against them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedpool");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// Node processes, killed when the test ends however it ends.
+struct Cluster {
+    dir: tempfile::TempDir,
+    children: Vec<(String, Child)>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args);
+    assert!(
+        out.status.success(),
+        "fedpool {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            children: Vec::new(),
+        }
+    }
+
+    fn home(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts `fedpool node run` for `name` and returns its ready line.
+    fn start(&mut self, name: &str, bootstrap: Option<&str>) -> Value {
+        let home = self.home(name);
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .arg("--home")
+            .arg(&home)
+            .args(["node", "run", "--json", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--round-timeout", "20", "--sync-interval", "0.5"])
+            .env("FEDPOOL_NETWORK", "fedpool-test-net")
+            .env("FEDPOOL_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(addr) = bootstrap {
+            command.args(["--bootstrap", addr]);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.children.push((name.to_string(), child));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{name} printed {line:?}: {e}"))
+    }
+
+    fn kill(&mut self, name: &str) {
+        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn status(&self, name: &str) -> Value {
+        serde_json::from_str(&ok(&self.home(name), &["node", "status", "--json"])).unwrap()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, or fails with `what`.
+    fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Cluster) -> bool) {
+        let start = Instant::now();
+        while !check(self) {
+            assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Splits the bundled digits into `n` CSV files of equal size (plus the header).
+fn digits_shares(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(format!("{ROOT}/data/digits/digits.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let per = rows.len() / n;
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("share{i}.csv"));
+            let mut body = format!("{header}\n");
+            for row in &rows[i * per..(i + 1) * per] {
+                body.push_str(row);
+                body.push('\n');
+            }
+            std::fs::write(&path, body).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn heads(cluster: &Cluster, name: &str) -> String {
+    cluster.status(name)["ledger"]["heads_digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn ten_processes_train_a_private_model_with_secure_aggregation_and_agree_on_the_ledger() {
+    let mut cluster = Cluster::new();
+    let owners: Vec<String> = (1..=9).map(|i| format!("owner{i}")).collect();
+    let shares = digits_shares(cluster.dir.path(), owners.len() + 1);
+    let publisher = cluster.home("publisher");
+    ok(&publisher, &["init"]);
+    ok(
+        &publisher,
+        &["data", "add", "eval", shares[0].to_str().unwrap()],
+    );
+    let model = ok(
+        &publisher,
+        &["publish", &format!("{ROOT}/contracts/digits_private.toml")],
+    )
+    .trim()
+    .to_string();
+    let ready = cluster.start("publisher", None);
+    let bootstrap = ready["listen"][0].as_str().unwrap().to_string();
+    assert!(ready["did"].as_str().unwrap().starts_with("did:key:"));
+    for (owner, share) in owners.iter().zip(&shares[1..]) {
+        let home = cluster.home(owner);
+        ok(&home, &["init"]);
+        ok(&home, &["data", "add", "mine", share.to_str().unwrap()]);
+        cluster.start(owner, Some(&bootstrap));
+    }
+    // Every owner reads the card from its replicated ledger, and eight consent.
+    cluster.wait_for(
+        "the publication to reach every owner",
+        Duration::from_secs(30),
+        |c| {
+            owners.iter().all(|o| {
+                c.status(o)["models"]
+                    .as_array()
+                    .is_some_and(|m| !m.is_empty())
+            })
+        },
+    );
+    for owner in &owners[..8] {
+        ok(
+            &cluster.home(owner),
+            &["consent", "grant", &model, "--data", "mine"],
+        );
+    }
+    cluster.wait_for(
+        "the consents to reach the publisher",
+        Duration::from_secs(30),
+        |c| c.status("publisher")["ledger"]["authors"] == 9,
+    );
+
+    let out = ok(
+        &publisher,
+        &["train", &model, "--rounds", "5", "--eval", "eval", "--json"],
+    );
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let completed: Vec<&Value> = lines.iter().filter(|l| l["event"] == "completed").collect();
+    assert_eq!(completed.len(), 5, "{out}\n{}", cluster.log("publisher"));
+    for round in &completed {
+        assert_eq!(round["contributors"], 8, "{round}");
+    }
+    let finished = lines.iter().find(|l| l["event"] == "finished").unwrap();
+    // Eight owners, each contributing by a 0.2 coin under σ = 1.5: the noise dominates, so
+    // only that the publisher evaluated the aggregate is checked here (accuracy is the
+    // simulation's and the plain network test's job).
+    let accuracy = finished["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy), "accuracy {accuracy}");
+    let epsilon = finished["epsilon"].as_f64().unwrap();
+    assert!(epsilon > 0.0 && epsilon <= 8.0, "ε {epsilon}");
+
+    // The ninth owner never consented: it was never asked.
+    let ninth = cluster.status(&owners[8]);
+    assert!(ninth["privacy"].as_array().unwrap().is_empty(), "{ninth}");
+    // Every consenting owner accounted its own ε, at most the contract's budget.
+    for owner in &owners[..8] {
+        let privacy = &cluster.status(owner)["privacy"][0];
+        assert_eq!(privacy["model"].as_str().unwrap(), model);
+        assert!(privacy["epsilon"].as_f64().unwrap() <= 8.0);
+    }
+
+    // Afterwards every ledger holds the same heads, and each verifies.
+    let names: Vec<String> = std::iter::once("publisher".to_string())
+        .chain(owners.iter().cloned())
+        .collect();
+    cluster.wait_for("identical ledger heads", Duration::from_secs(30), |c| {
+        let all: Vec<String> = names.iter().map(|n| heads(c, n)).collect();
+        all.iter().all(|h| *h == all[0])
+    });
+    for name in &names {
+        let verify = ok(&cluster.home(name), &["ledger", "verify"]);
+        assert!(verify.contains("OK"), "{name}: {verify}");
+    }
+
+    // An owner revokes: the next rounds never ask it, and its node would refuse anyway.
+    let revoker = &owners[0];
+    let asked_before = cluster.status(revoker)["privacy"][0]["requests_received"].clone();
+    ok(&cluster.home(revoker), &["consent", "revoke", &model]);
+    cluster.wait_for(
+        "the revocation to reach the publisher",
+        Duration::from_secs(30),
+        |c| heads(c, "publisher") == heads(c, revoker),
+    );
+    let out = ok(&publisher, &["train", &model, "--rounds", "1", "--json"]);
+    let round: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["event"] == "completed")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        round["round"], 6,
+        "rounds continue after the committed ones: {out}"
+    );
+    assert_eq!(round["contributors"], 7);
+    assert_eq!(
+        cluster.status(revoker)["privacy"][0]["requests_received"],
+        asked_before
+    );
+}
