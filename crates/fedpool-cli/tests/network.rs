@@ -16,6 +16,9 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 struct Cluster {
     dir: tempfile::TempDir,
     children: Vec<(String, Child)>,
+    round_timeout: String,
+    bootstrap: Option<String>,
+    listen: Option<String>,
 }
 
 impl Drop for Cluster {
@@ -52,6 +55,9 @@ impl Cluster {
         Cluster {
             dir: tempfile::tempdir().unwrap(),
             children: Vec::new(),
+            round_timeout: "20".into(),
+            bootstrap: None,
+            listen: None,
         }
     }
 
@@ -67,8 +73,18 @@ impl Cluster {
         command
             .arg("--home")
             .arg(&home)
-            .args(["node", "run", "--json", "--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--round-timeout", "20", "--sync-interval", "0.5"])
+            .args(["node", "run", "--json", "--listen"])
+            .arg(
+                self.listen
+                    .take()
+                    .unwrap_or_else(|| "/ip4/127.0.0.1/tcp/0".into()),
+            )
+            .args([
+                "--round-timeout",
+                &self.round_timeout,
+                "--sync-interval",
+                "0.5",
+            ])
             .env("FEDPOOL_NETWORK", "fedpool-test-net")
             .env("FEDPOOL_LOG", "info")
             .stdout(Stdio::piped())
@@ -256,4 +272,160 @@ fn ten_processes_train_a_private_model_with_secure_aggregation_and_agree_on_the_
         cluster.status(revoker)["privacy"][0]["requests_received"],
         asked_before
     );
+}
+
+/// A publisher node and `n` owner nodes that all consent to `contract`; returns the model id.
+fn consenting_cluster(
+    cluster: &mut Cluster,
+    n: usize,
+    contract: &str,
+    round_timeout: &str,
+) -> String {
+    let shares = digits_shares(cluster.dir.path(), n + 1);
+    let publisher = cluster.home("publisher");
+    ok(&publisher, &["init"]);
+    ok(
+        &publisher,
+        &["data", "add", "eval", shares[0].to_str().unwrap()],
+    );
+    let model = ok(
+        &publisher,
+        &["publish", &format!("{ROOT}/contracts/{contract}")],
+    )
+    .trim()
+    .to_string();
+    cluster.round_timeout = round_timeout.to_string();
+    let ready = cluster.start("publisher", None);
+    let bootstrap = ready["listen"][0].as_str().unwrap().to_string();
+    cluster.bootstrap = Some(bootstrap.clone());
+    for i in 1..=n {
+        let owner = format!("owner{i}");
+        let home = cluster.home(&owner);
+        ok(&home, &["init"]);
+        ok(&home, &["data", "add", "mine", shares[i].to_str().unwrap()]);
+        cluster.start(&owner, Some(&bootstrap));
+    }
+    for i in 1..=n {
+        let owner = format!("owner{i}");
+        cluster.wait_for(
+            "the publication to reach an owner",
+            Duration::from_secs(30),
+            |c| {
+                c.status(&owner)["models"]
+                    .as_array()
+                    .is_some_and(|m| !m.is_empty())
+            },
+        );
+        ok(
+            &cluster.home(&owner),
+            &["consent", "grant", &model, "--data", "mine"],
+        );
+    }
+    cluster.wait_for(
+        "the consents to reach the publisher",
+        Duration::from_secs(30),
+        |c| c.status("publisher")["ledger"]["authors"] == n + 1,
+    );
+    model
+}
+
+fn train_lines(home: &Path, model: &str, rounds: &str) -> Vec<Value> {
+    let out = run(
+        home,
+        &[
+            "train", model, "--rounds", rounds, "--eval", "eval", "--json",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_plain_model_trained_across_processes_learns_digits() {
+    let mut cluster = Cluster::new();
+    let model = consenting_cluster(&mut cluster, 3, "digits.toml", "20");
+    let lines = train_lines(&cluster.home("publisher"), &model, "5");
+    let finished = lines.iter().find(|l| l["event"] == "finished").unwrap();
+    assert_eq!(finished["rounds_completed"], 5, "{lines:?}");
+    let accuracy = finished["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.9, "accuracy {accuracy}");
+}
+
+#[test]
+fn an_owner_killed_before_a_secure_round_is_a_dropout_and_the_rounds_complete_without_it() {
+    let mut cluster = Cluster::new();
+    let model = consenting_cluster(&mut cluster, 7, "digits_private.toml", "3");
+    // SIGKILL: its consent stays on the ledger, so it is asked and never answers.
+    cluster.kill("owner7");
+    let lines = train_lines(&cluster.home("publisher"), &model, "2");
+    let completed: Vec<&Value> = lines.iter().filter(|l| l["event"] == "completed").collect();
+    assert_eq!(
+        completed.len(),
+        2,
+        "{lines:?}\n{}",
+        cluster.log("publisher")
+    );
+    for round in completed {
+        assert_eq!(round["contributors"], 6, "{round}");
+    }
+    let verify = ok(&cluster.home("publisher"), &["ledger", "verify"]);
+    assert!(verify.contains("OK"), "{verify}");
+}
+
+#[test]
+fn a_publisher_killed_mid_run_resumes_from_its_ledger_without_repeating_a_round() {
+    let mut cluster = Cluster::new();
+    let model = consenting_cluster(&mut cluster, 5, "digits_private.toml", "20");
+    let publisher = cluster.home("publisher");
+    let mut train = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args(["train", &model, "--rounds", "30", "--json"])
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(train.stdout.take().unwrap());
+    let mut committed = 0;
+    while committed < 2 {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "train ended early"
+        );
+        let line: Value = serde_json::from_str(&line).unwrap();
+        if line["event"] == "completed" {
+            committed = line["round"].as_u64().unwrap();
+        }
+    }
+    cluster.kill("publisher");
+    let _ = train.wait();
+    // Restarted where it listened before (a deployed node has a fixed address), so the owners
+    // redialling their bootstrap peer find it again.
+    let address = cluster.bootstrap.clone().unwrap();
+    let listen = address.split("/p2p/").next().unwrap().to_string();
+    cluster.listen = Some(listen);
+    cluster.start("publisher", None);
+    // Owners reconnect to the restarted publisher through their own dials of it.
+    cluster.wait_for("owners to reconnect", Duration::from_secs(30), |c| {
+        c.status("publisher")["peers"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 5)
+    });
+    let lines = train_lines(&publisher, &model, "2");
+    let rounds: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["event"] == "completed")
+        .map(|l| l["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 2, "{lines:?}");
+    assert!(
+        rounds[0] > committed,
+        "round {} repeated after {committed}",
+        rounds[0]
+    );
+    let verify = ok(&publisher, &["ledger", "verify"]);
+    assert!(verify.contains("OK"), "{verify}");
 }

@@ -184,7 +184,11 @@ pub async fn run(
             }
             Some((model, round, outcome)) = trained.recv() => state.on_trained(&model, round, outcome),
             _ = tick.tick() => state.on_tick(),
-            _ = sync_tick.tick() => { state.ask_heads_of_all(); Ok(()) }
+            _ = sync_tick.tick() => {
+                state.redial_bootstrap();
+                state.ask_heads_of_all();
+                Ok(())
+            }
         };
         if let Err(e) = result {
             // A failed step never stops the node: its state is the ledger, which each step
@@ -364,6 +368,24 @@ impl State {
             .sync
             .send_request(&peer, SyncRequest::Heads.encode());
         self.sync_requests.insert(id, (peer, SyncKind::Heads));
+    }
+
+    /// Dials bootstrap peers this node is not connected to (they may have restarted), so a
+    /// node that lost its way into the network finds it again.
+    fn redial_bootstrap(&mut self) {
+        for addr in self.config.bootstrap.clone() {
+            let peer = addr.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            let connected = match peer {
+                Some(peer) => self.swarm.is_connected(&peer),
+                None => self.swarm.connected_peers().next().is_some(),
+            };
+            if !connected && let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "cannot redial a bootstrap peer");
+            }
+        }
     }
 
     fn ask_heads_of_all(&mut self) {
