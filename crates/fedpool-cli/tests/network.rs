@@ -298,11 +298,11 @@ fn consenting_cluster(
     let ready = cluster.start("publisher", None);
     let bootstrap = ready["listen"][0].as_str().unwrap().to_string();
     cluster.bootstrap = Some(bootstrap.clone());
-    for i in 1..=n {
+    for (i, share) in shares.iter().enumerate().skip(1) {
         let owner = format!("owner{i}");
         let home = cluster.home(&owner);
         ok(&home, &["init"]);
-        ok(&home, &["data", "add", "mine", shares[i].to_str().unwrap()]);
+        ok(&home, &["data", "add", "mine", share.to_str().unwrap()]);
         cluster.start(&owner, Some(&bootstrap));
     }
     for i in 1..=n {
