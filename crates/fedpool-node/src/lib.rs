@@ -25,6 +25,8 @@
 //! - Decoding untrusted bytes never panics and never allocates from an unchecked count.
 #![deny(missing_docs)]
 
+#[cfg(test)]
+mod attack_tests;
 pub mod chunk;
 pub mod codec;
 pub mod control;
