@@ -75,7 +75,8 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
     ));
     let victim_addr: Multiaddr = ready_rx.await.unwrap();
 
-    let mut swarm = crate::swarm::build(libp2p_keypair(&rogue).unwrap(), Duration::from_secs(10)).unwrap();
+    let mut swarm =
+        crate::swarm::build(libp2p_keypair(&rogue).unwrap(), Duration::from_secs(10)).unwrap();
     let topic = gossipsub::IdentTopic::new(format!("fedpool/{}/events/1", network.as_str()));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     swarm.dial(victim_addr).unwrap();
@@ -97,7 +98,11 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
     let mut forged = genuine.encode();
     let last = forged.len() - 1;
     forged[last] ^= 0x01;
-    assert!(Event::decode(&forged).map(|e| e.verify_signature().is_err()).unwrap_or(true));
+    assert!(
+        Event::decode(&forged)
+            .map(|e| e.verify_signature().is_err())
+            .unwrap_or(true)
+    );
 
     let garbage = b"this is not a chunk at all, just bytes".to_vec();
     let oversized = Chunk {
