@@ -356,7 +356,7 @@ fn a_plain_model_trained_across_processes_learns_digits() {
 #[test]
 fn an_owner_killed_before_a_secure_round_is_a_dropout_and_the_rounds_complete_without_it() {
     let mut cluster = Cluster::new();
-    let model = consenting_cluster(&mut cluster, 7, "digits_private.toml", "3");
+    let model = consenting_cluster(&mut cluster, 7, "digits_private.toml", "8");
     // SIGKILL: its consent stays on the ledger, so it is asked and never answers.
     cluster.kill("owner7");
     let lines = train_lines(&cluster.home("publisher"), &model, "2");
