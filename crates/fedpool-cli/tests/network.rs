@@ -390,3 +390,25 @@ fn a_publisher_killed_mid_run_resumes_from_its_ledger_without_repeating_a_round(
     let verify = ok(&publisher, &["ledger", "verify"]);
     assert!(verify.contains("OK"), "{verify}");
 }
+
+#[test]
+fn a_node_offline_for_three_rounds_catches_up_its_ledger() {
+    let mut cluster = Cluster::new();
+    let model = consenting_cluster(&mut cluster, 4, 3, "digits.toml", "20");
+    cluster.kill("owner4");
+    let lines = train_lines(&cluster.home("publisher"), &model, "3");
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "completed").count(),
+        3,
+        "{lines:?}"
+    );
+    let bootstrap = cluster.bootstrap.clone().unwrap();
+    cluster.start("owner4", Some(&bootstrap));
+    cluster.wait_for(
+        "the returning node to catch up",
+        Duration::from_secs(30),
+        |c| heads(c, "owner4") == heads(c, "publisher"),
+    );
+    let verify = ok(&cluster.home("owner4"), &["ledger", "verify"]);
+    assert!(verify.contains("3 rounds"), "{verify}");
+}
