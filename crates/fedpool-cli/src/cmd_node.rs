@@ -156,6 +156,7 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
         round_timeout_ms: args.round_timeout.saturating_mul(1000),
         sync_interval: Duration::from_secs_f64(args.sync_interval),
         max_message_bytes: args.max_message_mib.saturating_mul(1 << 20),
+        wiretap: None,
     };
     drop(node);
     let json = args.json;

@@ -28,19 +28,6 @@ impl DataSource for NoData {
     }
 }
 
-fn publish_model(store: &mut Store, publisher: &Keypair) -> fedpool_ledger::ModelId {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../contracts/digits.toml"
-    ))
-    .unwrap();
-    let contract = Contract::from_toml(&text, "digits.toml").unwrap();
-    let body = fedpool_runtime::publication(&contract, &text, &publisher.did());
-    let id = body.model_id.clone();
-    store.append_next(publisher, 1_000, body).unwrap();
-    id
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +38,7 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
     let rogue = Keypair::insecure_from_seed(3);
     let model = {
         let mut store = Store::open(&ledger_path, &network).unwrap();
-        publish_model(&mut store, &publisher)
+        crate::test_support::publish_digits(&mut store, &publisher).model_id
     };
     let config = NodeConfig {
         home: dir.path().to_path_buf(),
@@ -64,6 +51,7 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
         round_timeout_ms: 5_000,
         sync_interval: Duration::from_millis(300),
         max_message_bytes: 4 << 20,
+        wiretap: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let node = tokio::spawn(crate::run(

@@ -38,6 +38,10 @@ pub mod owner;
 pub mod publishing;
 mod swarm;
 pub mod sync;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod wiretap_tests;
 
 use fedpool_core::Contract;
 use fedpool_data::Dataset;
@@ -60,6 +64,11 @@ pub trait DataSource: Send + Sync {
     /// `name`, encoded for the contract.
     fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Dataset, String>;
 }
+
+/// Sees every payload a node hands to the transport (round-message chunks, gossiped events, sync
+/// requests and answers), before encryption: for audits of what a node sends, and for the test
+/// that no row of an owner's data ever leaves its node.
+pub type WireTap = std::sync::Arc<dyn Fn(PeerId, &[u8]) + Send + Sync>;
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

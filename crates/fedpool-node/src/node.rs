@@ -28,7 +28,7 @@ use crate::owner::{Owner, OwnerAction, find_publication};
 use crate::publishing::{PublisherRun, RunAction, short};
 use crate::swarm::{Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::sync::{self, SyncRequest, SyncResponse};
-use crate::{DataSource, Error, now_ms};
+use crate::{DataSource, Error, WireTap, now_ms};
 
 /// How a node runs.
 pub struct NodeConfig {
@@ -52,6 +52,8 @@ pub struct NodeConfig {
     pub sync_interval: Duration,
     /// Largest round message it accepts.
     pub max_message_bytes: u64,
+    /// Shown every payload the node sends, if set.
+    pub wiretap: Option<WireTap>,
 }
 
 /// What a node prints once it listens.
@@ -153,7 +155,7 @@ pub async fn run(
         me,
         topic,
         announced_seq,
-        outbox: Outbox::default(),
+        outbox: Outbox::with_tap(config.wiretap.clone()),
         owner: Owner::default(),
         run: None,
         trained: trained_tx,
@@ -279,11 +281,13 @@ impl State {
                                 SyncResponse::Refused(e.to_string())
                             }
                         };
+                        let response = response.encode();
+                        self.tap(peer, &response);
                         let _ = self
                             .swarm
                             .behaviour_mut()
                             .sync
-                            .send_response(channel, response.encode());
+                            .send_response(channel, response);
                     }
                     request_response::Message::Response {
                         request_id,
@@ -299,6 +303,12 @@ impl State {
             _ => {}
         }
         Ok(())
+    }
+
+    fn tap(&self, peer: PeerId, bytes: &[u8]) {
+        if let Some(tap) = &self.config.wiretap {
+            tap(peer, bytes);
+        }
     }
 
     fn penalize(&mut self, peer: PeerId, points: i64, why: &str) {
@@ -362,11 +372,9 @@ impl State {
         if self.blocked.contains(&peer) {
             return;
         }
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&peer, SyncRequest::Heads.encode());
+        let request = SyncRequest::Heads.encode();
+        self.tap(peer, &request);
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
         self.sync_requests.insert(id, (peer, SyncKind::Heads));
     }
 
@@ -414,11 +422,9 @@ impl State {
         match (kind, response) {
             (SyncKind::Heads, SyncResponse::Heads(heads)) => {
                 for request in sync::wanted(&self.store, &heads)? {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&peer, request.encode());
+                    let request = request.encode();
+                    self.tap(peer, &request);
+                    let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                     self.sync_requests.insert(id, (peer, SyncKind::Range));
                 }
             }
@@ -632,6 +638,8 @@ impl State {
             if bytes.len() > MAX_GOSSIP_BYTES {
                 continue; // Too big for gossip: peers fetch it by catch-up.
             }
+            // A broadcast: tapped as addressed to the node itself.
+            self.tap(*self.swarm.local_peer_id(), &bytes);
             if let Err(e) = self
                 .swarm
                 .behaviour_mut()

@@ -24,9 +24,18 @@ pub struct Outbox {
     requests: HashMap<OutboundRequestId, PeerId>,
     next_transfer: u64,
     bytes_sent: u64,
+    tap: Option<crate::WireTap>,
 }
 
 impl Outbox {
+    /// An outbox that shows every frame it sends to `tap` first.
+    pub fn with_tap(tap: Option<crate::WireTap>) -> Outbox {
+        Outbox {
+            tap,
+            ..Outbox::default()
+        }
+    }
+
     /// Queues `message` for `peer` and sends it if nothing is ahead of it.
     pub fn push(
         &mut self,
@@ -88,6 +97,9 @@ impl Outbox {
         for chunk in chunks {
             let frame = chunk.encode();
             self.bytes_sent += frame.len() as u64;
+            if let Some(tap) = &self.tap {
+                tap(peer, &frame);
+            }
             let id = rr.send_request(&peer, frame);
             self.requests.insert(id, peer);
         }
