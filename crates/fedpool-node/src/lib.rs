@@ -41,6 +41,8 @@ pub mod sync;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
+mod transfer_tests;
+#[cfg(test)]
 mod wiretap_tests;
 
 use fedpool_core::Contract;

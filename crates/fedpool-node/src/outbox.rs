@@ -1,7 +1,7 @@
-//! Per-peer, in-order delivery of round messages: a message's chunks go out together, and
-//! the next message to the same peer only once every chunk of this one was acknowledged (the
-//! receiver acknowledges after handling), so a peer sees one sender's messages in the order
-//! they were sent even though each chunk travels on its own stream.
+//! Per-peer, in-order delivery of round messages: a message's chunks go out a window at a
+//! time, and the next message to the same peer only once every chunk of this one was
+//! acknowledged (the receiver acknowledges after handling), so a peer sees one sender's
+//! messages in the order they were sent even though each chunk travels on its own stream.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,9 +11,15 @@ use libp2p::request_response::{self, OutboundRequestId};
 use crate::chunk::split;
 use crate::codec::FrameCodec;
 
+/// Chunks in flight to one peer at a time: enough to fill a loopback or LAN pipe, well under
+/// the streams a connection allows (a 300 MB message is 600 chunks).
+pub const WINDOW: usize = 16;
+
 #[derive(Default)]
 struct PeerQueue {
     waiting: VecDeque<Vec<u8>>,
+    /// Chunks of the message being sent that have not left yet.
+    current: VecDeque<crate::chunk::Chunk>,
     unacknowledged: usize,
 }
 
@@ -76,7 +82,7 @@ impl Outbox {
     pub fn pending(&self) -> usize {
         self.queues
             .values()
-            .map(|q| q.waiting.len() + usize::from(q.unacknowledged > 0))
+            .map(|q| q.waiting.len() + usize::from(q.unacknowledged > 0 || !q.current.is_empty()))
             .sum()
     }
 
@@ -84,22 +90,24 @@ impl Outbox {
         let Some(queue) = self.queues.get_mut(&peer) else {
             return;
         };
-        if queue.unacknowledged > 0 {
-            return;
+        if queue.current.is_empty() && queue.unacknowledged == 0 {
+            let Some(message) = queue.waiting.pop_front() else {
+                self.queues.remove(&peer);
+                return;
+            };
+            self.next_transfer += 1;
+            queue.current = split(self.next_transfer, &message).into();
         }
-        let Some(message) = queue.waiting.pop_front() else {
-            self.queues.remove(&peer);
-            return;
-        };
-        self.next_transfer += 1;
-        let chunks = split(self.next_transfer, &message);
-        queue.unacknowledged = chunks.len();
-        for chunk in chunks {
+        while queue.unacknowledged < WINDOW {
+            let Some(chunk) = queue.current.pop_front() else {
+                break;
+            };
             let frame = chunk.encode();
             self.bytes_sent += frame.len() as u64;
             if let Some(tap) = &self.tap {
                 tap(peer, &frame);
             }
+            queue.unacknowledged += 1;
             let id = rr.send_request(&peer, frame);
             self.requests.insert(id, peer);
         }
