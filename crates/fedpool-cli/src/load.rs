@@ -116,6 +116,34 @@ impl DataSource {
         }
     }
 
+    /// The CSV text of a CSV or bundled source (gunzipped), for handing rows out to
+    /// separate nodes.
+    pub fn csv_text(&self) -> Result<String> {
+        let mut reader: Box<dyn Read> = match self {
+            DataSource::Csv(path) => open(path)?,
+            DataSource::Bundled(name) => {
+                let bytes = BUNDLED
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, b)| *b)
+                    .unwrap_or_default();
+                if bytes.starts_with(&[0x1f, 0x8b]) {
+                    Box::new(GzDecoder::new(bytes))
+                } else {
+                    Box::new(bytes)
+                }
+            }
+            DataSource::Idx { .. } => {
+                bail!("IDX data cannot be split into per-node CSV files; convert it to CSV first")
+            }
+        };
+        let mut text = String::new();
+        reader
+            .read_to_string(&mut text)
+            .with_context(|| format!("{} is not UTF-8 text", self.describe()))?;
+        Ok(text)
+    }
+
     /// A short description for output.
     pub fn describe(&self) -> String {
         match self {

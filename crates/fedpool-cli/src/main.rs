@@ -1,5 +1,6 @@
 //! The `fedpool` command-line tool.
 
+mod cmd_cluster;
 mod cmd_consent;
 mod cmd_ledger;
 mod cmd_models;
@@ -61,6 +62,9 @@ enum Command {
     Node(cmd_node::NodeCommand),
     /// Ask this home's running node to train a model it published, over the network.
     Train(cmd_node::TrainArgs),
+    /// Start or stop a local network of node processes on loopback.
+    #[command(subcommand)]
+    Cluster(cmd_cluster::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
         Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
         Command::Node(command) => ok(cmd_node::node(home()?, command)),
+        Command::Cluster(command) => ok(cmd_cluster::cluster(command)),
         // No round completed is a failure a script can see.
         Command::Train(args) => cmd_node::train(home()?, args).map(|any| {
             if any {

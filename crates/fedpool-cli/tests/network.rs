@@ -412,3 +412,74 @@ fn a_node_offline_for_three_rounds_catches_up_its_ledger() {
     let verify = ok(&cluster.home("owner4"), &["ledger", "verify"]);
     assert!(verify.contains("3 rounds"), "{verify}");
 }
+
+#[test]
+fn cluster_up_starts_connected_nodes_that_train_and_cluster_down_stops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_dir = dir.path().join("cluster");
+    let up = Command::new(BIN)
+        .args(["cluster", "up", "--dir"])
+        .arg(&cluster_dir)
+        .args([
+            "--nodes",
+            "3",
+            "--contract",
+            &format!("{ROOT}/contracts/digits.toml"),
+        ])
+        .args(["--partition", "dirichlet:1.0", "--seed", "4", "--json"])
+        .env("FEDPOOL_NETWORK", "fedpool-cluster-test")
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let cluster: Value = serde_json::from_slice(&up.stdout).unwrap();
+    let nodes = cluster["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    assert_eq!(nodes[0]["role"], "publisher");
+    let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
+    assert!(
+        pids.iter()
+            .all(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    );
+    let model = cluster["model"].as_str().unwrap();
+    let publisher = PathBuf::from(nodes[0]["home"].as_str().unwrap());
+    let train = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args(["train", model, "--rounds", "2", "--eval", "eval", "--json"])
+        .env("FEDPOOL_NETWORK", "fedpool-cluster-test")
+        .output()
+        .unwrap();
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let completed = String::from_utf8_lossy(&train.stdout)
+        .lines()
+        .filter(|l| l.contains("\"completed\""))
+        .count();
+    assert_eq!(completed, 2);
+    let down = Command::new(BIN)
+        .args(["cluster", "down", "--dir"])
+        .arg(&cluster_dir)
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    for pid in pids {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for the (exited) `cluster up` to be reaped.
+        assert!(
+            state.is_empty() || state.contains(") Z "),
+            "node {pid} still runs: {state}"
+        );
+    }
+    assert!(!cluster_dir.join("cluster.json").exists());
+}
