@@ -19,6 +19,7 @@ pub use ledger::{
     SimulationLedger, privacy_history, privacy_spent, publication, remove_ledger_files,
 };
 pub use simulation::{
-    LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationReport,
+    LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationPlan,
+    SimulationReport, simulated_privacy_seed,
 };
 pub use transport::{Envelope, InProcessTransport, Transport};

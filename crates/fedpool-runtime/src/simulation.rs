@@ -168,6 +168,84 @@ pub struct SimulationReport {
     pub max_node_epsilon: f64,
 }
 
+/// Every random choice a simulation makes before its first round, drawn in one fixed order
+/// from its seed: which rows are held out and who holds the rest, who attacks and who
+/// consents, the initial model, and each node's seeds. `fedpool cluster up` draws the same plan
+/// so that a network of processes can replay a simulation exactly.
+#[derive(Debug, Clone)]
+pub struct SimulationPlan {
+    /// Held-out rows (the publisher's test set).
+    pub test_rows: Vec<usize>,
+    /// Each client's rows, in the order it trains on them.
+    pub client_rows: Vec<Vec<usize>>,
+    /// A random order of the clients (attackers are the first ones).
+    pub client_order: Vec<usize>,
+    /// Each client's consent decision.
+    pub decisions: Vec<bool>,
+    /// The initial global parameters.
+    pub initial: Vec<f32>,
+    /// Each client's training seed (its privacy stream is [`simulated_privacy_seed`] of it).
+    pub client_seeds: Vec<u64>,
+    /// The publisher's sampling seed (and, through [`simulated_privacy_seed`], its privacy
+    /// stream).
+    pub publisher_seed: u64,
+}
+
+impl SimulationPlan {
+    /// Draws the plan of `options` over `table`.
+    pub fn draw(
+        contract: &Contract,
+        table: &Table,
+        options: &SimulationOptions,
+    ) -> Result<SimulationPlan, Error> {
+        let mut rng = ChaCha20Rng::seed_from_u64(options.seed);
+        let (_, test_rows, client_rows) = {
+            let (train_rows, test_rows) =
+                train_test_split(table, contract.training.test_fraction, &mut rng)?;
+            let client_rows = partition_rows(
+                &options.partition,
+                &train_rows,
+                table,
+                options.n_clients,
+                &mut rng,
+            )?;
+            (train_rows, test_rows, client_rows)
+        };
+        let n_clients = client_rows.len();
+        if n_clients == 0 {
+            return Err(Error::Setup("the partition produced no clients".into()));
+        }
+        let mut client_order: Vec<usize> = (0..n_clients).collect();
+        client_order.shuffle(&mut rng);
+        if !(0.0..=1.0).contains(&options.consent_rate) {
+            return Err(Error::Setup(format!(
+                "consent rate must be in [0, 1], got {}",
+                options.consent_rate
+            )));
+        }
+        let decisions: Vec<bool> = (0..n_clients)
+            .map(|_| rng.random::<f64>() < options.consent_rate)
+            .collect();
+        let network = Network::new(
+            &contract.model,
+            contract.n_features(),
+            contract.schema.n_outputs(),
+        )?;
+        let initial = network.init_params(&mut rng);
+        let client_seeds: Vec<u64> = (0..n_clients).map(|_| rng.random()).collect();
+        let publisher_seed: u64 = rng.random();
+        Ok(SimulationPlan {
+            test_rows,
+            client_rows,
+            client_order,
+            decisions,
+            initial,
+            client_seeds,
+            publisher_seed,
+        })
+    }
+}
+
 /// A prepared simulation: nodes, their data, the publisher and the transport.
 pub struct Simulation<T: Transport = InProcessTransport> {
     network: Network,
@@ -205,30 +283,20 @@ impl Simulation<InProcessTransport> {
         table: &Table,
         options: &SimulationOptions,
     ) -> Result<Simulation<InProcessTransport>, Error> {
-        let mut rng = ChaCha20Rng::seed_from_u64(options.seed);
-        let (train_rows, test_rows) =
-            train_test_split(table, contract.training.test_fraction, &mut rng)?;
-        let client_rows = partition_rows(
-            &options.partition,
-            &train_rows,
-            table,
-            options.n_clients,
-            &mut rng,
-        )?;
-        let n_clients = client_rows.len();
-        if n_clients == 0 {
-            return Err(Error::Setup("the partition produced no clients".into()));
-        }
+        let plan = SimulationPlan::draw(contract, table, options)?;
+        let n_clients = plan.client_rows.len();
         // Each client standardises with statistics of its own rows, as a real node would.
-        let mut datasets: Vec<Dataset> =
-            client_rows.iter().map(|rows| table.encode(rows)).collect();
-        let test_set = table.encode(&test_rows);
+        let mut datasets: Vec<Dataset> = plan
+            .client_rows
+            .iter()
+            .map(|rows| table.encode(rows))
+            .collect();
+        let test_set = table.encode(&plan.test_rows);
 
         let n_attackers = options
             .attack
             .map_or(0, |a| (a.fraction() * n_clients as f64).round() as usize);
-        let mut client_order: Vec<usize> = (0..n_clients).collect();
-        client_order.shuffle(&mut rng);
+        let client_order = &plan.client_order;
         let mut behaviours = vec![Behaviour::Honest; n_clients];
         if let Some(attack) = options.attack {
             for &client_idx in &client_order[..n_attackers] {
@@ -243,21 +311,13 @@ impl Simulation<InProcessTransport> {
             }
         }
 
-        if !(0.0..=1.0).contains(&options.consent_rate) {
-            return Err(Error::Setup(format!(
-                "consent rate must be in [0, 1], got {}",
-                options.consent_rate
-            )));
-        }
-        let decisions: Vec<bool> = (0..n_clients)
-            .map(|_| rng.random::<f64>() < options.consent_rate)
-            .collect();
+        let decisions = plan.decisions.clone();
         let network = Network::new(
             &contract.model,
             contract.n_features(),
             contract.schema.n_outputs(),
         )?;
-        let initial = network.init_params(&mut rng);
+        let initial = plan.initial.clone();
         if !(0.0..1.0).contains(&options.dropout) {
             return Err(Error::Setup(format!(
                 "dropout must be in [0, 1), got {}",
@@ -328,7 +388,7 @@ impl Simulation<InProcessTransport> {
             .zip(&keys)
             .enumerate()
             .map(|(idx, (&consented, key))| {
-                let seed: u64 = rng.random();
+                let seed = plan.client_seeds[idx];
                 // A simulation is reproducible from its seed, privacy randomness included; a
                 // deployed node leaves it to the OS (the participant's default).
                 Participant::new(NodeId(idx as u32), consented, seed)
@@ -341,7 +401,7 @@ impl Simulation<InProcessTransport> {
                     .map_err(Error::Setup)
             })
             .collect::<Result<_, _>>()?;
-        let publisher_seed: u64 = rng.random();
+        let publisher_seed = plan.publisher_seed;
         let publisher = Publisher::new(
             PublisherConfig {
                 rounds: options.rounds.unwrap_or(contract.training.rounds),
@@ -821,7 +881,7 @@ fn evaluate(network: &Network, params: &[f32], data: &Dataset) -> Result<Metrics
 /// The privacy stream of a simulated node or publisher, derived from its `u64` seed so that a
 /// simulation replays bit for bit. Only simulations do this: a deployed node draws 256 bits
 /// from the OS.
-fn simulated_privacy_seed(seed: u64) -> [u8; 32] {
+pub fn simulated_privacy_seed(seed: u64) -> [u8; 32] {
     use rand::SeedableRng;
     rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x7072_6976_6163_7921).get_seed()
 }
