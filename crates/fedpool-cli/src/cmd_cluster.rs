@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use fedpool_data::{Partition, partition_rows, train_test_split};
+use fedpool_data::Partition;
 use fedpool_node::control::{self, ControlRequest};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use fedpool_node::replay::Replay;
+use fedpool_runtime::{LedgerChoice, SimulationOptions, SimulationPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -57,6 +57,11 @@ pub struct UpArgs {
     /// Print the cluster (model id, each node's role, home, DID and PID) as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Give every node the in-process simulation's seeds for this seed (training, privacy
+    /// noise, sampling, the initial model), so the cluster computes exactly what `fedpool
+    /// simulate` computes: for tests. Noise becomes predictable; never with real data.
+    #[arg(long, hide = true)]
+    pub replay_simulation: bool,
 }
 
 /// `fedpool cluster down`
@@ -114,7 +119,12 @@ fn fedpool(home: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// Starts `fedpool node run` for `home` in the background; returns its ready line.
-fn start_node(home: &Path, bootstrap: Option<&str>, round_timeout: u64) -> Result<Value> {
+fn start_node(
+    home: &Path,
+    bootstrap: Option<&str>,
+    round_timeout: u64,
+    replay: Option<&Replay>,
+) -> Result<Value> {
     let exe = std::env::current_exe().context("cannot find the fedpool binary")?;
     let ready_path = home.join("ready.json");
     let _ = std::fs::remove_file(&ready_path);
@@ -137,6 +147,12 @@ fn start_node(home: &Path, bootstrap: Option<&str>, round_timeout: u64) -> Resul
     }
     if let Some(addr) = bootstrap {
         command.args(["--bootstrap", addr]);
+    }
+    if let Some(replay) = replay {
+        let path = home.join("replay.json");
+        std::fs::write(&path, serde_json::to_string(replay)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        command.arg("--insecure-replay").arg(path);
     }
     let mut child = command.spawn().context("cannot start a node")?;
     let started = Instant::now();
@@ -247,14 +263,13 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
             table.n_rows()
         );
     }
-    // The simulation's split and partition, from the same seed.
-    let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
-    let (train_rows, test_rows) =
-        train_test_split(&table, contract.training.test_fraction, &mut rng)?;
-    let shares = partition_rows(&partition, &train_rows, &table, args.nodes, &mut rng)?;
-    let decisions: Vec<bool> = (0..shares.len())
-        .map(|_| rng.random::<f64>() < args.consent_rate)
-        .collect();
+    // The simulation's split, partition and consent decisions, from the same seed.
+    let mut options = SimulationOptions::new(args.nodes, partition, args.seed);
+    options.consent_rate = args.consent_rate;
+    options.ledger = LedgerChoice::Off;
+    let plan = SimulationPlan::draw(&contract, &table, &options)?;
+    let shares = &plan.client_rows;
+    let decisions = &plan.decisions;
 
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
@@ -262,7 +277,7 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
     let publisher_home = args.dir.join("publisher");
     fedpool(&publisher_home, &["init"])?;
     let eval_path = publisher_home.join("eval.csv");
-    write_rows(&eval_path, header, &lines, &test_rows)?;
+    write_rows(&eval_path, header, &lines, &plan.test_rows)?;
     fedpool(
         &publisher_home,
         &["data", "add", "eval", &eval_path.display().to_string()],
@@ -271,7 +286,31 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
         &publisher_home,
         &["publish", &contract_path.display().to_string()],
     )?;
-    let ready = start_node(&publisher_home, None, args.round_timeout)?;
+    let mut owners = Vec::with_capacity(shares.len());
+    for (i, rows) in shares.iter().enumerate() {
+        let home = args.dir.join(format!("owner{}", i + 1));
+        let did = fedpool(&home, &["init"])?;
+        let data_path = home.join("data.csv");
+        write_rows(&data_path, header, &lines, rows)?;
+        fedpool(
+            &home,
+            &["data", "add", "mine", &data_path.display().to_string()],
+        )?;
+        owners.push((home, did));
+    }
+    let replay = |replay: Replay| args.replay_simulation.then_some(replay);
+    let publisher_replay = replay(Replay {
+        publisher_seed: Some(plan.publisher_seed),
+        initial: Some(plan.initial.clone()),
+        clients: owners.iter().map(|(_, did)| did.clone()).collect(),
+        ..Replay::default()
+    });
+    let ready = start_node(
+        &publisher_home,
+        None,
+        args.round_timeout,
+        publisher_replay.as_ref(),
+    )?;
     let bootstrap = ready["listen"][0]
         .as_str()
         .context("the publisher has no address")?
@@ -295,19 +334,21 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
             .with_context(|| format!("cannot write {}", state.display()))
     };
     save(&cluster)?;
-    for (i, rows) in shares.iter().enumerate() {
-        let home = args.dir.join(format!("owner{}", i + 1));
-        fedpool(&home, &["init"])?;
-        let data_path = home.join("data.csv");
-        write_rows(&data_path, header, &lines, rows)?;
-        fedpool(
-            &home,
-            &["data", "add", "mine", &data_path.display().to_string()],
+    for (i, (home, _)) in owners.iter().enumerate() {
+        let owner_replay = replay(Replay {
+            participant_seed: Some(plan.client_seeds[i]),
+            clients: owners.iter().map(|(_, did)| did.clone()).collect(),
+            ..Replay::default()
+        });
+        let ready = start_node(
+            home,
+            Some(&bootstrap),
+            args.round_timeout,
+            owner_replay.as_ref(),
         )?;
-        let ready = start_node(&home, Some(&bootstrap), args.round_timeout)?;
         cluster
             .nodes
-            .push(node_of("owner", &home, &ready, decisions[i]));
+            .push(node_of("owner", home, &ready, decisions[i]));
         save(&cluster)?;
     }
     let timeout = Duration::from_secs(60 + shares.len() as u64);

@@ -10,6 +10,7 @@ use fedpool_core::Contract;
 use fedpool_data::Dataset;
 use fedpool_ledger::content_hash;
 use fedpool_node::control::{self, ControlRequest};
+use fedpool_node::replay::Replay;
 use fedpool_node::{NodeConfig, NodeInfo};
 
 use crate::home::{Home, RegisteredDataset};
@@ -51,6 +52,11 @@ pub struct RunArgs {
     /// memory, not the transport).
     #[arg(long, default_value_t = 2048)]
     max_message_mib: u64,
+    /// Draw training, privacy and sampling randomness from a simulation plan's seeds (written
+    /// by `cluster up --replay-simulation`) instead of the OS: for the test that the network
+    /// computes what the simulation computes. Makes DP noise predictable; never with real data.
+    #[arg(long, hide = true)]
+    insecure_replay: Option<std::path::PathBuf>,
 }
 
 /// `fedpool node status`
@@ -157,6 +163,16 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
         sync_interval: Duration::from_secs_f64(args.sync_interval),
         max_message_bytes: args.max_message_mib.saturating_mul(1 << 20),
         wiretap: None,
+        replay: match &args.insecure_replay {
+            Some(path) => {
+                tracing::warn!(
+                    "replaying a simulation's seeds from {}: this node's noise and masks are predictable",
+                    path.display()
+                );
+                Some(Arc::new(Replay::load(path)?))
+            }
+            None => None,
+        },
     };
     drop(node);
     let json = args.json;

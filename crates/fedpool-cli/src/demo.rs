@@ -316,6 +316,7 @@ fn run_network(args: &DemoArgs, nodes: usize) -> Result<()> {
         seed: args.seed,
         round_timeout: 30,
         json: false,
+        replay_simulation: false,
     })?;
     let result = (|| -> Result<()> {
         let owners: Vec<_> = cluster.nodes.iter().filter(|n| n.role == "owner").collect();

@@ -483,3 +483,154 @@ fn cluster_up_starts_connected_nodes_that_train_and_cluster_down_stops_them() {
     }
     assert!(!cluster_dir.join("cluster.json").exists());
 }
+
+/// The in-process simulation of `seed`: 9 clients, IID, `digits_private`, 5 rounds. Returns
+/// the seed and consent rate at which exactly 8 of the 9 consent, and the simulation's report.
+fn simulated_digits_private() -> (u64, f64, fedpool_runtime::SimulationReport) {
+    use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions, SimulationPlan};
+    let text = std::fs::read_to_string(format!("{ROOT}/contracts/digits_private.toml")).unwrap();
+    let contract = fedpool_core::Contract::from_toml(&text, "digits_private.toml").unwrap();
+    let csv = std::fs::File::open(format!("{ROOT}/data/digits/digits.csv")).unwrap();
+    let table = fedpool_data::Table::from_csv(csv, "digits.csv", &contract.schema, &[]).unwrap();
+    let consent_rate = 0.85;
+    let options_for = |seed: u64| {
+        let mut options = SimulationOptions::new(9, fedpool_data::Partition::Iid, seed);
+        options.consent_rate = consent_rate;
+        options.rounds = Some(5);
+        options.ledger = LedgerChoice::Off;
+        options
+    };
+    let seed = (1..)
+        .find(|&seed| {
+            let plan = SimulationPlan::draw(&contract, &table, &options_for(seed)).unwrap();
+            plan.decisions.iter().filter(|d| **d).count() == 8
+        })
+        .unwrap();
+    let report = Simulation::prepare(&contract, &table, &options_for(seed))
+        .unwrap()
+        .run(|_| {})
+        .unwrap();
+    (seed, consent_rate, report)
+}
+
+#[test]
+fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
+    let (seed, consent_rate, simulated) = simulated_digits_private();
+    assert_eq!(simulated.rounds.len(), 5);
+    assert!(simulated.secure_aggregation && simulated.epsilon.is_some());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_dir = dir.path().join("cluster");
+    let network = "fedpool-replay-test";
+    let up = Command::new(BIN)
+        .args(["cluster", "up", "--replay-simulation", "--dir"])
+        .arg(&cluster_dir)
+        .args(["--nodes", "9", "--contract"])
+        .arg(format!("{ROOT}/contracts/digits_private.toml"))
+        .args(["--data", &format!("{ROOT}/data/digits/digits.csv")])
+        .args(["--partition", "iid", "--seed", &seed.to_string()])
+        .args(["--consent-rate", &consent_rate.to_string(), "--json"])
+        .env("FEDPOOL_NETWORK", network)
+        .output()
+        .unwrap();
+    let stop = || {
+        let _ = Command::new(BIN)
+            .args(["cluster", "down", "--dir"])
+            .arg(&cluster_dir)
+            .output();
+    };
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let cluster: Value = serde_json::from_slice(&up.stdout).unwrap();
+    let nodes = cluster["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 10);
+    let consenting = nodes.iter().filter(|n| n["consented"] == true).count();
+    assert_eq!(consenting, 8);
+    let model = cluster["model"].as_str().unwrap().to_string();
+    let home = |node: &Value| PathBuf::from(node["home"].as_str().unwrap());
+    let publisher = home(&nodes[0]);
+    let train = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args(["train", &model, "--rounds", "5", "--eval", "eval", "--json"])
+        .env("FEDPOOL_NETWORK", network)
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&train.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let completed: Vec<&Value> = lines.iter().filter(|l| l["event"] == "completed").collect();
+    if completed.len() != 5 {
+        stop();
+        panic!(
+            "{lines:?}\n{}",
+            std::fs::read_to_string(publisher.join("node.log")).unwrap_or_default()
+        );
+    }
+
+    // Round by round: the same contributors and the same accuracy on the same test rows.
+    for (network_round, simulated_round) in completed.iter().zip(&simulated.rounds) {
+        assert_eq!(
+            network_round["contributors"].as_u64().unwrap() as usize,
+            simulated_round.n_contributors
+        );
+        // Identical counts of correct predictions (the two sides divide in different orders).
+        let (network_accuracy, simulated_accuracy) = (
+            network_round["accuracy"].as_f64().unwrap(),
+            simulated_round.metrics.headline(),
+        );
+        assert!(
+            (network_accuracy - simulated_accuracy).abs() < 1e-9,
+            "round {}: accuracy {network_accuracy} over the network, {simulated_accuracy} in process",
+            simulated_round.round
+        );
+    }
+    assert_eq!(completed[4]["epsilon"].as_f64(), simulated.epsilon);
+    // The final model, parameter by parameter.
+    let model_dir = std::fs::read_dir(publisher.join("models"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(model_dir.join("round-5.f32")).unwrap();
+    let trained: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(trained.len(), simulated.global.len());
+    let worst = trained
+        .iter()
+        .zip(simulated.global.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-6, "parameters differ by up to {worst}");
+
+    // Every node holds the same ledger, and it verifies.
+    let digest = |node: &Value| {
+        let out = run(&home(node), &["node", "status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        status["ledger"]["heads_digest"].clone()
+    };
+    let started = Instant::now();
+    while nodes.iter().any(|n| digest(n) != digest(&nodes[0])) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ledgers differ after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for node in &nodes {
+        let out = run(&home(node), &["ledger", "verify"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stop();
+}

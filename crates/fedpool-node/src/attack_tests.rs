@@ -52,6 +52,7 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
         sync_interval: Duration::from_millis(300),
         max_message_bytes: 4 << 20,
         wiretap: None,
+        replay: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let node = tokio::spawn(crate::run(

@@ -12,6 +12,7 @@
 //! - [`owner`]: the data owner's participants, from its own ledger and data.
 //! - [`publishing`]: a publisher's training run, its roster from the ledger, its rounds
 //!   committed and resumable.
+//! - [`replay`]: seeds that make a node replay an in-process simulation (tests only).
 //! - [`control`]: the local control socket (`fedpool node status`, `fedpool train`).
 //! - [`node`]: the event loop that ties them together.
 //!
@@ -36,6 +37,7 @@ pub mod node;
 pub mod outbox;
 pub mod owner;
 pub mod publishing;
+pub mod replay;
 mod swarm;
 pub mod sync;
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crate::identity::{did_of, libp2p_keypair};
 use crate::outbox::Outbox;
 use crate::owner::{Owner, OwnerAction, find_publication};
 use crate::publishing::{PublisherRun, RunAction, short};
+use crate::replay::Replay;
 use crate::swarm::{Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::sync::{self, SyncRequest, SyncResponse};
 use crate::{DataSource, Error, WireTap, now_ms};
@@ -54,6 +55,8 @@ pub struct NodeConfig {
     pub max_message_bytes: u64,
     /// Shown every payload the node sends, if set.
     pub wiretap: Option<WireTap>,
+    /// Seeds from a simulation plan (tests only; see [`crate::replay`]).
+    pub replay: Option<Arc<Replay>>,
 }
 
 /// What a node prints once it listens.
@@ -156,7 +159,7 @@ pub async fn run(
         topic,
         announced_seq,
         outbox: Outbox::with_tap(config.wiretap.clone()),
-        owner: Owner::default(),
+        owner: Owner::replaying(config.replay.clone()),
         run: None,
         trained: trained_tx,
         scores: HashMap::new(),
@@ -679,6 +682,7 @@ impl State {
                     rounds,
                     eval.as_deref(),
                     self.config.round_timeout_ms,
+                    self.config.replay.as_deref(),
                     call.reply.clone(),
                 );
                 match started {

@@ -18,6 +18,7 @@ use fedpool_protocol::{
 use libp2p::PeerId;
 
 use crate::identity::{PUBLISHER, assign_ids, node_id_of, peer_id_of};
+use crate::replay::Replay;
 use crate::{DataSource, Error, now_ms};
 
 /// What the node must do for a participant.
@@ -59,6 +60,19 @@ struct OwnerModel {
 #[derive(Default)]
 pub struct Owner {
     models: HashMap<ModelId, OwnerModel>,
+    /// A simulation's seeds and round ids (tests only, see [`crate::replay`]).
+    replay: Option<Arc<Replay>>,
+}
+
+impl Owner {
+    /// An owner whose participants draw their training and privacy randomness from a
+    /// simulation's seed instead of the operating system (tests only, see [`crate::replay`]).
+    pub fn replaying(replay: Option<Arc<Replay>>) -> Owner {
+        Owner {
+            models: HashMap::new(),
+            replay,
+        }
+    }
 }
 
 /// A published model as the node's ledger holds it.
@@ -192,7 +206,10 @@ impl Owner {
         let me = keypair.did();
         let events = store.events_by_model(model_id)?;
         let now = now_ms();
-        let members = consenting_members(&events, &publication, &publisher, now);
+        let mut members = consenting_members(&events, &publication, &publisher, now);
+        if let Some(replay) = &self.replay {
+            members = replay.assign(members);
+        }
         let mine = members
             .iter()
             .find(|(_, c)| c.owner == me)
@@ -203,8 +220,16 @@ impl Owner {
         if !self.models.contains_key(model_id) {
             let history = fedpool_runtime::privacy_history(store, model_id, &me)
                 .map_err(|e| Error::Refused(format!("cannot read this node's ε history: {e}")))?;
-            let seed: u64 = rand::random();
-            let participant = Participant::new(node_id_of(&me), false, seed)
+            let replayed = self
+                .replay
+                .as_ref()
+                .and_then(|r| Some((r.round_id(&me)?, r.participant_seed?)));
+            let participant = match replayed {
+                Some((id, seed)) => Participant::new(id, false, seed)
+                    .with_privacy_seed(fedpool_runtime::simulated_privacy_seed(seed)),
+                None => Participant::new(node_id_of(&me), false, rand::random()),
+            };
+            let participant = participant
                 .with_privacy(terms.clone(), mine.as_ref().and_then(|c| c.epsilon_cap))
                 .and_then(|p| p.restore_privacy(&history))
                 .map_err(Error::Refused)?

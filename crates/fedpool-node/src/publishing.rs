@@ -23,6 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::identity::peer_id_of;
 use crate::owner::{consenting_members, directory_of, find_publication};
+use crate::replay::Replay;
 use crate::{DataSource, Error, now_ms};
 
 /// A member of the run: who it is and the consent its rounds rely on.
@@ -46,6 +47,10 @@ pub struct PublisherRun {
     model_dir: PathBuf,
     roster_checked_ms: u64,
     rounds_completed: u32,
+    /// A simulation's round ids (tests only, see [`crate::replay`]).
+    replay: Option<Replay>,
+    /// When the round in progress started.
+    round_started: Option<std::time::Instant>,
 }
 
 /// What the node must do for the run.
@@ -78,6 +83,7 @@ impl PublisherRun {
         rounds: Option<usize>,
         eval: Option<&str>,
         round_timeout_ms: u64,
+        replay: Option<&Replay>,
         reply: UnboundedSender<serde_json::Value>,
     ) -> Result<PublisherRun, Error> {
         let me = keypair.did();
@@ -119,7 +125,17 @@ impl PublisherRun {
         committed.sort_by_key(|(plan, _)| plan.round);
         let initial = match committed.last() {
             Some((plan, hash)) => load_params(&model_dir, plan.round, hash, network.n_params())?,
-            None => network.init_params(&mut rand_chacha::ChaCha20Rng::from_os_rng()),
+            None => match replay.and_then(|r| r.initial.clone()) {
+                Some(initial) if initial.len() == network.n_params() => initial,
+                Some(initial) => {
+                    return Err(Error::Refused(format!(
+                        "the replayed initial model has {} parameters, the contract's {}",
+                        initial.len(),
+                        network.n_params()
+                    )));
+                }
+                None => network.init_params(&mut rand_chacha::ChaCha20Rng::from_os_rng()),
+            },
         };
         let started_through = read_started(&model_dir);
         let already = committed
@@ -136,20 +152,27 @@ impl PublisherRun {
             )));
         }
         let plans: Vec<CommittedPlan> = committed.iter().map(|(p, _)| *p).collect();
+        let replay_seed = replay.and_then(|r| r.publisher_seed);
         let publisher = Publisher::new(
             PublisherConfig {
                 rounds: already as usize + more,
                 sampling: contract.training.sampling.clone(),
                 local: contract.training.local.clone(),
                 round_timeout_ms,
-                seed: rand::random(),
+                seed: replay_seed.unwrap_or_else(rand::random),
                 privacy,
                 directory: Arc::new(Default::default()),
             },
             strategy.build(),
             initial,
             Vec::new(),
-        )
+        );
+        let publisher = match replay_seed {
+            Some(seed) => {
+                publisher.with_privacy_seed(fedpool_runtime::simulated_privacy_seed(seed))
+            }
+            None => publisher,
+        }
         .resume(&plans, started_through)
         .map_err(Error::Refused)?;
         let eval = eval
@@ -168,6 +191,8 @@ impl PublisherRun {
             model_dir,
             roster_checked_ms: 0,
             rounds_completed: 0,
+            replay: replay.cloned(),
+            round_started: None,
         };
         run.refresh_roster(store, &me)?;
         let _ = run.reply.send(json!({
@@ -208,7 +233,10 @@ impl PublisherRun {
     /// Re-reads who may be asked: applies from the next round.
     fn refresh_roster(&mut self, store: &Store, me: &Did) -> Result<(), Error> {
         let events = store.events_by_model(&self.model_id)?;
-        let members = consenting_members(&events, &self.publication, me, now_ms());
+        let mut members = consenting_members(&events, &self.publication, me, now_ms());
+        if let Some(replay) = &self.replay {
+            members = replay.assign(members);
+        }
         self.publisher
             .set_directory(Arc::new(directory_of(&members)));
         self.publisher
@@ -275,6 +303,7 @@ impl PublisherRun {
             RoundEvent::Started { round, sampled } => {
                 // Write-ahead: a restarted publisher never numbers this round again.
                 write_started(&self.model_dir, round.0)?;
+                self.round_started = Some(std::time::Instant::now());
                 tracing::info!(model = %short(self.model_id.as_str()), %round, asked = sampled.len(), "round started");
                 let _ = self
                     .reply
@@ -333,6 +362,7 @@ impl PublisherRun {
                     "accuracy": accuracy,
                     "epsilon": summary.privacy.map(|p| p.epsilon_total),
                     "global_hash": params_hash(&summary.global),
+                    "round_ms": self.round_started.take().map(|t| t.elapsed().as_secs_f64() * 1e3),
                 }));
             }
             RoundEvent::Failed { round, reason } => {

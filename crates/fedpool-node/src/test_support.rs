@@ -102,6 +102,7 @@ pub async fn start_node(
         sync_interval: Duration::from_millis(300),
         max_message_bytes: 64 << 20,
         wiretap,
+        replay: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let handle = tokio::spawn(crate::run(
