@@ -12,6 +12,7 @@ use fedpool_ledger::content_hash;
 use fedpool_node::control::{self, ControlRequest};
 use fedpool_node::replay::Replay;
 use fedpool_node::{NodeConfig, NodeInfo};
+use fedpool_protocol::Stage;
 
 use crate::home::{Home, RegisteredDataset};
 use crate::load;
@@ -57,6 +58,23 @@ pub struct RunArgs {
     /// computes what the simulation computes. Makes DP noise predictable; never with real data.
     #[arg(long, hide = true)]
     insecure_replay: Option<std::path::PathBuf>,
+    /// Fault injection for tests: stop sending round messages from the first one of this
+    /// secure-aggregation stage on (advertise-keys, share-keys, masked-input, consistency,
+    /// unmasking), as a node killed there would.
+    #[arg(long, hide = true, value_parser = parse_stage)]
+    fault_freeze_before: Option<Stage>,
+}
+
+fn parse_stage(name: &str) -> Result<Stage, String> {
+    Ok(match name {
+        "training" => Stage::Training,
+        "advertise-keys" => Stage::AdvertiseKeys,
+        "share-keys" => Stage::ShareKeys,
+        "masked-input" => Stage::MaskedInput,
+        "consistency" => Stage::ConsistencyCheck,
+        "unmasking" => Stage::Unmasking,
+        other => return Err(format!("no stage named {other:?}")),
+    })
 }
 
 /// `fedpool node status`
@@ -173,6 +191,7 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
             }
             None => None,
         },
+        freeze_before: args.fault_freeze_before,
     };
     drop(node);
     let json = args.json;

@@ -19,6 +19,8 @@ struct Cluster {
     round_timeout: String,
     bootstrap: Option<String>,
     listen: Option<String>,
+    /// Extra `node run` arguments, by node name.
+    extra: Vec<(String, Vec<String>)>,
 }
 
 impl Drop for Cluster {
@@ -58,6 +60,7 @@ impl Cluster {
             round_timeout: "20".into(),
             bootstrap: None,
             listen: None,
+            extra: Vec::new(),
         }
     }
 
@@ -91,6 +94,9 @@ impl Cluster {
             .stderr(log);
         if let Some(addr) = bootstrap {
             command.args(["--bootstrap", addr]);
+        }
+        for (_, args) in self.extra.iter().filter(|(n, _)| n == name) {
+            command.args(args);
         }
         let mut child = command.spawn().unwrap();
         let mut line = String::new();
@@ -332,6 +338,53 @@ fn an_owner_killed_before_a_secure_round_is_a_dropout_and_the_rounds_complete_wi
         assert_eq!(round["contributors"], 6, "{round}");
     }
     let verify = ok(&cluster.home("publisher"), &["ledger", "verify"]);
+    assert!(verify.contains("OK"), "{verify}");
+}
+
+#[test]
+fn an_owner_killed_while_masking_is_recovered_from_and_the_round_completes() {
+    let mut cluster = Cluster::new();
+    // Five consenting owners: every one is sampled (min_clients 5), and four survivors meet
+    // the threshold (0.8). owner5 shares its keys, then stops before its masked input.
+    cluster.extra.push((
+        "owner5".into(),
+        vec!["--fault-freeze-before".into(), "masked-input".into()],
+    ));
+    let model = consenting_cluster(&mut cluster, 5, 5, "digits_private.toml", "6");
+    let publisher = cluster.home("publisher");
+    let train = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args(["train", &model, "--rounds", "1", "--json"])
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cluster.wait_for(
+        "owner5 to reach the masking stage",
+        Duration::from_secs(60),
+        |c| {
+            c.log("owner5")
+                .contains("fault injection: frozen before sending")
+        },
+    );
+    // SIGKILL while its pairwise masks are in its neighbours' sums.
+    cluster.kill("owner5");
+    let out = train.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let completed: Vec<&Value> = lines.iter().filter(|l| l["event"] == "completed").collect();
+    assert_eq!(
+        completed.len(),
+        1,
+        "{lines:?}\n{}",
+        cluster.log("publisher")
+    );
+    assert_eq!(completed[0]["contributors"], 4, "{}", completed[0]);
+    assert_eq!(completed[0]["dropped"], 1, "{}", completed[0]);
+    let verify = ok(&publisher, &["ledger", "verify"]);
     assert!(verify.contains("OK"), "{verify}");
 }
 

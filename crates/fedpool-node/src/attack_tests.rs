@@ -53,6 +53,7 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
         max_message_bytes: 4 << 20,
         wiretap: None,
         replay: None,
+        freeze_before: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let node = tokio::spawn(crate::run(

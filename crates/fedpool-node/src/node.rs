@@ -11,7 +11,7 @@ use fedpool_core::TrainOutcome;
 use fedpool_ledger::{
     AppendOutcome, Body, Did, Event, Keypair, ModelId, NetworkId, Store, active_consents,
 };
-use fedpool_protocol::{Msg, PublisherInput, RoundId, wire};
+use fedpool_protocol::{Msg, PublisherInput, RoundId, Stage, wire};
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -57,6 +57,9 @@ pub struct NodeConfig {
     pub wiretap: Option<WireTap>,
     /// Seeds from a simulation plan (tests only; see [`crate::replay`]).
     pub replay: Option<Arc<Replay>>,
+    /// Fault injection for tests: as an owner, stop sending round messages from the first
+    /// one of this stage on, as a process killed at that point would (the test then kills it).
+    pub freeze_before: Option<Stage>,
 }
 
 /// What a node prints once it listens.
@@ -99,6 +102,8 @@ struct State {
     bytes_received: u64,
     rejected: u64,
     listen: Vec<Multiaddr>,
+    /// Set once `freeze_before` has struck.
+    frozen: bool,
 }
 
 /// Runs a node until `shutdown` completes (or a `shutdown` control request). Calls
@@ -168,6 +173,7 @@ pub async fn run(
         bytes_received: 0,
         rejected: 0,
         listen,
+        frozen: false,
         config,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -566,7 +572,16 @@ impl State {
                     peer,
                     model_id,
                     msg,
-                } => self.send_round(peer, &model_id, &msg),
+                } => {
+                    let stage = msg.participant_stage();
+                    if !self.frozen && stage.is_some() && stage == self.config.freeze_before {
+                        tracing::warn!(?stage, round = %msg.round(), "fault injection: frozen before sending");
+                        self.frozen = true;
+                    }
+                    if !self.frozen {
+                        self.send_round(peer, &model_id, &msg);
+                    }
+                }
                 OwnerAction::Train {
                     model_id,
                     job,

@@ -103,6 +103,7 @@ pub async fn start_node(
         max_message_bytes: 64 << 20,
         wiretap,
         replay: None,
+        freeze_before: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let handle = tokio::spawn(crate::run(
