@@ -157,3 +157,195 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
     let store = Store::open(&ledger_path, &network).unwrap();
     assert!(store.events_by_author(&rogue.did()).unwrap().is_empty());
 }
+
+/// A consenting member turned rogue: it answers round 1 with an update and sends it a second
+/// time, re-addresses it to a model it has no part in, and answers round 2 only with its
+/// recorded round-1 update. The duplicate counts once, the re-addressed copy is rejected, and
+/// round 2 goes on without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_replayed_update_counts_once_and_never_in_another_round_or_model() {
+    use crate::chunk::Chunk;
+    use crate::test_support::{CsvData, call, consent, digits_csv, publish_digits, start_node};
+    use fedpool_protocol::UpdateMsg;
+
+    let network = NetworkId::new("replay-test").unwrap();
+    let publisher = Keypair::insecure_from_seed(21);
+    let owners = [
+        Keypair::insecure_from_seed(22),
+        Keypair::insecure_from_seed(23),
+    ];
+    let rogue = Keypair::insecure_from_seed(24);
+    let pub_dir = tempfile::tempdir().unwrap();
+    let owner_dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let model = {
+        let mut store = Store::open(&pub_dir.path().join("ledger.db"), &network).unwrap();
+        let model = publish_digits(&mut store, &publisher);
+        for key in owners.iter().chain([&rogue]) {
+            consent(&mut store, key, &publisher, &model, "any");
+        }
+        for dir in &owner_dirs {
+            let mut own = Store::open(&dir.path().join("ledger.db"), &network).unwrap();
+            own.import(store.events().unwrap()).unwrap();
+        }
+        model
+    };
+    let (pub_addr, _p) = start_node(
+        pub_dir.path(),
+        &publisher,
+        &network,
+        vec![],
+        Arc::new(CsvData(digits_csv(100))),
+        None,
+    )
+    .await;
+    let mut honest = Vec::new();
+    for (i, dir) in owner_dirs.iter().enumerate() {
+        let rows: String = digits_csv(400)
+            .lines()
+            .skip(1 + 200 * i)
+            .take(200)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        honest.push(
+            start_node(
+                dir.path(),
+                &owners[i],
+                &network,
+                vec![pub_addr.clone()],
+                Arc::new(CsvData(format!("{}{rows}", digits_csv(0)))),
+                None,
+            )
+            .await,
+        );
+    }
+    let mut swarm =
+        crate::swarm::build(libp2p_keypair(&rogue).unwrap(), Duration::from_secs(10)).unwrap();
+    swarm.dial(pub_addr).unwrap();
+    let publisher_peer = libp2p_keypair(&publisher).unwrap().public().to_peer_id();
+    // Round 1 must reach the rogue: train once it and both owners are connected.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } =
+                swarm.select_next_some().await
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the rogue could not connect");
+    loop {
+        let status = call(pub_dir.path(), ControlRequest::Status).await;
+        if status[0]["peers"].as_array().map_or(0, Vec::len) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let train = {
+        let home = pub_dir.path().to_path_buf();
+        let model = model.model_id.as_str().to_string();
+        tokio::spawn(async move {
+            call(
+                &home,
+                ControlRequest::Train {
+                    model,
+                    rounds: Some(2),
+                    eval: None,
+                },
+            )
+            .await
+        })
+    };
+    let mut transfer = 100;
+    let mut send = |swarm: &mut libp2p::Swarm<crate::swarm::Behaviour>, bytes: &[u8]| {
+        transfer += 1;
+        for chunk in split(transfer, bytes) {
+            swarm
+                .behaviour_mut()
+                .rounds
+                .send_request(&publisher_peer, chunk.encode());
+        }
+    };
+    let mut recorded: Option<Vec<u8>> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !train.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "training did not finish"
+        );
+        let event = tokio::select! {
+            event = swarm.select_next_some() => event,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+        };
+        let libp2p::swarm::SwarmEvent::Behaviour(crate::swarm::BehaviourEvent::Rounds(
+            libp2p::request_response::Event::Message {
+                message:
+                    libp2p::request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            },
+        )) = event
+        else {
+            continue;
+        };
+        let _ = swarm
+            .behaviour_mut()
+            .rounds
+            .send_response(channel, Vec::new());
+        let chunk = Chunk::decode(&request).unwrap();
+        assert_eq!(chunk.count, 1, "a digits model fits one chunk");
+        let (_, msg) = wire::decode(&chunk.payload).unwrap();
+        let Msg::TrainRequest(request) = msg else {
+            continue;
+        };
+        match request.round.0 {
+            1 => {
+                let update = wire::encode(
+                    model.model_id.as_str(),
+                    &Msg::Update(UpdateMsg {
+                        round: request.round,
+                        delta: vec![0.0; request.global.len()],
+                        n_examples: 100,
+                        train_loss: 0.0,
+                        within_clip: true,
+                        contributed: true,
+                    }),
+                );
+                send(&mut swarm, &update);
+                send(&mut swarm, &update);
+                let (_, msg) = wire::decode(&update).unwrap();
+                send(&mut swarm, &wire::encode("another-model", &msg));
+                recorded = Some(update);
+            }
+            _ => send(&mut swarm, recorded.as_ref().unwrap()),
+        }
+    }
+    let lines = train.await.unwrap();
+    let completed: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "completed").collect();
+    assert_eq!(completed.len(), 2, "{lines:?}");
+    // Round 1: the two honest owners and the rogue, once.
+    assert_eq!(completed[0]["contributors"], 3, "{}", completed[0]);
+    // Round 2: the replayed round-1 update is not an answer; the rogue is a dropout.
+    assert_eq!(completed[1]["contributors"], 2, "{}", completed[1]);
+    assert_eq!(completed[1]["dropped"], 1, "{}", completed[1]);
+    let status = call(pub_dir.path(), ControlRequest::Status).await;
+    assert!(
+        status[0]["traffic"]["rejected_messages"].as_u64().unwrap() >= 1,
+        "the update re-addressed to another model was not rejected: {}",
+        status[0]
+    );
+    let store = Store::open(&pub_dir.path().join("ledger.db"), &network).unwrap();
+    let committed: Vec<usize> = store
+        .events_by_model(&model.model_id)
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e.body() {
+            fedpool_ledger::Body::RoundCommitted(r) => Some(r.participants.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(committed, vec![3, 2]);
+}

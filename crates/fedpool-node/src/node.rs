@@ -521,6 +521,24 @@ impl State {
             self.carry_out_run(actions);
             return Ok(());
         }
+        if msg.participant_stage().is_some() {
+            // A participant's message is for a publisher training that model. To the model's
+            // publisher between runs it is merely late; anywhere else it is misaddressed or
+            // replayed from another model.
+            match find_publication(&self.store, &model_id)? {
+                Some((publisher, _)) if publisher == self.me => {
+                    tracing::debug!(model = %short(model_id.as_str()), "a participant's message after the run ended");
+                }
+                _ => self.penalize(
+                    peer,
+                    10,
+                    &format!(
+                        "a participant's message for {model_id}, which this node does not train"
+                    ),
+                ),
+            }
+            return Ok(());
+        }
         let Some(sender) = did_of(&peer) else {
             self.penalize(peer, 10, "a peer without an Ed25519 identity");
             return Ok(());
