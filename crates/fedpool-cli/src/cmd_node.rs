@@ -11,7 +11,7 @@ use fedpool_data::Dataset;
 use fedpool_ledger::content_hash;
 use fedpool_node::control::{self, ControlRequest};
 use fedpool_node::replay::Replay;
-use fedpool_node::{NodeConfig, NodeInfo};
+use fedpool_node::{Multiaddr, NodeConfig, NodeInfo, Protocol};
 use fedpool_protocol::Stage;
 
 use crate::home::{Home, RegisteredDataset};
@@ -53,6 +53,11 @@ pub struct RunArgs {
     /// memory, not the transport).
     #[arg(long, default_value_t = 2048)]
     max_message_mib: u64,
+    /// Find peers on the local network by mDNS (announces this node to the whole LAN; off
+    /// unless given). mDNS announces only LAN addresses, so listen on one too, e.g.
+    /// `--listen /ip4/0.0.0.0/tcp/0`.
+    #[arg(long)]
+    mdns: bool,
     /// Draw training, privacy and sampling randomness from a simulation plan's seeds (written
     /// by `cluster up --replay-simulation`) instead of the OS: for the test that the network
     /// computes what the simulation computes. Makes DP noise predictable; never with real data.
@@ -167,12 +172,19 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
     if !(args.sync_interval > 0.0 && args.sync_interval.is_finite()) {
         bail!("--sync-interval must be a positive number of seconds");
     }
+    let listen = parse(&args.listen, "--listen")?;
+    if args.mdns && listen.iter().all(is_loopback) {
+        tracing::warn!(
+            "--mdns announces only LAN addresses and this node listens on loopback only: \
+             nobody will find it; add e.g. --listen /ip4/0.0.0.0/tcp/0"
+        );
+    }
     let config = NodeConfig {
         home: node.home.dir().to_path_buf(),
         keypair: node.keypair.clone(),
         ledger_path: node.home.ledger_path(),
         network: node.store.network().clone(),
-        listen: parse(&args.listen, "--listen")?,
+        listen,
         bootstrap: parse(&args.bootstrap, "--bootstrap")?,
         data: Arc::new(RegisteredData {
             home: node.home.clone(),
@@ -192,6 +204,7 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
             None => None,
         },
         freeze_before: args.fault_freeze_before,
+        mdns: args.mdns,
     };
     drop(node);
     let json = args.json;
@@ -385,4 +398,13 @@ pub fn train(home: Home, args: TrainArgs) -> Result<bool> {
         bail!("{why}");
     }
     Ok(completed > 0)
+}
+
+/// Whether an address reaches only this machine.
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|part| match part {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }

@@ -54,6 +54,7 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
         wiretap: None,
         replay: None,
         freeze_before: None,
+        mdns: false,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let node = tokio::spawn(crate::run(
@@ -65,8 +66,12 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
     ));
     let victim_addr: Multiaddr = ready_rx.await.unwrap();
 
-    let mut swarm =
-        crate::swarm::build(libp2p_keypair(&rogue).unwrap(), Duration::from_secs(10)).unwrap();
+    let mut swarm = crate::swarm::build(
+        libp2p_keypair(&rogue).unwrap(),
+        Duration::from_secs(10),
+        false,
+    )
+    .unwrap();
     let topic = gossipsub::IdentTopic::new(format!("fedpool/{}/events/1", network.as_str()));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
     swarm.dial(victim_addr).unwrap();
@@ -218,8 +223,12 @@ async fn a_members_replayed_update_counts_once_and_never_in_another_round_or_mod
             .await,
         );
     }
-    let mut swarm =
-        crate::swarm::build(libp2p_keypair(&rogue).unwrap(), Duration::from_secs(10)).unwrap();
+    let mut swarm = crate::swarm::build(
+        libp2p_keypair(&rogue).unwrap(),
+        Duration::from_secs(10),
+        false,
+    )
+    .unwrap();
     swarm.dial(pub_addr).unwrap();
     let publisher_peer = libp2p_keypair(&publisher).unwrap().public().to_peer_id();
     // Round 1 must reach the rogue: train once it and both owners are connected.

@@ -31,6 +31,8 @@ mod attack_tests;
 pub mod chunk;
 pub mod codec;
 pub mod control;
+#[cfg(test)]
+mod discovery_tests;
 mod error;
 pub mod identity;
 pub mod node;
@@ -51,7 +53,7 @@ use fedpool_core::Contract;
 use fedpool_data::Dataset;
 
 pub use error::Error;
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 pub use node::{NodeConfig, NodeInfo, run};
 
 /// Where a node's rows come from: the CLI reads the files its owner registered. Rows are

@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub wiretap: Option<WireTap>,
     /// Seeds from a simulation plan (tests only; see [`crate::replay`]).
     pub replay: Option<Arc<Replay>>,
+    /// Discover peers on the local network by mDNS (off by default).
+    pub mdns: bool,
     /// Fault injection for tests: as an owner, stop sending round messages from the first
     /// one of this stage on, as a process killed at that point would (the test then kills it).
     pub freeze_before: Option<Stage>,
@@ -116,7 +118,11 @@ pub async fn run(
     let keypair = config.keypair.clone();
     let me = keypair.did();
     let store = Store::open(&config.ledger_path, &config.network)?;
-    let mut swarm = crate::swarm::build(libp2p_keypair(&keypair)?, Duration::from_secs(60))?;
+    let mut swarm = crate::swarm::build(
+        libp2p_keypair(&keypair)?,
+        Duration::from_secs(60),
+        config.mdns,
+    )?;
     let topic = gossipsub::IdentTopic::new(format!("fedpool/{}/events/1", config.network.as_str()));
     swarm
         .behaviour_mut()
@@ -229,6 +235,21 @@ impl State {
                 }
                 tracing::debug!(peer = %short(&peer_id.to_base58()), "connected");
                 self.ask_heads(peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
+                for (peer_id, addr) in found {
+                    if peer_id == *self.swarm.local_peer_id() || self.blocked.contains(&peer_id) {
+                        continue;
+                    }
+                    tracing::debug!(peer = %short(&peer_id.to_base58()), %addr, "found on the local network");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                    if !self.swarm.is_connected(&peer_id) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -813,6 +834,7 @@ impl State {
             "privacy": privacy,
             "traffic": {
                 "round_bytes_sent": self.outbox.bytes_sent(),
+                "round_payload_bytes": self.outbox.payload_bytes_queued(),
                 "round_bytes_received": self.bytes_received,
                 "messages_pending": self.outbox.pending(),
                 "rejected_messages": self.rejected,

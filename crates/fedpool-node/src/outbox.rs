@@ -30,6 +30,7 @@ pub struct Outbox {
     requests: HashMap<OutboundRequestId, PeerId>,
     next_transfer: u64,
     bytes_sent: u64,
+    payload_bytes_queued: u64,
     tap: Option<crate::WireTap>,
 }
 
@@ -49,6 +50,7 @@ impl Outbox {
         peer: PeerId,
         message: Vec<u8>,
     ) {
+        self.payload_bytes_queued += message.len() as u64;
         self.queues
             .entry(peer)
             .or_default()
@@ -76,6 +78,12 @@ impl Outbox {
     /// Bytes handed to the transport so far (chunk headers included).
     pub fn bytes_sent(&self) -> u64 {
         self.bytes_sent
+    }
+
+    /// Bytes of the encoded messages themselves (what the transport's framing is measured
+    /// against).
+    pub fn payload_bytes_queued(&self) -> u64 {
+        self.payload_bytes_queued
     }
 
     /// Messages not yet fully acknowledged.

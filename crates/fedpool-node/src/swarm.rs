@@ -1,12 +1,14 @@
 //! The libp2p stack of a node: TCP and QUIC, Noise and Yamux; identify and ping; Kademlia for
-//! discovery; gossipsub for new ledger events; request-response for round messages (in
+//! discovery (and mDNS on the local network, only when asked); gossipsub for new ledger events; request-response for round messages (in
 //! chunks) and ledger catch-up.
 
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux,
+    StreamProtocol, Swarm, gossipsub, identify, kad, mdns, noise, ping, request_response, tcp,
+    yamux,
 };
 
 use crate::Error;
@@ -32,6 +34,9 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Peer discovery.
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Peers on the local network, announced by multicast: off unless asked for, since it
+    /// tells the whole LAN that this machine runs a node.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// New ledger events, to everyone.
     pub gossipsub: gossipsub::Behaviour,
     /// Round messages, one chunk per request; the response is an empty acknowledgement.
@@ -44,6 +49,7 @@ pub struct Behaviour {
 pub fn build(
     key: libp2p::identity::Keypair,
     request_timeout: Duration,
+    mdns: bool,
 ) -> Result<Swarm<Behaviour>, Error> {
     let transport_error = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -78,6 +84,14 @@ pub fn build(
                 kad::Config::new(KAD_PROTOCOL),
             );
             kad.set_mode(Some(kad::Mode::Server));
+            let mdns = if mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
             let rr_config = request_response::Config::default()
                 .with_request_timeout(request_timeout)
                 .with_max_concurrent_streams(256);
@@ -88,6 +102,7 @@ pub fn build(
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad,
+                mdns: mdns.into(),
                 gossipsub,
                 rounds: request_response::Behaviour::with_codec(
                     FrameCodec {

@@ -90,7 +90,22 @@ pub async fn start_node(
     data: Arc<dyn DataSource>,
     wiretap: Option<WireTap>,
 ) -> (Multiaddr, tokio::task::JoinHandle<Result<(), crate::Error>>) {
-    let config = NodeConfig {
+    start(node_config(
+        home, keypair, network, bootstrap, data, wiretap,
+    ))
+    .await
+}
+
+/// A test node's configuration: loopback, short timeouts.
+pub fn node_config(
+    home: &Path,
+    keypair: &Keypair,
+    network: &NetworkId,
+    bootstrap: Vec<Multiaddr>,
+    data: Arc<dyn DataSource>,
+    wiretap: Option<WireTap>,
+) -> NodeConfig {
+    NodeConfig {
         home: home.to_path_buf(),
         keypair: keypair.clone(),
         ledger_path: home.join("ledger.db"),
@@ -104,7 +119,14 @@ pub async fn start_node(
         wiretap,
         replay: None,
         freeze_before: None,
-    };
+        mdns: false,
+    }
+}
+
+/// Starts a node in this runtime; returns its first listen address once it listens.
+pub async fn start(
+    config: NodeConfig,
+) -> (Multiaddr, tokio::task::JoinHandle<Result<(), crate::Error>>) {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let handle = tokio::spawn(crate::run(
         config,

@@ -23,8 +23,8 @@ async fn a_300_mb_parameter_vector_crosses_in_chunks() {
     let sender_key = libp2p_keypair(&fedpool_ledger::Keypair::insecure_from_seed(21)).unwrap();
     let receiver_key = libp2p_keypair(&fedpool_ledger::Keypair::insecure_from_seed(22)).unwrap();
     let receiver_peer = receiver_key.public().to_peer_id();
-    let mut sender = build(sender_key, Duration::from_secs(120)).unwrap();
-    let mut receiver = build(receiver_key, Duration::from_secs(120)).unwrap();
+    let mut sender = build(sender_key, Duration::from_secs(120), false).unwrap();
+    let mut receiver = build(receiver_key, Duration::from_secs(120), false).unwrap();
     receiver
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .unwrap();
