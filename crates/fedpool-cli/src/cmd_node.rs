@@ -179,6 +179,11 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
              nobody will find it; add e.g. --listen /ip4/0.0.0.0/tcp/0"
         );
     }
+    if let Some(stage) = args.fault_freeze_before {
+        tracing::warn!(
+            "fault injection: this node will stop sending round messages before {stage:?} (for tests)"
+        );
+    }
     let config = NodeConfig {
         home: node.home.dir().to_path_buf(),
         keypair: node.keypair.clone(),

@@ -358,3 +358,116 @@ async fn a_members_replayed_update_counts_once_and_never_in_another_round_or_mod
         .collect();
     assert_eq!(committed, vec![3, 2]);
 }
+
+/// A publisher that ignores a revocation and asks anyway: the owner's node re-reads its own
+/// ledger at the request and declines, training nothing and sending nothing of its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_who_revoked_refuses_a_request_sent_anyway() {
+    use crate::test_support::{CsvData, digits_csv, publish_digits, start_node};
+    use fedpool_core::LocalTraining;
+    use fedpool_ledger::{ConsentGranted, ConsentRevoked};
+    use fedpool_protocol::{RoundPrivacy, TrainRequest};
+
+    let network = NetworkId::new("revoked-test").unwrap();
+    let publisher = Keypair::insecure_from_seed(31);
+    let owner = Keypair::insecure_from_seed(32);
+    let dir = tempfile::tempdir().unwrap();
+    let model = {
+        let mut store = Store::open(&dir.path().join("ledger.db"), &network).unwrap();
+        let model = publish_digits(&mut store, &publisher);
+        let granted = store
+            .append_next(
+                &owner,
+                2_000,
+                ConsentGranted {
+                    model_id: model.model_id.clone(),
+                    publisher: publisher.did(),
+                    card_hash: model.card_hash.clone(),
+                    dataset_fingerprint: "any".into(),
+                    fields: model.terms.required_fields.clone(),
+                    expires_at_ms: None,
+                    epsilon_cap: None,
+                },
+            )
+            .unwrap();
+        store
+            .append_next(
+                &owner,
+                3_000,
+                ConsentRevoked {
+                    model_id: model.model_id.clone(),
+                    consent: granted.id(),
+                },
+            )
+            .unwrap();
+        model
+    };
+    let (owner_addr, _node) = start_node(
+        dir.path(),
+        &owner,
+        &network,
+        vec![],
+        Arc::new(CsvData(digits_csv(50))),
+        None,
+    )
+    .await;
+    let mut swarm = crate::swarm::build(
+        libp2p_keypair(&publisher).unwrap(),
+        Duration::from_secs(10),
+        false,
+    )
+    .unwrap();
+    swarm.dial(owner_addr).unwrap();
+    let owner_peer = libp2p_keypair(&owner).unwrap().public().to_peer_id();
+    let request = wire::encode(
+        model.model_id.as_str(),
+        &Msg::TrainRequest(TrainRequest {
+            round: RoundId(1),
+            global: Arc::new(vec![0.0; 650]),
+            local: Arc::new(LocalTraining::default()),
+            privacy: Arc::new(RoundPrivacy::none()),
+            secagg_commitment: None,
+        }),
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match swarm.select_next_some().await {
+                libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => {
+                    for chunk in split(1, &request) {
+                        swarm
+                            .behaviour_mut()
+                            .rounds
+                            .send_request(&owner_peer, chunk.encode());
+                    }
+                }
+                libp2p::swarm::SwarmEvent::Behaviour(crate::swarm::BehaviourEvent::Rounds(
+                    libp2p::request_response::Event::Message {
+                        message:
+                            libp2p::request_response::Message::Request {
+                                request, channel, ..
+                            },
+                        ..
+                    },
+                )) => {
+                    let _ = swarm
+                        .behaviour_mut()
+                        .rounds
+                        .send_response(channel, Vec::new());
+                    let chunk = Chunk::decode(&request).unwrap();
+                    return wire::decode(&chunk.payload).unwrap();
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the owner's node never answered");
+    assert_eq!(answer.0, model.model_id.as_str());
+    assert_eq!(
+        answer.1,
+        Msg::Decline {
+            round: RoundId(1),
+            reason: DeclineReason::NoConsent,
+        }
+    );
+}

@@ -42,8 +42,9 @@ pub mod publishing;
 pub mod replay;
 mod swarm;
 pub mod sync;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod test_support;
 #[cfg(test)]
 mod transfer_tests;
 #[cfg(test)]

@@ -79,6 +79,8 @@ pub struct NodeInfo {
 
 /// Misbehaviour below this score gets a peer disconnected and ignored.
 const BAN_SCORE: i64 = -50;
+/// Peers asked for their ledger heads at each sync interval.
+const SYNC_FANOUT: usize = 3;
 
 enum SyncKind {
     Heads,
@@ -101,6 +103,8 @@ struct State {
     scores: HashMap<PeerId, i64>,
     blocked: HashSet<PeerId>,
     sync_requests: HashMap<OutboundRequestId, (PeerId, SyncKind)>,
+    /// Where the next anti-entropy tick starts in the sorted peer list.
+    sync_cursor: usize,
     bytes_received: u64,
     rejected: u64,
     listen: Vec<Multiaddr>,
@@ -176,6 +180,7 @@ pub async fn run(
         scores: HashMap::new(),
         blocked: HashSet::new(),
         sync_requests: HashMap::new(),
+        sync_cursor: 0,
         bytes_received: 0,
         rejected: 0,
         listen,
@@ -203,7 +208,7 @@ pub async fn run(
             _ = tick.tick() => state.on_tick(),
             _ = sync_tick.tick() => {
                 state.redial_bootstrap();
-                state.ask_heads_of_all();
+                state.ask_heads_of_a_few();
                 Ok(())
             }
         };
@@ -399,7 +404,11 @@ impl State {
     }
 
     fn ask_heads(&mut self, peer: PeerId) {
-        if self.blocked.contains(&peer) {
+        let pending = self
+            .sync_requests
+            .values()
+            .any(|(p, kind)| *p == peer && matches!(kind, SyncKind::Heads));
+        if self.blocked.contains(&peer) || pending {
             return;
         }
         let request = SyncRequest::Heads.encode();
@@ -426,11 +435,22 @@ impl State {
         }
     }
 
-    fn ask_heads_of_all(&mut self) {
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        for peer in peers {
+    /// Anti-entropy: asks the next few peers, in turn, for their heads. Asking every peer
+    /// every interval costs each node O(peers) requests a tick and the network O(n²): at 100
+    /// nodes that starved the event loops. A few a tick still reaches every peer within
+    /// ⌈peers / SYNC_FANOUT⌉ intervals, and gossip delivers new events in the meantime.
+    fn ask_heads_of_a_few(&mut self) {
+        let mut peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if peers.is_empty() {
+            return;
+        }
+        peers.sort();
+        peers.dedup();
+        for i in 0..SYNC_FANOUT.min(peers.len()) {
+            let peer = peers[(self.sync_cursor + i) % peers.len()];
             self.ask_heads(peer);
         }
+        self.sync_cursor = (self.sync_cursor + SYNC_FANOUT) % peers.len();
     }
 
     fn on_sync_response(
