@@ -67,26 +67,32 @@ impl LoopbackCluster {
             }
             text
         };
-        let publisher_config = node_config(
+        // The CLI's default sync interval, not the tests' fast one: anti-entropy is background
+        // load that a deployment pays too, at this rate.
+        let configure = |mut config: fedpool_node::NodeConfig| {
+            config.sync_interval = Duration::from_secs(2);
+            config
+        };
+        let publisher_config = configure(node_config(
             dirs[0].path(),
             &publisher,
             &network,
             Vec::new(),
             Arc::new(CsvData(with_header(&rows[n_train..]))),
             None,
-        );
+        ));
         let (address, handle) = start(publisher_config).await;
         let mut nodes = vec![handle];
         for (i, owner) in owners.iter().enumerate() {
             let share: Vec<&str> = rows[..n_train].iter().skip(i).step_by(n).copied().collect();
-            let config = node_config(
+            let config = configure(node_config(
                 dirs[i + 1].path(),
                 owner,
                 &network,
                 vec![address.clone()],
                 Arc::new(CsvData(with_header(&share))),
                 None,
-            );
+            ));
             nodes.push(start(config).await.1);
         }
         let publisher_home = dirs[0].path().to_path_buf();
