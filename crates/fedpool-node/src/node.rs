@@ -680,7 +680,8 @@ impl State {
 
     fn on_tick(&mut self) -> Result<(), Error> {
         let now = now_ms();
-        self.owner.tick(now);
+        let actions = self.owner.tick(&mut self.store, &self.keypair, now)?;
+        self.carry_out_owner(actions);
         if let Some(run) = &mut self.run
             && run.next_deadline_ms().is_some_and(|d| d <= now)
         {

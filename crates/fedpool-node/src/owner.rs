@@ -13,7 +13,8 @@ use fedpool_ledger::{
     active_consents,
 };
 use fedpool_protocol::{
-    Directory, Msg, Participant, ParticipantInput, ParticipantOutput, PrivacyTerms, TrainJob,
+    Directory, Driver, Host, Msg, NodeId, Participant, PrivacyRecord, PrivacyTerms, RoundEvent,
+    RoundId, Sequential, TrainJob,
 };
 use libp2p::PeerId;
 
@@ -46,14 +47,35 @@ pub enum OwnerAction {
 }
 
 struct OwnerModel {
-    participant: Participant,
+    /// This node's participant, alone in the protocol's driver.
+    driver: Driver,
+    /// Its address in the model's rounds.
+    me: NodeId,
+    link: OwnerLink,
+}
+
+/// What the owner's host needs to carry its participant's outputs out.
+struct OwnerLink {
     publisher_peer: PeerId,
     /// Set once the node has consented and loaded its data for the model.
     training: Option<(Arc<Network>, Arc<Dataset>)>,
     /// The consent its privacy records name.
     consent: Option<EventId>,
     delta: f64,
-    privacy_recorded: usize,
+}
+
+impl OwnerModel {
+    fn participant(&self) -> &Participant {
+        self.driver
+            .participant(self.me)
+            .expect("an owner model drives its participant")
+    }
+
+    fn participant_mut(&mut self) -> &mut Participant {
+        self.driver
+            .participant_mut(self.me)
+            .expect("an owner model drives its participant")
+    }
 }
 
 /// Every model this node takes part in.
@@ -131,14 +153,11 @@ impl Owner {
         let Some(model) = self.models.get_mut(model_id) else {
             return Ok(Vec::new());
         };
-        model
-            .participant
-            .handle(ParticipantInput::Tick { now_ms: now_ms() });
-        model.participant.handle(ParticipantInput::Received {
-            from: PUBLISHER,
-            msg,
-        });
-        drain(store, keypair, model_id, model)
+        let me = model.me;
+        drive(store, keypair, model_id, model, |driver, host| {
+            driver.tick(now_ms(), host)?;
+            driver.deliver([(PUBLISHER, me, msg)], &Sequential, host)
+        })
     }
 
     /// Feeds a finished training job back.
@@ -153,19 +172,26 @@ impl Owner {
         let Some(model) = self.models.get_mut(model_id) else {
             return Ok(Vec::new());
         };
-        model
-            .participant
-            .handle(ParticipantInput::Trained { round, outcome });
-        drain(store, keypair, model_id, model)
+        let me = model.me;
+        drive(store, keypair, model_id, model, |driver, host| {
+            driver.trained(vec![(me, round, outcome)], host)
+        })
     }
 
     /// Lets every participant hear the time (it gives up rounds whose publisher went silent).
-    pub fn tick(&mut self, now: u64) {
-        for model in self.models.values_mut() {
-            model
-                .participant
-                .handle(ParticipantInput::Tick { now_ms: now });
+    pub fn tick(
+        &mut self,
+        store: &mut Store,
+        keypair: &Keypair,
+        now: u64,
+    ) -> Result<Vec<OwnerAction>, Error> {
+        let mut actions = Vec::new();
+        for (model_id, model) in &mut self.models {
+            actions.extend(drive(store, keypair, model_id, model, |driver, host| {
+                driver.tick(now, host)
+            })?);
         }
+        Ok(actions)
     }
 
     /// ε this node has accounted per model.
@@ -175,8 +201,8 @@ impl Owner {
             .map(|(id, m)| {
                 (
                     id.clone(),
-                    m.participant.epsilon_spent(),
-                    m.participant.rounds_trained(),
+                    m.participant().epsilon_spent(),
+                    m.participant().rounds_trained(),
                 )
             })
             .collect()
@@ -186,7 +212,7 @@ impl Owner {
     pub fn requests_received(&self, model_id: &ModelId) -> usize {
         self.models
             .get(model_id)
-            .map_or(0, |m| m.participant.requests_received())
+            .map_or(0, |m| m.participant().requests_received())
     }
 
     /// Re-reads the node's consent and the members it trusts from its ledger; sets the
@@ -235,31 +261,33 @@ impl Owner {
                 .map_err(Error::Refused)?
                 .with_identity(keypair.signing_key().clone(), Arc::new(Directory::new()))
                 .with_publisher(PUBLISHER);
+            let me = participant.id();
+            let mut driver = Driver::new();
+            driver.add_participant(participant);
             self.models.insert(
                 model_id.clone(),
                 OwnerModel {
-                    privacy_recorded: participant.privacy_history().len(),
-                    participant,
-                    publisher_peer: peer_id_of(&publisher)?,
-                    training: None,
-                    consent: None,
-                    delta: terms.delta,
+                    driver,
+                    me,
+                    link: OwnerLink {
+                        publisher_peer: peer_id_of(&publisher)?,
+                        training: None,
+                        consent: None,
+                        delta: terms.delta,
+                    },
                 },
             );
         }
         let Some(model) = self.models.get_mut(model_id) else {
             return Ok(());
         };
-        model.participant.set_consent(mine.is_some());
-        model
-            .participant
-            .set_consent_expiry(mine.as_ref().and_then(|c| c.expires_at_ms));
-        model
-            .participant
-            .set_directory(Arc::new(directory_of(&members)));
+        let participant = model.participant_mut();
+        participant.set_consent(mine.is_some());
+        participant.set_consent_expiry(mine.as_ref().and_then(|c| c.expires_at_ms));
+        participant.set_directory(Arc::new(directory_of(&members)));
         if let Some(consent) = &mine {
-            model.consent = Some(consent.consent);
-            if model.training.is_none() {
+            model.link.consent = Some(consent.consent);
+            if model.link.training.is_none() {
                 let fingerprint = events
                     .iter()
                     .find(|e| e.id() == consent.consent)
@@ -276,7 +304,9 @@ impl Owner {
                 .map_err(|e| Error::Refused(format!("cannot build {model_id}'s model: {e}")))?;
                 // Without its data the node cannot train: it declines like a node that failed.
                 match data.training_data(&contract, &fingerprint) {
-                    Ok(dataset) => model.training = Some((Arc::new(network), Arc::new(dataset))),
+                    Ok(dataset) => {
+                        model.link.training = Some((Arc::new(network), Arc::new(dataset)))
+                    }
                     Err(why) => {
                         tracing::warn!(model = %model_id, %why, "cannot load the consented dataset")
                     }
@@ -287,55 +317,92 @@ impl Owner {
     }
 }
 
-/// Drains a participant's outputs. Write-ahead: every privacy step it accounted is signed
-/// onto the node's own chain before anything it sent leaves the node.
-fn drain(
+/// Runs `step` on the model's driver with the owner's host; a training job the node cannot
+/// run (its consented data did not load) fails at once, like a node whose training failed.
+fn drive(
     store: &mut Store,
     keypair: &Keypair,
     model_id: &ModelId,
     model: &mut OwnerModel,
+    step: impl FnOnce(&mut Driver, &mut OwnerHost<'_>) -> Result<(), Error>,
 ) -> Result<Vec<OwnerAction>, Error> {
-    let outputs: Vec<ParticipantOutput> =
-        std::iter::from_fn(|| model.participant.poll_output()).collect();
-    let history = model.participant.privacy_history();
-    if history.len() > model.privacy_recorded {
-        let Some(consent) = model.consent else {
+    let mut host = OwnerHost {
+        store,
+        keypair,
+        model_id,
+        link: &model.link,
+        actions: Vec::new(),
+        untrainable: Vec::new(),
+    };
+    step(&mut model.driver, &mut host)?;
+    while !host.untrainable.is_empty() {
+        let failed = std::mem::take(&mut host.untrainable)
+            .into_iter()
+            .map(|round| {
+                let why = "this node cannot load the dataset its consent names".to_string();
+                (model.me, round, Err(why))
+            })
+            .collect();
+        model.driver.trained(failed, &mut host)?;
+    }
+    Ok(host.actions)
+}
+
+/// Where an owner's participant's outputs go: its privacy steps onto the node's own chain
+/// (write-ahead: signed before anything it sent after them leaves the node), its messages to
+/// the model's publisher, its training jobs to the node's blocking pool.
+struct OwnerHost<'a> {
+    store: &'a mut Store,
+    keypair: &'a Keypair,
+    model_id: &'a ModelId,
+    link: &'a OwnerLink,
+    actions: Vec<OwnerAction>,
+    untrainable: Vec<RoundId>,
+}
+
+impl Host for OwnerHost<'_> {
+    type Error = Error;
+
+    fn send(&mut self, _from: NodeId, _to: NodeId, msg: Msg) -> Result<(), Error> {
+        // A participant only ever talks to its publisher: the peer is the publication's.
+        self.actions.push(OwnerAction::Send {
+            peer: self.link.publisher_peer,
+            model_id: self.model_id.clone(),
+            msg,
+        });
+        Ok(())
+    }
+
+    fn train(&mut self, job: TrainJob) -> Result<(), Error> {
+        match &self.link.training {
+            Some((network, data)) => self.actions.push(OwnerAction::Train {
+                model_id: self.model_id.clone(),
+                job,
+                network: Arc::clone(network),
+                data: Arc::clone(data),
+            }),
+            None => self.untrainable.push(job.round),
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, _event: RoundEvent) -> Result<(), Error> {
+        // No publisher lives in an owner's driver.
+        Ok(())
+    }
+
+    fn privacy_accounted(&mut self, _node: NodeId, records: &[PrivacyRecord]) -> Result<(), Error> {
+        let Some(consent) = self.link.consent else {
             return Err(Error::Refused(
                 "the node accounted privacy without a consent; this is a bug".into(),
             ));
         };
-        for record in &history[model.privacy_recorded..] {
-            let body = fedpool_runtime::privacy_spent(model_id, consent, record, model.delta)
-                .map_err(|e| Error::Refused(e.to_string()))?;
-            store.append_next(keypair, now_ms(), body)?;
+        for record in records {
+            let body =
+                fedpool_runtime::privacy_spent(self.model_id, consent, record, self.link.delta)
+                    .map_err(|e| Error::Refused(e.to_string()))?;
+            self.store.append_next(self.keypair, now_ms(), body)?;
         }
-        model.privacy_recorded = history.len();
+        Ok(())
     }
-    let mut actions = Vec::new();
-    for output in outputs {
-        match output {
-            ParticipantOutput::Send { msg, .. } => actions.push(OwnerAction::Send {
-                peer: model.publisher_peer,
-                model_id: model_id.clone(),
-                msg,
-            }),
-            ParticipantOutput::Train(job) => match &model.training {
-                Some((network, data)) => actions.push(OwnerAction::Train {
-                    model_id: model_id.clone(),
-                    job,
-                    network: Arc::clone(network),
-                    data: Arc::clone(data),
-                }),
-                None => {
-                    let round = job.round;
-                    model.participant.handle(ParticipantInput::Trained {
-                        round,
-                        outcome: Err("this node cannot load the dataset its consent names".into()),
-                    });
-                    actions.extend(drain(store, keypair, model_id, model)?);
-                }
-            },
-        }
-    }
-    Ok(actions)
 }

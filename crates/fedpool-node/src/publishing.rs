@@ -12,8 +12,8 @@ use fedpool_core::{Contract, Metrics, Network, evaluate_outputs};
 use fedpool_data::Dataset;
 use fedpool_ledger::{Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, Store};
 use fedpool_protocol::{
-    CommittedPlan, Msg, NodeId, PrivacyTerms, Publisher, PublisherConfig, PublisherInput,
-    PublisherOutput, RoundEvent,
+    CommittedPlan, Driver, Host, Msg, NodeId, PrivacyTerms, Publisher, PublisherConfig,
+    PublisherInput, RoundEvent, Sequential, TrainJob,
 };
 use fedpool_runtime::ledger::{metric_pairs, params_hash};
 use libp2p::PeerId;
@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::identity::peer_id_of;
+use crate::identity::{PUBLISHER, peer_id_of};
 use crate::owner::{consenting_members, directory_of, find_publication};
 use crate::replay::Replay;
 use crate::{DataSource, Error, now_ms};
@@ -38,7 +38,8 @@ struct Member {
 pub struct PublisherRun {
     model_id: ModelId,
     publication: ModelPublished,
-    publisher: Publisher,
+    /// The publisher, alone in the protocol's driver.
+    driver: Driver,
     network: Network,
     eval: Option<Dataset>,
     members: BTreeMap<NodeId, Member>,
@@ -182,7 +183,7 @@ impl PublisherRun {
         let mut run = PublisherRun {
             model_id: model_id.clone(),
             publication,
-            publisher,
+            driver: Driver::new().with_publisher(PUBLISHER, publisher),
             network,
             eval,
             members: BTreeMap::new(),
@@ -212,12 +213,16 @@ impl PublisherRun {
 
     /// Whether every round has run.
     pub fn is_done(&self) -> bool {
-        self.publisher.is_done()
+        self.publisher().is_done()
     }
 
     /// ε the publisher's accountant has released so far.
     pub fn epsilon_spent(&self) -> f64 {
-        self.publisher.epsilon_spent()
+        self.publisher().epsilon_spent()
+    }
+
+    fn publisher(&self) -> &Publisher {
+        self.driver.publisher().expect("a run drives its publisher")
     }
 
     /// Rounds completed in this run.
@@ -237,10 +242,12 @@ impl PublisherRun {
         if let Some(replay) = &self.replay {
             members = replay.assign(members);
         }
-        self.publisher
-            .set_directory(Arc::new(directory_of(&members)));
-        self.publisher
-            .set_roster(members.iter().map(|(id, _)| *id).collect());
+        let publisher = self
+            .driver
+            .publisher_mut()
+            .expect("a run drives its publisher");
+        publisher.set_directory(Arc::new(directory_of(&members)));
+        publisher.set_roster(members.iter().map(|(id, _)| *id).collect());
         for (id, consent) in &members {
             let peer = peer_id_of(&consent.owner)?;
             self.by_peer.insert(peer, *id);
@@ -269,28 +276,30 @@ impl PublisherRun {
         if now.saturating_sub(self.roster_checked_ms) >= 1_000 {
             self.refresh_roster(store, &keypair.did())?;
         }
-        self.publisher.handle(input);
-        let mut actions = Vec::new();
-        while let Some(output) = self.publisher.poll_output() {
-            match output {
-                PublisherOutput::Send { to, msg } => match self.members.get(&to) {
-                    Some(member) => actions.push(RunAction::Send {
-                        peer: member.peer,
-                        msg,
-                    }),
-                    None => {
-                        tracing::warn!(%to, "the publisher addressed a node that is not a member")
-                    }
-                },
-                PublisherOutput::Event(event) => self.record(store, keypair, event)?,
+        let mut host = RunHost {
+            members: &self.members,
+            actions: Vec::new(),
+            events: Vec::new(),
+        };
+        match input {
+            PublisherInput::Received { from, msg } => {
+                self.driver
+                    .deliver([(from, PUBLISHER, msg)], &Sequential, &mut host)?
             }
+            PublisherInput::Tick { now_ms } => self.driver.tick(now_ms, &mut host)?,
+        }
+        let RunHost {
+            actions, events, ..
+        } = host;
+        for event in events {
+            self.record(store, keypair, event)?;
         }
         Ok(actions)
     }
 
     /// When the publisher next needs the time.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.publisher.next_deadline_ms()
+        self.driver.next_deadline_ms()
     }
 
     fn record(
@@ -394,10 +403,45 @@ impl PublisherRun {
                     "global_hash": params_hash(&global),
                     "accuracy": metrics.as_ref().map(Metrics::headline),
                     "metric": metrics.as_ref().map(Metrics::headline_name),
-                    "epsilon": self.publisher.epsilon_spent(),
+                    "epsilon": self.epsilon_spent(),
                 }));
             }
         }
+        Ok(())
+    }
+}
+
+/// Where the run's publisher's outputs go: messages to members' peers; round events, recorded
+/// by the run once the driver returns.
+struct RunHost<'a> {
+    members: &'a BTreeMap<NodeId, Member>,
+    actions: Vec<RunAction>,
+    events: Vec<RoundEvent>,
+}
+
+impl Host for RunHost<'_> {
+    type Error = Error;
+
+    fn send(&mut self, _from: NodeId, to: NodeId, msg: Msg) -> Result<(), Error> {
+        match self.members.get(&to) {
+            Some(member) => self.actions.push(RunAction::Send {
+                peer: member.peer,
+                msg,
+            }),
+            None => tracing::warn!(%to, "the publisher addressed a node that is not a member"),
+        }
+        Ok(())
+    }
+
+    fn train(&mut self, job: TrainJob) -> Result<(), Error> {
+        Err(Error::Refused(format!(
+            "{} asked a publisher to train; no participant lives in a run",
+            job.node
+        )))
+    }
+
+    fn event(&mut self, event: RoundEvent) -> Result<(), Error> {
+        self.events.push(event);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! tested in simulation is what runs in deployment.
 #![deny(missing_docs)]
 
+pub mod driver;
 mod msg;
 mod participant;
 mod privacy;
@@ -15,6 +16,7 @@ mod publisher;
 mod secure;
 pub mod wire;
 
+pub use driver::{Driver, Executor, Host, Inbox, Sequential};
 pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
 pub use participant::{
     DEFAULT_PARTICIPANT_TIMEOUT_MS, Participant, ParticipantInput, ParticipantOutput,

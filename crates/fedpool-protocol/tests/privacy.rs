@@ -7,9 +7,9 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use fedpool_core::{LocalTraining, TrainOutcome};
 use fedpool_protocol::{
-    Aggregation, DeclineReason, Directory, Msg, NodeId, Participant, ParticipantInput,
-    ParticipantOutput, PrivacyTerms, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
-    RoundEvent, RoundId, RoundSummary, SecAggSetup, Stage, TrainRequest,
+    Aggregation, DeclineReason, Directory, Driver, Host, Msg, NodeId, Participant,
+    ParticipantInput, ParticipantOutput, PrivacyTerms, Publisher, PublisherConfig, RoundEvent,
+    RoundId, RoundSummary, SecAggSetup, Sequential, Stage, TrainJob, TrainRequest,
 };
 use fedpool_strategy::{ClientSampling, StrategyConfig};
 
@@ -293,34 +293,90 @@ fn a_node_refuses_a_plan_with_less_noise_than_its_contract() {
     }
 }
 
-/// An in-memory network of one publisher and `n` participants. Training is replaced by a
-/// fixed delta per node. `drops` stops a node's messages from the given stage on.
+/// An in-memory network of one publisher and `n` participants, run by the protocol's own
+/// driver. Training is replaced by a fixed delta per node. `drops` stops a node's messages
+/// from the given stage on.
 struct Net {
-    publisher: Publisher,
-    nodes: Vec<Participant>,
-    deltas: Vec<Vec<f32>>,
-    drops: BTreeMap<NodeId, Stage>,
+    driver: Driver,
+    host: NetHost,
     now_ms: u64,
     plain_updates_seen: usize,
-    masked_inputs_sent: usize,
     events: Vec<RoundEvent>,
+}
+
+/// The test network's side of the driver: a FIFO queue with dropouts.
+#[derive(Default)]
+struct NetHost {
+    queue: VecDeque<(NodeId, NodeId, Msg)>,
+    deltas: Vec<Vec<f32>>,
+    drops: BTreeMap<NodeId, Stage>,
+    gone: std::collections::BTreeSet<NodeId>,
+    jobs: Vec<TrainJob>,
+    events: Vec<RoundEvent>,
+    masked_inputs_sent: usize,
+    /// What participants handed the host, in order: (node, "privacy" or the message's stage).
+    trace: Vec<(NodeId, String)>,
+}
+
+impl Host for NetHost {
+    type Error = std::convert::Infallible;
+
+    fn send(&mut self, from: NodeId, to: NodeId, msg: Msg) -> Result<(), Self::Error> {
+        if from != PUBLISHER {
+            if let Some(stage) = msg.participant_stage()
+                && self.drops.get(&from).is_some_and(|s| *s <= stage)
+            {
+                self.gone.insert(from);
+            }
+            if self.gone.contains(&from) {
+                return Ok(());
+            }
+            self.trace
+                .push((from, format!("{:?}", msg.participant_stage())));
+            if msg.participant_stage() == Some(Stage::MaskedInput) {
+                self.masked_inputs_sent += 1;
+            }
+        }
+        self.queue.push_back((from, to, msg));
+        Ok(())
+    }
+
+    fn train(&mut self, job: TrainJob) -> Result<(), Self::Error> {
+        self.jobs.push(job);
+        Ok(())
+    }
+
+    fn event(&mut self, event: RoundEvent) -> Result<(), Self::Error> {
+        self.events.push(event);
+        Ok(())
+    }
+
+    fn privacy_accounted(
+        &mut self,
+        node: NodeId,
+        records: &[fedpool_protocol::PrivacyRecord],
+    ) -> Result<(), Self::Error> {
+        for _ in records {
+            self.trace.push((node, "privacy".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Net {
     fn new(terms: PrivacyTerms, deltas: Vec<Vec<f32>>, rounds: usize) -> Net {
         let n = deltas.len() as u32;
         let (keys, directory) = identities(n);
-        let nodes = keys
-            .into_iter()
-            .enumerate()
-            .map(|(i, key)| {
+        let mut driver = Driver::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            driver.add_participant(
                 Participant::new(NodeId(i as u32), true, 100 + i as u64)
                     .with_privacy_seed([i as u8; 32])
                     .with_privacy(terms.clone(), None)
                     .unwrap()
-                    .with_identity(key, Arc::clone(&directory))
-            })
-            .collect();
+                    .with_identity(key, Arc::clone(&directory)),
+            );
+        }
         let publisher = Publisher::new(
             PublisherConfig {
                 rounds,
@@ -341,87 +397,121 @@ impl Net {
         )
         .with_privacy_seed([0xee; 32]);
         Net {
-            publisher,
-            nodes,
-            deltas,
-            drops: BTreeMap::new(),
+            driver: driver.with_publisher(PUBLISHER, publisher),
+            host: NetHost {
+                deltas,
+                ..NetHost::default()
+            },
             now_ms: 0,
             plain_updates_seen: 0,
-            masked_inputs_sent: 0,
             events: Vec::new(),
         }
     }
 
+    fn publisher(&self) -> &Publisher {
+        self.driver.publisher().unwrap()
+    }
+
+    fn nodes(&self) -> impl Iterator<Item = &Participant> {
+        self.driver.participants()
+    }
+
+    fn replace_publisher(&mut self, publisher: Publisher) {
+        self.driver = std::mem::take(&mut self.driver).with_publisher(PUBLISHER, publisher);
+    }
+
     fn run(&mut self) {
-        let mut queue: VecDeque<(NodeId, NodeId, Msg)> = VecDeque::new();
-        self.publisher.handle(PublisherInput::Tick {
-            now_ms: self.now_ms,
-        });
-        let mut gone: std::collections::BTreeSet<NodeId> = Default::default();
+        let Ok(()) = self.driver.tick(self.now_ms, &mut self.host);
         for _ in 0..100_000 {
-            while let Some(output) = self.publisher.poll_output() {
-                match output {
-                    PublisherOutput::Send { to, msg } => queue.push_back((PUBLISHER, to, msg)),
-                    PublisherOutput::Event(RoundEvent::Finished { .. }) => return,
-                    PublisherOutput::Event(e) => self.events.push(e),
+            for event in std::mem::take(&mut self.host.events) {
+                match event {
+                    RoundEvent::Finished { .. } => return,
+                    e => self.events.push(e),
                 }
             }
-            if let Some((from, to, msg)) = queue.pop_front() {
-                if to == PUBLISHER {
-                    if matches!(msg, Msg::Update(_)) {
-                        self.plain_updates_seen += 1;
-                    }
-                    self.publisher
-                        .handle(PublisherInput::Received { from, msg });
+            if let Some((from, to, msg)) = self.host.queue.pop_front() {
+                if to == PUBLISHER && matches!(msg, Msg::Update(_)) {
+                    self.plain_updates_seen += 1;
+                }
+                if self.host.gone.contains(&to) {
                     continue;
                 }
-                if gone.contains(&to) {
-                    continue;
-                }
-                let node = &mut self.nodes[to.0 as usize];
-                node.handle(ParticipantInput::Received { from, msg });
-                while let Some(out) = node.poll_output() {
-                    match out {
-                        ParticipantOutput::Send { to: dest, msg } => {
-                            if let Some(stage) = msg.participant_stage()
-                                && self.drops.get(&node.id()).is_some_and(|s| *s <= stage)
-                            {
-                                gone.insert(node.id());
-                                continue;
-                            }
-                            if msg.participant_stage() == Some(Stage::MaskedInput) {
-                                self.masked_inputs_sent += 1;
-                            }
-                            if !gone.contains(&node.id()) {
-                                queue.push_back((node.id(), dest, msg));
-                            }
-                        }
-                        ParticipantOutput::Train(job) => {
-                            node.handle(ParticipantInput::Trained {
-                                round: job.round,
-                                outcome: Ok(TrainOutcome {
-                                    delta: self.deltas[job.node.0 as usize].clone(),
-                                    n_examples: 10,
-                                    final_loss: 0.1,
-                                    n_steps: 1,
-                                }),
-                            });
-                        }
-                    }
-                }
+                let Ok(()) = self
+                    .driver
+                    .deliver([(from, to, msg)], &Sequential, &mut self.host);
                 continue;
             }
-            match self.publisher.next_deadline_ms() {
+            if !self.host.jobs.is_empty() {
+                let results = std::mem::take(&mut self.host.jobs)
+                    .into_iter()
+                    .map(|job| {
+                        let outcome = Ok(TrainOutcome {
+                            delta: self.host.deltas[job.node.0 as usize].clone(),
+                            n_examples: 10,
+                            final_loss: 0.1,
+                            n_steps: 1,
+                        });
+                        (job.node, job.round, outcome)
+                    })
+                    .collect();
+                let Ok(()) = self.driver.trained(results, &mut self.host);
+                continue;
+            }
+            match self
+                .driver
+                .publisher()
+                .and_then(Publisher::next_deadline_ms)
+            {
                 Some(deadline) => {
                     self.now_ms = self.now_ms.max(deadline);
-                    self.publisher.handle(PublisherInput::Tick {
-                        now_ms: self.now_ms,
-                    });
+                    let Ok(()) = self.driver.tick(self.now_ms, &mut self.host);
                 }
                 None => return,
             }
         }
         panic!("the round never finished");
+    }
+
+    /// Like [`Net::run`], but every queued message is delivered in one batch, as the
+    /// simulation does, with `executor` running the participants' inboxes.
+    fn run_batched(&mut self, executor: &dyn fedpool_protocol::Executor) {
+        let Ok(()) = self.driver.tick(self.now_ms, &mut self.host);
+        for _ in 0..100_000 {
+            if std::mem::take(&mut self.host.events)
+                .into_iter()
+                .inspect(|e| self.events.push(e.clone()))
+                .any(|e| matches!(e, RoundEvent::Finished { .. }))
+            {
+                return;
+            }
+            let batch: Vec<_> = self.host.queue.drain(..).collect();
+            if !batch.is_empty() {
+                let Ok(()) = self.driver.deliver(batch, executor, &mut self.host);
+                continue;
+            }
+            let jobs = std::mem::take(&mut self.host.jobs);
+            if !jobs.is_empty() {
+                let results = jobs
+                    .into_iter()
+                    .map(|job| {
+                        let delta = self.host.deltas[job.node.0 as usize].clone();
+                        let outcome = Ok(TrainOutcome {
+                            delta,
+                            n_examples: 10,
+                            final_loss: 0.1,
+                            n_steps: 1,
+                        });
+                        (job.node, job.round, outcome)
+                    })
+                    .collect();
+                let Ok(()) = self.driver.trained(results, &mut self.host);
+                continue;
+            }
+            let deadline = self.driver.next_deadline_ms().expect("a round in progress");
+            self.now_ms = self.now_ms.max(deadline);
+            let Ok(()) = self.driver.tick(self.now_ms, &mut self.host);
+        }
+        panic!("the rounds never finished");
     }
 
     fn completed(&self) -> Vec<&RoundSummary> {
@@ -483,7 +573,7 @@ fn a_secure_round_survives_dropouts_at_every_stage() {
         let terms = terms(1.0, 0.0, 1.0, None, true);
         let data = deltas(10, 16);
         let mut net = Net::new(terms, data.clone(), 1);
-        net.drops.insert(NodeId(3), stage);
+        net.host.drops.insert(NodeId(3), stage);
         net.run();
         let rounds = net.completed();
         assert_eq!(rounds.len(), 1, "{stage:?}: {:?}", net.events);
@@ -517,7 +607,7 @@ fn a_secure_round_below_the_noise_threshold_fails_and_keeps_the_model() {
     terms.secure_aggregation_threshold = 0.8;
     let mut net = Net::new(terms, deltas(10, 8), 1);
     for node in 0..3 {
-        net.drops.insert(NodeId(node), Stage::MaskedInput);
+        net.host.drops.insert(NodeId(node), Stage::MaskedInput);
     }
     net.run();
     assert!(net.completed().is_empty());
@@ -528,10 +618,9 @@ fn a_secure_round_below_the_noise_threshold_fails_and_keeps_the_model() {
         "{:?}",
         net.events
     );
-    assert!(net.publisher.global().iter().all(|&x| x == 0.0));
+    assert!(net.publisher().global().iter().all(|&x| x == 0.0));
     let refused = net
-        .nodes
-        .iter()
+        .nodes()
         .filter(|n| {
             n.secure_aborts()
                 .iter()
@@ -553,7 +642,7 @@ fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
     forged_directory.insert(NodeId(2), forged.verifying_key());
     let forged_directory = Arc::new(forged_directory);
     let mut net = Net::new(terms.clone(), data, 1);
-    net.publisher = Publisher::new(
+    net.replace_publisher(Publisher::new(
         PublisherConfig {
             rounds: 1,
             sampling: ClientSampling {
@@ -570,17 +659,19 @@ fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
         StrategyConfig::FedAvg.build(),
         vec![0.0; 8],
         (0..5).map(NodeId).collect(),
+    ));
+    net.driver.add_participant(
+        Participant::new(NodeId(2), true, 9)
+            .with_privacy(terms, None)
+            .unwrap()
+            .with_identity(forged, forged_directory),
     );
-    net.nodes[2] = Participant::new(NodeId(2), true, 9)
-        .with_privacy(terms, None)
-        .unwrap()
-        .with_identity(forged, forged_directory);
     net.run();
     assert!(net.completed().is_empty(), "{:?}", net.events);
     // The publisher's config binds the forged identity, so no honest member's signed keys
     // match it and nobody ever reaches the masked-input stage. (The secagg crate's tests cover
     // a relaying server that swaps keys: there the members abort.)
-    assert_eq!(net.masked_inputs_sent, 0);
+    assert_eq!(net.host.masked_inputs_sent, 0);
     assert!(
         net.events
             .iter()
@@ -620,7 +711,7 @@ fn the_publisher_stops_before_the_budget_and_reports_spend() {
             .any(|e| matches!(e, RoundEvent::BudgetExhausted { .. }))
     );
     // Every node accounted the same rounds and the one it was refused: never past the budget.
-    for node in &net.nodes {
+    for node in net.nodes() {
         assert!(node.epsilon_spent() <= budget + 1e-9);
     }
 }
@@ -633,7 +724,7 @@ fn without_noise_or_clipping_the_private_settings_change_nothing() {
     let mut zero = Net::new(terms(0.0, 0.0, 1.0, None, false), data, 3);
     plain.run();
     zero.run();
-    assert_eq!(plain.publisher.global(), zero.publisher.global());
+    assert_eq!(plain.publisher().global(), zero.publisher().global());
     assert_eq!(zero.plain_updates_seen, 15);
 }
 
@@ -642,9 +733,11 @@ fn a_member_without_an_identity_declines_and_the_round_goes_on() {
     let terms = terms(1.0, 0.0, 1.0, None, true);
     let data = deltas(6, 8);
     let mut net = Net::new(terms.clone(), data, 1);
-    net.nodes[0] = Participant::new(NodeId(0), true, 1)
-        .with_privacy(terms, None)
-        .unwrap();
+    net.driver.add_participant(
+        Participant::new(NodeId(0), true, 1)
+            .with_privacy(terms, None)
+            .unwrap(),
+    );
     net.run();
     let rounds = net.completed();
     assert_eq!(rounds.len(), 1, "{:?}", net.events);
@@ -749,7 +842,7 @@ fn adaptive_clipping_moves_the_norm_towards_the_quantile_and_nodes_accept_it() {
     // around the updates' norm, the 50% quantile.
     let last = rounds.last().unwrap().clip_norm;
     assert!((0.4..0.6).contains(&last), "{last}");
-    assert!((net.publisher.clip_norm() - 0.5).abs() < 0.15);
+    assert!((net.publisher().clip_norm() - 0.5).abs() < 0.15);
 }
 
 #[test]
@@ -856,10 +949,10 @@ fn a_node_whose_coin_says_no_releases_exactly_its_zero_out_neighbour_noise_share
         let mut net = Net::new(self_selecting.clone(), data, 1);
         net.run();
         assert!(
-            net.nodes.iter().all(|n| n.rounds_contributed() == 0),
+            net.nodes().all(|n| n.rounds_contributed() == 0),
             "a coin said yes; pick another seed"
         );
-        assert!(net.nodes.iter().all(|n| n.rounds_trained() == 1));
+        assert!(net.nodes().all(|n| n.rounds_trained() == 1));
         let rounds = net.completed();
         assert_eq!(rounds.len(), 1, "{:?}", net.events);
         rounds[0].global.to_vec()
@@ -877,5 +970,69 @@ fn a_node_whose_coin_says_no_releases_exactly_its_zero_out_neighbour_noise_share
     // Contrast: where every coin says yes, the data is in the sum.
     let mut net = Net::new(terms(1.0, 1.0, 1.0, None, true), real, 1);
     net.run();
-    assert!(net.nodes.iter().all(|n| n.rounds_contributed() == 1));
+    assert!(net.nodes().all(|n| n.rounds_contributed() == 1));
+}
+
+#[test]
+fn the_driver_reports_every_privacy_step_before_the_message_sent_after_it() {
+    // Write-ahead: a host persists what a node accounted before anything it sent after leaves,
+    // so a crash can lose a message, never an ε spent. Two noisy secure rounds, 6 nodes.
+    let mut net = Net::new(terms(1.0, 1.0, 1.0, None, true), deltas(6, 8), 2);
+    net.run();
+    assert_eq!(net.completed().len(), 2, "{:?}", net.events);
+    for node in 0..6 {
+        let mine: Vec<&str> = net
+            .host
+            .trace
+            .iter()
+            .filter(|(n, _)| *n == NodeId(node))
+            .map(|(_, what)| what.as_str())
+            .collect();
+        let privacy_steps = mine.iter().filter(|w| **w == "privacy").count();
+        assert_eq!(privacy_steps, 2, "node {node}: {mine:?}");
+        // Each round's masked input comes after that round's privacy step.
+        let masked: Vec<usize> = (0..mine.len())
+            .filter(|i| mine[*i] == "Some(MaskedInput)")
+            .collect();
+        let accounted: Vec<usize> = (0..mine.len()).filter(|i| mine[*i] == "privacy").collect();
+        assert_eq!(masked.len(), 2, "node {node}: {mine:?}");
+        assert!(
+            accounted[0] < masked[0] && accounted[1] < masked[1] && masked[0] < accounted[1],
+            "node {node}: {mine:?}"
+        );
+    }
+}
+
+/// Handles inboxes last node first, as a thread pool might.
+struct Backwards;
+
+impl fedpool_protocol::Executor for Backwards {
+    fn handle_inboxes(&self, inboxes: &mut [fedpool_protocol::Inbox<'_>]) {
+        inboxes
+            .iter_mut()
+            .rev()
+            .for_each(fedpool_protocol::Inbox::handle_all);
+    }
+}
+
+#[test]
+fn what_the_driver_hands_the_host_does_not_depend_on_the_order_inboxes_ran_in() {
+    let run = |executor: &dyn fedpool_protocol::Executor| {
+        let mut net = Net::new(terms(1.0, 1.0, 1.0, None, true), deltas(6, 8), 2);
+        net.run_batched(executor);
+        assert_eq!(net.completed().len(), 2, "{:?}", net.events);
+        (net.publisher().global().clone(), net.host.trace)
+    };
+    let (forwards, forwards_trace) = run(&Sequential);
+    let (backwards, backwards_trace) = run(&Backwards);
+    assert_eq!(forwards, backwards);
+    assert_eq!(forwards_trace, backwards_trace);
+    // Each batch's outputs reached the host in node order: the first stage's six messages.
+    let first: Vec<NodeId> = backwards_trace
+        .iter()
+        .filter(|(_, what)| what != "privacy")
+        .take(6)
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(first, (0..6).map(NodeId).collect::<Vec<_>>());
 }

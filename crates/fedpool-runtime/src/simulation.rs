@@ -16,8 +16,8 @@ use fedpool_core::{Contract, Metrics, Network, evaluate_outputs, train_local};
 use fedpool_data::{Dataset, Partition, Table, Targets, partition_rows, train_test_split};
 use fedpool_ledger::Keypair;
 use fedpool_protocol::{
-    Directory, Msg, NodeId, Participant, ParticipantInput, ParticipantOutput, PrivacyTerms,
-    Publisher, PublisherConfig, PublisherInput, PublisherOutput, RoundEvent, Stage, TrainJob,
+    Directory, Driver, Executor, Host, Inbox, Msg, NodeId, Participant, PrivacyRecord,
+    PrivacyTerms, Publisher, PublisherConfig, RoundEvent, RoundId, Stage, TrainJob,
 };
 use fedpool_strategy::StrategyConfig;
 use rand::seq::SliceRandom;
@@ -249,17 +249,31 @@ impl SimulationPlan {
 /// A prepared simulation: nodes, their data, the publisher and the transport.
 pub struct Simulation<T: Transport = InProcessTransport> {
     network: Network,
-    publisher: Publisher,
-    participants: Vec<Participant>,
+    /// The publisher and every participant, driven by the protocol's one driver.
+    driver: Driver,
+    /// The driver's outputs land here: the in-process queue, with the simulation's extras.
+    host: SimulationHost<T>,
+    n_clients: usize,
     datasets: Vec<Dataset>,
     test_set: Dataset,
-    transport: T,
     clock_ms: u64,
     initial_metrics: Metrics,
-    ledger: Option<SimulationLedger>,
     privacy: PrivacyTerms,
+    stopped_by_budget: Option<String>,
+    /// Per participant, whether (and how) it attacks: applied to what it trained, around the
+    /// participant.
+    behaviours: Vec<Behaviour>,
+}
+
+/// The simulation's side of the driver: the transport, and what a simulation adds around the
+/// protocol without touching it (dropouts injected at random stages, counters of what the
+/// publisher saw, each node's privacy records onto the simulated ledger).
+struct SimulationHost<T> {
+    transport: T,
+    ledger: Option<SimulationLedger>,
     dropout: f64,
     dropout_rng: ChaCha20Rng,
+    secure_aggregation: bool,
     /// This round's planned dropouts: the stage from which each node's messages are lost.
     drop_plan: BTreeMap<NodeId, Stage>,
     /// Nodes gone for the rest of the round.
@@ -267,12 +281,91 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     n_dropouts: usize,
     plain_updates_seen: usize,
     masked_inputs_seen: usize,
-    stopped_by_budget: Option<String>,
-    /// Per participant, how many of its privacy steps are on the ledger.
-    privacy_recorded: Vec<usize>,
-    /// Per participant, whether (and how) it attacks: applied to what it trained, around the
-    /// participant.
-    behaviours: Vec<Behaviour>,
+    /// Training jobs asked for, run in parallel once no message is in flight.
+    jobs: Vec<TrainJob>,
+    /// The publisher's events, handled by the simulation after each driver call.
+    events: Vec<RoundEvent>,
+}
+
+impl<T: Transport> Host for SimulationHost<T> {
+    type Error = Error;
+
+    /// Sends a message unless its sender has dropped out by then.
+    fn send(&mut self, from: NodeId, to: NodeId, msg: Msg) -> Result<(), Error> {
+        if from != PUBLISHER {
+            if let Some(stage) = msg.participant_stage()
+                && self.drop_plan.get(&from).is_some_and(|drop| *drop <= stage)
+            {
+                self.gone.insert(from);
+            }
+            if self.gone.contains(&from) {
+                return Ok(());
+            }
+            if matches!(msg, Msg::Update(_)) {
+                self.plain_updates_seen += 1;
+            } else if msg.participant_stage() == Some(Stage::MaskedInput) {
+                self.masked_inputs_seen += 1;
+            }
+        }
+        self.transport.send(Envelope { from, to, msg });
+        Ok(())
+    }
+
+    fn train(&mut self, job: TrainJob) -> Result<(), Error> {
+        self.jobs.push(job);
+        Ok(())
+    }
+
+    fn event(&mut self, event: RoundEvent) -> Result<(), Error> {
+        if let RoundEvent::Started { sampled, .. } = &event {
+            self.plan_dropouts(sampled);
+        }
+        self.events.push(event);
+        Ok(())
+    }
+
+    fn privacy_accounted(&mut self, node: NodeId, records: &[PrivacyRecord]) -> Result<(), Error> {
+        if let Some(ledger) = &mut self.ledger {
+            for record in records {
+                ledger.note_privacy(node.0 as usize, *record);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T> SimulationHost<T> {
+    /// Picks this round's dropouts: each sampled node drops with probability `dropout`, at a
+    /// uniformly random stage of the round.
+    fn plan_dropouts(&mut self, sampled: &[NodeId]) {
+        self.drop_plan.clear();
+        self.gone.clear();
+        if self.dropout <= 0.0 {
+            return;
+        }
+        let stages: &[Stage] = if self.secure_aggregation {
+            &Stage::SECURE
+        } else {
+            &[Stage::Training]
+        };
+        for &node in sampled {
+            if self.dropout_rng.random::<f64>() < self.dropout {
+                let stage = stages[self.dropout_rng.random_range(0..stages.len())];
+                self.drop_plan.insert(node, stage);
+            }
+        }
+        self.n_dropouts += self.drop_plan.len();
+    }
+}
+
+/// Participants' inboxes in parallel: secure aggregation's key agreements and signature checks
+/// dominate a secure round.
+struct Parallel;
+
+impl Executor for Parallel {
+    fn handle_inboxes(&self, inboxes: &mut [Inbox<'_>]) {
+        inboxes.par_iter_mut().for_each(Inbox::handle_all);
+    }
 }
 
 impl Simulation<InProcessTransport> {
@@ -383,6 +476,7 @@ impl Simulation<InProcessTransport> {
                 .unzip(),
         };
         let directory = Arc::new(directory);
+        let mut driver = Driver::new();
         let participants: Vec<Participant> = decisions
             .iter()
             .zip(&keys)
@@ -417,41 +511,49 @@ impl Simulation<InProcessTransport> {
             roster,
         )
         .with_privacy_seed(simulated_privacy_seed(publisher_seed));
+        participants
+            .into_iter()
+            .for_each(|p| driver.add_participant(p));
+        let driver = driver.with_publisher(PUBLISHER, publisher);
         let initial_metrics = evaluate(&network, &initial, &test_set)?;
         Ok(Simulation {
-            privacy_recorded: vec![0; participants.len()],
             behaviours,
             network,
-            publisher,
-            participants,
+            driver,
+            host: SimulationHost {
+                transport: InProcessTransport::new(),
+                ledger,
+                dropout: options.dropout,
+                dropout_rng: ChaCha20Rng::seed_from_u64(options.seed ^ 0x0d0d_0d0d),
+                secure_aggregation: privacy.secure_aggregation,
+                drop_plan: BTreeMap::new(),
+                gone: BTreeSet::new(),
+                n_dropouts: 0,
+                plain_updates_seen: 0,
+                masked_inputs_seen: 0,
+                jobs: Vec::new(),
+                events: Vec::new(),
+            },
+            n_clients,
             datasets,
             test_set,
-            transport: InProcessTransport::new(),
             clock_ms: 0,
             initial_metrics,
-            ledger,
             privacy,
-            dropout: options.dropout,
-            dropout_rng: ChaCha20Rng::seed_from_u64(options.seed ^ 0x0d0d_0d0d),
-            drop_plan: BTreeMap::new(),
-            gone: BTreeSet::new(),
-            n_dropouts: 0,
-            plain_updates_seen: 0,
-            masked_inputs_seen: 0,
             stopped_by_budget: None,
         })
     }
 
     /// Messages delivered so far.
     pub fn n_messages(&self) -> u64 {
-        self.transport.n_delivered()
+        self.host.transport.n_delivered()
     }
 }
 
 impl<T: Transport> Simulation<T> {
     /// Number of clients.
     pub fn n_clients(&self) -> usize {
-        self.participants.len()
+        self.n_clients
     }
 
     /// Each client's number of training rows.
@@ -476,7 +578,7 @@ impl<T: Transport> Simulation<T> {
 
     /// Clients that consented.
     pub fn n_consenting(&self) -> usize {
-        self.participants.iter().filter(|p| p.consented()).count()
+        self.driver.participants().filter(|p| p.consented()).count()
     }
 
     /// Clients that are not honest.
@@ -499,15 +601,12 @@ impl<T: Transport> Simulation<T> {
     ) -> Result<SimulationReport, Error> {
         let started = Instant::now();
         let mut records = Vec::new();
-        let mut pending_jobs: Vec<TrainJob> = Vec::new();
-        self.publisher.handle(PublisherInput::Tick {
-            now_ms: self.clock_ms,
-        });
+        self.driver.tick(self.clock_ms, &mut self.host)?;
         loop {
-            if let Some(finished) = self.drain_publisher(&mut records, &started, &mut on_round)? {
+            if let Some(finished) = self.take_events(&mut records, &started, &mut on_round)? {
                 let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
                 let seconds = started.elapsed().as_secs_f64();
-                let ledger = match self.ledger.take() {
+                let ledger = match self.host.ledger.take() {
                     Some(mut ledger) => {
                         let n_rounds = records.iter().filter(|r| r.completed).count() as u32;
                         ledger.release(&finished, n_rounds, &final_metrics)?;
@@ -521,7 +620,7 @@ impl<T: Transport> Simulation<T> {
                     }
                     None => None,
                 };
-                let refusers = self.participants.iter().filter(|p| !p.consented());
+                let refusers = self.driver.participants().filter(|p| !p.consented());
                 return Ok(SimulationReport {
                     rounds: records,
                     global: finished,
@@ -533,93 +632,82 @@ impl<T: Transport> Simulation<T> {
                     epsilon: self.epsilon(),
                     delta: self.privacy.delta,
                     secure_aggregation: self.privacy.secure_aggregation,
-                    n_dropouts: self.n_dropouts,
-                    plain_updates_seen: self.plain_updates_seen,
-                    masked_inputs_seen: self.masked_inputs_seen,
+                    n_dropouts: self.host.n_dropouts,
+                    plain_updates_seen: self.host.plain_updates_seen,
+                    masked_inputs_seen: self.host.masked_inputs_seen,
                     stopped_by_budget: self.stopped_by_budget.clone(),
                     max_node_epsilon: self
-                        .participants
-                        .iter()
+                        .driver
+                        .participants()
                         .map(Participant::epsilon_spent)
                         .fold(0.0, f64::max),
                 });
             }
             // Write-ahead: what nodes accounted is on the ledger before anything they sent
             // after accounting is delivered.
-            if let Some(ledger) = &mut self.ledger {
+            if let Some(ledger) = &mut self.host.ledger {
                 ledger.flush_privacy()?;
             }
-            let batch: Vec<Envelope> = std::iter::from_fn(|| self.transport.poll_recv()).collect();
+            let gone = &self.host.gone;
+            let batch: Vec<(NodeId, NodeId, Msg)> =
+                std::iter::from_fn(|| self.host.transport.poll_recv())
+                    .filter(|e| !gone.contains(&e.to))
+                    .map(|e| (e.from, e.to, e.msg))
+                    .collect();
             if !batch.is_empty() {
-                self.deliver_batch(batch, &mut pending_jobs);
+                self.driver.deliver(batch, &Parallel, &mut self.host)?;
                 continue;
             }
-            if !pending_jobs.is_empty() {
-                let jobs = std::mem::take(&mut pending_jobs);
-                self.run_jobs(jobs, &mut pending_jobs);
+            if !self.host.jobs.is_empty() {
+                let jobs = std::mem::take(&mut self.host.jobs);
+                let results = self.run_jobs(&jobs);
+                self.driver.trained(results, &mut self.host)?;
                 continue;
             }
             // Nothing in flight: jump the virtual clock to the next deadline, the publisher's or
             // a participant's; every node hears the time (consent expiry is checked by it).
-            match self.publisher.next_deadline_ms() {
-                Some(deadline) => {
-                    let earliest_participant = self
-                        .participants
-                        .iter()
-                        .filter_map(Participant::next_deadline_ms)
-                        .min();
-                    let deadline = earliest_participant.map_or(deadline, |d| d.min(deadline));
-                    self.clock_ms = self.clock_ms.max(deadline);
-                    for participant in &mut self.participants {
-                        participant.handle(ParticipantInput::Tick {
-                            now_ms: self.clock_ms,
-                        });
-                    }
-                    self.publisher.handle(PublisherInput::Tick {
-                        now_ms: self.clock_ms,
-                    });
-                }
-                None => {
-                    return Err(Error::Setup(
-                        "the publisher stopped without finishing; this is a bug".into(),
-                    ));
-                }
+            if self
+                .driver
+                .publisher()
+                .and_then(Publisher::next_deadline_ms)
+                .is_none()
+            {
+                return Err(Error::Setup(
+                    "the publisher stopped without finishing; this is a bug".into(),
+                ));
             }
+            if let Some(deadline) = self.driver.next_deadline_ms() {
+                self.clock_ms = self.clock_ms.max(deadline);
+            }
+            self.driver.tick(self.clock_ms, &mut self.host)?;
         }
     }
 
-    /// Sends the publisher's messages and handles its events; returns the final model once the
-    /// publisher reports it is finished.
-    fn drain_publisher(
+    /// Handles the publisher's events; returns the final model once the publisher reports it
+    /// is finished.
+    fn take_events(
         &mut self,
         records: &mut Vec<RoundRecord>,
         started: &Instant,
         on_round: &mut impl FnMut(&RoundRecord),
     ) -> Result<Option<Arc<Vec<f32>>>, Error> {
         let mut finished = None;
-        while let Some(output) = self.publisher.poll_output() {
-            match output {
-                PublisherOutput::Send { to, msg } => self.transport.send(Envelope {
-                    from: PUBLISHER,
-                    to,
-                    msg,
-                }),
-                PublisherOutput::Event(RoundEvent::Started { sampled, .. }) => {
-                    self.plan_dropouts(&sampled);
-                }
-                PublisherOutput::Event(RoundEvent::BudgetExhausted {
+        for event in std::mem::take(&mut self.host.events) {
+            match event {
+                RoundEvent::Started { .. } => {}
+                RoundEvent::BudgetExhausted {
                     round,
                     epsilon_spent,
                     epsilon_next,
                     epsilon_budget,
-                }) => {
+                } => {
                     self.stopped_by_budget = Some(format!(
                         "{round} would bring ε from {epsilon_spent:.3} to {epsilon_next:.3}, past the budget of {epsilon_budget}"
                     ));
                 }
-                PublisherOutput::Event(RoundEvent::Completed(summary)) => {
+                RoundEvent::Completed(summary) => {
                     let metrics = evaluate(&self.network, &summary.global, &self.test_set)?;
-                    if let Some(ledger) = &mut self.ledger {
+                    if let Some(ledger) = &mut self.host.ledger {
                         let contributors: Vec<usize> =
                             summary.contributors.iter().map(|n| n.0 as usize).collect();
                         let (epsilon_round, epsilon_total, delta) =
@@ -651,14 +739,14 @@ impl<T: Transport> Simulation<T> {
                         completed: true,
                         elapsed_secs: started.elapsed().as_secs_f64(),
                         epsilon: self.epsilon(),
-                        n_dropouts: self.drop_plan.len(),
+                        n_dropouts: self.host.drop_plan.len(),
                         failure: None,
                         clip_norm: summary.clip_norm,
                     };
                     on_round(&record);
                     records.push(record);
                 }
-                PublisherOutput::Event(RoundEvent::Failed { round, reason }) => {
+                RoundEvent::Failed { round, reason } => {
                     // Failed rounds are part of the protocol (dropouts, budgets), reported in
                     // the round records; the log keeps the detail.
                     tracing::info!(%round, %reason, "round failed");
@@ -675,171 +763,52 @@ impl<T: Transport> Simulation<T> {
                         completed: false,
                         elapsed_secs: started.elapsed().as_secs_f64(),
                         epsilon: self.epsilon(),
-                        n_dropouts: self.drop_plan.len(),
+                        n_dropouts: self.host.drop_plan.len(),
                         failure: Some(reason),
-                        clip_norm: self.publisher.clip_norm(),
+                        clip_norm: self.driver.publisher().map_or(0.0, Publisher::clip_norm),
                     };
                     on_round(&record);
                     records.push(record);
                 }
-                PublisherOutput::Event(RoundEvent::Finished { global }) => finished = Some(global),
+                RoundEvent::Finished { global } => finished = Some(global),
             }
         }
         Ok(finished)
     }
 
-    /// Picks this round's dropouts: each sampled node drops with probability `dropout`, at a
-    /// uniformly random stage of the round.
-    fn plan_dropouts(&mut self, sampled: &[NodeId]) {
-        self.drop_plan.clear();
-        self.gone.clear();
-        if self.dropout <= 0.0 {
-            return;
-        }
-        let stages: &[Stage] = if self.privacy.secure_aggregation {
-            &Stage::SECURE
-        } else {
-            &[Stage::Training]
-        };
-        for &node in sampled {
-            if self.dropout_rng.random::<f64>() < self.dropout {
-                let stage = stages[self.dropout_rng.random_range(0..stages.len())];
-                self.drop_plan.insert(node, stage);
-            }
-        }
-        self.n_dropouts += self.drop_plan.len();
-    }
-
-    /// Sends a participant's message unless the node has dropped out by then.
-    fn send_from_participant(&mut self, from: NodeId, to: NodeId, msg: Msg) {
-        if let Some(stage) = msg.participant_stage()
-            && self.drop_plan.get(&from).is_some_and(|drop| *drop <= stage)
-        {
-            self.gone.insert(from);
-        }
-        if self.gone.contains(&from) {
-            return;
-        }
-        if matches!(msg, Msg::Update(_)) {
-            self.plain_updates_seen += 1;
-        } else if msg.participant_stage() == Some(Stage::MaskedInput) {
-            self.masked_inputs_seen += 1;
-        }
-        self.transport.send(Envelope { from, to, msg });
-    }
-
-    /// Delivers every queued message: the publisher's in arrival order, then each
-    /// participant's inbox, participants in parallel (secure aggregation's key agreements and
-    /// signature checks dominate a secure round). Outputs are routed in node order, so the
-    /// result never depends on thread scheduling.
-    fn deliver_batch(&mut self, batch: Vec<Envelope>, pending_jobs: &mut Vec<TrainJob>) {
-        let mut inboxes: BTreeMap<usize, Vec<(NodeId, Msg)>> = BTreeMap::new();
-        for envelope in batch {
-            if self.gone.contains(&envelope.to) {
-                continue;
-            }
-            if envelope.to == PUBLISHER {
-                self.publisher.handle(PublisherInput::Received {
-                    from: envelope.from,
-                    msg: envelope.msg,
-                });
-                continue;
-            }
-            let idx = envelope.to.0 as usize;
-            if idx >= self.participants.len() {
-                tracing::warn!(to = %envelope.to, "message to an unknown node dropped");
-                continue;
-            }
-            inboxes
-                .entry(idx)
-                .or_default()
-                .push((envelope.from, envelope.msg));
-        }
-        if inboxes.is_empty() {
-            return;
-        }
-        let mut work: Vec<(&mut Participant, Vec<(NodeId, Msg)>)> = self
-            .participants
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(idx, p)| inboxes.remove(&idx).map(|inbox| (p, inbox)))
-            .collect();
-        let outputs: Vec<(NodeId, Vec<ParticipantOutput>)> = work
-            .par_iter_mut()
-            .map(|(participant, inbox)| {
-                let mut out = Vec::new();
-                for (from, msg) in inbox.drain(..) {
-                    participant.handle(ParticipantInput::Received { from, msg });
-                    out.extend(std::iter::from_fn(|| participant.poll_output()));
-                }
-                (participant.id(), out)
-            })
-            .collect();
-        drop(work);
-        for (node, out) in outputs {
-            self.route(node, out, pending_jobs);
-        }
-    }
-
     /// ε spent so far at the contract's δ, when rounds add noise.
     fn epsilon(&self) -> Option<f64> {
-        self.privacy
-            .adds_noise()
-            .then(|| self.publisher.epsilon_spent())
+        self.privacy.adds_noise().then(|| {
+            self.driver
+                .publisher()
+                .map_or(0.0, Publisher::epsilon_spent)
+        })
     }
 
-    /// Sends a participant's messages (unless it has dropped out) and queues its training jobs.
-    fn route(
-        &mut self,
-        node: NodeId,
-        outputs: Vec<ParticipantOutput>,
-        pending_jobs: &mut Vec<TrainJob>,
-    ) {
-        let idx = node.0 as usize;
-        if let (Some(ledger), Some(participant)) = (&mut self.ledger, self.participants.get(idx)) {
-            let history = participant.privacy_history();
-            for record in &history[self.privacy_recorded[idx]..] {
-                ledger.note_privacy(idx, *record);
-            }
-            self.privacy_recorded[idx] = history.len();
-        }
-        for output in outputs {
-            match output {
-                ParticipantOutput::Send { to, msg } => self.send_from_participant(node, to, msg),
-                ParticipantOutput::Train(job) => pending_jobs.push(job),
-            }
-        }
-    }
-
-    fn run_jobs(&mut self, jobs: Vec<TrainJob>, pending_jobs: &mut Vec<TrainJob>) {
+    /// Trains every job in parallel (one client per thread); an attacker's behaviour is applied
+    /// to what it trained.
+    #[allow(clippy::type_complexity)]
+    fn run_jobs(
+        &self,
+        jobs: &[TrainJob],
+    ) -> Vec<(NodeId, RoundId, Result<fedpool_core::TrainOutcome, String>)> {
         let network = &self.network;
         let datasets = &self.datasets;
         let behaviours = &self.behaviours;
-        let results: Vec<_> = jobs
-            .par_iter()
+        jobs.par_iter()
             .map(|job| {
                 let data = &datasets[job.node.0 as usize];
                 let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
-                let mut outcome = train_local(network, &job.global, data, &job.local, &mut rng)
-                    .map_err(|e| e.to_string())?;
-                // An attacker sends something else in place of what it trained.
-                behaviours[job.node.0 as usize].apply(&mut outcome.delta, &mut rng);
-                Ok(outcome)
+                let outcome = train_local(network, &job.global, data, &job.local, &mut rng)
+                    .map_err(|e| e.to_string())
+                    .map(|mut outcome| {
+                        // An attacker sends something else in place of what it trained.
+                        behaviours[job.node.0 as usize].apply(&mut outcome.delta, &mut rng);
+                        outcome
+                    });
+                (job.node, job.round, outcome)
             })
-            .collect();
-        let mut results: Vec<(NodeId, _, _)> = jobs
-            .iter()
-            .zip(results)
-            .map(|(j, r)| (j.node, j.round, r))
-            .collect();
-        results.sort_by_key(|(node, _, _)| *node);
-        for (node, round, outcome) in results {
-            let participant = &mut self.participants[node.0 as usize];
-            participant.handle(ParticipantInput::Trained { round, outcome });
-            let outputs: Vec<ParticipantOutput> =
-                std::iter::from_fn(|| participant.poll_output()).collect();
-            self.route(node, outputs, pending_jobs);
-        }
+            .collect()
     }
 }
 

@@ -1,0 +1,1 @@
+"""fedpool digits contract as a Flower App (benchmark against fedpool's network)."""
