@@ -48,6 +48,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -193,8 +194,33 @@ pub struct Event {
     body: Body,
     signature: Signature,
     id: EventId,
-    /// The author's key, decompressed once (decoding checks it is a curve point).
-    author_key: VerifyingKey,
+    /// The author's key, decompressed when a signature is first checked: reading a stored
+    /// event back never needs it, and decompression dominated a node's CPU when every read
+    /// paid for it.
+    author_key: AuthorKey,
+}
+
+/// A lazily decompressed author key (`None`: the bytes are not a curve point). It is derived
+/// from the event's `author`, which equality already compares.
+#[derive(Clone, Default)]
+struct AuthorKey(OnceLock<Option<VerifyingKey>>);
+
+impl PartialEq for AuthorKey {
+    fn eq(&self, _: &AuthorKey) -> bool {
+        true
+    }
+}
+
+impl AuthorKey {
+    fn known(key: VerifyingKey) -> AuthorKey {
+        AuthorKey(OnceLock::from(Some(key)))
+    }
+
+    fn get(&self, author: &Did) -> Option<&VerifyingKey> {
+        self.0
+            .get_or_init(|| VerifyingKey::from_bytes(author.public_key()).ok())
+            .as_ref()
+    }
 }
 
 impl fmt::Debug for Event {
@@ -251,7 +277,7 @@ impl Event {
             body,
             signature: Signature([0; 64]),
             id: EventId([0; 32]),
-            author_key: keypair.verifying_key(),
+            author_key: AuthorKey::known(keypair.verifying_key()),
         };
         let signed_bytes = event.signed_bytes();
         if signed_bytes.len() + 64 > MAX_EVENT_BYTES {
@@ -305,14 +331,9 @@ impl Event {
             field: "network",
             reason: err.to_string(),
         })?;
-        let author_offset = r.offset;
-        let author_bytes = r.array::<32>("author")?;
-        let author_key = VerifyingKey::from_bytes(&author_bytes).map_err(|_| Error::Decode {
-            offset: author_offset,
-            field: "author",
-            reason: "not a valid Ed25519 public key".into(),
-        })?;
-        let author = Did::from_unchecked_bytes(author_bytes);
+        // Not checked to be a curve point here: an author that is not one fails the signature
+        // check, the only thing its key is for.
+        let author = Did::from_unchecked_bytes(r.array::<32>("author")?);
         let header_offset = r.offset;
         let seq = r.u64("seq")?;
         let prev = r.option("prev", |r| Ok(EventId(r.array("prev")?)))?;
@@ -359,17 +380,15 @@ impl Event {
             body,
             signature,
             id: EventId(*blake3::hash(&bytes[..n_signed_bytes]).as_bytes()),
-            author_key,
+            author_key: AuthorKey::default(),
         })
     }
 
     /// Checks the signature against the author's key.
     pub fn verify_signature(&self) -> Result<(), Error> {
-        if verify_strict(
-            &self.author_key,
-            &signature_message(&self.id),
-            &self.signature,
-        ) {
+        if let Some(key) = self.author_key.get(&self.author)
+            && verify_strict(key, &signature_message(&self.id), &self.signature)
+        {
             Ok(())
         } else {
             Err(Error::Signature {

@@ -45,8 +45,10 @@ impl Did {
             })
     }
 
-    /// A DID read from an event body, not checked to be a curve point (see the type docs).
-    pub(crate) fn from_unchecked_bytes(key_bytes: [u8; 32]) -> Did {
+    /// A DID whose bytes are not checked to be a curve point (see the type docs): for keys read
+    /// from event bodies, from this node's own store, or from a peer's list of chain heads,
+    /// where an invalid key can only fail a later signature check.
+    pub fn from_unchecked_bytes(key_bytes: [u8; 32]) -> Did {
         Did { key: key_bytes }
     }
 
@@ -98,39 +100,53 @@ impl fmt::Debug for Did {
     }
 }
 
+impl Did {
+    /// Parses `did:key:z…` without checking that the key is a curve point: for DIDs this
+    /// node's store wrote after checking them (chain heads are listed often, and decompressing
+    /// every author each time was most of a node's CPU).
+    pub(crate) fn parse_unchecked(input: &str) -> Result<Did, Error> {
+        key_bytes_of(input).map(Did::from_unchecked_bytes)
+    }
+}
+
+/// The 32 key bytes a `did:key:z…` string encodes, not checked to be a curve point.
+fn key_bytes_of(input: &str) -> Result<[u8; 32], Error> {
+    let Some(encoded) = input.strip_prefix(DID_KEY_PREFIX) else {
+        return Err(Error::DidPrefix {
+            input: input.to_string(),
+        });
+    };
+    // 34 bytes encode to at most 47 base58 characters; refuse long input before decoding.
+    if encoded.len() > 64 {
+        return Err(Error::DidLength {
+            input: input.to_string(),
+            n_key_bytes: encoded.len() * 733 / 1000,
+        });
+    }
+    let bytes = bs58::decode(encoded)
+        .with_alphabet(bs58::Alphabet::BITCOIN)
+        .into_vec()
+        .map_err(|err| Error::DidBase58 {
+            input: input.to_string(),
+            reason: err.to_string(),
+        })?;
+    if bytes.len() < 2 || bytes[..2] != ED25519_PUB_CODEC {
+        return Err(Error::DidCodec {
+            input: input.to_string(),
+            found: hex(&bytes[..bytes.len().min(2)]),
+        });
+    }
+    bytes[2..].try_into().map_err(|_| Error::DidLength {
+        input: input.to_string(),
+        n_key_bytes: bytes.len() - 2,
+    })
+}
+
 impl FromStr for Did {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Did, Error> {
-        let Some(encoded) = input.strip_prefix(DID_KEY_PREFIX) else {
-            return Err(Error::DidPrefix {
-                input: input.to_string(),
-            });
-        };
-        // 34 bytes encode to at most 47 base58 characters; refuse long input before decoding.
-        if encoded.len() > 64 {
-            return Err(Error::DidLength {
-                input: input.to_string(),
-                n_key_bytes: encoded.len() * 733 / 1000,
-            });
-        }
-        let bytes = bs58::decode(encoded)
-            .with_alphabet(bs58::Alphabet::BITCOIN)
-            .into_vec()
-            .map_err(|err| Error::DidBase58 {
-                input: input.to_string(),
-                reason: err.to_string(),
-            })?;
-        if bytes.len() < 2 || bytes[..2] != ED25519_PUB_CODEC {
-            return Err(Error::DidCodec {
-                input: input.to_string(),
-                found: hex(&bytes[..bytes.len().min(2)]),
-            });
-        }
-        let key_bytes: [u8; 32] = bytes[2..].try_into().map_err(|_| Error::DidLength {
-            input: input.to_string(),
-            n_key_bytes: bytes.len() - 2,
-        })?;
+        let key_bytes = key_bytes_of(input)?;
         VerifyingKey::from_bytes(&key_bytes)
             .map(|_| Did { key: key_bytes })
             .map_err(|_| Error::DidKey {

@@ -625,3 +625,49 @@ fn a_chain_writer_extends_the_stored_chain_and_never_signs_an_earlier_time() {
     assert_eq!(store.n_events().unwrap(), 5);
     assert!(store.verify(&TestRules).unwrap().is_ok());
 }
+
+#[test]
+fn an_author_that_is_not_a_curve_point_is_refused_as_a_bad_signature() {
+    // Decoding no longer decompresses the author's key (reads of stored events never need it);
+    // the signature check does, so such an event can still never be stored.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let alice = Keypair::insecure_from_seed(2);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let genuine = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
+    let mut bytes = genuine.encode();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == alice.did().public_key())
+        .unwrap();
+    // y = 2 is not on the curve.
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    bytes[at..at + 32].copy_from_slice(&not_a_point);
+    let event = Event::decode(&bytes).unwrap();
+    assert!(event.author().verifying_key().is_err());
+    assert!(matches!(
+        event.verify_signature(),
+        Err(Error::Signature { .. })
+    ));
+    assert!(matches!(store.append(&event), Err(Error::Signature { .. })));
+    assert!(store.import([event]).unwrap().rejected.len() == 1);
+    assert_eq!(store.n_events().unwrap(), 0);
+}
+
+#[test]
+fn the_change_stamp_moves_with_every_commit_of_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let mut cli = open(dir.path());
+    let (ledger, ..) = history();
+    let start = node.change_stamp().unwrap();
+    assert_eq!(node.change_stamp().unwrap(), start, "nothing committed");
+    node.append(&ledger.events[0]).unwrap();
+    let after_own = node.change_stamp().unwrap();
+    assert_ne!(after_own, start);
+    cli.append(&ledger.events[1]).unwrap();
+    let after_other = node.change_stamp().unwrap();
+    assert_ne!(after_other, after_own, "another connection's commit");
+    assert_eq!(node.change_stamp().unwrap(), after_other);
+}

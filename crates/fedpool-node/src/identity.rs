@@ -40,7 +40,8 @@ pub fn did_of(peer: &PeerId) -> Option<Did> {
         .ok()?
         .try_into_ed25519()
         .ok()?;
-    Did::from_public_key(&key.to_bytes()).ok()
+    // libp2p has already decompressed and checked this key.
+    Some(Did::from_unchecked_bytes(key.to_bytes()))
 }
 
 /// The round-protocol id of a node: the first four bytes of a hash of its key. Secure

@@ -95,6 +95,8 @@ struct State {
     config: NodeConfig,
     topic: gossipsub::IdentTopic,
     announced_seq: u64,
+    /// The store's change stamp when every own event up to then had been announced.
+    announced_stamp: Option<(u64, i64)>,
     reassembler: Reassembler<PeerId>,
     outbox: Outbox,
     owner: Owner,
@@ -173,6 +175,7 @@ pub async fn run(
         me,
         topic,
         announced_seq,
+        announced_stamp: None,
         outbox: Outbox::with_tap(config.wiretap.clone()),
         owner: Owner::replaying(config.replay.clone()),
         run: None,
@@ -703,8 +706,14 @@ impl State {
     /// Gossips this node's new events, whoever appended them (the node itself, or a CLI
     /// command sharing its home).
     fn announce_own_events(&mut self) -> Result<(), Error> {
+        // Polled every tick: look for new events only when the database changed.
+        let stamp = self.store.change_stamp()?;
+        if self.announced_stamp == Some(stamp) {
+            return Ok(());
+        }
         let head = self.store.next_seq_and_prev(&self.me)?.0 - 1;
         if head <= self.announced_seq {
+            self.announced_stamp = Some(stamp);
             return Ok(());
         }
         for event in self
@@ -727,6 +736,9 @@ impl State {
                 // No subscribed peer yet (or a duplicate): catch-up delivers it later.
                 tracing::debug!(error = %e, seq = event.seq(), "event not gossiped");
             }
+        }
+        if self.announced_seq >= head {
+            self.announced_stamp = Some(stamp);
         }
         Ok(())
     }

@@ -117,6 +117,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     network: NetworkId,
+    /// Transactions this handle committed (see [`Store::change_stamp`]).
+    own_commits: u64,
 }
 
 impl Store {
@@ -241,6 +243,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             network,
+            own_commits: 0,
         })
     }
 
@@ -284,6 +287,7 @@ impl Store {
         let outcome = append_in(&tx, &self.path, event)?;
         tx.commit()
             .map_err(sql_error(&self.path, "cannot commit append"))?;
+        self.own_commits += 1;
         Ok(outcome)
     }
 
@@ -322,6 +326,7 @@ impl Store {
         append_in(&tx, &self.path, &event)?;
         tx.commit()
             .map_err(sql_error(&self.path, "cannot commit append"))?;
+        self.own_commits += 1;
         Ok(event)
     }
 
@@ -359,6 +364,7 @@ impl Store {
         }
         tx.commit()
             .map_err(sql_error(&self.path, "cannot commit import"))?;
+        self.own_commits += 1;
         Ok(report)
     }
 
@@ -465,7 +471,7 @@ impl Store {
                     source: Box::new(source),
                 };
                 Ok((
-                    author.parse().map_err(stored)?,
+                    Did::parse_unchecked(&author).map_err(stored)?,
                     seq as u64,
                     id.parse().map_err(stored)?,
                 ))
@@ -519,6 +525,17 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// A value that changes whenever the database may have changed: a commit through this
+    /// handle, or (SQLite's `data_version`) one by any other connection, such as a CLI command
+    /// sharing a node's home. Lets a caller poll for new events without querying them.
+    pub fn change_stamp(&self) -> Result<(u64, i64), Error> {
+        let data_version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |row| row.get(0))
+            .map_err(sql_error(&self.path, "cannot read data_version"))?;
+        Ok((self.own_commits, data_version))
     }
 
     /// The seq and `prev` an author's next event must carry: `(1, None)` for a new author.
