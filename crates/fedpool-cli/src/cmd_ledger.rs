@@ -120,6 +120,13 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
             for why in &report.rejected {
                 println!("  rejected: {why}");
             }
+            if !report.rejected.is_empty() {
+                anyhow::bail!(
+                    "{} of the bundle's events were rejected (listed above); the {} that verified were kept",
+                    report.rejected.len(),
+                    report.n_appended
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

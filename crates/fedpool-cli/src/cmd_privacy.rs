@@ -153,6 +153,22 @@ fn contract_cost(path: &std::path::Path, owners: usize, json: bool) -> Result<()
         .collect::<Result<_, fedpool_privacy::Error>>()
         .context("cannot account the contract's rounds")?;
     let total = per_round.last().copied().unwrap_or(0.0);
+    if !total.is_finite() {
+        let why = match mechanism {
+            fedpool_privacy::RoundMechanism::SubsampledGaussian { .. } => {
+                "the Gaussian mechanism's bound has no finite value at this sampling rate and noise"
+                    .to_string()
+            }
+            _ => format!(
+                "under secure aggregation each of the {:.0} expected contributors adds its share of discrete Gaussian noise, and the distributed discrete Gaussian's bound (Kairouz et al. 2021) loosens with their number until it gives none",
+                terms.expected_contributors(sampled)
+            ),
+        };
+        anyhow::bail!(
+            "{} gives no finite ε for {owners} owners: {why}; ask fewer owners per round (training.sampling.count) or raise privacy.noise_multiplier",
+            path.display()
+        );
+    }
     let within = contract
         .privacy
         .epsilon_budget

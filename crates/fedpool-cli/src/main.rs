@@ -76,6 +76,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Node(_) | Command::Train(_) | Command::Cluster(_)
+    ) {
+        die_quietly_on_a_closed_pipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -85,6 +91,17 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `fedpool simulate … | head -3`: a reader that stops reading ends the command, silently, as
+/// it does `cat`. Rust ignores SIGPIPE so that a write fails instead, and `println!` panics on
+/// that failure; the default action restores the Unix convention. Not for the commands that
+/// run or talk to a node: a node must outlive a peer or caller that hangs up.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: called before any thread is spawned; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

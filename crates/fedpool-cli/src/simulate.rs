@@ -80,6 +80,11 @@ pub struct SimulateArgs {
 
 /// Runs `fedpool simulate`.
 pub fn run(args: SimulateArgs) -> Result<()> {
+    if args.rounds == Some(0) {
+        anyhow::bail!(
+            "--rounds 0 runs nothing: give at least 1, or leave it out for the contract's count"
+        );
+    }
     let mut contract = load::contract(&args.contract)?;
     apply_privacy_overrides(&mut contract, &args)?;
     let source = match &args.data {
@@ -164,6 +169,17 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             "the simulation's ledger failed verification with {} violations",
             ledger.verify.violations.len()
         );
+    }
+    if !report.rounds.iter().any(|r| r.completed) {
+        let why = match (report.rounds.first(), &report.stopped_by_budget) {
+            (Some(first), _) => first
+                .failure
+                .clone()
+                .unwrap_or_else(|| "no reason recorded".into()),
+            (None, Some(budget)) => budget.clone(),
+            (None, None) => "no round ran".into(),
+        };
+        anyhow::bail!("no round completed, so the model was never trained: {why}");
     }
     Ok(())
 }

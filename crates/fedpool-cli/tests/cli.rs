@@ -297,3 +297,78 @@ fn privacy_contract_prints_what_a_contracts_rounds_cost() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("adds no noise"));
 }
+
+/// Runs `fedpool ARGS…` and returns (success, stderr), checking it never panicked.
+fn run_quiet(args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.success(), stderr)
+}
+
+#[test]
+fn a_simulation_in_which_no_round_completes_fails() {
+    let digits = format!("{CONTRACTS}/digits.toml");
+    // One client cannot meet the contract's two-client minimum.
+    let (ok, stderr) = run_quiet(&["simulate", &digits, "--clients", "1", "--rounds", "2"]);
+    assert!(!ok && stderr.contains("no round completed"), "{stderr}");
+    // Nobody consents.
+    let (ok, stderr) = run_quiet(&[
+        "simulate",
+        &digits,
+        "--clients",
+        "5",
+        "--rounds",
+        "2",
+        "--consent-rate",
+        "0",
+    ]);
+    assert!(!ok && stderr.contains("no round completed"), "{stderr}");
+    let (ok, stderr) = run_quiet(&["simulate", &digits, "--rounds", "0"]);
+    assert!(!ok && stderr.contains("--rounds 0"), "{stderr}");
+}
+
+#[test]
+fn an_infinite_epsilon_is_an_error_that_says_why() {
+    let (ok, stderr) = run_quiet(&[
+        "privacy",
+        "contract",
+        &format!("{CONTRACTS}/digits_private.toml"),
+        "--owners",
+        "1000000000",
+    ]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("no finite ε"), "{stderr}");
+    assert!(stderr.contains("discrete Gaussian"), "{stderr}");
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(BIN)
+        .args(["privacy", "contract"])
+        .arg(format!("{CONTRACTS}/mnist_private.toml"))
+        .args(["--owners", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the pipe before the command writes: like `fedpool … | head -0`.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}",
+        output.status
+    );
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+fn libc_sigpipe() -> i32 {
+    13
+}

@@ -339,3 +339,47 @@ fn one_unparsable_published_contract_does_not_break_listing_models() {
         "{listing}"
     );
 }
+
+#[test]
+fn an_import_that_rejects_events_fails_and_keeps_the_good_ones() {
+    use fedpool_ledger::{Event, EventId, Keypair, decode_bundle, encode_bundle};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&home, &["init"]);
+    let contract = format!("{CONTRACTS}/digits.toml");
+    ok(&home, &["publish", &contract]);
+    let export = dir.path().join("good.bundle");
+    ok(&home, &["ledger", "export", export.to_str().unwrap()]);
+    let (network, mut events) = decode_bundle(&std::fs::read(&export).unwrap()).unwrap();
+    // Validly signed, but its author's first event is missing: it cannot chain.
+    let stranger = Keypair::insecure_from_seed(99);
+    let orphan = Event::sign(
+        &network,
+        &stranger,
+        2,
+        Some(EventId::from_bytes([7; 32])),
+        1_000,
+        events[0].body().clone(),
+    )
+    .unwrap();
+    events.push(orphan);
+    let mixed = dir.path().join("mixed.bundle");
+    std::fs::write(&mixed, encode_bundle(&network, &events)).unwrap();
+    let other = dir.path().join("other");
+    ok(&other, &["init"]);
+    let out = fedpool(&other, &["ledger", "import", mixed.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an import with a rejection must fail"
+    );
+    assert!(
+        stderr.contains("1 of the bundle's events were rejected"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported 1 new events"), "{stdout}");
+    let verify = ok(&other, &["ledger", "verify"]);
+    assert!(verify.starts_with("OK: 1 events"), "{verify}");
+}
