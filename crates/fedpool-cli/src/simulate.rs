@@ -70,6 +70,14 @@ pub struct SimulateArgs {
     /// Keep the simulation's ledger in this SQLite file (default: a temporary one).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
+    /// Overrides the contract's `training.sampling.min_clients` (the fewest updates a round
+    /// needs), e.g. `--clients 1 --min-clients 1` for a centralised baseline.
+    #[arg(long)]
+    pub min_clients: Option<usize>,
+    /// With `--ledger`: replace a file that already exists (a simulation records its own
+    /// identities and consents, so it never appends to another ledger).
+    #[arg(long, requires = "ledger")]
+    pub force: bool,
     /// Print one JSON object with the results instead of text.
     #[arg(long)]
     pub json: bool,
@@ -86,6 +94,12 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         );
     }
     let mut contract = load::contract(&args.contract)?;
+    if let Some(min_clients) = args.min_clients {
+        contract.training.sampling.min_clients = min_clients;
+        contract
+            .validate(&args.contract.display().to_string())
+            .context("--min-clients")?;
+    }
     apply_privacy_overrides(&mut contract, &args)?;
     let source = match &args.data {
         Some(arg) => DataSource::parse(arg)?,
@@ -103,6 +117,23 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     options.consent_rate = args.consent_rate;
     options.dropout = args.dropout;
     options.owner_epsilon_cap = args.owner_epsilon_cap;
+    if let Some(path) = &args.ledger
+        && path.exists()
+    {
+        if !args.force {
+            anyhow::bail!(
+                "{} already exists: a simulation records its own publisher, owners and consents, and appending them to another ledger would break its verification; give a new path, or --force to replace the file",
+                path.display()
+            );
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                std::fs::remove_file(&file)
+                    .with_context(|| format!("cannot replace {}", file.display()))?;
+            }
+        }
+    }
     options.ledger = match &args.ledger {
         Some(path) => LedgerChoice::At(path.clone()),
         None => LedgerChoice::Temporary,

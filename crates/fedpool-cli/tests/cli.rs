@@ -372,3 +372,58 @@ fn a_reader_that_stops_reading_ends_the_command_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+#[test]
+fn a_simulation_never_appends_to_an_existing_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("sim.db");
+    let digits = format!("{CONTRACTS}/digits.toml");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "simulate",
+            digits.as_str(),
+            "--clients",
+            "3",
+            "--rounds",
+            "1",
+        ];
+        a.extend(["--ledger", ledger.to_str().unwrap()]);
+        a.extend(extra.iter().copied());
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        run_quiet(&refs)
+    };
+    let (ok, stderr) = run(args(&[]));
+    assert!(ok, "{stderr}");
+    let before = std::fs::read(&ledger).unwrap();
+    let (ok, stderr) = run(args(&[]));
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&ledger).unwrap(),
+        before,
+        "the ledger was touched"
+    );
+    // With --force the file is replaced by a new ledger that verifies on its own.
+    let (ok, stderr) = run(args(&["--force"]));
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn the_centralised_baseline_runs_with_min_clients_one() {
+    let digits = format!("{CONTRACTS}/digits.toml");
+    let (ok, stderr) = run_quiet(&[
+        "simulate",
+        &digits,
+        "--clients",
+        "1",
+        "--min-clients",
+        "1",
+        "--rounds",
+        "2",
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = run_quiet(&["simulate", &digits, "--min-clients", "0", "--rounds", "1"]);
+    assert!(!ok && stderr.contains("min_clients"), "{stderr}");
+}

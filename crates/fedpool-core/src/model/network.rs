@@ -121,9 +121,19 @@ impl Network {
         self.n_params
     }
 
-    /// Fresh parameters: weights uniform in ±1/√fan_in (PyTorch's default), biases likewise.
+    /// Fresh parameters. Linear models (logistic and linear regression) start at zero, as
+    /// scikit-learn's and the numpy reference's do: their loss is convex, so nothing needs
+    /// breaking symmetry, and a random start only adds noise that hides a small early signal.
+    /// Networks with hidden layers draw weights uniform in ±1/√fan_in (PyTorch's default),
+    /// biases likewise.
     pub fn init_params(&self, rng: &mut impl Rng) -> Vec<f32> {
         let mut params = vec![0f32; self.n_params];
+        if matches!(
+            self.spec,
+            ModelSpec::LogisticRegression | ModelSpec::LinearRegression
+        ) {
+            return params;
+        }
         for slot in &self.slots {
             let bound = 1.0 / (slot.fan_in as f32).sqrt();
             for p in &mut params[slot.offset..slot.offset + slot.len()] {
@@ -275,4 +285,27 @@ fn image_side(n_inputs: usize) -> Result<usize, Error> {
         )));
     }
     Ok(side)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn linear_models_start_at_zero_and_networks_with_hidden_layers_do_not() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        for spec in [ModelSpec::LogisticRegression, ModelSpec::LinearRegression] {
+            let network =
+                Network::new(&spec, 64, if spec.is_regression() { 1 } else { 10 }).unwrap();
+            let params = network.init_params(&mut rng);
+            assert_eq!(params.len(), network.n_params());
+            assert!(params.iter().all(|&p| p == 0.0), "{spec:?}");
+        }
+        let mlp = Network::new(&ModelSpec::Mlp { hidden: vec![16] }, 64, 10).unwrap();
+        let params = mlp.init_params(&mut rng);
+        let bound = 1.0 / 8.0; // 1/√64 for the first layer
+        assert!(params.iter().any(|&p| p != 0.0));
+        assert!(params[..64 * 16].iter().all(|&p| p.abs() <= bound));
+    }
 }
