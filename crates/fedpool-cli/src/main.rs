@@ -85,13 +85,29 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", printable(&err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", printable(&cause.to_string()));
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error message as it may reach a terminal: errors quote file content (a CSV header, a
+/// contract key), and a control character there (an ANSI escape) must not drive the terminal.
+/// Line breaks and tabs stay: parser messages span lines.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `fedpool simulate … | head -3`: a reader that stops reading ends the command, silently, as

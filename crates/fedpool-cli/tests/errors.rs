@@ -236,3 +236,35 @@ fn missing_data_file_is_named() {
     assert!(!output.status.success());
     assert!(stderr.contains("/no/such/file.csv"), "{stderr}");
 }
+
+#[test]
+fn control_characters_from_a_file_never_reach_the_terminal_raw() {
+    // A header holding an ANSI escape (it would turn the terminal red) and a bell.
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = run(
+        dir.path(),
+        &small_contract(),
+        "a,b,\u{1b}[31mcolour\u{7},label\n1,2,red,benign\n",
+    );
+    assert!(!ok);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("\\u{1b}[31mcolour\\u{7}"), "{stderr}");
+}
+
+#[test]
+fn csv_cell_beyond_the_f32_range() {
+    check(
+        &small_contract(),
+        "a,b,colour,label\n1,2,red,0\n2,1e39,blue,1\n",
+        &[
+            "rows.csv",
+            "line 3",
+            "\"b\"",
+            "1e39",
+            "exceeds the f32 range",
+        ],
+    );
+}

@@ -106,6 +106,19 @@ pub enum DataError {
         found: String,
     },
 
+    /// A numeric cell holds a finite number beyond what an `f32` holds (±3.4e38).
+    #[error("{file} line {line}, column \"{column}\": \"{found}\" exceeds the f32 range (±3.4e38)")]
+    OutOfRange {
+        /// Data file name.
+        file: String,
+        /// Line of the row.
+        line: u64,
+        /// Column name.
+        column: String,
+        /// The cell as written.
+        found: String,
+    },
+
     /// A label that is not one of the schema's classes.
     #[error(
         "{file} line {line}, column \"{column}\": unknown label \"{found}\"; the schema's classes \

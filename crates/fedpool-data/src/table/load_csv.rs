@@ -457,6 +457,12 @@ fn parse_cell(cell: &[u8], at: CellAt<'_>) -> Result<f32, DataError> {
             column: at.column.to_string(),
             found: shown_cell(cell),
         }),
+        Err(NumberError::OutOfRange) => Err(DataError::OutOfRange {
+            file: at.file.to_string(),
+            line: at.line,
+            column: at.column.to_string(),
+            found: shown_cell(cell),
+        }),
     }
 }
 
@@ -486,6 +492,8 @@ pub(crate) enum NumberError {
     Empty,
     NotANumber,
     NonFinite,
+    /// A finite number too large for an `f32`.
+    OutOfRange,
 }
 
 /// Parses a finite `f32` from ASCII bytes.
@@ -500,6 +508,8 @@ pub(crate) fn parse_number(cell: &[u8]) -> Result<f32, NumberError> {
     let value: f32 = text.parse().map_err(|_| NumberError::NotANumber)?;
     if value.is_finite() {
         Ok(value)
+    } else if text.parse::<f64>().is_ok_and(f64::is_finite) {
+        Err(NumberError::OutOfRange)
     } else {
         Err(NumberError::NonFinite)
     }

@@ -149,7 +149,7 @@ fn malformed_csv_errors_name_file_line_and_column() {
         ),
         (
             with_rows("s1,1e39,red,2,a\n"),
-            "t.csv line 3, column \"x\": \"1e39\" is not a finite number",
+            "t.csv line 3, column \"x\": \"1e39\" exceeds the f32 range (±3.4e38)",
         ),
         (
             with_rows("s1,1,red,2,c\n"),
@@ -587,6 +587,10 @@ fn number_parsing_fast_path_agrees_with_the_float_parser() {
     }
     assert_eq!(parse_number(b""), Err(NumberError::Empty));
     assert_eq!(parse_number(b"nan"), Err(NumberError::NonFinite));
+    assert_eq!(parse_number(b"inf"), Err(NumberError::NonFinite));
+    assert_eq!(parse_number(b"1e39"), Err(NumberError::OutOfRange));
+    assert_eq!(parse_number(b"-4e38"), Err(NumberError::OutOfRange));
+    assert_eq!(parse_number(b"3e38"), Ok(3e38));
 }
 
 proptest! {
