@@ -412,6 +412,17 @@ impl Participant {
     fn on_message(&mut self, from: NodeId, msg: Msg) {
         match msg {
             Msg::TrainRequest(request) => self.on_train_request(from, request),
+            // Consent ended mid-round (revoked, or expired by the node's clock): the round is
+            // given up with its secrets, so no masked input or share of this node's leaves.
+            Msg::SecAggSetup(_) | Msg::SecAggToClient { .. }
+                if !self.consent_active() && self.state.round().is_some() =>
+            {
+                if let Some(round) = self.state.round() {
+                    self.secure_aborts
+                        .push((round, "the node's consent ended during the round".into()));
+                }
+                self.state = State::Idle;
+            }
             Msg::SecAggSetup(setup) => self.on_setup(from, &setup),
             Msg::SecAggToClient { round, msg } => self.on_secagg(from, round, msg),
             // These travel to the publisher only; a participant ignores them.
@@ -475,17 +486,18 @@ impl Participant {
 
     fn on_train_request(&mut self, from: NodeId, request: TrainRequest) {
         self.requests_received += 1;
-        // Consent is checked here, on the data owner's side, whatever the publisher asks: a node
-        // without consent never trains and never sends an update.
-        if !self.consent_active() {
-            self.decline(from, request.round, DeclineReason::NoConsent);
-            return;
-        }
         if let Some(publisher) = self.publisher
             && publisher != from
         {
             // Only the model's publisher may ask; anyone else could otherwise spend this
-            // node's privacy budget or cut its rounds short.
+            // node's privacy budget or cut its rounds short. A stranger gets no answer at all,
+            // not even a decline that would tell it whether this node consents.
+            return;
+        }
+        // Consent is checked here, on the data owner's side, whatever the publisher asks: a node
+        // without consent never trains and never sends an update.
+        if !self.consent_active() {
+            self.decline(from, request.round, DeclineReason::NoConsent);
             return;
         }
         match self.state.round() {
@@ -544,6 +556,12 @@ impl Participant {
                 return;
             }
         };
+        // Consent can end while the node trains (a revocation, an expiry): what it trained
+        // then never leaves it.
+        if !self.consent_active() {
+            self.decline(publisher, round, DeclineReason::NoConsent);
+            return;
+        }
         self.rounds_trained += 1;
         let mut delta = outcome.delta;
         if !contributes {

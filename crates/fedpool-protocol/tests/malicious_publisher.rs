@@ -415,3 +415,42 @@ fn a_request_after_the_consent_expired_is_declined_by_the_nodes_own_clock() {
     node.handle(ParticipantInput::Tick { now_ms: 10 });
     assert!(!node.consent_active());
 }
+
+#[test]
+fn an_owner_who_revokes_mid_round_sends_nothing_more_of_it() {
+    let seed = [7; 32];
+    let commitment = SecAggSetup::commitment(&seed);
+    let setup = |nonce: [u8; 32]| {
+        Msg::SecAggSetup(Arc::new(SecAggSetup {
+            round: RoundId(1),
+            members: vec![NodeId(0), NodeId(1), NodeId(2)],
+            nonces: vec![[10; 32], nonce, [12; 32]],
+            seed,
+        }))
+    };
+    // Trained and ready; the owner revokes before the publisher's setup arrives.
+    let (mut node, nonce) = ready_node(commitment);
+    node.set_consent(false);
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: setup(nonce),
+    });
+    assert!(
+        outputs(&mut node).is_empty(),
+        "the node went on with the round"
+    );
+    assert!(
+        node.secure_aborts()
+            .iter()
+            .any(|(_, why)| why.contains("consent ended")),
+        "{:?}",
+        node.secure_aborts()
+    );
+    // The same node, still consenting, goes on (advertises its keys).
+    let (mut node, nonce) = ready_node(commitment);
+    node.handle(ParticipantInput::Received {
+        from: PUBLISHER,
+        msg: setup(nonce),
+    });
+    assert!(!outputs(&mut node).is_empty());
+}
