@@ -310,3 +310,132 @@ impl OptimizerState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Metrics, ModelSpec, evaluate_outputs};
+    use fedpool_data::Targets;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// Two separable classes in `side`² pixels: the left half bright for class 0, the right
+    /// half for class 1, with noise.
+    fn two_classes(n_rows: usize, side: usize, rng: &mut ChaCha20Rng) -> Dataset {
+        let n_features = side * side;
+        let mut features = Vec::with_capacity(n_rows * n_features);
+        let mut labels = Vec::with_capacity(n_rows);
+        for row in 0..n_rows {
+            let label = (row % 2) as u32;
+            for pixel in 0..n_features {
+                let bright = (pixel % side < side / 2) == (label == 0);
+                let base = if bright { 1.0 } else { 0.0 };
+                features.push(base + rng.random_range(-0.3f32..0.3));
+            }
+            labels.push(label);
+        }
+        Dataset {
+            features,
+            n_features,
+            targets: Targets::Classes {
+                labels,
+                n_classes: 2,
+            },
+        }
+    }
+
+    fn log_loss(network: &Network, params: &[f32], data: &Dataset) -> f64 {
+        let outputs = network.predict(params, &data.features).unwrap();
+        match evaluate_outputs(&outputs, &data.targets) {
+            Metrics::Classification { log_loss, .. } => log_loss,
+            Metrics::Regression { .. } => unreachable!("a classification dataset"),
+        }
+    }
+
+    #[test]
+    fn every_model_and_optimizer_lowers_the_training_loss() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let data = two_classes(64, 8, &mut rng);
+        let adam = Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        let cases = [
+            (
+                ModelSpec::LogisticRegression,
+                Optimizer::Sgd { momentum: 0.9 },
+                0.1,
+            ),
+            (
+                ModelSpec::Mlp { hidden: vec![16] },
+                Optimizer::Sgd { momentum: 0.9 },
+                0.1,
+            ),
+            (
+                ModelSpec::Cnn { channels: [4, 8] },
+                Optimizer::Sgd { momentum: 0.9 },
+                0.05,
+            ),
+            (ModelSpec::Mlp { hidden: vec![16] }, adam, 0.01),
+        ];
+        for (spec, optimizer, learning_rate) in cases {
+            let network = Network::new(&spec, 64, 2).unwrap();
+            let start = network.init_params(&mut rng);
+            let config = LocalTraining {
+                local_epochs: 3,
+                batch_size: 16,
+                learning_rate,
+                optimizer,
+                ..LocalTraining::default()
+            };
+            let outcome = train_local(&network, &start, &data, &config, &mut rng).unwrap();
+            let trained: Vec<f32> = start
+                .iter()
+                .zip(&outcome.delta)
+                .map(|(s, d)| s + d)
+                .collect();
+            let (before, after) = (
+                log_loss(&network, &start, &data),
+                log_loss(&network, &trained, &data),
+            );
+            assert!(
+                after < 0.8 * before,
+                "{spec:?} with {optimizer:?}: loss {before:.4} -> {after:.4}"
+            );
+            assert_eq!(outcome.n_examples, 64);
+            assert_eq!(outcome.n_steps, 3 * 4);
+        }
+    }
+
+    #[test]
+    fn fedprox_mu_keeps_the_local_model_nearer_the_global_one() {
+        // With μ ignored the two runs would be identical; with it the proximal term pulls every
+        // step back towards the global parameters, so the update is shorter.
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let data = two_classes(64, 8, &mut rng);
+        let network = Network::new(&ModelSpec::Mlp { hidden: vec![8] }, 64, 2).unwrap();
+        let global = network.init_params(&mut rng);
+        let norm = |mu: f32| {
+            let config = LocalTraining {
+                local_epochs: 5,
+                batch_size: 16,
+                learning_rate: 0.1,
+                proximal_mu: mu,
+                ..LocalTraining::default()
+            };
+            let mut rng = ChaCha20Rng::seed_from_u64(7);
+            let delta = train_local(&network, &global, &data, &config, &mut rng)
+                .unwrap()
+                .delta;
+            delta
+                .iter()
+                .map(|d| f64::from(*d).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let (free, proximal, strong) = (norm(0.0), norm(1.0), norm(10.0));
+        assert!(proximal < free, "μ = 1: {proximal} vs {free}");
+        assert!(strong < proximal, "μ = 10: {strong} vs {proximal}");
+    }
+}
