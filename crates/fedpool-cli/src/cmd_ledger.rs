@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::home::{Home, format_time};
 use crate::node::{self, Node};
+use crate::report::count;
 
 /// `fedpool ledger …`
 #[derive(Debug, Subcommand)]
@@ -82,14 +83,17 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
                 println!("{}", report.to_json());
             } else if report.is_ok() {
                 println!(
-                    "OK: {} events by {} authors, {} models, {} rounds; every signature, chain, consent, budget and payout checks out",
-                    report.n_events, report.n_authors, report.n_models, report.n_rounds
+                    "OK: {} by {}, {}, {}; every signature, chain, consent, budget and payout checks out",
+                    count(report.n_events, "event"),
+                    count(report.n_authors, "author"),
+                    count(report.n_models, "model"),
+                    count(report.n_rounds, "round")
                 );
             } else {
                 println!(
-                    "{} violations in {} events:",
-                    report.violations.len(),
-                    report.n_events
+                    "{} in {}:",
+                    count(report.violations.len(), "violation"),
+                    count(report.n_events, "event")
                 );
                 for v in &report.violations {
                     println!("  {v}");
@@ -104,17 +108,17 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
         LedgerCommand::Export { file } => {
             let node = Node::open(home)?;
             let n = node.store.export_file(&file)?;
-            println!("exported {n} events to {}", file.display());
+            println!("exported {} to {}", count(n, "event"), file.display());
             Ok(ExitCode::SUCCESS)
         }
         LedgerCommand::Import { file } => {
             let mut node = Node::open(home)?;
             let report = node.store.import_file(&file)?;
             println!(
-                "imported {} new events ({} already present, {} forks recorded, {} rejected)",
-                report.n_appended,
+                "imported {} ({} already present, {} recorded, {} rejected)",
+                count(report.n_appended, "new event"),
                 report.n_already_present,
-                report.n_forks,
+                count(report.n_forks, "fork"),
                 report.rejected.len()
             );
             for why in &report.rejected {
@@ -170,7 +174,7 @@ fn summary(e: &Event) -> String {
             p.payouts.len(),
             p.payouts.iter().map(|(_, a)| a).sum::<f64>()
         ),
-        Body::ModelReleased(r) => format!("released after {} rounds", r.rounds),
+        Body::ModelReleased(r) => format!("released after {}", count(r.rounds, "round")),
         Body::PrivacySpent(p) => format!(
             "ε {:.3} spent on {} by round {} ({} round{} in this step)",
             p.epsilon_total,

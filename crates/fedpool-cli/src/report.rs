@@ -12,6 +12,16 @@ use plotters::style::FontStyle;
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
 /// Writes one CSV row per round to `dir/metrics.csv`; returns the path.
+/// `n` and the noun, singular for one: "1 round", "3 rounds".
+pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
+    let n: u64 = n.try_into().unwrap_or(u64::MAX);
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf> {
     let path = dir.join("metrics.csv");
     let mut writer = csv::Writer::from_path(&path)

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::load::{self, DataSource};
-use crate::report;
+use crate::report::{self, count};
 
 /// Arguments of `fedpool simulate`.
 #[derive(Debug, Args)]
@@ -313,13 +313,13 @@ fn print_summary(report: &SimulationReport) {
             log_loss,
             macro_f1,
         } => println!(
-            "final test accuracy {accuracy:.4}, log-loss {log_loss:.4}, macro-F1 {macro_f1:.4} after {} rounds in {:.2} s",
-            report.rounds.len(),
+            "final test accuracy {accuracy:.4}, log-loss {log_loss:.4}, macro-F1 {macro_f1:.4} after {} in {:.2} s",
+            count(report.rounds.len(), "round"),
             report.seconds
         ),
         Metrics::Regression { rmse, mae } => println!(
-            "final test RMSE {rmse:.4}, MAE {mae:.4} after {} rounds in {:.2} s",
-            report.rounds.len(),
+            "final test RMSE {rmse:.4}, MAE {mae:.4} after {} in {:.2} s",
+            count(report.rounds.len(), "round"),
             report.seconds
         ),
     }
@@ -336,12 +336,13 @@ fn print_summary(report: &SimulationReport) {
         );
     }
     if report.n_dropouts > 0 {
-        println!("{} sampled clients dropped out", report.n_dropouts);
+        println!("{} dropped out", count(report.n_dropouts, "sampled client"));
     }
     if report.n_refused > 0 {
         println!(
-            "{} clients refused consent and received {} training requests",
-            report.n_refused, report.n_requests_to_refusers
+            "{} refused consent and received {}",
+            count(report.n_refused, "client"),
+            count(report.n_requests_to_refusers, "training request")
         );
     }
     if let Some(ledger) = &report.ledger {
@@ -352,8 +353,9 @@ fn print_summary(report: &SimulationReport) {
         };
         if ledger.verify.is_ok() {
             println!(
-                "{place} verified: {} events, {} rounds, every participant had consent",
-                ledger.verify.n_events, ledger.verify.n_rounds
+                "{place} verified: {}, {}, every participant had consent",
+                count(ledger.verify.n_events, "event"),
+                count(ledger.verify.n_rounds, "round")
             );
         } else {
             println!("{place} FAILED verification:");
@@ -365,8 +367,12 @@ fn print_summary(report: &SimulationReport) {
     let failed: Vec<&RoundRecord> = report.rounds.iter().filter(|r| !r.completed).collect();
     if !failed.is_empty() {
         println!(
-            "{} rounds failed and left the model unchanged:",
-            failed.len()
+            "{} and left the model unchanged:",
+            if failed.len() == 1 {
+                "1 round failed".to_string()
+            } else {
+                format!("{} rounds failed", failed.len())
+            }
         );
         for record in failed.iter().take(5) {
             println!(

@@ -379,7 +379,10 @@ fn an_import_that_rejects_events_fails_and_keeps_the_good_ones() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("imported 1 new events"), "{stdout}");
+    assert!(stdout.contains("imported 1 new event ("), "{stdout}");
     let verify = ok(&other, &["ledger", "verify"]);
-    assert!(verify.starts_with("OK: 1 events"), "{verify}");
+    assert!(
+        verify.starts_with("OK: 1 event by 1 author, 1 model, 0 rounds"),
+        "{verify}"
+    );
 }
