@@ -23,6 +23,9 @@ pub enum LedgerCommand {
         /// Only events about this model (id, prefix or name).
         #[arg(long)]
         model: Option<String>,
+        /// Show this ledger file (a kept simulation's, another node's) instead of the node's own.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// Check signatures, chains, forks, consent at round time, privacy budgets and payouts.
     Verify {
@@ -48,8 +51,12 @@ pub enum LedgerCommand {
 /// Runs `fedpool ledger …`; `verify` exits 1 on any violation.
 pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
     match command {
-        LedgerCommand::Show { json, model } => {
-            let store = Store::open(&home.ledger_path(), &node::network()?)?;
+        LedgerCommand::Show { json, model, file } => {
+            let store = match &file {
+                // Read as it is, whatever network it belongs to; never created.
+                Some(path) => Store::open_existing(path)?,
+                None => Store::open(&home.ledger_path(), &node::network()?)?,
+            };
             let events = match model {
                 Some(query) => store.events_by_model(node::find_model(&store, &query)?.id())?,
                 None => store.events()?,

@@ -122,6 +122,19 @@ fn die_quietly_on_a_closed_pipe() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(home) = &cli.home
+        && let Some(name) = match &cli.command {
+            Command::Simulate(_) => Some("simulate"),
+            Command::Privacy(_) => Some("privacy"),
+            Command::Demo(_) => Some("demo"),
+            _ => None,
+        }
+    {
+        anyhow::bail!(
+            "--home {} has no effect on `fedpool {name}`, which never reads a node's home (a simulation keeps its ledger with --ledger FILE)",
+            home.display()
+        );
+    }
     let home = || Home::resolve(cli.home.as_deref());
     let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {

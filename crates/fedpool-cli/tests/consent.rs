@@ -31,6 +31,24 @@ fn ok(home: &Path, args: &[&str]) -> String {
     )
 }
 
+fn ok_without_home(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("FEDPOOL_HOME")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fedpool {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn err(home: &Path, args: &[&str]) -> String {
     let out = fedpool(home, args);
     assert!(!out.status.success(), "fedpool {args:?} should fail");
@@ -170,23 +188,30 @@ fn publish_consent_revoke_verify_and_never_leak_rows() {
         "{twice}"
     );
 
-    // A simulation over the same file, recorded in a kept ledger.
+    // A simulation over the same file, recorded in a kept ledger. A simulation reads no
+    // node home: given one, it says so.
     let sim_ledger = dir.path().join("sim.db");
-    transcript += &ok(
+    let refused = err(&home, &["simulate", &contract]);
+    assert!(refused.contains("has no effect"), "{refused}");
+    transcript += &ok_without_home(&[
+        "simulate",
+        &contract,
+        "--data",
+        csv.to_str().unwrap(),
+        "--partition",
+        "column:lea",
+        "--rounds",
+        "2",
+        "--ledger",
+        sim_ledger.to_str().unwrap(),
+    ]);
+    // The kept simulation ledger can be read without making it the node's own.
+    let shown = ok(
         &home,
-        &[
-            "simulate",
-            &contract,
-            "--data",
-            csv.to_str().unwrap(),
-            "--partition",
-            "column:lea",
-            "--rounds",
-            "2",
-            "--ledger",
-            sim_ledger.to_str().unwrap(),
-        ],
+        &["ledger", "show", "--file", sim_ledger.to_str().unwrap()],
     );
+    assert!(shown.contains("round-committed"), "{shown}");
+    transcript += &shown;
 
     let mut stored = std::fs::read(home.join("ledger.db")).unwrap();
     for suffix in ["ledger.db-wal"] {
