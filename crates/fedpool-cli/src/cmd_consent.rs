@@ -221,10 +221,19 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                     .find(|m| m.id() == id)
                     .map_or_else(|| id.to_string(), |m| m.body.name.clone())
             };
+            let datasets = node.home.datasets()?;
+            let dataset_of = |fingerprint: &str| {
+                datasets
+                    .iter()
+                    .find(|d| d.fingerprint == fingerprint)
+                    .map(|d| d.name.clone())
+            };
             let rows: Vec<_> = node::consents(&node.store, Some(&me), None, now_ms())?
                 .into_iter()
                 .map(|c| {
                     json!({
+                        "dataset": dataset_of(&c.body.dataset_fingerprint),
+                        "revoked_at_ms": c.revoked_at_ms,
                         "consent_id": c.event.id().to_string(),
                         "model_id": c.body.model_id.to_string(),
                         "model": name_of(&c.body.model_id),
@@ -245,8 +254,18 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 println!("no consents");
             }
             for r in rows {
+                let dataset = r["dataset"].as_str().map_or_else(
+                    || {
+                        let fingerprint = r["dataset_fingerprint"].as_str().unwrap_or("");
+                        format!(
+                            "an unregistered dataset {}",
+                            &fingerprint[..fingerprint.len().min(16)]
+                        )
+                    },
+                    |name| format!("dataset {name}"),
+                );
                 println!(
-                    "{}  {}  {}  granted {}{}",
+                    "{}  {}  {}  {dataset}, granted {}{}{}{}",
                     r["model"].as_str().unwrap_or(""),
                     r["state"].as_str().unwrap_or(""),
                     r["consent_id"].as_str().unwrap_or(""),
@@ -254,6 +273,14 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                     r["expires_at_ms"]
                         .as_u64()
                         .map(|t| format!(", until {}", format_time(t - 1)))
+                        .unwrap_or_default(),
+                    r["revoked_at_ms"]
+                        .as_u64()
+                        .map(|t| format!(", revoked {}", format_time(t)))
+                        .unwrap_or_default(),
+                    r["epsilon_cap"]
+                        .as_f64()
+                        .map(|cap| format!(", ε cap {cap}"))
                         .unwrap_or_default()
                 );
             }

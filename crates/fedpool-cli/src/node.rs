@@ -169,6 +169,8 @@ pub struct ConsentRecord {
     pub body: ConsentGranted,
     /// Its state at the time asked.
     pub state: ConsentState,
+    /// When its owner revoked it, if they did.
+    pub revoked_at_ms: Option<u64>,
 }
 
 /// Every consent in the ledger (optionally only one author's / one model's), with its state at
@@ -179,11 +181,11 @@ pub fn consents(
     model: Option<&ModelId>,
     at_ms: u64,
 ) -> Result<Vec<ConsentRecord>> {
-    let revoked: Vec<(Did, EventId)> = store
+    let revoked: Vec<(Did, EventId, u64)> = store
         .events_by_kind(EventKind::ConsentRevoked)?
         .into_iter()
         .filter_map(|e| match e.body() {
-            Body::ConsentRevoked(r) => Some((e.author(), r.consent)),
+            Body::ConsentRevoked(r) => Some((e.author(), r.consent, e.timestamp_ms())),
             _ => None,
         })
         .collect();
@@ -198,17 +200,23 @@ pub fn consents(
             continue;
         }
         let id = event.id();
-        let state = if revoked
+        let revoked_at_ms = revoked
             .iter()
-            .any(|(who, c)| *who == event.author() && *c == id)
-        {
+            .find(|(who, c, _)| *who == event.author() && *c == id)
+            .map(|(_, _, at)| *at);
+        let state = if revoked_at_ms.is_some() {
             ConsentState::Revoked
         } else if body.expires_at_ms.is_some_and(|t| t <= at_ms) {
             ConsentState::Expired
         } else {
             ConsentState::Active
         };
-        out.push(ConsentRecord { event, body, state });
+        out.push(ConsentRecord {
+            event,
+            body,
+            state,
+            revoked_at_ms,
+        });
     }
     Ok(out)
 }

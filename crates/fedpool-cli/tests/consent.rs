@@ -171,7 +171,19 @@ fn publish_consent_revoke_verify_and_never_leak_rows() {
     transcript += &ok(&home, &["consent", "revoke", "chem97-alevel-score"]);
     let list = ok(&home, &["consent", "list", "--json"]);
     assert!(list.contains("\"revoked\""), "{list}");
+    let rows: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(rows[0]["dataset"], "scores", "{list}");
+    assert!(rows[0]["revoked_at_ms"].as_u64().is_some(), "{list}");
     transcript += &list;
+    // The text form says which dataset, until when, and when it was revoked.
+    let text = ok(&home, &["consent", "list"]);
+    assert!(
+        text.contains("revoked")
+            && text.contains("dataset scores")
+            && text.contains("until 2099-12-31"),
+        "{text}"
+    );
+    transcript += &text;
     let verify = ok(&home, &["ledger", "verify"]);
     assert!(verify.starts_with("OK: 3 events"), "{verify}");
     transcript += &verify;
