@@ -143,7 +143,25 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
         } => {
             let model = node::find_model(&node.store, &model)?;
             let dataset = node.home.dataset(&data)?;
-            let fields = check_dataset_fits(&model.contract, &dataset)?;
+            // Missing columns are listed all at once from the registered header.
+            let fits = check_dataset_fits(&model.contract, &dataset);
+            if let Err(e) = &fits
+                && format!("{e:#}").contains("missing column")
+            {
+                return fits.map(|_| ());
+            }
+            // Read every row as training will, before the consent is signed: a cell the
+            // schema cannot read, or a label the contract does not know, is named with its file,
+            // line and column now, not found by the node mid-round.
+            crate::load::DataSource::Csv(dataset.path.clone())
+                .load(&model.contract.schema, &[])
+                .with_context(|| {
+                    format!(
+                        "dataset \"{}\" does not fit the schema of {}",
+                        dataset.name, model.body.name
+                    )
+                })?;
+            let fields = fits?;
             let expires_at_ms = until.as_deref().map(parse_until_date).transpose()?;
             if let Some(cap) = epsilon_cap
                 && !(cap > 0.0 && cap.is_finite())

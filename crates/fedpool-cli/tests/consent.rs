@@ -423,3 +423,52 @@ fn an_import_that_rejects_events_fails_and_keeps_the_good_ones() {
         "{verify}"
     );
 }
+
+#[test]
+fn consent_is_refused_for_a_dataset_the_contract_cannot_read_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&home, &["init"]);
+    let contract = format!("{CONTRACTS}/digits.toml");
+    ok(&home, &["publish", &contract]);
+    let header: Vec<String> = std::iter::once("label".to_string())
+        .chain((0..64).map(|i| format!("p{i}")))
+        .collect();
+    let row = |label: &str, cell: &str| {
+        let mut cells = vec![label.to_string(), cell.to_string()];
+        cells.extend((1..64).map(|_| "3".to_string()));
+        cells.join(",")
+    };
+    let cases = [
+        // A pixel that is text, on the third line.
+        (row("4", "bright"), "line 3", "\"p0\""),
+        // A digit the contract's classes do not hold.
+        (row("11", "5"), "line 3", "unknown label \"11\""),
+    ];
+    for (i, (bad_row, line, what)) in cases.iter().enumerate() {
+        let csv = dir.path().join(format!("bad{i}.csv"));
+        let text = format!("{}\n{}\n{bad_row}\n", header.join(","), row("1", "2"));
+        std::fs::write(&csv, text).unwrap();
+        let name = format!("bad{i}");
+        ok(
+            &home,
+            &[
+                "data",
+                "add",
+                &name,
+                csv.to_str().unwrap(),
+                "--label",
+                "label",
+            ],
+        );
+        let stderr = err(
+            &home,
+            &["consent", "grant", "digits-classifier", "--data", &name],
+        );
+        assert!(stderr.contains(&format!("bad{i}.csv")), "{stderr}");
+        assert!(stderr.contains(line) && stderr.contains(what), "{stderr}");
+    }
+    // Nothing was signed.
+    let list = ok(&home, &["consent", "list", "--json"]);
+    assert_eq!(list.trim(), "[]", "{list}");
+}
