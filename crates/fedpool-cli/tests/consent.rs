@@ -18,7 +18,11 @@ fn fedpool(home: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(home: &Path, args: &[&str]) -> String {
-    let out = fedpool(home, args);
+    succeeded(fedpool(home, args), args)
+}
+
+/// The command's stdout and stderr, after checking it succeeded.
+fn succeeded(out: Output, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "fedpool {args:?} failed:\n{}",
@@ -37,16 +41,7 @@ fn ok_without_home(args: &[&str]) -> String {
         .env_remove("FEDPOOL_HOME")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "fedpool {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    succeeded(out, args)
 }
 
 fn err(home: &Path, args: &[&str]) -> String {

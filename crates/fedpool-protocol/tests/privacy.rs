@@ -318,6 +318,25 @@ struct NetHost {
     trace: Vec<(NodeId, String)>,
 }
 
+impl NetHost {
+    /// "Trains" every asked job: each node's fixed delta.
+    #[allow(clippy::type_complexity)]
+    fn train_jobs(&mut self) -> Vec<(NodeId, RoundId, Result<TrainOutcome, String>)> {
+        std::mem::take(&mut self.jobs)
+            .into_iter()
+            .map(|job| {
+                let outcome = Ok(TrainOutcome {
+                    delta: self.deltas[job.node.0 as usize].clone(),
+                    n_examples: 10,
+                    final_loss: 0.1,
+                    n_steps: 1,
+                });
+                (job.node, job.round, outcome)
+            })
+            .collect()
+    }
+}
+
 impl Host for NetHost {
     type Error = std::convert::Infallible;
 
@@ -442,18 +461,7 @@ impl Net {
                 continue;
             }
             if !self.host.jobs.is_empty() {
-                let results = std::mem::take(&mut self.host.jobs)
-                    .into_iter()
-                    .map(|job| {
-                        let outcome = Ok(TrainOutcome {
-                            delta: self.host.deltas[job.node.0 as usize].clone(),
-                            n_examples: 10,
-                            final_loss: 0.1,
-                            n_steps: 1,
-                        });
-                        (job.node, job.round, outcome)
-                    })
-                    .collect();
+                let results = self.host.train_jobs();
                 let Ok(()) = self.driver.trained(results, &mut self.host);
                 continue;
             }
@@ -489,21 +497,8 @@ impl Net {
                 let Ok(()) = self.driver.deliver(batch, executor, &mut self.host);
                 continue;
             }
-            let jobs = std::mem::take(&mut self.host.jobs);
-            if !jobs.is_empty() {
-                let results = jobs
-                    .into_iter()
-                    .map(|job| {
-                        let delta = self.host.deltas[job.node.0 as usize].clone();
-                        let outcome = Ok(TrainOutcome {
-                            delta,
-                            n_examples: 10,
-                            final_loss: 0.1,
-                            n_steps: 1,
-                        });
-                        (job.node, job.round, outcome)
-                    })
-                    .collect();
+            if !self.host.jobs.is_empty() {
+                let results = self.host.train_jobs();
                 let Ok(()) = self.driver.trained(results, &mut self.host);
                 continue;
             }
