@@ -728,7 +728,7 @@ fn report_renders_as_text_and_json_with_stable_rule_names() {
     let report = check(&w.ledger.events, &[Rule::PrivacyBudgetExceeded]);
     let text = report.to_string();
     assert!(
-        text.starts_with("4 events, 3 authors, 1 models, 1 rounds: 1 violation\n"),
+        text.starts_with("4 events, 3 authors, 1 model, 1 round: 1 violation\n"),
         "{text}"
     );
     assert!(
@@ -1017,7 +1017,7 @@ fn a_privacy_record_skipping_rounds_going_back_or_under_anothers_consent_is_dete
         .collect();
     assert_eq!(details.len(), 3, "{report}");
     assert!(
-        details[0].contains("composes 1 rounds, but 3 passed"),
+        details[0].contains("composes 1 round, but 3 passed"),
         "{report}"
     );
     assert!(

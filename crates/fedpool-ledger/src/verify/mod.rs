@@ -272,17 +272,20 @@ impl VerifyReport {
 /// The text rendering: a summary line, then one line per violation.
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = |n: usize, noun: &str| match n {
+            1 => format!("1 {noun}"),
+            n => format!("{n} {noun}s"),
+        };
         writeln!(
             f,
-            "{} events, {} authors, {} models, {} rounds: {}",
-            self.n_events,
-            self.n_authors,
-            self.n_models,
-            self.n_rounds,
+            "{}, {}, {}, {}: {}",
+            count(self.n_events, "event"),
+            count(self.n_authors, "author"),
+            count(self.n_models, "model"),
+            count(self.n_rounds, "round"),
             match self.violations.len() {
                 0 => "ok".to_string(),
-                1 => "1 violation".to_string(),
-                n => format!("{n} violations"),
+                n => count(n, "violation"),
             }
         )?;
         for violation in &self.violations {

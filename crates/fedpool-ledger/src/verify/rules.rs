@@ -335,9 +335,12 @@ fn check_privacy_history(
         if record.round <= previous_round {
             invalid(format!("follows a record for round {previous_round}"));
         } else if record.rounds < record.round - previous_round {
+            let rounds = match record.rounds {
+                1 => "1 round".to_string(),
+                n => format!("{n} rounds"),
+            };
             invalid(format!(
-                "composes {} rounds, but {} passed since round {previous_round}",
-                record.rounds,
+                "composes {rounds}, but {} passed since round {previous_round}",
                 record.round - previous_round
             ));
         }
