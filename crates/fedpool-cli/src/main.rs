@@ -76,10 +76,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if !matches!(
-        cli.command,
-        Command::Node(_) | Command::Train(_) | Command::Cluster(_)
-    ) {
+    let talks_to_nodes = match &cli.command {
+        Command::Node(_) | Command::Train(_) | Command::Cluster(_) => true,
+        Command::Demo(args) => args.nodes.is_some(),
+        _ => false,
+    };
+    if !talks_to_nodes {
         die_quietly_on_a_closed_pipe();
     }
     match run(cli) {
