@@ -367,12 +367,8 @@ fn print_summary(report: &SimulationReport) {
     let failed: Vec<&RoundRecord> = report.rounds.iter().filter(|r| !r.completed).collect();
     if !failed.is_empty() {
         println!(
-            "{} and left the model unchanged:",
-            if failed.len() == 1 {
-                "1 round failed".to_string()
-            } else {
-                format!("{} rounds failed", failed.len())
-            }
+            "{} failed and left the model unchanged:",
+            count(failed.len(), "round")
         );
         for record in failed.iter().take(5) {
             println!(

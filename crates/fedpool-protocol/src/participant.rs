@@ -390,18 +390,20 @@ impl Participant {
         self.now_ms = self.now_ms.max(now_ms);
         if let Some(deadline) = self.next_deadline_ms()
             && self.now_ms >= deadline
-            && let Some(round) = self.state.round()
         {
-            // Its secrets for the round go with the state: nothing of it is ever sent later.
-            self.secure_aborts.push((
-                round,
-                format!(
-                    "the publisher sent nothing for {} ms; the node gave the round up",
-                    self.round_timeout_ms
-                ),
+            self.give_up_round(format!(
+                "the publisher sent nothing for {} ms; the node gave the round up",
+                self.round_timeout_ms
             ));
-            self.state = State::Idle;
         }
+    }
+
+    /// Drops the round in progress, if any, with its secrets: nothing of it is ever sent later.
+    fn give_up_round(&mut self, why: String) {
+        if let Some(round) = self.state.round() {
+            self.secure_aborts.push((round, why));
+        }
+        self.state = State::Idle;
     }
 
     /// The next thing the driver must do, if any.
@@ -417,11 +419,7 @@ impl Participant {
             Msg::SecAggSetup(_) | Msg::SecAggToClient { .. }
                 if !self.consent_active() && self.state.round().is_some() =>
             {
-                if let Some(round) = self.state.round() {
-                    self.secure_aborts
-                        .push((round, "the node's consent ended during the round".into()));
-                }
-                self.state = State::Idle;
+                self.give_up_round("the node's consent ended during the round".into());
             }
             Msg::SecAggSetup(setup) => self.on_setup(from, &setup),
             Msg::SecAggToClient { round, msg } => self.on_secagg(from, round, msg),

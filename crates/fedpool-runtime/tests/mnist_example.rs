@@ -4,35 +4,14 @@
 //! `../shared/data/mnist_10k/` beside the repository. Run with
 //! `cargo nextest run -p fedpool-runtime --run-ignored only -E 'test(mnist)'`.
 
-use std::io::Read;
-use std::path::PathBuf;
+mod common;
 
+use common::mnist_table;
 use fedpool_core::{Contract, Metrics};
-use fedpool_data::{Partition, Table};
+use fedpool_data::Partition;
 use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 const CONTRACT: &str = include_str!("../../../contracts/mnist.toml");
-
-fn mnist_table(contract: &Contract) -> Table {
-    let path = std::env::var_os("FEDPOOL_MNIST").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/data/mnist_10k/mnist_10k.csv.gz")
-        },
-        PathBuf::from,
-    );
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot open {} ({e}); set FEDPOOL_MNIST to the MNIST 10k CSV",
-            path.display()
-        )
-    });
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut text)
-        .unwrap();
-    Table::from_csv(text.as_slice(), "mnist_10k.csv", &contract.schema, &[]).unwrap()
-}
 
 /// Final accuracy and the curve of a 100-client run of the contract as written, seed 42.
 fn run(partition: Partition) -> (f64, Vec<f64>) {

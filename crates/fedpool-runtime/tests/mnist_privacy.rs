@@ -6,22 +6,14 @@
 //! beside the repository. Run with
 //! `cargo nextest run -p fedpool-runtime --run-ignored only -E 'test(mnist)'`.
 
-use std::io::Read;
-use std::path::PathBuf;
+mod common;
 
+use common::mnist_table;
 use fedpool_core::{Contract, Metrics};
-use fedpool_data::{Partition, Table};
+use fedpool_data::Partition;
 use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 const CONTRACT: &str = include_str!("../../../contracts/mnist_private.toml");
-
-fn mnist_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("FEDPOOL_MNIST") {
-        return PathBuf::from(path);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/mnist_10k/mnist_10k.csv.gz")
-}
 
 #[test]
 #[ignore = "needs MNIST 10k (FEDPOOL_MNIST or ../shared); ~8 min on 2 cores"]
@@ -32,18 +24,7 @@ fn mnist_1000_owners_z1_secure_aggregation_reaches_075() {
     assert_eq!(contract.training.sampling.fraction, Some(0.1));
     assert_eq!(contract.training.rounds, 30);
 
-    let path = mnist_path();
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot open {} ({e}); set FEDPOOL_MNIST to the MNIST 10k CSV",
-            path.display()
-        )
-    });
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut text)
-        .unwrap();
-    let table = Table::from_csv(text.as_slice(), "mnist_10k.csv", &contract.schema, &[]).unwrap();
+    let table = mnist_table(&contract);
 
     let mut options = SimulationOptions::new(1000, Partition::Iid, 42);
     options.ledger = LedgerChoice::Temporary;

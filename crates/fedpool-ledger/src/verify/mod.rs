@@ -269,13 +269,17 @@ impl VerifyReport {
     }
 }
 
+/// `n` and the noun, singular for one: "1 round", "3 rounds".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// The text rendering: a summary line, then one line per violation.
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |n: usize, noun: &str| match n {
-            1 => format!("1 {noun}"),
-            n => format!("{n} {noun}s"),
-        };
         writeln!(
             f,
             "{}, {}, {}, {}: {}",

@@ -335,12 +335,9 @@ fn check_privacy_history(
         if record.round <= previous_round {
             invalid(format!("follows a record for round {previous_round}"));
         } else if record.rounds < record.round - previous_round {
-            let rounds = match record.rounds {
-                1 => "1 round".to_string(),
-                n => format!("{n} rounds"),
-            };
             invalid(format!(
-                "composes {rounds}, but {} passed since round {previous_round}",
+                "composes {}, but {} passed since round {previous_round}",
+                super::count(record.rounds as usize, "round"),
                 record.round - previous_round
             ));
         }
