@@ -182,13 +182,24 @@ fn summary(e: &Event) -> String {
             p.payouts.iter().map(|(_, a)| a).sum::<f64>()
         ),
         Body::ModelReleased(r) => format!("released after {}", count(r.rounds, "round")),
+        Body::PrivacySpent(p) if p.round == 0 => format!(
+            "ε {:.3} spent on {} by its statistics phase",
+            p.epsilon_total,
+            short(p.model_id.as_str()),
+        ),
         Body::PrivacySpent(p) => format!(
-            "ε {:.3} spent on {} by round {} ({} round{} in this step)",
+            "ε {:.3} spent on {} by round {} ({} in this step)",
             p.epsilon_total,
             short(p.model_id.as_str()),
             p.round,
-            p.rounds,
-            if p.rounds == 1 { "" } else { "s" }
+            count(p.rounds, "round"),
+        ),
+        Body::StatisticsCommitted(s) => format!(
+            "statistics of {}: {}, ε total {:.3}, scaling {}",
+            short(s.model_id.as_str()),
+            count(s.participants.len() as u32, "participant"),
+            s.epsilon_total,
+            short(&s.scaling_hash)
         ),
     }
 }

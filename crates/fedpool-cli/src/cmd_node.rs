@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fedpool_core::Contract;
-use fedpool_data::Dataset;
+use fedpool_data::Table;
 use fedpool_ledger::content_hash;
 use fedpool_node::control::{self, ControlRequest};
 use fedpool_node::replay::Replay;
@@ -112,7 +112,7 @@ struct RegisteredData {
 }
 
 impl RegisteredData {
-    fn encode(&self, contract: &Contract, dataset: &RegisteredDataset) -> Result<Dataset, String> {
+    fn load(&self, contract: &Contract, dataset: &RegisteredDataset) -> Result<Table, String> {
         let bytes = std::fs::read(&dataset.path)
             .map_err(|e| format!("cannot read {}: {e}", dataset.path.display()))?;
         if content_hash(&bytes) != dataset.fingerprint {
@@ -122,27 +122,25 @@ impl RegisteredData {
                 dataset.name
             ));
         }
-        let table = load::DataSource::Csv(dataset.path.clone())
+        load::DataSource::Csv(dataset.path.clone())
             .load(&contract.schema, &[])
-            .map_err(|e| format!("{e:#}"))?;
-        let rows: Vec<usize> = (0..table.n_rows()).collect();
-        Ok(table.encode(&rows))
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
 impl fedpool_node::DataSource for RegisteredData {
-    fn training_data(&self, contract: &Contract, fingerprint: &str) -> Result<Dataset, String> {
+    fn training_data(&self, contract: &Contract, fingerprint: &str) -> Result<Table, String> {
         let datasets = self.home.datasets().map_err(|e| format!("{e:#}"))?;
         let dataset = datasets
             .iter()
             .find(|d| d.fingerprint == fingerprint)
             .ok_or_else(|| format!("no registered dataset has fingerprint {fingerprint}"))?;
-        self.encode(contract, dataset)
+        self.load(contract, dataset)
     }
 
-    fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Dataset, String> {
+    fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Table, String> {
         let dataset = self.home.dataset(name).map_err(|e| format!("{e:#}"))?;
-        self.encode(contract, &dataset)
+        self.load(contract, &dataset)
     }
 }
 

@@ -165,6 +165,16 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             println!("  {} clients run the attack {attack}", sim.n_attackers());
         }
         println!("  privacy: {}", describe_privacy(&contract));
+        if let Some(layout) = fedpool_data::StatisticsLayout::of(&contract.schema) {
+            let names: Vec<&str> = layout.column_names().collect();
+            println!(
+                "  scaling: federated statistics of {} ({}), aggregated before round 1",
+                count(names.len(), "column"),
+                names.join(", ")
+            );
+        } else if contract.schema.local_standardize {
+            println!("  scaling: each node standardises with its own statistics (local_standardize)");
+        }
     }
     let progress = progress_bar(n_rounds as u64, !args.json);
     let report = sim.run(|record| {
@@ -323,6 +333,16 @@ fn print_summary(report: &SimulationReport) {
             report.seconds
         ),
     }
+    if let Some(statistics) = &report.statistics {
+        println!(
+            "feature statistics from {}{}",
+            count(statistics.n_contributors, "node"),
+            statistics
+                .epsilon
+                .map(|e| format!(", ε {e:.3} of the total below"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(epsilon) = report.epsilon {
         println!("privacy spent: ε = {epsilon:.3} at δ = {}", report.delta);
     }
@@ -406,6 +426,11 @@ fn json_report(
         "seconds": report.seconds,
         "final_metrics": report.final_metrics,
     });
+    output["statistics"] = json!(report.statistics.as_ref().map(|s| json!({
+        "contributors": s.n_contributors,
+        "epsilon": s.epsilon,
+        "scaling": s.scaling.as_ref(),
+    })));
     output["consent_rate"] = json!(args.consent_rate);
     output["epsilon"] = json!(report.epsilon);
     output["delta"] = json!(report.delta);

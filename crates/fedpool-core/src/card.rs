@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use fedpool_data::{ColumnKind, LabelKind, Scaling};
+use fedpool_data::{ColumnKind, LabelKind, Scaling, StatisticsLayout};
 use serde::Serialize;
 
 use crate::contract::{Contract, SplitRule, Task, Valuation};
@@ -98,9 +98,17 @@ impl CardTerms {
             .map(|c| CardField {
                 description: match &c.kind {
                     ColumnKind::Numeric { scaling } => match scaling {
-                        Scaling::Standardize => {
+                        Scaling::Standardize { .. } if contract.schema.local_standardize => {
                             "a number (standardised on your node with your own statistics)".into()
                         }
+                        Scaling::Standardize { bounds: None } => {
+                            "a number (standardised with the mean and deviation over all participating nodes)".into()
+                        }
+                        Scaling::Standardize {
+                            bounds: Some([min, max]),
+                        } => format!(
+                            "a number (standardised with the mean and deviation over all participating nodes; clamped to [{min}, {max}] for those statistics)"
+                        ),
                         Scaling::Range { min, max } => format!("a number between {min} and {max}"),
                         Scaling::None => "a number".into(),
                     },
@@ -180,7 +188,34 @@ fn abbreviate(items: &[String], max: usize) -> String {
 
 fn privacy_words(contract: &Contract) -> Vec<String> {
     let p = &contract.privacy;
-    let mut words = vec!["Your rows never leave your node; only model updates do.".to_string()];
+    let layout = StatisticsLayout::of(&contract.schema);
+    let mut words = vec![match &layout {
+        Some(_) => "Your rows never leave your node; only model updates do, and once, before the first round, summary statistics of some columns.".to_string(),
+        None => "Your rows never leave your node; only model updates do.".to_string(),
+    }];
+    let standardises = contract.schema.feature_columns().iter().any(|c| {
+        matches!(
+            c.kind,
+            ColumnKind::Numeric {
+                scaling: Scaling::Standardize { .. }
+            }
+        )
+    });
+    match &layout {
+        Some(layout) => {
+            let names: Vec<String> = layout.column_names().map(str::to_string).collect();
+            let n = names.len();
+            words.push(format!(
+                "Federated statistics: before the first round, your node sends, for {} ({}), the mean and the mean square of its rows (values clamped to each column's public bounds, where the contract gives them), counted as one node whatever its number of rows. They travel like an update: clipped, noised and securely aggregated exactly as the rounds below say, and their privacy cost is counted with the rounds'. The publisher derives one mean and deviation per column from the sum, records them on the ledger, and every node and the test set standardise with them.",
+                if n == 1 { "1 standardised column".to_string() } else { format!("{n} standardised columns") },
+                abbreviate(&names, 8)
+            ));
+        }
+        None if standardises => words.push(
+            "Numeric columns are standardised on your node with your own rows' mean and deviation: no statistic of your data leaves your node.".into(),
+        ),
+        None => {}
+    }
     if let (true, Some(adaptive)) = (p.clip_norm > 0.0, p.adaptive_clipping) {
         words.push(format!(
             "Each update is clipped to a length (L2 norm) that starts at {} and adapts each round so that about {:.0}% of updates fit; the noise scales with it, so privacy is unchanged. Your node reports only whether its update fitted (securely summed when secure aggregation is on), and that count is noised from the same budget.",

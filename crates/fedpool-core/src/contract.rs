@@ -5,7 +5,7 @@
 //! to a contract (through its transparency card), so parsing is strict: unknown keys are errors,
 //! and every value is range-checked with the key named in the message.
 
-use fedpool_data::{ColumnKind, LabelKind, Schema};
+use fedpool_data::{ColumnKind, LabelKind, Schema, StatisticsLayout};
 use fedpool_strategy::{ClientSampling, StrategyConfig};
 use serde::{Deserialize, Serialize};
 
@@ -509,6 +509,23 @@ impl Contract {
                 "privacy.secure_aggregation_threshold",
                 format!("must be in (0, 1], got {}", p.secure_aggregation_threshold),
             ));
+        }
+        if private && let Some(layout) = StatisticsLayout::of(&self.schema) {
+            let unbounded = layout.unbounded_columns();
+            if let Some(first) = unbounded.first() {
+                return Err(invalid(
+                    "schema",
+                    format!(
+                        "column \"{first}\"{} {} standardised with federated statistics, which this contract clips, noises or securely aggregates like an update: give each public bounds (scaling = {{ method = \"standardize\", bounds = [min, max] }}) so one node's contribution is bounded, or set local_standardize = true to keep every statistic on its node",
+                        if unbounded.len() > 1 {
+                            format!(" (and {} more)", unbounded.len() - 1)
+                        } else {
+                            String::new()
+                        },
+                        if unbounded.len() > 1 { "are" } else { "is" },
+                    ),
+                ));
+            }
         }
 
         let r = &self.rewards;

@@ -276,6 +276,14 @@ pub enum DataError {
         reason: String,
     },
 
+    /// Federated statistics that cannot be used (an aggregate of the wrong length, a count
+    /// noise drove to zero, a scaling for other columns).
+    #[error("federated statistics: {reason}")]
+    Statistics {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A partition spec string that does not parse.
     #[error(
         "bad partition \"{spec}\": {reason}; expected one of iid, dirichlet:<alpha>, \

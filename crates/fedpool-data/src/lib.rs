@@ -9,7 +9,9 @@
 //! 3. [`partition_rows`] deals the training rows to simulated clients by a [`Partition`]
 //!    (`iid`, `dirichlet:<alpha>`, `shards:<k>`, `column:<name>`).
 //! 4. [`Table::encode`] turns each client's rows into a [`Dataset`], standardising with that
-//!    client's own statistics.
+//!    client's own statistics; [`Table::encode_scaled`] standardises with federated statistics
+//!    instead ([`StatisticsLayout`]: each node's contribution, and the [`FeatureScaling`]
+//!    derived from their sum).
 //!
 //! ```
 //! use fedpool_data::{
@@ -25,9 +27,10 @@
 //!     },
 //!     columns: vec![ColumnSpec {
 //!         name: "x".into(),
-//!         kind: ColumnKind::Numeric { scaling: Scaling::Standardize },
+//!         kind: ColumnKind::Numeric { scaling: Scaling::Standardize { bounds: None } },
 //!     }],
 //!     column_ranges: vec![],
+//!     local_standardize: true,
 //! };
 //! let csv = "site,x,y\na,1,no\na,2,yes\nb,3,no\nb,4,yes\nc,5,no\nc,6,yes\n";
 //! let table = Table::from_csv(csv.as_bytes(), "toy.csv", &schema, &["site"])?;
@@ -61,6 +64,7 @@ mod partition;
 mod schema;
 mod sniff;
 mod split;
+mod statistics;
 mod table;
 #[cfg(test)]
 mod test_support;
@@ -71,4 +75,5 @@ pub use partition::{MAX_DIRICHLET_ATTEMPTS, Partition, column_client_values, par
 pub use schema::{ColumnKind, ColumnRange, ColumnSpec, LabelKind, LabelSpec, Scaling, Schema};
 pub use sniff::{CsvSummary, SniffedColumn, SniffedType, sniff_csv};
 pub use split::train_test_split;
+pub use statistics::{ColumnScaling, FeatureScaling, MIN_BOUNDED_STD, StatisticsLayout};
 pub use table::Table;

@@ -23,6 +23,13 @@ pub struct Schema {
     /// Runs of numeric columns named `{prefix}{0..count}` (pixels), appended after `columns`.
     #[serde(default)]
     pub column_ranges: Vec<ColumnRange>,
+    /// Standardise every node's rows with that node's own mean and deviation, so that no
+    /// statistic of its data leaves it, instead of with the federated statistics (the mean
+    /// and deviation over every participating node, aggregated before the first round).
+    /// Under label skew local scaling centres each node's majority class onto zero and erases
+    /// much of the signal: federated statistics are the default.
+    #[serde(default)]
+    pub local_standardize: bool,
 }
 
 /// The target column.
@@ -79,13 +86,19 @@ pub enum ColumnKind {
 }
 
 /// How a numeric column is scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Scaling {
-    /// Subtract the mean and divide by the standard deviation, both computed on the node's own
-    /// rows (no statistics cross node boundaries).
-    #[default]
-    Standardize,
+    /// Subtract the mean and divide by the standard deviation: over every participating node
+    /// (federated statistics, the default), or over the node's own rows when the schema says
+    /// [`Schema::local_standardize`].
+    Standardize {
+        /// Public bounds `[min, max]` of the column's values. A node's contribution to the
+        /// federated statistics clamps values into them (training does not), which bounds what
+        /// one node can add: clipped, noised or securely aggregated statistics need them.
+        #[serde(default)]
+        bounds: Option<[f32; 2]>,
+    },
     /// Map a known range `[min, max]` onto `[0, 1]` (pixels, bounded counts).
     Range {
         /// Smallest possible value.
@@ -95,6 +108,12 @@ pub enum Scaling {
     },
     /// Use the value as it is.
     None,
+}
+
+impl Default for Scaling {
+    fn default() -> Scaling {
+        Scaling::Standardize { bounds: None }
+    }
 }
 
 /// A run of numeric columns `{prefix}0 … {prefix}{count-1}` sharing one scaling.
@@ -198,7 +217,11 @@ impl Schema {
                     }
                 }
                 ColumnKind::Numeric {
-                    scaling: Scaling::Range { min, max },
+                    scaling:
+                        Scaling::Range { min, max }
+                        | Scaling::Standardize {
+                            bounds: Some([min, max]),
+                        },
                 } => {
                     if !(min.is_finite() && max.is_finite() && min < max) {
                         return invalid(format!(

@@ -12,7 +12,9 @@ mod load_idx;
 mod tests;
 
 use crate::dataset::{Dataset, Targets};
+use crate::error::DataError;
 use crate::schema::{ColumnKind, Scaling, Schema};
+use crate::statistics::{FeatureScaling, StatisticsLayout};
 
 /// Rows of one data file, validated against a schema.
 ///
@@ -67,6 +69,8 @@ struct EncodePlan {
     n_categorical: usize,
     /// Scaling of each numeric column, in storage order.
     scalings: Vec<Scaling>,
+    /// Name of each numeric column, in storage order.
+    numeric_names: Vec<String>,
     /// Maximal runs of numeric columns that are adjacent both in storage and in the output, so
     /// a pixel row is transformed as one slice rather than column by column.
     numeric_runs: Vec<NumericRun>,
@@ -90,6 +94,7 @@ impl EncodePlan {
             n_numeric: 0,
             n_categorical: 0,
             scalings: Vec::new(),
+            numeric_names: Vec::new(),
             numeric_runs: Vec::new(),
             categorical_offsets: Vec::new(),
             categorical_sizes: Vec::new(),
@@ -106,6 +111,7 @@ impl EncodePlan {
                         }),
                     }
                     plan.scalings.push(scaling);
+                    plan.numeric_names.push(column.name);
                     plan.n_numeric += 1;
                     plan.n_features += 1;
                 }
@@ -181,8 +187,46 @@ impl Table {
     /// If a row index is `>= self.n_rows()`; indices come from this crate's split and partition
     /// functions, so an out-of-range index is a caller bug, not bad data.
     pub fn encode(&self, rows: &[usize]) -> Dataset {
+        let (shift, scale) = self.numeric_affine(rows, None);
+        self.encode_affine(rows, &shift, &scale)
+    }
+
+    /// Encodes the given rows as [`Table::encode`] does, but standardises with `scaling`, the
+    /// federated statistics every node and the test set share, instead of these rows' own.
+    ///
+    /// # Errors
+    ///
+    /// If `scaling` does not cover exactly the columns this schema standardises with federated
+    /// statistics, in order.
+    ///
+    /// # Panics
+    ///
+    /// As [`Table::encode`], for a row index out of range.
+    pub fn encode_scaled(
+        &self,
+        rows: &[usize],
+        scaling: &FeatureScaling,
+    ) -> Result<Dataset, DataError> {
+        let layout = StatisticsLayout::of(&self.schema).ok_or_else(|| DataError::Statistics {
+            reason: "the schema standardises no column with federated statistics".into(),
+        })?;
+        scaling.check_layout(&layout)?;
+        let (shift, scale) = self.numeric_affine(rows, Some(scaling));
+        Ok(self.encode_affine(rows, &shift, &scale))
+    }
+
+    /// Stored position of the numeric column `name`.
+    pub(crate) fn numeric_position(&self, name: &str) -> Option<usize> {
+        self.plan.numeric_names.iter().position(|n| n == name)
+    }
+
+    /// The stored value of numeric column `position` in `row`.
+    pub(crate) fn numeric_value(&self, row: usize, position: usize) -> f32 {
+        self.numeric[row * self.plan.n_numeric + position]
+    }
+
+    fn encode_affine(&self, rows: &[usize], shift: &[f32], scale: &[f32]) -> Dataset {
         let plan = &self.plan;
-        let (shift, scale) = self.numeric_affine(rows);
         let width = plan.n_features;
         let mut features = vec![0.0f32; rows.len() * width];
         for (out_row, &row) in features.chunks_exact_mut(width.max(1)).zip(rows) {
@@ -219,19 +263,37 @@ impl Table {
         }
     }
 
-    /// Per numeric column `(shift, scale)` such that the encoded value is `(x - shift) * scale`.
-    fn numeric_affine(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    /// Per numeric column `(shift, scale)` such that the encoded value is `(x - shift) * scale`:
+    /// standardised columns with `global` (checked against the layout by the caller, so its
+    /// entries follow the standardised columns in storage order), or with `rows`' own
+    /// statistics.
+    fn numeric_affine(
+        &self,
+        rows: &[usize],
+        global: Option<&FeatureScaling>,
+    ) -> (Vec<f32>, Vec<f32>) {
         let plan = &self.plan;
         let n_numeric = plan.n_numeric;
-        let standardized: Vec<bool> = plan
-            .scalings
-            .iter()
-            .map(|s| matches!(s, Scaling::Standardize))
-            .collect();
-        let (mean, std) = if standardized.contains(&true) && !rows.is_empty() {
-            self.mean_and_std(rows)
-        } else {
-            (vec![0.0; n_numeric], vec![0.0; n_numeric])
+        let standardized = || {
+            plan.scalings
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, Scaling::Standardize { .. }))
+                .map(|(j, _)| j)
+        };
+        let (mean, std) = match global {
+            Some(global) => {
+                let (mut mean, mut std) = (vec![0.0; n_numeric], vec![0.0; n_numeric]);
+                for (j, column) in standardized().zip(&global.columns) {
+                    mean[j] = column.mean;
+                    std[j] = column.std;
+                }
+                (mean, std)
+            }
+            None if standardized().next().is_some() && !rows.is_empty() => {
+                self.mean_and_std(rows)
+            }
+            None => (vec![0.0; n_numeric], vec![0.0; n_numeric]),
         };
         let mut shift = Vec::with_capacity(n_numeric);
         let mut scale = Vec::with_capacity(n_numeric);
@@ -239,8 +301,8 @@ impl Table {
             let (s, k) = match *scaling {
                 // The sums are exact for a constant column (f32 values summed in f64), so its
                 // deviation is exactly zero: centre it and leave it, rather than divide by zero.
-                Scaling::Standardize if std[j] > 0.0 => (mean[j], 1.0 / std[j]),
-                Scaling::Standardize => (mean[j], 1.0),
+                Scaling::Standardize { .. } if std[j] > 0.0 => (mean[j], 1.0 / std[j]),
+                Scaling::Standardize { .. } => (mean[j], 1.0),
                 Scaling::Range { min, max } => {
                     (f64::from(min), 1.0 / (f64::from(max) - f64::from(min)))
                 }

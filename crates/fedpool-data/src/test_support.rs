@@ -15,6 +15,7 @@ pub(crate) fn class_table(labels: &[u32], n_classes: u32, groups: &[&str]) -> Ta
         },
         columns: vec![x_column()],
         column_ranges: vec![],
+        local_standardize: true,
     };
     let mut csv = String::from("x,y,group\n");
     for (row, label) in labels.iter().enumerate() {
@@ -33,6 +34,7 @@ pub(crate) fn regression_table(n_rows: usize) -> Table {
         },
         columns: vec![x_column()],
         column_ranges: vec![],
+        local_standardize: true,
     };
     let mut csv = String::from("x,y\n");
     for row in 0..n_rows {

@@ -31,6 +31,7 @@ fn digits_schema() -> Schema {
                 max: 16.0,
             },
         }],
+        local_standardize: true,
     }
 }
 
@@ -46,7 +47,7 @@ fn breast_cancer() -> Table {
         .map(|name| ColumnSpec {
             name: name.to_string(),
             kind: ColumnKind::Numeric {
-                scaling: Scaling::Standardize,
+                scaling: Scaling::Standardize { bounds: None },
             },
         })
         .collect();
@@ -57,6 +58,7 @@ fn breast_cancer() -> Table {
         },
         columns,
         column_ranges: vec![],
+        local_standardize: true,
     };
     Table::from_csv(
         BREAST_CANCER_CSV.as_bytes(),

@@ -1,18 +1,18 @@
 //! Signed, content-addressed events and their canonical encoding.
 //!
-//! # Encoding, version 1
+//! # Encoding, version 3
 //!
 //! An encoded event is its *signed bytes* followed by the 64-byte Ed25519 signature:
 //!
 //! | field | bytes |
 //! | --- | --- |
-//! | version | `u8`, `0x01` |
+//! | version | `u8`, `0x03` |
 //! | network | `u32` BE length + UTF-8 (1–64 bytes of `[a-z0-9._-]`) |
 //! | author | 32-byte Ed25519 public key |
 //! | seq | `u64` BE, ≥ 1 and ≤ 2⁶³−1 |
 //! | prev | `0x00` if seq = 1, else `0x01` + 32-byte blake3 digest of the previous event |
 //! | timestamp_ms | `u64` BE, ≤ 2⁶³−1 |
-//! | kind | `u8` tag (1 model-published … 6 model-released) |
+//! | kind | `u8` tag (1 model-published … 8 statistics-committed) |
 //! | body | `u32` BE length + the body's fields (layouts in [`crate::kinds`]) |
 //! | signature | 64 bytes (not part of the signed bytes) |
 //!
@@ -59,7 +59,7 @@ use crate::identity::verify_strict;
 use crate::{Body, Did, Error, EventKind, Keypair, ModelId, Signature};
 
 /// The encoding version this build writes and reads.
-pub const ENCODING_VERSION: u8 = 2;
+pub const ENCODING_VERSION: u8 = 3;
 
 /// The largest encoded event accepted (8 MiB): large enough for a contract and a round with
 /// tens of thousands of participants, small enough that a hostile peer cannot make a node

@@ -81,11 +81,13 @@ pub enum EventKind {
     ModelReleased,
     /// A data owner's node accounted privacy it spends on a model ([`PrivacySpent`]).
     PrivacySpent,
+    /// A publisher committed a model's federated feature statistics ([`StatisticsCommitted`]).
+    StatisticsCommitted,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ModelPublished,
         EventKind::ConsentGranted,
         EventKind::ConsentRevoked,
@@ -93,6 +95,7 @@ impl EventKind {
         EventKind::RewardsPaid,
         EventKind::ModelReleased,
         EventKind::PrivacySpent,
+        EventKind::StatisticsCommitted,
     ];
 
     /// The stable short name, e.g. `consent-granted` (stored in the database's `kind` column).
@@ -105,6 +108,7 @@ impl EventKind {
             EventKind::RewardsPaid => "rewards-paid",
             EventKind::ModelReleased => "model-released",
             EventKind::PrivacySpent => "privacy-spent",
+            EventKind::StatisticsCommitted => "statistics-committed",
         }
     }
 
@@ -123,6 +127,7 @@ impl EventKind {
             EventKind::RewardsPaid => 5,
             EventKind::ModelReleased => 6,
             EventKind::PrivacySpent => 7,
+            EventKind::StatisticsCommitted => 8,
         }
     }
 
@@ -224,6 +229,33 @@ pub struct RoundCommitted {
     pub plan: RoundPlan,
     /// Evaluation metrics after this round, by name (e.g. `("accuracy", 0.91)`).
     pub metrics: Vec<(String, f64)>,
+    /// The `scaling_hash` of the model's [`StatisticsCommitted`], when the model standardises
+    /// with federated statistics: the features this round was trained on.
+    pub scaling_hash: Option<String>,
+}
+
+/// A publisher commits the statistics phase of a model: the federated scaling every node and
+/// the test set standardise numeric columns with, derived from the (clipped, noised, securely
+/// aggregated, as the contract says) statistics of the nodes asked. Once per model, before its
+/// first round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatisticsCommitted {
+    /// The model.
+    pub model_id: ModelId,
+    /// Each node whose statistics were aggregated, and the consent its data was used under.
+    pub participants: Vec<(Did, EventId)>,
+    /// The scaling, as canonical JSON (column, mean and deviation per standardised column).
+    pub scaling: String,
+    /// Content hash of `scaling`: what every round names.
+    pub scaling_hash: String,
+    /// ε spent by the statistics phase.
+    pub epsilon_round: f64,
+    /// ε spent by the model so far (the phase is the model's first release).
+    pub epsilon_total: f64,
+    /// The δ the ε figures hold for.
+    pub delta: f64,
+    /// How the phase was planned, so anyone can recompute its ε from the contract.
+    pub plan: RoundPlan,
 }
 
 /// What, besides the contract, fixes a round's privacy mechanism.
@@ -308,6 +340,8 @@ pub enum Body {
     ModelReleased(ModelReleased),
     /// See [`PrivacySpent`].
     PrivacySpent(PrivacySpent),
+    /// See [`StatisticsCommitted`].
+    StatisticsCommitted(StatisticsCommitted),
 }
 
 macro_rules! body_from {
@@ -326,7 +360,8 @@ body_from!(
     RoundCommitted,
     RewardsPaid,
     ModelReleased,
-    PrivacySpent
+    PrivacySpent,
+    StatisticsCommitted
 );
 
 impl Body {
@@ -340,6 +375,7 @@ impl Body {
             Body::RewardsPaid(_) => EventKind::RewardsPaid,
             Body::ModelReleased(_) => EventKind::ModelReleased,
             Body::PrivacySpent(_) => EventKind::PrivacySpent,
+            Body::StatisticsCommitted(_) => EventKind::StatisticsCommitted,
         }
     }
 
@@ -353,6 +389,7 @@ impl Body {
             Body::RewardsPaid(body) => &body.model_id,
             Body::ModelReleased(body) => &body.model_id,
             Body::PrivacySpent(body) => &body.model_id,
+            Body::StatisticsCommitted(body) => &body.model_id,
         }
     }
 
@@ -392,6 +429,12 @@ impl Body {
             Body::PrivacySpent(body) => {
                 vec![("epsilon_total", body.epsilon_total), ("delta", body.delta)]
             }
+            Body::StatisticsCommitted(body) => vec![
+                ("epsilon_round", body.epsilon_round),
+                ("epsilon_total", body.epsilon_total),
+                ("plan.clip_norm", body.plan.clip_norm),
+                ("delta", body.delta),
+            ],
         };
         floats.into_iter().find(|(_, value)| !value.is_finite())
     }
@@ -446,6 +489,7 @@ impl Body {
                 w.u32(body.plan.eligible);
                 w.f64(body.plan.clip_norm);
                 encode_metrics(w, &body.metrics);
+                w.option(body.scaling_hash.as_ref(), |w, h| w.str(h));
             }
             Body::RewardsPaid(body) => {
                 w.str(&body.model_id.0);
@@ -472,6 +516,22 @@ impl Body {
                 w.str(&body.mechanism);
                 w.f64(body.epsilon_total);
                 w.f64(body.delta);
+            }
+            Body::StatisticsCommitted(body) => {
+                w.str(&body.model_id.0);
+                w.len(body.participants.len());
+                for (did, consent) in &body.participants {
+                    w.raw(did.public_key());
+                    w.raw(consent.as_bytes());
+                }
+                w.str(&body.scaling);
+                w.str(&body.scaling_hash);
+                w.f64(body.epsilon_round);
+                w.f64(body.epsilon_total);
+                w.f64(body.delta);
+                w.u32(body.plan.asked);
+                w.u32(body.plan.eligible);
+                w.f64(body.plan.clip_norm);
             }
         }
     }
@@ -529,6 +589,7 @@ impl Body {
                     clip_norm: r.f64("plan.clip_norm")?,
                 },
                 metrics: decode_metrics(r)?,
+                scaling_hash: r.option("scaling_hash", |r| r.str("scaling_hash"))?,
             }),
             EventKind::RewardsPaid => Body::RewardsPaid(RewardsPaid {
                 model_id,
@@ -553,6 +614,25 @@ impl Body {
                 mechanism: r.str("mechanism")?,
                 epsilon_total: r.f64("epsilon_total")?,
                 delta: r.f64("delta")?,
+            }),
+            EventKind::StatisticsCommitted => Body::StatisticsCommitted(StatisticsCommitted {
+                model_id,
+                participants: r.vec("participants", 64, |r| {
+                    Ok((
+                        read_did(r, "participants")?,
+                        EventId::from_bytes(r.array("participants")?),
+                    ))
+                })?,
+                scaling: r.str("scaling")?,
+                scaling_hash: r.str("scaling_hash")?,
+                epsilon_round: r.f64("epsilon_round")?,
+                epsilon_total: r.f64("epsilon_total")?,
+                delta: r.f64("delta")?,
+                plan: RoundPlan {
+                    asked: r.u32("plan.asked")?,
+                    eligible: r.u32("plan.eligible")?,
+                    clip_norm: r.f64("plan.clip_norm")?,
+                },
             }),
         };
         Ok(body)

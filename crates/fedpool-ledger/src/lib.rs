@@ -29,7 +29,12 @@
 //!     fn terms(&self, _: &str) -> Result<ModelTerms, String> {
 //!         Ok(self.0.clone())
 //!     }
-//!     fn epsilon_total(&self, _: &str, _: &[RoundPlan]) -> Result<Option<f64>, String> {
+//!     fn epsilon_total(
+//!         &self,
+//!         _: &str,
+//!         _: Option<&RoundPlan>,
+//!         _: &[RoundPlan],
+//!     ) -> Result<Option<f64>, String> {
 //!         Ok(None)
 //!     }
 //!     fn node_epsilons(
@@ -114,7 +119,7 @@ pub use identity::{Did, Keypair, Signature};
 pub use keyfile::{read_key_file, replace_file, write_key_file};
 pub use kinds::{
     Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
-    ModelTerms, PrivacySpent, RewardsPaid, RoundCommitted, RoundPlan,
+    ModelTerms, PrivacySpent, RewardsPaid, RoundCommitted, RoundPlan, StatisticsCommitted,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
 pub use verify::{ContractRules, PrivacyStep, Rule, VerifyReport, Violation, verify_events};

@@ -23,7 +23,7 @@ fn sample() -> (Keypair, Event) {
 #[test]
 fn layout_is_as_documented() {
     let (keypair, event) = sample();
-    let mut expected = vec![2u8]; // version
+    let mut expected = vec![3u8]; // version
     expected.extend(12u32.to_be_bytes());
     expected.extend(b"fedpool-test");
     expected.extend(keypair.did().public_key());
@@ -59,7 +59,7 @@ fn ids_and_signatures_are_stable() {
     let (_, event) = sample();
     assert_eq!(
         event.id().to_string(),
-        "bafkr4ib3p2xlg5ailbtgrtrz4vt7ctf76nedej5dipvzzx62at247ez5iy"
+        "bafkr4ibavochi5lrfiioz25ibl33gdibdbxtirgfuhikel4sbeyoxivrsa"
     );
 }
 
@@ -115,6 +115,22 @@ fn decode_inverts_encode_for_every_kind() {
                 clip_norm: 0.5,
             },
             metrics: vec![("loss".into(), -1.0)],
+            scaling_hash: Some("s".into()),
+        }
+        .into(),
+        StatisticsCommitted {
+            model_id: "m".into(),
+            participants: vec![(did, id)],
+            scaling: "{\"columns\":[]}".into(),
+            scaling_hash: "h".into(),
+            epsilon_round: 0.0,
+            epsilon_total: 1.5,
+            delta: 1e-5,
+            plan: RoundPlan {
+                asked: 3,
+                eligible: 3,
+                clip_norm: 0.0,
+            },
         }
         .into(),
         RewardsPaid {

@@ -56,7 +56,33 @@ fn seed_events() -> Vec<Event> {
     for action in &actions {
         sim.apply(action);
     }
-    let events = sim.ledger.events;
+    let mut events = sim.ledger.events;
+    // The simulated contracts have no statistics phase; the decoders see one all the same.
+    let statistician = Keypair::insecure_from_seed(77);
+    events.push(
+        Event::sign(
+            &sim.ledger.network,
+            &statistician,
+            1,
+            None,
+            5_000,
+            StatisticsCommitted {
+                model_id: ModelId::from("m"),
+                participants: vec![(statistician.did(), EventId::from_bytes([7; 32]))],
+                scaling: r#"{"columns":[{"name":"age","mean":38.5,"std":13.2}]}"#.into(),
+                scaling_hash: content_hash(b"scaling"),
+                epsilon_round: 0.5,
+                epsilon_total: 0.5,
+                delta: 1e-5,
+                plan: RoundPlan {
+                    asked: 3,
+                    eligible: 4,
+                    clip_norm: 1.0,
+                },
+            },
+        )
+        .unwrap(),
+    );
     let kinds: std::collections::BTreeSet<EventKind> = events.iter().map(Event::kind).collect();
     assert_eq!(kinds.len(), EventKind::ALL.len(), "seed covers every kind");
     events

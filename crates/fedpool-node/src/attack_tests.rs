@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedpool_core::Contract;
-use fedpool_data::Dataset;
+use fedpool_data::Table;
 use fedpool_ledger::{Event, Keypair, NetworkId, Store};
 use fedpool_protocol::{DeclineReason, Msg, RoundId, wire};
 use futures::StreamExt;
@@ -20,10 +20,10 @@ use crate::{DataSource, NodeConfig, NodeInfo};
 struct NoData;
 
 impl DataSource for NoData {
-    fn training_data(&self, _: &Contract, _: &str) -> Result<Dataset, String> {
+    fn training_data(&self, _: &Contract, _: &str) -> Result<Table, String> {
         Err("no data in this test".into())
     }
-    fn evaluation_data(&self, _: &Contract, _: &str) -> Result<Dataset, String> {
+    fn evaluation_data(&self, _: &Contract, _: &str) -> Result<Table, String> {
         Err("no data in this test".into())
     }
 }
@@ -423,6 +423,7 @@ async fn an_owner_who_revoked_refuses_a_request_sent_anyway() {
         model.model_id.as_str(),
         &Msg::TrainRequest(TrainRequest {
             round: RoundId(1),
+            task: fedpool_protocol::RoundTask::Train { scaling: None },
             global: Arc::new(vec![0.0; 650]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),

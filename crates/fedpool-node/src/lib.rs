@@ -51,7 +51,7 @@ mod transfer_tests;
 mod wiretap_tests;
 
 use fedpool_core::Contract;
-use fedpool_data::Dataset;
+use fedpool_data::Table;
 
 pub use error::Error;
 pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
@@ -60,16 +60,14 @@ pub use node::{NodeConfig, NodeInfo, run};
 /// Where a node's rows come from: the CLI reads the files its owner registered. Rows are
 /// read for training and evaluation only; they never leave the node.
 pub trait DataSource: Send + Sync {
-    /// The owner's rows for a model, encoded for its contract, from the dataset its consent
-    /// names by fingerprint.
-    fn training_data(
-        &self,
-        contract: &Contract,
-        dataset_fingerprint: &str,
-    ) -> Result<Dataset, String>;
+    /// The owner's rows for a model, validated against its contract's schema, from the dataset
+    /// its consent names by fingerprint. The node encodes them (with the federated scaling,
+    /// when the model has one) and computes its statistics from them; rows never leave it.
+    fn training_data(&self, contract: &Contract, dataset_fingerprint: &str)
+    -> Result<Table, String>;
     /// The publisher's held-out rows to evaluate each round on: the dataset registered under
-    /// `name`, encoded for the contract.
-    fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Dataset, String>;
+    /// `name`, validated against the contract's schema.
+    fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Table, String>;
 }
 
 /// Sees every payload a node hands to the transport (round-message chunks, gossiped events, sync

@@ -16,7 +16,6 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify};
-use rand::SeedableRng;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -647,20 +646,11 @@ impl State {
                 OwnerAction::Train {
                     model_id,
                     job,
-                    network,
                     data,
                 } => {
                     let done = self.trained.clone();
                     tokio::task::spawn_blocking(move || {
-                        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(job.seed);
-                        let outcome = fedpool_core::train_local(
-                            &network,
-                            &job.global,
-                            &data,
-                            &job.local,
-                            &mut rng,
-                        )
-                        .map_err(|e| e.to_string());
+                        let outcome = data.run(&job);
                         let _ = done.send((model_id, job.round, outcome));
                     });
                 }

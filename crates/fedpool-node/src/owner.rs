@@ -4,17 +4,17 @@
 //! request, so a revocation written by `fedpool consent revoke` binds the next round.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use fedpool_core::{Contract, Network};
-use fedpool_data::Dataset;
+use fedpool_core::{Contract, Network, TrainOutcome};
+use fedpool_data::{Dataset, FeatureScaling, StatisticsLayout, Table};
 use fedpool_ledger::{
     ActiveConsent, Body, Did, Event, EventId, Keypair, ModelId, ModelPublished, Store,
     active_consents,
 };
 use fedpool_protocol::{
     Directory, Driver, Host, Msg, NodeId, Participant, PrivacyRecord, PrivacyTerms, RoundEvent,
-    RoundId, Sequential, TrainJob,
+    RoundId, RoundTask, Sequential, TrainJob,
 };
 use libp2p::PeerId;
 
@@ -33,17 +33,87 @@ pub enum OwnerAction {
         /// The message.
         msg: Msg,
     },
-    /// Train, off the event loop.
+    /// Train (or compute the statistics vector), off the event loop: [`OwnerData::run`].
     Train {
         /// The model.
         model_id: ModelId,
         /// The job.
         job: TrainJob,
-        /// The model's network.
-        network: Arc<Network>,
-        /// The owner's rows.
-        data: Arc<Dataset>,
+        /// The owner's rows for the model.
+        data: Arc<OwnerData>,
     },
+}
+
+/// What an owner trains one model with: the model's network, the consented rows, and the
+/// rows encoded with the scaling last used.
+pub struct OwnerData {
+    network: Network,
+    table: Table,
+    layout: Option<StatisticsLayout>,
+    encoded: Mutex<Option<(Option<Arc<FeatureScaling>>, Arc<Dataset>)>>,
+}
+
+impl OwnerData {
+    /// Runs a participant's job: the node's statistics vector, or local training on its rows
+    /// standardised with the scaling the request carries (federated statistics) or with its
+    /// own (local scaling).
+    pub fn run(&self, job: &TrainJob) -> Result<TrainOutcome, String> {
+        let all: Vec<usize> = (0..self.table.n_rows()).collect();
+        let scaling = match &job.task {
+            RoundTask::Statistics => {
+                let layout = self
+                    .layout
+                    .as_ref()
+                    .ok_or("this model has no statistics phase")?;
+                let delta = layout
+                    .node_statistics(&self.table, &all)
+                    .map_err(|e| e.to_string())?;
+                return Ok(TrainOutcome {
+                    delta,
+                    n_examples: all.len(),
+                    final_loss: 0.0,
+                    n_steps: 0,
+                });
+            }
+            RoundTask::Train { scaling } => scaling,
+        };
+        let data = self.encoded(scaling.as_ref(), &all)?;
+        let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(job.seed);
+        fedpool_core::train_local(&self.network, &job.global, &data, &job.local, &mut rng)
+            .map_err(|e| e.to_string())
+    }
+
+    fn encoded(
+        &self,
+        scaling: Option<&Arc<FeatureScaling>>,
+        rows: &[usize],
+    ) -> Result<Arc<Dataset>, String> {
+        let mut cache = self.encoded.lock().map_err(|_| "a training job panicked")?;
+        if let Some((used, data)) = cache.as_ref()
+            && used.as_deref() == scaling.map(AsRef::as_ref)
+        {
+            return Ok(Arc::clone(data));
+        }
+        let data = match (scaling, &self.layout) {
+            (Some(scaling), Some(_)) => self
+                .table
+                .encode_scaled(rows, scaling)
+                .map_err(|e| e.to_string())?,
+            (None, None) => self.table.encode(rows),
+            (None, Some(_)) => {
+                return Err(
+                    "the model standardises with federated statistics, but the request carries no scaling"
+                        .into(),
+                );
+            }
+            (Some(_), None) => {
+                return Err("the request carries a scaling this model does not use".into());
+            }
+        };
+        let data = Arc::new(data);
+        *cache = Some((scaling.cloned(), Arc::clone(&data)));
+        Ok(data)
+    }
 }
 
 struct OwnerModel {
@@ -61,7 +131,7 @@ type Roster = Vec<(NodeId, Did)>;
 struct OwnerLink {
     publisher_peer: PeerId,
     /// Set once the node has consented and loaded its data for the model.
-    training: Option<(Arc<Network>, Arc<Dataset>)>,
+    training: Option<Arc<OwnerData>>,
     /// The consent its privacy records name.
     consent: Option<EventId>,
     delta: f64,
@@ -266,6 +336,10 @@ impl Owner {
                 .map_err(Error::Refused)?
                 .with_identity(keypair.signing_key().clone(), Arc::new(Directory::new()))
                 .with_publisher(PUBLISHER);
+            let participant = match StatisticsLayout::of(&contract.schema) {
+                Some(layout) => participant.with_statistics(layout.dimension()),
+                None => participant,
+            };
             let me = participant.id();
             let mut driver = Driver::new();
             driver.add_participant(participant);
@@ -321,8 +395,13 @@ impl Owner {
                 .map_err(|e| Error::Refused(format!("cannot build {model_id}'s model: {e}")))?;
                 // Without its data the node cannot train: it declines like a node that failed.
                 match data.training_data(&contract, &fingerprint) {
-                    Ok(dataset) => {
-                        model.link.training = Some((Arc::new(network), Arc::new(dataset)))
+                    Ok(table) => {
+                        model.link.training = Some(Arc::new(OwnerData {
+                            network,
+                            table,
+                            layout: StatisticsLayout::of(&contract.schema),
+                            encoded: Mutex::new(None),
+                        }))
                     }
                     Err(why) => {
                         tracing::warn!(model = %model_id, %why, "cannot load the consented dataset")
@@ -392,10 +471,9 @@ impl Host for OwnerHost<'_> {
 
     fn train(&mut self, job: TrainJob) -> Result<(), Error> {
         match &self.link.training {
-            Some((network, data)) => self.actions.push(OwnerAction::Train {
+            Some(data) => self.actions.push(OwnerAction::Train {
                 model_id: self.model_id.clone(),
                 job,
-                network: Arc::clone(network),
                 data: Arc::clone(data),
             }),
             None => self.untrainable.push(job.round),

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fedpool_core::{Contract, Metrics, Network, evaluate_outputs};
-use fedpool_data::Dataset;
-use fedpool_ledger::{Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, Store};
+use fedpool_data::{Dataset, FeatureScaling, StatisticsLayout, Table};
+use fedpool_ledger::{
+    Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, StatisticsCommitted, Store,
+};
 use fedpool_protocol::{
     CommittedPlan, Driver, Host, Msg, NodeId, PrivacyTerms, Publisher, PublisherConfig,
     PublisherInput, RoundEvent, Sequential, TrainJob,
 };
-use fedpool_runtime::ledger::{metric_pairs, params_hash};
+use fedpool_runtime::ledger::{metric_pairs, params_hash, scaling_record};
 use libp2p::PeerId;
 use rand::SeedableRng;
 use serde_json::json;
@@ -41,7 +43,11 @@ pub struct PublisherRun {
     /// The publisher, alone in the protocol's driver.
     driver: Driver,
     network: Network,
+    /// The held-out rows, and their encoding once the scaling is known.
+    eval_table: Option<Table>,
     eval: Option<Dataset>,
+    /// The committed scaling's hash, which every round names.
+    scaling_hash: Option<String>,
     members: BTreeMap<NodeId, Member>,
     by_peer: HashMap<PeerId, NodeId>,
     reply: UnboundedSender<serde_json::Value>,
@@ -153,6 +159,8 @@ impl PublisherRun {
             )));
         }
         let plans: Vec<CommittedPlan> = committed.iter().map(|(p, _)| *p).collect();
+        let layout = StatisticsLayout::of(&contract.schema);
+        let committed_statistics = committed_statistics(store, &me, model_id)?;
         let replay_seed = replay.and_then(|r| r.publisher_seed);
         let publisher = Publisher::new(
             PublisherConfig {
@@ -163,6 +171,7 @@ impl PublisherRun {
                 seed: replay_seed.unwrap_or_else(rand::random),
                 privacy,
                 directory: Arc::new(Default::default()),
+                statistics: layout.clone(),
             },
             strategy.build(),
             initial,
@@ -173,19 +182,32 @@ impl PublisherRun {
                 publisher.with_privacy_seed(fedpool_runtime::simulated_privacy_seed(seed))
             }
             None => publisher,
-        }
-        .resume(&plans, started_through)
-        .map_err(Error::Refused)?;
-        let eval = eval
+        };
+        let (publisher, scaling_hash) = match committed_statistics {
+            Some((scaling, hash, plan)) => (
+                publisher
+                    .with_committed_statistics(Arc::new(scaling), plan)
+                    .map_err(Error::Refused)?,
+                Some(hash),
+            ),
+            None => (publisher, None),
+        };
+        let publisher = publisher
+            .resume(&plans, started_through)
+            .map_err(Error::Refused)?;
+        let eval_table = eval
             .map(|name| data.evaluation_data(&contract, name))
             .transpose()
             .map_err(|e| Error::Refused(format!("cannot load the evaluation set: {e}")))?;
+        let eval = encode_eval(eval_table.as_ref(), layout.as_ref(), publisher.scaling())?;
         let mut run = PublisherRun {
             model_id: model_id.clone(),
             publication,
             driver: Driver::new().with_publisher(PUBLISHER, publisher),
             network,
+            eval_table,
             eval,
+            scaling_hash,
             members: BTreeMap::new(),
             by_peer: HashMap::new(),
             reply,
@@ -318,6 +340,53 @@ impl PublisherRun {
                     .reply
                     .send(json!({"event": "started", "round": round.0, "asked": sampled.len()}));
             }
+            RoundEvent::StatisticsCompleted(summary) => {
+                let participants: Vec<(Did, EventId)> = summary
+                    .contributors
+                    .iter()
+                    .filter_map(|id| self.members.get(id).map(|m| (m.did, m.consent)))
+                    .collect();
+                let (scaling, scaling_hash) = scaling_record(&summary.scaling);
+                let (epsilon_round, epsilon_total, delta) =
+                    summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
+                        (s.epsilon_round, s.epsilon_total, s.delta)
+                    });
+                store.append_next(
+                    keypair,
+                    now_ms(),
+                    StatisticsCommitted {
+                        model_id: self.model_id.clone(),
+                        participants,
+                        scaling,
+                        scaling_hash: scaling_hash.clone(),
+                        epsilon_round,
+                        epsilon_total,
+                        delta,
+                        plan: fedpool_ledger::RoundPlan {
+                            asked: summary.asked as u32,
+                            eligible: summary.eligible as u32,
+                            clip_norm: summary.clip_norm,
+                        },
+                    },
+                )?;
+                self.scaling_hash = Some(scaling_hash.clone());
+                if let Some(table) = &self.eval_table {
+                    self.eval = Some(
+                        table
+                            .encode_scaled(&(0..table.n_rows()).collect::<Vec<_>>(), &summary.scaling)
+                            .map_err(|e| Error::Refused(format!("cannot encode the evaluation set: {e}")))?,
+                    );
+                }
+                tracing::info!(model = %short(self.model_id.as_str()), contributors = summary.contributors.len(), "statistics committed");
+                let _ = self.reply.send(json!({
+                    "event": "statistics",
+                    "contributors": summary.contributors.len(),
+                    "declined": summary.declined.len(),
+                    "dropped": summary.dropped.len(),
+                    "epsilon": summary.privacy.map(|p| p.epsilon_total),
+                    "scaling_hash": scaling_hash,
+                }));
+            }
             RoundEvent::Completed(summary) => {
                 let metrics = match &self.eval {
                     Some(eval) => Some(evaluate(&self.network, &summary.global, eval)?),
@@ -350,6 +419,7 @@ impl PublisherRun {
                             clip_norm: summary.clip_norm,
                         },
                         metrics: metrics.as_ref().map(metric_pairs).unwrap_or_default(),
+                        scaling_hash: self.scaling_hash.clone(),
                     },
                 )?;
                 self.rounds_completed += 1;
@@ -443,6 +513,59 @@ impl Host for RunHost<'_> {
     fn event(&mut self, event: RoundEvent) -> Result<(), Error> {
         self.events.push(event);
         Ok(())
+    }
+}
+
+/// The statistics phase this publisher committed for `model_id` earlier, if any: its scaling
+/// (checked against its hash), the hash, and its plan.
+fn committed_statistics(
+    store: &Store,
+    me: &Did,
+    model_id: &ModelId,
+) -> Result<Option<(FeatureScaling, String, CommittedPlan)>, Error> {
+    for event in store.events_by_author(me)? {
+        let Body::StatisticsCommitted(committed) = event.body() else {
+            continue;
+        };
+        if &committed.model_id != model_id {
+            continue;
+        }
+        let scaling = FeatureScaling::from_json(&committed.scaling)
+            .map_err(|e| Error::Refused(format!("the committed scaling is unreadable: {e}")))?;
+        if scaling_record(&scaling).1 != committed.scaling_hash {
+            return Err(Error::Refused(
+                "the committed scaling does not hash to its recorded hash".into(),
+            ));
+        }
+        let plan = CommittedPlan {
+            round: 0,
+            asked: committed.plan.asked as usize,
+            eligible: committed.plan.eligible as usize,
+            clip_norm: committed.plan.clip_norm,
+        };
+        return Ok(Some((scaling, committed.scaling_hash.clone(), plan)));
+    }
+    Ok(None)
+}
+
+/// The evaluation rows encoded as the nodes encode theirs: with the federated scaling, or
+/// (when the model has none) with their own statistics; `None` until the scaling exists.
+fn encode_eval(
+    table: Option<&Table>,
+    layout: Option<&StatisticsLayout>,
+    scaling: Option<&Arc<FeatureScaling>>,
+) -> Result<Option<Dataset>, Error> {
+    let Some(table) = table else {
+        return Ok(None);
+    };
+    let rows: Vec<usize> = (0..table.n_rows()).collect();
+    match (layout, scaling) {
+        (None, _) => Ok(Some(table.encode(&rows))),
+        (Some(_), Some(scaling)) => table
+            .encode_scaled(&rows, scaling)
+            .map(Some)
+            .map_err(|e| Error::Refused(format!("cannot encode the evaluation set: {e}"))),
+        (Some(_), None) => Ok(None),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedpool_core::Contract;
-use fedpool_data::{Dataset, Table};
+use fedpool_data::Table;
 use fedpool_ledger::{ConsentGranted, Keypair, ModelPublished, NetworkId, Store};
 use libp2p::Multiaddr;
 
@@ -70,13 +70,12 @@ pub fn consent(
 pub struct CsvData(pub String);
 
 impl DataSource for CsvData {
-    fn training_data(&self, contract: &Contract, _: &str) -> Result<Dataset, String> {
-        let table = Table::from_csv(self.0.as_bytes(), "test.csv", &contract.schema, &[])
-            .map_err(|e| e.to_string())?;
-        Ok(table.encode(&(0..table.n_rows()).collect::<Vec<_>>()))
+    fn training_data(&self, contract: &Contract, _: &str) -> Result<Table, String> {
+        Table::from_csv(self.0.as_bytes(), "test.csv", &contract.schema, &[])
+            .map_err(|e| e.to_string())
     }
 
-    fn evaluation_data(&self, contract: &Contract, _: &str) -> Result<Dataset, String> {
+    fn evaluation_data(&self, contract: &Contract, _: &str) -> Result<Table, String> {
         self.training_data(contract, "")
     }
 }

@@ -17,7 +17,9 @@ mod secure;
 pub mod wire;
 
 pub use driver::{Driver, Executor, Host, Inbox, Sequential};
-pub use msg::{DeclineReason, Msg, NodeId, RoundId, Stage, TrainRequest, UpdateMsg};
+pub use msg::{
+    DeclineReason, Msg, NodeId, RoundId, RoundTask, STATISTICS_ROUND, Stage, TrainRequest, UpdateMsg,
+};
 pub use participant::{
     DEFAULT_PARTICIPANT_TIMEOUT_MS, Participant, ParticipantInput, ParticipantOutput,
     PrivacyRecord, TrainJob,
@@ -27,6 +29,6 @@ pub use privacy::{
 };
 pub use publisher::{
     CommittedPlan, PrivacySpend, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
-    RoundEvent, RoundSummary,
+    RoundEvent, RoundSummary, StatisticsSummary,
 };
 pub use secure::{Directory, SecAggPlan, SecAggSetup};

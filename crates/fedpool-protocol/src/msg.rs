@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use fedpool_core::LocalTraining;
+use fedpool_data::FeatureScaling;
 use fedpool_secagg::{ToClient, ToServer};
 
 use crate::privacy::RoundPrivacy;
@@ -20,14 +21,34 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// A round number, starting at 1.
+/// A round number: training rounds start at 1; [`STATISTICS_ROUND`] is the statistics phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoundId(pub u32);
 
+/// The statistics phase's round number: before every training round.
+pub const STATISTICS_ROUND: RoundId = RoundId(0);
+
 impl fmt::Display for RoundId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "round {}", self.0)
+        if *self == STATISTICS_ROUND {
+            f.write_str("the statistics phase")
+        } else {
+            write!(f, "round {}", self.0)
+        }
     }
+}
+
+/// What a request asks of a participant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoundTask {
+    /// The statistics phase: send this node's feature statistics (the contract's
+    /// `fedpool_data::StatisticsLayout`), once, before the first training round.
+    Statistics,
+    /// Train from the request's global model.
+    Train {
+        /// The federated scaling to standardise with, when the model has a statistics phase.
+        scaling: Option<Arc<FeatureScaling>>,
+    },
 }
 
 /// Every message of the round protocol. Matched exhaustively by both roles: there is no
@@ -137,7 +158,10 @@ impl Msg {
 pub struct TrainRequest {
     /// Round this request belongs to.
     pub round: RoundId,
-    /// The global parameters to start from. Shared, not copied, between in-process recipients.
+    /// Statistics or training.
+    pub task: RoundTask,
+    /// The global parameters to start from (empty for statistics). Shared, not copied, between
+    /// in-process recipients.
     pub global: Arc<Vec<f32>>,
     /// How to train locally this round.
     pub local: Arc<LocalTraining>,
@@ -154,7 +178,8 @@ pub struct TrainRequest {
 pub struct UpdateMsg {
     /// Round this update belongs to.
     pub round: RoundId,
-    /// Trained parameters minus the global parameters.
+    /// Trained parameters minus the global parameters (or, in the statistics phase, the node's
+    /// statistics vector).
     pub delta: Vec<f32>,
     /// Rows trained on (the FedAvg weight).
     pub n_examples: usize,

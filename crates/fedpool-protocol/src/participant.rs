@@ -14,7 +14,9 @@ use fedpool_secagg::{Client, ClientEvent, ClientInput, ClientOutput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+use crate::msg::{
+    DeclineReason, Msg, NodeId, RoundId, RoundTask, STATISTICS_ROUND, TrainRequest, UpdateMsg,
+};
 use crate::privacy::{Aggregation, PrivacyTerms, RoundPrivacy};
 use crate::secure::{Directory, SecAggSetup};
 
@@ -68,7 +70,10 @@ pub struct TrainJob {
     pub node: NodeId,
     /// Round it is for.
     pub round: RoundId,
-    /// Parameters to start from.
+    /// Train (with the federated scaling, if any), or compute the node's statistics vector
+    /// (returned as the outcome's `delta`).
+    pub task: RoundTask,
+    /// Parameters to start from (empty for statistics).
     pub global: Arc<Vec<f32>>,
     /// How to train.
     pub local: Arc<LocalTraining>,
@@ -112,6 +117,8 @@ enum State {
         /// The node's own coin for this round (always true unless it self-selects).
         contributes: bool,
         secagg_commitment: Option<[u8; 32]>,
+        /// Whether this is the statistics phase.
+        statistics: bool,
     },
     /// Secure rounds: trained and clipped, waiting for the publisher's setup.
     AwaitingSetup {
@@ -175,6 +182,11 @@ pub struct Participant {
     round_timeout_ms: u64,
     /// When the publisher last moved the current secure round on (or the node did).
     last_progress_ms: u64,
+    /// Length of the model's statistics vector, when it has a statistics phase.
+    statistics_dimension: Option<usize>,
+    /// Whether the node has already accounted (and so may have sent) its statistics: it
+    /// sends them once per model, however often a publisher asks.
+    statistics_given: bool,
 }
 
 impl std::fmt::Debug for Participant {
@@ -218,7 +230,22 @@ impl Participant {
             consent_expires_at_ms: None,
             round_timeout_ms: DEFAULT_PARTICIPANT_TIMEOUT_MS,
             last_progress_ms: 0,
+            statistics_dimension: None,
+            statistics_given: false,
         }
+    }
+
+    /// The model has a statistics phase whose vectors are `dimension` long (the contract's
+    /// `fedpool_data::StatisticsLayout`): without this call the node refuses statistics
+    /// requests.
+    pub fn with_statistics(mut self, dimension: usize) -> Participant {
+        self.statistics_dimension = Some(dimension);
+        self
+    }
+
+    /// Whether the node has accounted its statistics for the model (it gives them once).
+    pub fn statistics_given(&self) -> bool {
+        self.statistics_given
     }
 
     /// The consent lapses at `expires_at_ms` (from the owner's `ConsentGranted`): from then on
@@ -323,6 +350,7 @@ impl Participant {
                 .record_rounds(&record.mechanism, record.rounds)
                 .map_err(|e| format!("cannot restore {}: {e}", record.round))?;
             self.rounds_accounted = self.rounds_accounted.max(record.round.0);
+            self.statistics_given |= record.round == STATISTICS_ROUND;
         }
         self.privacy_history.extend_from_slice(history);
         Ok(self)
@@ -439,23 +467,36 @@ impl Participant {
     /// node's latest contribution composes, sampled or not: that is what amplification by
     /// sampling assumes), unless that would pass the binding limit. The mechanism comes from
     /// the contract, not from the request.
+    ///
+    /// The statistics phase is accounted as its own step (round 0, one release, with the
+    /// statistics' terms and dimension); training rounds count from 1 after it.
     fn account(
         &mut self,
         round: RoundId,
         privacy: &RoundPrivacy,
         dimension: usize,
     ) -> Result<(), DeclineReason> {
-        let mechanism = self
-            .terms
+        let statistics = round == STATISTICS_ROUND;
+        let terms = if statistics {
+            self.terms.for_statistics()
+        } else {
+            self.terms.clone()
+        };
+        let mechanism = terms
             .node_mechanism(privacy, dimension)
             .map_err(DeclineReason::PrivacyTerms)?;
         let (Some(budget), Some(mechanism)) = (&self.budget, mechanism) else {
+            self.statistics_given |= statistics;
             return Ok(());
         };
         // A publisher that restarts its round numbers cannot make the node forget rounds; a
         // jump forward is composed in one step.
-        let target = round.0.max(self.rounds_accounted.saturating_add(1));
-        let skipped = u64::from(target - self.rounds_accounted - 1);
+        let (target, skipped) = if statistics {
+            (0, 0)
+        } else {
+            let target = round.0.max(self.rounds_accounted.saturating_add(1));
+            (target, u64::from(target - self.rounds_accounted - 1))
+        };
         let mut preview = budget.clone();
         preview
             .record_rounds(&mechanism, skipped)
@@ -468,6 +509,7 @@ impl Participant {
                 let epsilon_total = preview.epsilon_spent();
                 self.budget = Some(preview);
                 self.rounds_accounted = target;
+                self.statistics_given |= statistics;
                 self.privacy_history.push(PrivacyRecord {
                     round: RoundId(target),
                     rounds: skipped + 1,
@@ -505,7 +547,42 @@ impl Participant {
             Some(_) => self.state = State::Idle,
             None => {}
         }
-        if let Err(reason) = self.account(request.round, &request.privacy, request.global.len()) {
+        // The statistics phase is round 0 and nothing else is: a request may not relabel one
+        // as the other to reach the node's data twice or with the wrong terms.
+        let statistics = matches!(request.task, RoundTask::Statistics);
+        if statistics != (request.round == STATISTICS_ROUND) {
+            self.decline(
+                from,
+                request.round,
+                DeclineReason::PrivacyTerms(format!(
+                    "{} cannot ask for {}",
+                    request.round,
+                    if statistics { "statistics" } else { "training" }
+                )),
+            );
+            return;
+        }
+        let dimension = if statistics {
+            let refusal = match self.statistics_dimension {
+                None => Some("this model has no statistics phase".to_string()),
+                Some(_) if self.statistics_given => {
+                    Some("this node has already given its statistics for this model".into())
+                }
+                Some(_) if self.rounds_accounted > 0 => Some(
+                    "the statistics phase comes before the first round, and training has begun"
+                        .into(),
+                ),
+                Some(_) => None,
+            };
+            if let Some(why) = refusal {
+                self.decline(from, request.round, DeclineReason::PrivacyTerms(why));
+                return;
+            }
+            self.statistics_dimension.unwrap_or(0)
+        } else {
+            request.global.len()
+        };
+        if let Err(reason) = self.account(request.round, &request.privacy, dimension) {
             self.decline(from, request.round, reason);
             return;
         }
@@ -522,11 +599,13 @@ impl Participant {
             privacy: Arc::clone(&request.privacy),
             contributes,
             secagg_commitment: request.secagg_commitment,
+            statistics,
         };
         let seed = self.rng.random();
         self.outputs.push_back(ParticipantOutput::Train(TrainJob {
             node: self.id,
             round: request.round,
+            task: request.task,
             global: request.global,
             local: request.local,
             seed,
@@ -542,6 +621,7 @@ impl Participant {
             privacy,
             contributes,
             secagg_commitment,
+            statistics,
             ..
         } = std::mem::replace(&mut self.state, State::Idle)
         else {
@@ -560,13 +640,34 @@ impl Participant {
             self.decline(publisher, round, DeclineReason::NoConsent);
             return;
         }
-        self.rounds_trained += 1;
         let mut delta = outcome.delta;
+        if statistics {
+            if Some(delta.len()) != self.statistics_dimension {
+                self.decline(
+                    publisher,
+                    round,
+                    DeclineReason::TrainingFailed(format!(
+                        "the statistics vector holds {} values, the model's layout {:?}",
+                        delta.len(),
+                        self.statistics_dimension
+                    )),
+                );
+                return;
+            }
+            // A bounded statistics vector has norm at most 1: scaled to the clip norm it is
+            // as precise as the round's encoding allows, and clipping (below) bounds the rest.
+            if privacy.clip_norm > 0.0 {
+                let scale = privacy.clip_norm as f32;
+                delta.iter_mut().for_each(|d| *d *= scale);
+            }
+        } else {
+            self.rounds_trained += 1;
+        }
         if !contributes {
             // The coin said no: a zero update, which is every bit as private as no update and
             // looks the same to everyone but the publisher of a central-DP round.
             delta.iter_mut().for_each(|d| *d = 0.0);
-        } else {
+        } else if !statistics {
             self.rounds_contributed += 1;
         }
         let mut within_clip = true;

@@ -75,6 +75,15 @@ impl PrivacyTerms {
         }
     }
 
+    /// The terms of the statistics phase: the contract's, at its starting clip norm, without
+    /// adaptive clipping (one release has nothing to adapt to).
+    pub fn for_statistics(&self) -> PrivacyTerms {
+        PrivacyTerms {
+            adaptive_clipping: None,
+            ..self.clone()
+        }
+    }
+
     /// Whether updates leave the node altered (clipped, noised or masked): then the publisher
     /// aggregates a uniform mean of clipped updates instead of calling its strategy on each.
     pub fn is_active(&self) -> bool {

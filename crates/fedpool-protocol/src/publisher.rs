@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use fedpool_core::LocalTraining;
+use fedpool_data::{FeatureScaling, StatisticsLayout};
 use fedpool_privacy::gaussian::standard_normal;
 use fedpool_privacy::{QuantileClipEstimator, RdpAccountant, clip::update_noise_multiplier};
 use fedpool_secagg::ServerInput;
@@ -17,7 +18,9 @@ use fedpool_strategy::{ClientSampling, ClientUpdate, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+use crate::msg::{
+    DeclineReason, Msg, NodeId, RoundId, RoundTask, STATISTICS_ROUND, TrainRequest, UpdateMsg,
+};
 use crate::privacy::{Aggregation, PrivacyTerms, RoundPrivacy, private_mean};
 use crate::secure::{Directory, SecAggSetup, SecureCollection, SecureOutcome};
 
@@ -39,6 +42,10 @@ pub struct PublisherConfig {
     pub privacy: PrivacyTerms,
     /// Identities of the nodes, for secure aggregation.
     pub directory: Arc<Directory>,
+    /// The columns standardised with federated statistics, when the contract has any: the run
+    /// then begins with the statistics phase ([`STATISTICS_ROUND`]), and every training round
+    /// carries the scaling derived from it.
+    pub statistics: Option<StatisticsLayout>,
 }
 
 /// What the driver feeds the publisher.
@@ -82,6 +89,8 @@ pub enum RoundEvent {
         /// Nodes asked to train.
         sampled: Vec<NodeId>,
     },
+    /// The statistics phase produced the federated scaling.
+    StatisticsCompleted(StatisticsSummary),
     /// A round produced a new global model.
     Completed(RoundSummary),
     /// A round produced no model (too few updates, or the strategy refused them); the global
@@ -157,6 +166,31 @@ pub struct RoundSummary {
     pub eligible: usize,
 }
 
+/// The record of the statistics phase.
+#[derive(Debug, Clone)]
+pub struct StatisticsSummary {
+    /// The scaling every node and the test set standardise with from now on.
+    pub scaling: Arc<FeatureScaling>,
+    /// Nodes whose statistics were aggregated (every member of the sum when secure).
+    pub contributors: Vec<NodeId>,
+    /// Nodes that declined, and why.
+    pub declined: Vec<(NodeId, DeclineReason)>,
+    /// Nodes asked that never answered before the deadline.
+    pub dropped: Vec<NodeId>,
+    /// Vectors rejected as malformed, with the reason.
+    pub rejected: Vec<(NodeId, String)>,
+    /// Privacy spent, when the statistics were noised.
+    pub privacy: Option<PrivacySpend>,
+    /// Whether the publisher saw only the sum.
+    pub secure_aggregation: bool,
+    /// The clip norm (0 for none).
+    pub clip_norm: f64,
+    /// Nodes asked (every eligible node).
+    pub asked: usize,
+    /// Nodes eligible.
+    pub eligible: usize,
+}
+
 /// Privacy spent by a round.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrivacySpend {
@@ -170,6 +204,8 @@ pub struct PrivacySpend {
 
 struct Collecting {
     round: RoundId,
+    /// Whether this is the statistics phase.
+    statistics: bool,
     /// Nodes asked, and eligible, when the round started: with the contract, they fix the
     /// round's privacy mechanism (recorded so anyone can recompute its ε).
     asked: usize,
@@ -218,6 +254,12 @@ pub struct Publisher {
     epsilon_spent: f64,
     now_ms: u64,
     adaptive_clip: Option<QuantileClipEstimator>,
+    /// The federated scaling, once the statistics phase produced it (or a resumed run
+    /// restored it).
+    scaling: Option<Arc<FeatureScaling>>,
+    /// Whether the statistics phase has been started: it runs once, and a run whose phase
+    /// failed ends, since no round can be trained without its scaling.
+    statistics_started: bool,
 }
 
 impl Publisher {
@@ -258,7 +300,41 @@ impl Publisher {
             epsilon_spent: 0.0,
             now_ms: 0,
             adaptive_clip,
+            scaling: None,
+            statistics_started: false,
         }
+    }
+
+    /// The federated scaling the rounds standardise with, once there is one.
+    pub fn scaling(&self) -> Option<&Arc<FeatureScaling>> {
+        self.scaling.as_ref()
+    }
+
+    /// Continues a run whose statistics phase an earlier process committed: its rounds use
+    /// `scaling`, and its privacy (planned as `plan` says) is accounted again. Call before
+    /// [`Publisher::resume`].
+    pub fn with_committed_statistics(
+        mut self,
+        scaling: Arc<FeatureScaling>,
+        plan: CommittedPlan,
+    ) -> Result<Publisher, String> {
+        let Some(layout) = &self.config.statistics else {
+            return Err("this contract has no statistics phase".into());
+        };
+        scaling.check_layout(layout).map_err(|e| e.to_string())?;
+        let planned = self
+            .config
+            .privacy
+            .for_statistics()
+            .plan_round(plan.asked, plan.eligible, layout.dimension())
+            .map_err(|e| format!("the committed statistics phase cannot be replanned: {e}"))?;
+        if let Some(mechanism) = &planned.mechanism {
+            self.epsilon_spent =
+                epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
+        }
+        self.scaling = Some(scaling);
+        self.statistics_started = true;
+        Ok(self)
     }
 
     /// The clip norm the next round will use (0 for none): the contract's, or where adaptive
@@ -444,13 +520,17 @@ impl Publisher {
                 if update.round != collecting.round || !collecting.awaiting.remove(&from) {
                     return;
                 }
-                if update.delta.len() != self.global.len() {
+                let expected = match (&self.config.statistics, collecting.statistics) {
+                    (Some(layout), true) => layout.dimension(),
+                    _ => self.global.len(),
+                };
+                if update.delta.len() != expected {
                     collecting.rejected.push((
                         from,
                         format!(
-                            "update has {} parameters, the model has {}",
+                            "update has {} values, {} expects {expected}",
                             update.delta.len(),
-                            self.global.len()
+                            collecting.round
                         ),
                     ));
                 } else {
@@ -563,6 +643,15 @@ impl Publisher {
                 else {
                     return;
                 };
+                if collecting.statistics {
+                    let n = collecting.denominator as f32;
+                    let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
+                    let event = self.complete_statistics(collecting, &mean, survivors, dropped, true);
+                    self.outputs.push_back(PublisherOutput::Event(event));
+                    let now_ms = self.now_ms;
+                    self.start_round(now_ms);
+                    return;
+                }
                 if let (Some(estimator), Some(centred)) = (&mut self.adaptive_clip, centred_count) {
                     // The same update as in central DP: the noise is already in the count.
                     let m = collecting.denominator;
@@ -594,6 +683,16 @@ impl Publisher {
     }
 
     fn start_round(&mut self, now_ms: u64) {
+        if self.config.statistics.is_some() && self.scaling.is_none() {
+            if self.statistics_started {
+                // The phase failed (its event says why): no round can train without it.
+                self.next_round = self.next_round.max(self.config.rounds as u32 + 1);
+            } else {
+                self.statistics_started = true;
+                self.start_statistics(now_ms);
+                return;
+            }
+        }
         if self.next_round as usize > self.config.rounds {
             self.state = State::Done;
             self.outputs
@@ -675,6 +774,9 @@ impl Publisher {
                 to: node,
                 msg: Msg::TrainRequest(TrainRequest {
                     round,
+                    task: RoundTask::Train {
+                        scaling: self.scaling.clone(),
+                    },
                     global: Arc::clone(&self.global),
                     local: Arc::clone(&self.local),
                     privacy: Arc::clone(&plan),
@@ -684,6 +786,7 @@ impl Publisher {
         }
         self.state = State::Collecting(Collecting {
             round,
+            statistics: false,
             asked: sampled.len(),
             eligible: self.roster.len(),
             denominator: self.config.privacy.expected_contributors(sampled.len()),
@@ -699,6 +802,196 @@ impl Publisher {
         });
     }
 
+    /// The statistics phase: every eligible node is asked once for its statistics vector,
+    /// which travels like an update (clipped, noised, securely aggregated as the contract
+    /// says); its privacy is accounted with the rounds'.
+    fn start_statistics(&mut self, now_ms: u64) {
+        let Some(layout) = &self.config.statistics else {
+            return;
+        };
+        let round = STATISTICS_ROUND;
+        let fail = |publisher: &mut Publisher, reason: String| {
+            publisher
+                .outputs
+                .push_back(PublisherOutput::Event(RoundEvent::Failed { round, reason }));
+            publisher.start_round(now_ms);
+        };
+        let eligible = self.roster.len();
+        if let Err(e) = self.config.sampling.round_size(eligible) {
+            return fail(self, e.to_string());
+        }
+        let plan = match self
+            .config
+            .privacy
+            .for_statistics()
+            .plan_round(eligible, eligible, layout.dimension())
+        {
+            Ok(plan) => Arc::new(plan),
+            Err(reason) => return fail(self, reason),
+        };
+        if let (Some(mechanism), Some(budget)) =
+            (&plan.mechanism, self.config.privacy.epsilon_budget)
+        {
+            let epsilon_next = epsilon_after_round(
+                &mut self.accountant.clone(),
+                mechanism,
+                self.config.privacy.delta,
+            );
+            if epsilon_next > budget {
+                return fail(
+                    self,
+                    format!(
+                        "the statistics phase alone would spend ε {epsilon_next:.3}, past the budget of {budget}"
+                    ),
+                );
+            }
+        }
+        let sampled = self.roster.clone();
+        self.outputs
+            .push_back(PublisherOutput::Event(RoundEvent::Started {
+                round,
+                sampled: sampled.clone(),
+            }));
+        let secagg_seed: [u8; 32] = self.privacy_rng.random();
+        let secagg_commitment = matches!(plan.aggregation, Aggregation::Secure { .. })
+            .then(|| SecAggSetup::commitment(&secagg_seed));
+        let nothing = Arc::new(Vec::new());
+        for &node in &sampled {
+            self.outputs.push_back(PublisherOutput::Send {
+                to: node,
+                msg: Msg::TrainRequest(TrainRequest {
+                    round,
+                    task: RoundTask::Statistics,
+                    global: Arc::clone(&nothing),
+                    local: Arc::clone(&self.local),
+                    privacy: Arc::clone(&plan),
+                    secagg_commitment,
+                }),
+            });
+        }
+        self.state = State::Collecting(Collecting {
+            round,
+            statistics: true,
+            asked: sampled.len(),
+            eligible,
+            denominator: self.config.privacy.expected_contributors(sampled.len()),
+            secagg_seed,
+            deadline_ms: now_ms.saturating_add(self.config.round_timeout_ms),
+            privacy: plan,
+            awaiting: sampled.into_iter().collect(),
+            updates: BTreeMap::new(),
+            ready: BTreeMap::new(),
+            declined: Vec::new(),
+            rejected: Vec::new(),
+            secure: None,
+        });
+    }
+
+    /// The statistics phase's plain (or centrally noised) aggregate: the mean of the vectors.
+    fn aggregate_statistics(&mut self, collecting: Collecting) -> RoundEvent {
+        let round = collecting.round;
+        let n_vectors = collecting.updates.len();
+        let minimum = self.config.sampling.min_clients.max(1);
+        if n_vectors < minimum {
+            return RoundEvent::Failed {
+                round,
+                reason: format!(
+                    "{n_vectors} nodes sent statistics, at least {minimum} are needed ({} declined, {} dropped, {} rejected)",
+                    collecting.declined.len(),
+                    collecting.awaiting.len(),
+                    collecting.rejected.len()
+                ),
+            };
+        }
+        let contributors: Vec<NodeId> = collecting.updates.keys().copied().collect();
+        let vectors: Vec<&[f32]> = collecting
+            .updates
+            .values()
+            .map(|u| u.delta.as_slice())
+            .collect();
+        let terms = &self.config.privacy;
+        let mean = if terms.is_active() {
+            let noise_multiplier = if terms.adds_noise() {
+                terms.noise_multiplier
+            } else {
+                0.0
+            };
+            match private_mean(
+                &vectors,
+                collecting.privacy.clip_norm,
+                noise_multiplier,
+                collecting.denominator,
+                &mut self.privacy_rng,
+            ) {
+                Ok(mean) => mean,
+                Err(reason) => return RoundEvent::Failed { round, reason },
+            }
+        } else {
+            // Every node counts once, whatever its rows: an unweighted mean, in f64.
+            let mut sum = vec![0.0f64; vectors[0].len()];
+            for vector in &vectors {
+                for (acc, &v) in sum.iter_mut().zip(*vector) {
+                    *acc += f64::from(v);
+                }
+            }
+            sum.iter().map(|s| (s / n_vectors as f64) as f32).collect()
+        };
+        let dropped = collecting.awaiting.iter().copied().collect();
+        self.complete_statistics(collecting, &mean, contributors, dropped, false)
+    }
+
+    /// Derives the scaling from the aggregate and accounts the phase's privacy.
+    fn complete_statistics(
+        &mut self,
+        collecting: Collecting,
+        aggregate: &[f32],
+        contributors: Vec<NodeId>,
+        dropped: Vec<NodeId>,
+        secure_aggregation: bool,
+    ) -> RoundEvent {
+        let round = collecting.round;
+        let Some(layout) = &self.config.statistics else {
+            return RoundEvent::Failed {
+                round,
+                reason: "this contract has no statistics phase".into(),
+            };
+        };
+        // The noise is released with the aggregate whether or not a scaling comes of it.
+        let privacy = collecting.privacy.mechanism.as_ref().map(|mechanism| {
+            let before = self.epsilon_spent;
+            let after =
+                epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
+            self.epsilon_spent = after;
+            PrivacySpend {
+                epsilon_round: (after - before).max(0.0),
+                epsilon_total: after,
+                delta: self.config.privacy.delta,
+            }
+        });
+        let scaling = match layout.scaling_from_sum(aggregate) {
+            Ok(scaling) => Arc::new(scaling),
+            Err(e) => {
+                return RoundEvent::Failed {
+                    round,
+                    reason: e.to_string(),
+                };
+            }
+        };
+        self.scaling = Some(Arc::clone(&scaling));
+        RoundEvent::StatisticsCompleted(StatisticsSummary {
+            scaling,
+            contributors,
+            declined: collecting.declined,
+            dropped,
+            rejected: collecting.rejected,
+            privacy,
+            secure_aggregation,
+            clip_norm: collecting.privacy.clip_norm,
+            asked: collecting.asked,
+            eligible: collecting.eligible,
+        })
+    }
+
     fn finish_round(&mut self, now_ms: u64) {
         let State::Collecting(collecting) = std::mem::replace(&mut self.state, State::NotStarted)
         else {
@@ -710,6 +1003,9 @@ impl Publisher {
     }
 
     fn aggregate(&mut self, collecting: Collecting) -> RoundEvent {
+        if collecting.statistics {
+            return self.aggregate_statistics(collecting);
+        }
         let round = collecting.round;
         let n_updates = collecting.updates.len();
         let minimum = self.config.sampling.min_clients.max(1);

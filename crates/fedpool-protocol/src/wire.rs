@@ -14,15 +14,16 @@ use std::sync::Arc;
 
 use fedpool_core::{LocalTraining, Optimizer};
 use fedpool_privacy::ddg::{DEFAULT_WRAP_PROBABILITY, DdgConfig, DdgParams};
+use fedpool_data::FeatureScaling;
 use fedpool_privacy::{CountNoise, RoundMechanism};
 use fedpool_secagg::{ToClient, ToServer};
 
-use crate::msg::{DeclineReason, Msg, NodeId, RoundId, TrainRequest, UpdateMsg};
+use crate::msg::{DeclineReason, Msg, NodeId, RoundId, RoundTask, TrainRequest, UpdateMsg};
 use crate::privacy::{Aggregation, RoundPrivacy};
 use crate::secure::SecAggSetup;
 
 /// The encoding's version byte; a decoder refuses any other.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// Longest model id a frame may carry, in bytes.
 pub const MAX_MODEL_ID_BYTES: usize = 256;
@@ -89,6 +90,13 @@ pub fn encode(model_id: &str, msg: &Msg) -> Vec<u8> {
         Msg::TrainRequest(request) => {
             w.u8(TAG_TRAIN_REQUEST);
             w.u32(request.round.0);
+            match &request.task {
+                RoundTask::Statistics => w.u8(0),
+                RoundTask::Train { scaling } => {
+                    w.u8(1);
+                    w.option(scaling.as_ref(), |w, s| w.str(&s.to_canonical_json()));
+                }
+            }
             w.f32s(&request.global);
             put_local(&mut w, &request.local);
             put_privacy(&mut w, &request.privacy);
@@ -167,6 +175,7 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Msg), WireError> {
     let msg = match r.u8("tag")? {
         TAG_TRAIN_REQUEST => Msg::TrainRequest(TrainRequest {
             round: RoundId(r.u32("round")?),
+            task: read_task(&mut r)?,
             global: Arc::new(r.f32s("global")?),
             local: Arc::new(read_local(&mut r)?),
             privacy: Arc::new(read_privacy(&mut r)?),
@@ -277,6 +286,32 @@ fn payload_hint(msg: &Msg) -> usize {
         Msg::SecAggToServer { msg, .. } => msg.encoded_len(),
         Msg::SecAggToClient { msg, .. } => msg.encoded_len(),
         Msg::Decline { .. } | Msg::Ready { .. } => 0,
+    }
+}
+
+fn read_task(r: &mut Reader<'_>) -> Result<RoundTask, WireError> {
+    let at = r.at;
+    match r.u8("task")? {
+        0 => Ok(RoundTask::Statistics),
+        1 => {
+            let scaling = r.option("scaling", |r| {
+                let at = r.at;
+                let text = r.string("scaling")?;
+                FeatureScaling::from_json(&text)
+                    .map(Arc::new)
+                    .map_err(|e| WireError::Invalid {
+                        field: "scaling",
+                        offset: at,
+                        reason: e.to_string(),
+                    })
+            })?;
+            Ok(RoundTask::Train { scaling })
+        }
+        other => Err(WireError::Invalid {
+            field: "task",
+            offset: at,
+            reason: format!("unknown task {other}"),
+        }),
     }
 }
 

@@ -73,6 +73,7 @@ fn step() -> impl Strategy<Value = Step> {
 fn request(round: u32) -> Msg {
     Msg::TrainRequest(TrainRequest {
         round: RoundId(round),
+        task: fedpool_protocol::RoundTask::Train { scaling: None },
         global: Arc::new(vec![0.0; DIMENSION]),
         local: Arc::new(LocalTraining::default()),
         privacy: Arc::new(terms().plan_round(10, 10, DIMENSION).unwrap()),

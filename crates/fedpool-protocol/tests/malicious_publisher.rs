@@ -33,6 +33,7 @@ fn outputs(node: &mut Participant) -> Vec<ParticipantOutput> {
 fn request(round: u32, terms: &PrivacyTerms, asked: usize, commitment: [u8; 32]) -> Msg {
     Msg::TrainRequest(TrainRequest {
         round: RoundId(round),
+        task: fedpool_protocol::RoundTask::Train { scaling: None },
         global: Arc::new(vec![0.0; DIMENSION]),
         local: Arc::new(LocalTraining::default()),
         privacy: Arc::new(terms.plan_round(asked, asked, DIMENSION).unwrap()),

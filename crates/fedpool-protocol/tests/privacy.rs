@@ -43,6 +43,7 @@ fn identities(n: u32) -> (Vec<SigningKey>, Arc<Directory>) {
 fn request(round: u32, privacy: fedpool_protocol::RoundPrivacy) -> Msg {
     Msg::TrainRequest(TrainRequest {
         round: RoundId(round),
+        task: fedpool_protocol::RoundTask::Train { scaling: None },
         global: Arc::new(vec![0.0; 4]),
         local: Arc::new(LocalTraining::default()),
         privacy: Arc::new(privacy),
@@ -409,6 +410,7 @@ impl Net {
                 seed: 7,
                 privacy: terms,
                 directory,
+                statistics: None,
             },
             StrategyConfig::FedAvg.build(),
             vec![0.0; deltas[0].len()],
@@ -650,6 +652,7 @@ fn a_publisher_with_a_forged_identity_gets_no_masked_input() {
             seed: 7,
             privacy: terms.clone(),
             directory: Arc::clone(&forged_directory),
+            statistics: None,
         },
         StrategyConfig::FedAvg.build(),
         vec![0.0; 8],

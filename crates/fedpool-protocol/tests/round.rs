@@ -28,6 +28,7 @@ fn publisher(n_nodes: u32, rounds: usize, min_clients: usize) -> Publisher {
             seed: 1,
             privacy: PrivacyTerms::none(),
             directory: Arc::default(),
+            statistics: None,
         },
         StrategyConfig::FedAvg.build(),
         vec![0.0; 2],
@@ -72,6 +73,7 @@ fn a_node_without_consent_declines_and_never_trains() {
         from: PUBLISHER,
         msg: Msg::TrainRequest(fedpool_protocol::TrainRequest {
             round: RoundId(1),
+            task: fedpool_protocol::RoundTask::Train { scaling: None },
             global: Arc::new(vec![0.0; 4]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),
@@ -114,6 +116,7 @@ fn revoked_consent_takes_effect_at_the_next_request() {
         from: PUBLISHER,
         msg: Msg::TrainRequest(fedpool_protocol::TrainRequest {
             round: RoundId(2),
+            task: fedpool_protocol::RoundTask::Train { scaling: None },
             global: Arc::new(vec![0.0; 4]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),
@@ -204,7 +207,7 @@ fn malformed_late_and_unsolicited_updates_are_not_aggregated() {
     assert_eq!(summary.rejected.len(), 1);
     assert_eq!(summary.rejected[0].0, NodeId(0));
     assert!(
-        summary.rejected[0].1.contains("3 parameters"),
+        summary.rejected[0].1.contains("3 values"),
         "{:?}",
         summary.rejected
     );

@@ -7,9 +7,10 @@ use fedpool_core::{LocalTraining, Optimizer};
 use fedpool_privacy::ddg::{DdgConfig, DdgParams};
 use fedpool_privacy::{CountNoise, RoundMechanism};
 use fedpool_protocol::wire::{self, WIRE_VERSION, WireError};
+use fedpool_data::{ColumnScaling, FeatureScaling};
 use fedpool_protocol::{
-    Aggregation, DeclineReason, Msg, NodeId, RoundId, RoundPrivacy, SecAggSetup, TrainRequest,
-    UpdateMsg,
+    Aggregation, DeclineReason, Msg, NodeId, RoundId, RoundPrivacy, RoundTask, SecAggSetup,
+    TrainRequest, UpdateMsg,
 };
 use fedpool_secagg::{AdvertisedKeys, ParticipantIdx, ToClient, ToServer, UnmaskRequest};
 use proptest::prelude::*;
@@ -24,6 +25,7 @@ fn private_request(round: u32, global: Vec<f32>) -> Msg {
     let params = ddg(global.len(), 20);
     Msg::TrainRequest(TrainRequest {
         round: RoundId(round),
+        task: RoundTask::Train { scaling: None },
         global: Arc::new(global),
         local: Arc::new(LocalTraining {
             local_epochs: 3,
@@ -62,7 +64,8 @@ fn every_kind() -> Vec<Msg> {
     vec![
         private_request(7, vec![0.5, -1.25, f32::MIN_POSITIVE, 3.0]),
         Msg::TrainRequest(TrainRequest {
-            round: RoundId(1),
+            round: RoundId(0),
+            task: RoundTask::Statistics,
             global: Arc::new(vec![]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy {
@@ -77,6 +80,7 @@ fn every_kind() -> Vec<Msg> {
         }),
         Msg::TrainRequest(TrainRequest {
             round: RoundId(2),
+            task: RoundTask::Train { scaling: None },
             global: Arc::new(vec![1.0; 3]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy {
@@ -95,6 +99,22 @@ fn every_kind() -> Vec<Msg> {
         }),
         Msg::TrainRequest(TrainRequest {
             round: RoundId(3),
+            task: RoundTask::Train {
+                scaling: Some(Arc::new(FeatureScaling {
+                    columns: vec![
+                        ColumnScaling {
+                            name: "age".into(),
+                            mean: 38.5,
+                            std: 13.25,
+                        },
+                        ColumnScaling {
+                            name: "hours é".into(),
+                            mean: -0.1,
+                            std: 1e-3,
+                        },
+                    ],
+                })),
+            },
             global: Arc::new(vec![2.0]),
             local: Arc::new(LocalTraining::default()),
             privacy: Arc::new(RoundPrivacy::none()),
@@ -255,7 +275,8 @@ fn errors_name_what_is_wrong() {
 fn a_plan_with_out_of_range_encoding_parameters_is_refused() {
     let bytes = wire::encode(MODEL, &every_kind()[2]);
     // The first DDG block's `bits` (u32 after dimension, clip, n_clients and noise std).
-    let header = 1 + 2 + MODEL.len() + 1 + 4;
+    // Version, model id, tag, round, then the task (training, no scaling).
+    let header = 1 + 2 + MODEL.len() + 1 + 4 + 2;
     let global = 4 + 4 * 3;
     let local = 8 + 8 + 4 + 1 + 4 + 4 + 4;
     let bits_at = header + global + local + 8 + 1 + 8 + 8 + 8 + 8 + 8;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use fedpool_core::{Contract, Network};
+use fedpool_data::StatisticsLayout;
 use fedpool_ledger::{ContractRules, ModelTerms, PrivacyStep, RoundPlan};
 use fedpool_privacy::{RdpAccountant, RoundMechanism};
 use fedpool_protocol::PrivacyTerms;
@@ -37,6 +38,7 @@ impl ContractRules for ContractReader {
     fn epsilon_total(
         &self,
         contract_toml: &str,
+        statistics: Option<&RoundPlan>,
         plans: &[RoundPlan],
     ) -> Result<Option<f64>, String> {
         let contract = parse(contract_toml)?;
@@ -51,8 +53,26 @@ impl ContractRules for ContractReader {
         )
         .map_err(|e| format!("cannot size the model: {e}"))?
         .n_params();
-        // The publisher's accountant, step for step: one composition per committed round.
+        // The publisher's accountant, step for step: the statistics phase, then one
+        // composition per committed round.
         let mut accountant = RdpAccountant::default();
+        if let Some(plan) = statistics {
+            let layout = StatisticsLayout::of(&contract.schema)
+                .ok_or("the contract has no statistics phase to account")?;
+            let mut phase_terms = terms.for_statistics();
+            phase_terms.clip_norm = plan.clip_norm;
+            let planned = phase_terms.plan_round(
+                plan.asked as usize,
+                plan.eligible as usize,
+                layout.dimension(),
+            )?;
+            let Some(mechanism) = planned.mechanism else {
+                return Err("the contract adds noise but the statistics plan has none".into());
+            };
+            accountant
+                .compose(&mechanism, 1)
+                .map_err(|e| format!("cannot account the statistics phase: {e}"))?;
+        }
         for plan in plans {
             let mut round_terms = terms.clone();
             round_terms.clip_norm = plan.clip_norm;
@@ -69,6 +89,10 @@ impl ContractRules for ContractReader {
             .epsilon(terms.delta)
             .map_err(|e| format!("cannot convert to ε: {e}"))?;
         Ok(Some(epsilon))
+    }
+
+    fn uses_federated_statistics(&self, contract_toml: &str) -> bool {
+        parse(contract_toml).is_ok_and(|contract| StatisticsLayout::of(&contract.schema).is_some())
     }
 
     fn node_epsilons(

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use fedpool_core::{CardTerms, Contract, Metrics};
 use fedpool_ledger::{
     Body, ChainWriter, ConsentGranted, Did, EventId, Keypair, ModelId, ModelPublished,
-    ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, Store, VerifyReport,
-    active_consents, content_hash,
+    ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, StatisticsCommitted, Store,
+    VerifyReport, active_consents, content_hash,
 };
 use fedpool_protocol::{PrivacyRecord, RoundId};
 
@@ -40,6 +40,14 @@ pub fn params_hash(params: &[f32]) -> String {
         bytes.extend_from_slice(&p.to_le_bytes());
     }
     content_hash(&bytes)
+}
+
+/// The federated scaling as the ledger records it: its canonical text and that text's hash
+/// (what every round names).
+pub fn scaling_record(scaling: &fedpool_data::FeatureScaling) -> (String, String) {
+    let text = scaling.to_canonical_json();
+    let hash = content_hash(text.as_bytes());
+    (text, hash)
 }
 
 /// Metrics as the ledger records them.
@@ -131,6 +139,8 @@ pub struct SimulationLedger {
     model_id: ModelId,
     publication: ModelPublished,
     clock_ms: u64,
+    /// The committed scaling's hash, which every later round names.
+    scaling_hash: Option<String>,
 }
 
 impl SimulationLedger {
@@ -233,6 +243,7 @@ impl SimulationLedger {
             model_id,
             publication: published,
             clock_ms,
+            scaling_hash: None,
         })
     }
 
@@ -303,15 +314,7 @@ impl SimulationLedger {
         plan: RoundPlan,
         metrics: &Metrics,
     ) -> Result<(), Error> {
-        let mut participants = Vec::with_capacity(contributors.len());
-        for &client_idx in contributors {
-            let consent = self.consents.get(client_idx).copied().flatten().ok_or_else(|| {
-                Error::Setup(format!(
-                    "client {client_idx} contributed to round {round} without a recorded consent; this is a bug"
-                ))
-            })?;
-            participants.push((self.client_dids[client_idx], consent));
-        }
+        let participants = self.participants(contributors, &format!("round {round}"))?;
         self.clock_ms += 1_000;
         let event = self.publisher.sign(
             self.clock_ms,
@@ -325,10 +328,61 @@ impl SimulationLedger {
                 delta,
                 plan,
                 metrics: metric_pairs(metrics),
+                scaling_hash: self.scaling_hash.clone(),
             },
         )?;
         self.store.append(&event)?;
         Ok(())
+    }
+
+    /// Commits the statistics phase: the scaling, its contributors with the consent each
+    /// relied on, and its privacy cost.
+    pub fn commit_statistics(
+        &mut self,
+        contributors: &[usize],
+        scaling: &fedpool_data::FeatureScaling,
+        epsilon: (f64, f64, f64),
+        plan: RoundPlan,
+    ) -> Result<(), Error> {
+        let participants = self.participants(contributors, "the statistics phase")?;
+        let (scaling, scaling_hash) = scaling_record(scaling);
+        let (epsilon_round, epsilon_total, delta) = epsilon;
+        self.clock_ms += 1_000;
+        let event = self.publisher.sign(
+            self.clock_ms,
+            StatisticsCommitted {
+                model_id: self.model_id.clone(),
+                participants,
+                scaling,
+                scaling_hash: scaling_hash.clone(),
+                epsilon_round,
+                epsilon_total,
+                delta,
+                plan,
+            },
+        )?;
+        self.store.append(&event)?;
+        self.scaling_hash = Some(scaling_hash);
+        Ok(())
+    }
+
+    /// Each contributor's DID with the consent it relied on.
+    fn participants(
+        &self,
+        contributors: &[usize],
+        what: &str,
+    ) -> Result<Vec<(Did, EventId)>, Error> {
+        contributors
+            .iter()
+            .map(|&client_idx| {
+                let consent = self.consents.get(client_idx).copied().flatten().ok_or_else(|| {
+                    Error::Setup(format!(
+                        "client {client_idx} contributed to {what} without a recorded consent; this is a bug"
+                    ))
+                })?;
+                Ok((self.client_dids[client_idx], consent))
+            })
+            .collect()
     }
 
     /// Notes a privacy step a client's node accounted; it is signed and stored by the next

@@ -17,9 +17,10 @@ pub use contract_rules::{ContractReader, contract_terms};
 pub use error::Error;
 pub use ledger::{
     SimulationLedger, privacy_history, privacy_spent, publication, remove_ledger_files,
+    scaling_record,
 };
 pub use simulation::{
     LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationPlan,
-    SimulationReport, simulated_privacy_seed,
+    SimulationReport, StatisticsOutcome, simulated_privacy_seed,
 };
 pub use transport::{Envelope, InProcessTransport, Transport};

@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fedpool_core::{Contract, Metrics, Network, evaluate_outputs, train_local};
-use fedpool_data::{Dataset, Partition, Table, Targets, partition_rows, train_test_split};
+use fedpool_data::{
+    Dataset, FeatureScaling, Partition, StatisticsLayout, Table, Targets, partition_rows,
+    train_test_split,
+};
 use fedpool_ledger::Keypair;
 use fedpool_protocol::{
     Directory, Driver, Executor, Host, Inbox, Msg, NodeId, Participant, PrivacyRecord,
-    PrivacyTerms, Publisher, PublisherConfig, RoundEvent, RoundId, Stage, TrainJob,
+    PrivacyTerms, Publisher, PublisherConfig, RoundEvent, RoundId, RoundTask, Stage, TrainJob,
 };
 use fedpool_strategy::StrategyConfig;
 use rand::seq::SliceRandom;
@@ -166,6 +169,30 @@ pub struct SimulationReport {
     /// The largest ε any client's own accountant recorded for the model (each node accounts
     /// every round it was asked in, independently of the publisher).
     pub max_node_epsilon: f64,
+    /// The statistics phase, when the contract standardises with federated statistics and the
+    /// phase completed.
+    pub statistics: Option<StatisticsOutcome>,
+}
+
+/// What the statistics phase produced.
+#[derive(Debug, Clone)]
+pub struct StatisticsOutcome {
+    /// The scaling every node and the test set standardised with.
+    pub scaling: Arc<FeatureScaling>,
+    /// Nodes whose statistics were aggregated.
+    pub n_contributors: usize,
+    /// ε the phase spent, when noised.
+    pub epsilon: Option<f64>,
+}
+
+/// What a simulation needs to run the statistics phase and encode with its result: the rows
+/// themselves, since every node and the test set are encoded again with the federated scaling.
+struct FederatedStatistics {
+    layout: StatisticsLayout,
+    table: Table,
+    client_rows: Vec<Vec<usize>>,
+    test_rows: Vec<usize>,
+    outcome: Option<StatisticsOutcome>,
 }
 
 /// Every random choice a simulation makes before its first round, drawn in one fixed order
@@ -263,6 +290,8 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     /// Per participant, whether (and how) it attacks: applied to what it trained, around the
     /// participant.
     behaviours: Vec<Behaviour>,
+    /// The statistics phase's inputs and result, when the contract has one.
+    statistics: Option<FederatedStatistics>,
 }
 
 /// The simulation's side of the driver: the transport, and what a simulation adds around the
@@ -404,6 +433,15 @@ impl Simulation<InProcessTransport> {
             }
         }
 
+        let statistics =
+            StatisticsLayout::of(&contract.schema).map(|layout| FederatedStatistics {
+                layout,
+                table: table.clone(),
+                client_rows: plan.client_rows.clone(),
+                test_rows: plan.test_rows.clone(),
+                outcome: None,
+            });
+        let statistics_dimension = statistics.as_ref().map(|s| s.layout.dimension());
         let decisions = plan.decisions.clone();
         let network = Network::new(
             &contract.model,
@@ -485,8 +523,13 @@ impl Simulation<InProcessTransport> {
                 let seed = plan.client_seeds[idx];
                 // A simulation is reproducible from its seed, privacy randomness included; a
                 // deployed node leaves it to the OS (the participant's default).
-                Participant::new(NodeId(idx as u32), consented, seed)
-                    .with_privacy_seed(simulated_privacy_seed(seed))
+                let participant = Participant::new(NodeId(idx as u32), consented, seed)
+                    .with_privacy_seed(simulated_privacy_seed(seed));
+                let participant = match statistics_dimension {
+                    Some(dimension) => participant.with_statistics(dimension),
+                    None => participant,
+                };
+                participant
                     .with_privacy(privacy.clone(), options.owner_epsilon_cap)
                     .map(|p| {
                         p.with_identity(key.signing_key().clone(), Arc::clone(&directory))
@@ -505,6 +548,7 @@ impl Simulation<InProcessTransport> {
                 seed: publisher_seed,
                 privacy: privacy.clone(),
                 directory,
+                statistics: statistics.as_ref().map(|s| s.layout.clone()),
             },
             strategy_config.build(),
             initial.clone(),
@@ -541,6 +585,7 @@ impl Simulation<InProcessTransport> {
             initial_metrics,
             privacy,
             stopped_by_budget: None,
+            statistics,
         })
     }
 
@@ -641,6 +686,7 @@ impl<T: Transport> Simulation<T> {
                         .participants()
                         .map(Participant::epsilon_spent)
                         .fold(0.0, f64::max),
+                    statistics: self.statistics.as_ref().and_then(|s| s.outcome.clone()),
                 });
             }
             // Write-ahead: what nodes accounted is on the ledger before anything they sent
@@ -695,6 +741,33 @@ impl<T: Transport> Simulation<T> {
         for event in std::mem::take(&mut self.host.events) {
             match event {
                 RoundEvent::Started { .. } => {}
+                RoundEvent::StatisticsCompleted(summary) => {
+                    self.standardise_with(&summary.scaling)?;
+                    if let Some(ledger) = &mut self.host.ledger {
+                        let contributors: Vec<usize> =
+                            summary.contributors.iter().map(|n| n.0 as usize).collect();
+                        let epsilon = summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
+                            (s.epsilon_round, s.epsilon_total, s.delta)
+                        });
+                        ledger.commit_statistics(
+                            &contributors,
+                            &summary.scaling,
+                            epsilon,
+                            fedpool_ledger::RoundPlan {
+                                asked: summary.asked as u32,
+                                eligible: summary.eligible as u32,
+                                clip_norm: summary.clip_norm,
+                            },
+                        )?;
+                    }
+                    if let Some(statistics) = &mut self.statistics {
+                        statistics.outcome = Some(StatisticsOutcome {
+                            scaling: summary.scaling,
+                            n_contributors: summary.contributors.len(),
+                            epsilon: summary.privacy.map(|p| p.epsilon_round),
+                        });
+                    }
+                }
                 RoundEvent::BudgetExhausted {
                     round,
                     epsilon_spent,
@@ -776,6 +849,35 @@ impl<T: Transport> Simulation<T> {
         Ok(finished)
     }
 
+    /// Encodes every client's rows and the test set again with the federated scaling (an
+    /// attacker that flips labels flips them again).
+    fn standardise_with(&mut self, scaling: &FeatureScaling) -> Result<(), Error> {
+        let Some(statistics) = &self.statistics else {
+            return Err(Error::Setup(
+                "federated statistics arrived for a contract without them; this is a bug".into(),
+            ));
+        };
+        let encode = |rows: &[usize]| {
+            statistics
+                .table
+                .encode_scaled(rows, scaling)
+                .map_err(|e| Error::Setup(e.to_string()))
+        };
+        let mut datasets: Vec<Dataset> = statistics
+            .client_rows
+            .par_iter()
+            .map(|rows| encode(rows))
+            .collect::<Result<_, _>>()?;
+        for (data, behaviour) in datasets.iter_mut().zip(&self.behaviours) {
+            if *behaviour == Behaviour::LabelFlip {
+                flip_labels(&mut data.targets);
+            }
+        }
+        self.test_set = encode(&statistics.test_rows)?;
+        self.datasets = datasets;
+        Ok(())
+    }
+
     /// ε spent so far at the contract's δ, when rounds add noise.
     fn epsilon(&self) -> Option<f64> {
         self.privacy.adds_noise().then(|| {
@@ -795,8 +897,27 @@ impl<T: Transport> Simulation<T> {
         let network = &self.network;
         let datasets = &self.datasets;
         let behaviours = &self.behaviours;
+        let statistics = &self.statistics;
         jobs.par_iter()
             .map(|job| {
+                if matches!(job.task, RoundTask::Statistics) {
+                    let outcome = match statistics {
+                        Some(s) => {
+                            let rows = &s.client_rows[job.node.0 as usize];
+                            s.layout
+                                .node_statistics(&s.table, rows)
+                                .map(|delta| fedpool_core::TrainOutcome {
+                                    delta,
+                                    n_examples: rows.len(),
+                                    final_loss: 0.0,
+                                    n_steps: 0,
+                                })
+                                .map_err(|e| e.to_string())
+                        }
+                        None => Err("this simulation has no statistics phase".into()),
+                    };
+                    return (job.node, job.round, outcome);
+                }
                 let data = &datasets[job.node.0 as usize];
                 let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
                 let outcome = train_local(network, &job.global, data, &job.local, &mut rng)

@@ -29,15 +29,15 @@ fn epsilon_is_recomputed_from_the_contracts_mechanism() {
         clip_norm: 1.0,
     };
     let thirty = ContractReader
-        .epsilon_total(MNIST_PRIVATE, &[plan; 30])
+        .epsilon_total(MNIST_PRIVATE, None, &[plan; 30])
         .unwrap()
         .unwrap();
     assert!((thirty - 6.308).abs() < 0.01, "ε = {thirty}");
     let one = ContractReader
-        .epsilon_total(MNIST_PRIVATE, &[plan])
+        .epsilon_total(MNIST_PRIVATE, None, &[plan])
         .unwrap()
         .unwrap();
     assert!(one > 0.0 && one < thirty);
     // A contract without noise spends nothing that could be recomputed.
-    assert_eq!(ContractReader.epsilon_total(DIGITS, &[plan]).unwrap(), None);
+    assert_eq!(ContractReader.epsilon_total(DIGITS, None, &[plan]).unwrap(), None);
 }

@@ -24,7 +24,7 @@ fn mixed_schema() -> Schema {
             ColumnSpec {
                 name: "x".into(),
                 kind: ColumnKind::Numeric {
-                    scaling: Scaling::Standardize,
+                    scaling: Scaling::Standardize { bounds: None },
                 },
             },
             ColumnSpec {
@@ -44,6 +44,7 @@ fn mixed_schema() -> Schema {
             },
         ],
         column_ranges: vec![],
+        local_standardize: true,
     }
 }
 
@@ -65,6 +66,7 @@ fn pixel_schema(n_pixels: usize, n_classes: usize) -> Schema {
                 max: 255.0,
             },
         }],
+        local_standardize: true,
     }
 }
 

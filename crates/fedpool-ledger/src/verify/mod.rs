@@ -120,11 +120,15 @@ pub enum Rule {
     /// A node's privacy record names no consent of its own for the model, goes back in
     /// rounds, or holds a mechanism or δ that cannot be accounted.
     PrivacyRecordInvalid,
+    /// A model's statistics phase is committed twice, after a round, for a contract that has
+    /// none, or with a scaling that does not hash to its hash; or a round does not name the
+    /// model's committed scaling.
+    StatisticsInvalid,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 33] = [
+    pub const ALL: [Rule; 34] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -158,6 +162,7 @@ impl Rule {
         Rule::ConsentWrongPublisher,
         Rule::ConsentDoesNotCover,
         Rule::PrivacyRecordInvalid,
+        Rule::StatisticsInvalid,
     ];
 
     /// The stable short name, e.g. `consent-revoked`.
@@ -196,6 +201,7 @@ impl Rule {
             Rule::ConsentWrongPublisher => "consent-wrong-publisher",
             Rule::ConsentDoesNotCover => "consent-does-not-cover",
             Rule::PrivacyRecordInvalid => "privacy-record-invalid",
+            Rule::StatisticsInvalid => "statistics-invalid",
         }
     }
 }
@@ -307,14 +313,23 @@ pub trait ContractRules {
     /// The terms `contract_toml` states, or why it cannot be read.
     fn terms(&self, contract_toml: &str) -> Result<crate::ModelTerms, String>;
 
-    /// The total ε (at the contract's δ) of a model's rounds so far, planned as `plans` say
+    /// The total ε (at the contract's δ) of a model's releases so far: its statistics phase,
+    /// if committed, planned as `statistics` says, and its rounds, planned as `plans` say
     /// (oldest first, the latest last): `Ok(None)` when the contract adds no noise, `Err` when
     /// a plan cannot be accounted.
     fn epsilon_total(
         &self,
         contract_toml: &str,
+        statistics: Option<&crate::RoundPlan>,
         plans: &[crate::RoundPlan],
     ) -> Result<Option<f64>, String>;
+
+    /// Whether the contract standardises columns with federated statistics, so its rounds
+    /// must follow a committed statistics phase and name its scaling.
+    fn uses_federated_statistics(&self, contract_toml: &str) -> bool {
+        let _ = contract_toml;
+        false
+    }
 
     /// ε (at the contract's δ) after each step of each node's privacy history on one model:
     /// for every history, the running total after each of its steps, or why it cannot be

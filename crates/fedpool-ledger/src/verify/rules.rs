@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::{Check, ContractRules, PrivacyStep, Rule};
 use crate::{
     Body, Did, Event, EventId, ModelId, ModelPublished, ModelTerms, PrivacySpent, RoundPlan,
+    StatisticsCommitted,
 };
 
 /// True if `value` is above `limit`, beyond floating-point slack.
@@ -21,6 +22,10 @@ struct Model<'a> {
     terms: ModelTerms,
     /// Each committed round's plan, in the publisher's chain order, to recompute ε.
     plans: Vec<RoundPlan>,
+    /// Whether the contract standardises with federated statistics.
+    needs_statistics: bool,
+    /// The committed statistics phase: its plan (to recompute ε) and its scaling's hash.
+    statistics: Option<(RoundPlan, String)>,
     /// Every DID named as a round participant, per round number and overall.
     participants_by_round: HashMap<u32, HashSet<Did>>,
     participants: HashSet<Did>,
@@ -128,6 +133,8 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
                 published,
                 terms,
                 plans: Vec::new(),
+                needs_statistics: rules.uses_federated_statistics(&published.contract_toml),
+                statistics: None,
                 participants_by_round: HashMap::new(),
                 participants: HashSet::new(),
             },
@@ -197,6 +204,7 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
     for &event in admissible {
         let (model_id, is_round) = match event.body() {
             Body::RoundCommitted(round) => (&round.model_id, true),
+            Body::StatisticsCommitted(statistics) => (&statistics.model_id, false),
             Body::RewardsPaid(payout) => (&payout.model_id, false),
             Body::ModelReleased(release) => (&release.model_id, false),
             _ => continue,
@@ -232,6 +240,9 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
                     &mut last_round,
                     rules,
                 );
+            }
+            Body::StatisticsCommitted(statistics) => {
+                check_statistics(check, event, statistics, model, &by_id, &revoked_at, rules);
             }
             Body::RewardsPaid(_) => check_payout(check, event, model, &mut paid),
             _ => {}
@@ -302,7 +313,8 @@ fn check_privacy_history(
     records: &[(&Event, &PrivacySpent)],
     recomputed: Result<Vec<f64>, String>,
 ) {
-    let mut previous_round = 0u32;
+    // The statistics phase is round 0; a model's training rounds count from 1.
+    let mut previous_round: Option<u32> = None;
     for (step, &(event, record)) in records.iter().enumerate() {
         let mut invalid = |problem: String| {
             check.flag(
@@ -332,16 +344,22 @@ fn check_privacy_history(
                 None
             }
         };
-        if record.round <= previous_round {
-            invalid(format!("follows a record for round {previous_round}"));
-        } else if record.rounds < record.round - previous_round {
+        let since = previous_round.unwrap_or(0);
+        if previous_round.is_some_and(|previous| record.round <= previous) {
+            invalid(format!("follows a record for round {since}"));
+        } else if record.rounds < record.round - since {
             invalid(format!(
-                "composes {}, but {} passed since round {previous_round}",
+                "composes {}, but {} passed since round {since}",
                 super::count(record.rounds as usize, "round"),
-                record.round - previous_round
+                record.round - since
+            ));
+        } else if record.round == 0 && record.rounds != 1 {
+            invalid(format!(
+                "the statistics phase is one release, not {}",
+                record.rounds
             ));
         }
-        previous_round = previous_round.max(record.round);
+        previous_round = Some(previous_round.map_or(record.round, |p| p.max(record.round)));
         if model
             .terms
             .delta
@@ -419,12 +437,16 @@ fn check_round(
     let Body::RoundCommitted(round) = event.body() else {
         return;
     };
-    let round_ms = event.timestamp_ms();
     let terms = model.terms.clone();
     let terms = &terms;
     // ε as the contract's mechanism gives it for the rounds so far, never as declared.
     model.plans.push(round.plan);
-    let recomputed = match rules.epsilon_total(&model.published.contract_toml, &model.plans) {
+    let committed_statistics = model.statistics.as_ref().map(|(plan, _)| plan);
+    let recomputed = match rules.epsilon_total(
+        &model.published.contract_toml,
+        committed_statistics,
+        &model.plans,
+    ) {
         Ok(recomputed) => recomputed,
         Err(reason) => {
             check.flag(
@@ -522,16 +544,68 @@ fn check_round(
     let latest_round = previous.map_or(round.round, |(number, _)| number.max(round.round));
     last_round.insert(round.model_id.clone(), (latest_round, total_so_far));
 
-    let mut seen = HashSet::with_capacity(round.participants.len());
+    let committed_hash = model.statistics.as_ref().map(|(_, hash)| hash);
+    let problem = match (&round.scaling_hash, committed_hash) {
+        (Some(named), Some(committed)) if named != committed => Some(format!(
+            "names scaling {named}, but the model's committed scaling is {committed}"
+        )),
+        (Some(named), None) => Some(format!(
+            "names scaling {named}, but no statistics phase of the model was committed before it"
+        )),
+        (None, _) if model.needs_statistics => Some(
+            "names no scaling, but the contract standardises with federated statistics".into(),
+        ),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        check.flag(
+            Rule::StatisticsInvalid,
+            event,
+            format!("round {} of model {}: {problem}", round.round, round.model_id),
+        );
+    }
     let round_participants = model.participants_by_round.entry(round.round).or_default();
-    for (did, consent_id) in &round.participants {
+    for (did, _) in &round.participants {
         round_participants.insert(*did);
         model.participants.insert(*did);
+    }
+    check_participants(
+        check,
+        event,
+        &format!("round {}", round.round),
+        &round.participants,
+        model,
+        by_id,
+        revoked_at,
+        epsilon_total,
+    );
+}
+
+/// Every participant of a round or statistics phase (`what`, for messages) is listed once and
+/// relied on an active consent of its own to this model, its publisher and card, covering its
+/// fields, granted before and not revoked or expired at the event's time, whose ε cap the
+/// model's `epsilon_total` so far respects.
+#[allow(clippy::too_many_arguments)]
+fn check_participants(
+    check: &mut Check,
+    event: &Event,
+    what: &str,
+    participants: &[(Did, EventId)],
+    model: &Model<'_>,
+    by_id: &HashMap<EventId, &Event>,
+    revoked_at: &HashMap<EventId, u64>,
+    epsilon_total: f64,
+) {
+    let round_ms = event.timestamp_ms();
+    let terms = &model.terms;
+    let model_id = event.model_id();
+    let mut seen = HashSet::with_capacity(participants.len());
+    for (did, consent_id) in participants {
         if !seen.insert(*did) {
             check.flag(
                 Rule::DuplicateParticipant,
                 event,
-                format!("round {} lists {did} more than once", round.round),
+                format!("{what} lists {did} more than once"),
             );
             continue;
         }
@@ -539,10 +613,7 @@ fn check_round(
             check.flag(
                 rule,
                 event,
-                format!(
-                    "round {} participant {did} (consent {consent_id}): {problem}",
-                    round.round
-                ),
+                format!("{what} participant {did} (consent {consent_id}): {problem}"),
             );
         };
         let Some(granted) = by_id.get(consent_id) else {
@@ -591,7 +662,7 @@ fn check_round(
                 ),
             );
         }
-        if consent.model_id != round.model_id {
+        if &consent.model_id != model_id {
             flag(
                 Rule::ConsentWrongModel,
                 format!("the consent is for model {}", consent.model_id),
@@ -640,6 +711,111 @@ fn check_round(
             );
         }
     }
+}
+
+/// A statistics phase: once per model, before its first round, for a contract that has one;
+/// its scaling hashes to the hash rounds name; its ε is what the contract gives for its plan;
+/// and every node in it had consent then.
+fn check_statistics(
+    check: &mut Check,
+    event: &Event,
+    statistics: &StatisticsCommitted,
+    model: &mut Model<'_>,
+    by_id: &HashMap<EventId, &Event>,
+    revoked_at: &HashMap<EventId, u64>,
+    rules: &dyn ContractRules,
+) {
+    let mut invalid = |problem: String| {
+        check.flag(
+            Rule::StatisticsInvalid,
+            event,
+            format!("statistics of model {}: {problem}", statistics.model_id),
+        );
+    };
+    if !model.needs_statistics {
+        invalid("the contract standardises nothing with federated statistics".into());
+    }
+    if model.statistics.is_some() {
+        invalid("the statistics phase was already committed".into());
+        return;
+    }
+    if !model.plans.is_empty() {
+        invalid(format!(
+            "committed after {}: the phase comes before the first round",
+            super::count(model.plans.len(), "round")
+        ));
+    }
+    let hash = crate::content_hash(statistics.scaling.as_bytes());
+    if hash != statistics.scaling_hash {
+        invalid(format!(
+            "the scaling hashes to {hash}, not to the declared {}",
+            statistics.scaling_hash
+        ));
+    }
+    if statistics.epsilon_round < 0.0
+        || statistics.epsilon_total < 0.0
+        || !(0.0..1.0).contains(&statistics.delta)
+    {
+        check.flag(
+            Rule::InvalidAmount,
+            event,
+            format!(
+                "the statistics phase needs non-negative ε and δ in [0, 1): ε {}, ε total {}, δ {}",
+                statistics.epsilon_round, statistics.epsilon_total, statistics.delta
+            ),
+        );
+    }
+    let recomputed =
+        match rules.epsilon_total(&model.published.contract_toml, Some(&statistics.plan), &[]) {
+            Ok(recomputed) => recomputed,
+            Err(reason) => {
+                check.flag(
+                    Rule::EpsilonMismatch,
+                    event,
+                    format!("the statistics phase cannot be accounted: {reason}"),
+                );
+                Some(f64::INFINITY)
+            }
+        };
+    if let Some(recomputed) = recomputed
+        && recomputed.is_finite()
+        && epsilon_differs(recomputed, statistics.epsilon_total)
+    {
+        check.flag(
+            Rule::EpsilonMismatch,
+            event,
+            format!(
+                "the statistics phase declares ε {} but the contract's mechanism gives {recomputed}",
+                statistics.epsilon_total
+            ),
+        );
+    }
+    let epsilon_total = recomputed.map_or(statistics.epsilon_total, |e| {
+        e.max(statistics.epsilon_total)
+    });
+    if let Some(budget) = model.terms.epsilon_budget
+        && exceeds(epsilon_total, budget)
+    {
+        check.flag(
+            Rule::PrivacyBudgetExceeded,
+            event,
+            format!(
+                "the statistics phase's ε {epsilon_total} exceeds model {}'s budget {budget}",
+                statistics.model_id
+            ),
+        );
+    }
+    check_participants(
+        check,
+        event,
+        "the statistics phase",
+        &statistics.participants,
+        model,
+        by_id,
+        revoked_at,
+        epsilon_total,
+    );
+    model.statistics = Some((statistics.plan, statistics.scaling_hash.clone()));
 }
 
 fn check_payout<'a>(

@@ -39,11 +39,13 @@ impl ContractRules for TestRules {
         })
     }
 
-    /// A contract may state `epsilon_per_round = x`: its rounds then cost x each, so a test can
-    /// check that verify recomputes ε; without it, ε is not recomputed.
+    /// A contract may state `epsilon_per_round = x`: its rounds (and its statistics phase)
+    /// then cost x each, so a test can check that verify recomputes ε; without it, ε is not
+    /// recomputed.
     fn epsilon_total(
         &self,
         contract_toml: &str,
+        statistics: Option<&RoundPlan>,
         plans: &[RoundPlan],
     ) -> Result<Option<f64>, String> {
         let Some(per_round) = contract_toml
@@ -53,7 +55,15 @@ impl ContractRules for TestRules {
             return Ok(None);
         };
         let per_round: f64 = per_round.parse().map_err(|e| format!("{e}"))?;
-        Ok(Some(per_round * plans.len() as f64))
+        let releases = plans.len() + usize::from(statistics.is_some());
+        Ok(Some(per_round * releases as f64))
+    }
+
+    /// A contract stating `federated_statistics = true` has a statistics phase.
+    fn uses_federated_statistics(&self, contract_toml: &str) -> bool {
+        contract_toml
+            .lines()
+            .any(|line| line.trim() == "federated_statistics = true")
     }
 
     /// A test mechanism is `per-round x`: each round it composes costs x.
@@ -228,6 +238,7 @@ pub fn round(
             clip_norm: 1.0,
         },
         metrics: vec![("accuracy".into(), 0.5 + f64::from(round) * 0.01)],
+        scaling_hash: None,
     }
 }
 
