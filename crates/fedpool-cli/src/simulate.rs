@@ -173,7 +173,9 @@ pub fn run(args: SimulateArgs) -> Result<()> {
                 names.join(", ")
             );
         } else if contract.schema.local_standardize {
-            println!("  scaling: each node standardises with its own statistics (local_standardize)");
+            println!(
+                "  scaling: each node standardises with its own statistics (local_standardize)"
+            );
         }
     }
     let progress = progress_bar(n_rounds as u64, !args.json);

@@ -531,6 +531,58 @@ mod tests {
     }
 
     #[test]
+    fn the_card_says_whether_statistics_of_the_owners_data_leave_the_node() {
+        let adult = include_str!("../../../contracts/adult.toml");
+        let federated = card(adult).terms;
+        assert!(
+            federated.privacy[0].contains("summary statistics"),
+            "{:?}",
+            federated.privacy
+        );
+        let phase = &federated.privacy[1];
+        assert!(phase.starts_with("Federated statistics"), "{phase}");
+        assert!(phase.contains("5 standardised columns (age, education_num, capital_gain, capital_loss, hours_per_week)"), "{phase}");
+        let age = &federated.fields[0];
+        assert_eq!(age.name, "age");
+        assert!(
+            age.description.contains("over all participating nodes")
+                && age.description.contains("[17, 90]"),
+            "{}",
+            age.description
+        );
+
+        let local =
+            card(&adult.replacen("[schema]\n", "[schema]\nlocal_standardize = true\n", 1)).terms;
+        assert_eq!(
+            local.privacy[0],
+            "Your rows never leave your node; only model updates do."
+        );
+        assert!(
+            local.privacy[1].contains("no statistic of your data leaves your node"),
+            "{:?}",
+            local.privacy
+        );
+        assert!(
+            local.fields[0]
+                .description
+                .contains("with your own statistics")
+        );
+        assert_ne!(
+            local.canonical_json(),
+            federated.canonical_json(),
+            "consent names which"
+        );
+
+        // Pixels scaled by a known range: no statistics, and nothing to say about them.
+        let digits = card(DIGITS).terms;
+        assert!(
+            !digits.privacy.iter().any(|p| p.contains("statistic")),
+            "{:?}",
+            digits.privacy
+        );
+    }
+
+    #[test]
     fn terms_are_deterministic_and_status_free() {
         let a = card(DIGITS);
         let mut b = card(DIGITS);

@@ -293,6 +293,11 @@ impl Contract {
                 ));
             }
         }
+        // The rest of the schema's own rules (duplicate classes or categories, ranges and
+        // bounds with min < max), so a bad contract fails when published, not at first load.
+        if let Err(fedpool_data::DataError::InvalidSchema { reason }) = self.schema.validate() {
+            return Err(invalid("schema", reason));
+        }
         match (&self.task, &self.schema.label.kind) {
             (Task::Classification, LabelKind::Categorical { classes }) => {
                 if classes.len() < 2 {
@@ -674,6 +679,54 @@ mod tests {
                 Ok(_) => panic!("{key}: a stray key was accepted"),
             }
         }
+    }
+
+    const ADULT: &str = include_str!("../../../contracts/adult.toml");
+
+    #[test]
+    fn private_federated_statistics_need_public_bounds_and_local_scaling_needs_none() {
+        let private = ADULT.replace(
+            "clip_norm = 0.0\nnoise_multiplier = 0.0",
+            "clip_norm = 1.0\nnoise_multiplier = 1.0",
+        );
+        assert!(Contract::from_toml(&private, "adult.toml").is_ok());
+        // One node's contribution is unbounded without bounds: refused, naming the column.
+        let unbounded = private.replacen(
+            "scaling = { method = \"standardize\", bounds = [17, 90] }\n",
+            "",
+            1,
+        );
+        match Contract::from_toml(&unbounded, "adult.toml") {
+            Err(ContractError::Invalid { key, problem, .. }) => {
+                assert_eq!(key, "schema");
+                assert!(
+                    problem.contains("column \"age\"") && problem.contains("bounds"),
+                    "{problem}"
+                );
+                assert!(problem.contains("local_standardize = true"), "{problem}");
+            }
+            other => panic!("an unbounded private statistic was accepted: {other:?}"),
+        }
+        // Without noise or clipping the statistics may be raw, and local scaling sends none.
+        assert!(
+            Contract::from_toml(
+                &ADULT.replacen(
+                    "scaling = { method = \"standardize\", bounds = [17, 90] }\n",
+                    "",
+                    1,
+                ),
+                "adult.toml"
+            )
+            .is_ok()
+        );
+        let local = unbounded.replacen("[schema]\n", "[schema]\nlocal_standardize = true\n", 1);
+        assert!(Contract::from_toml(&local, "adult.toml").is_ok());
+        // Bounds are checked like a range.
+        let inverted = ADULT.replacen("bounds = [17, 90]", "bounds = [90, 17]", 1);
+        let err = Contract::from_toml(&inverted, "adult.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[90, 17]"), "{err}");
     }
 
     #[test]

@@ -216,21 +216,21 @@ impl Schema {
                         ));
                     }
                 }
-                ColumnKind::Numeric {
-                    scaling:
-                        Scaling::Range { min, max }
-                        | Scaling::Standardize {
+                ColumnKind::Numeric { scaling } => {
+                    let (what, min, max) = match *scaling {
+                        Scaling::Range { min, max } => ("range", min, max),
+                        Scaling::Standardize {
                             bounds: Some([min, max]),
-                        },
-                } => {
+                        } => ("bounds", min, max),
+                        _ => continue,
+                    };
                     if !(min.is_finite() && max.is_finite() && min < max) {
                         return invalid(format!(
-                            "column \"{}\" has range [{min}, {max}]; it needs finite min < max",
+                            "column \"{}\" has {what} [{min}, {max}]; it needs finite min < max",
                             column.name
                         ));
                     }
                 }
-                ColumnKind::Numeric { .. } => {}
             }
         }
         Ok(())

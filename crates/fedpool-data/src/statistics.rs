@@ -218,7 +218,7 @@ impl FeatureScaling {
                 reason: format!("unreadable scaling: {e}"),
             })?;
         for column in &scaling.columns {
-            if !column.mean.is_finite() || !(column.std.is_finite() && column.std > 0.0) {
+            if !(column.mean.is_finite() && column.std.is_finite() && column.std > 0.0) {
                 return Err(DataError::Statistics {
                     reason: format!(
                         "column \"{}\" has mean {} and deviation {}; both must be finite and the deviation positive",
@@ -243,5 +243,193 @@ impl FeatureScaling {
                 ),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Dataset;
+    use crate::schema::{ColumnSpec, LabelKind, LabelSpec};
+
+    /// Two standardised columns (`a` unbounded, `b` bounded to [0, 10]), a range column `r`
+    /// and a categorical `c`.
+    fn schema(local_standardize: bool) -> Schema {
+        let numeric = |name: &str, scaling| ColumnSpec {
+            name: name.into(),
+            kind: ColumnKind::Numeric { scaling },
+        };
+        Schema {
+            label: LabelSpec {
+                name: "y".into(),
+                kind: LabelKind::Categorical {
+                    classes: vec!["n".into(), "p".into()],
+                },
+            },
+            columns: vec![
+                numeric("a", Scaling::Standardize { bounds: None }),
+                numeric("r", Scaling::Range { min: 0.0, max: 4.0 }),
+                ColumnSpec {
+                    name: "c".into(),
+                    kind: ColumnKind::Categorical {
+                        categories: vec!["u".into(), "v".into()],
+                    },
+                },
+                numeric(
+                    "b",
+                    Scaling::Standardize {
+                        bounds: Some([0.0, 10.0]),
+                    },
+                ),
+            ],
+            column_ranges: vec![],
+            local_standardize,
+        }
+    }
+
+    fn table() -> Table {
+        // Node 1 holds rows 0..4 (all class n), node 2 rows 4..8 (all class p): label skew.
+        let csv = "a,r,c,b,y\n\
+                   1,0,u,1,n\n2,1,v,2,n\n3,2,u,3,n\n4,3,v,4,n\n\
+                   11,0,u,6,p\n12,1,v,7,p\n13,2,u,8,p\n14,4,v,25,p\n";
+        Table::from_csv(csv.as_bytes(), "skew.csv", &schema(false), &[]).unwrap()
+    }
+
+    fn sum(vectors: &[Vec<f32>]) -> Vec<f32> {
+        let mut out = vec![0.0; vectors[0].len()];
+        for v in vectors {
+            out.iter_mut().zip(v).for_each(|(o, x)| *o += x);
+        }
+        out
+    }
+
+    #[test]
+    fn only_standardised_columns_are_federated_and_local_scaling_federates_nothing() {
+        let layout = StatisticsLayout::of(&schema(false)).unwrap();
+        assert_eq!(layout.column_names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(layout.dimension(), 5);
+        assert_eq!(layout.unbounded_columns(), ["a"]);
+        assert_eq!(StatisticsLayout::of(&schema(true)), None);
+    }
+
+    #[test]
+    fn the_summed_statistics_of_equal_nodes_give_the_global_mean_and_deviation() {
+        let table = table();
+        let layout = StatisticsLayout::of(table.schema()).unwrap();
+        let nodes: Vec<Vec<f32>> = [[0, 1, 2, 3], [4, 5, 6, 7]]
+            .iter()
+            .map(|rows| layout.node_statistics(&table, rows).unwrap())
+            .collect();
+        let scaling = layout.scaling_from_sum(&sum(&nodes)).unwrap();
+        // `a` over all 8 rows: mean 7.5, population deviation √(1/8 Σ (a − 7.5)²).
+        let a: Vec<f64> = vec![1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0];
+        let std = (a.iter().map(|x| (x - 7.5).powi(2)).sum::<f64>() / 8.0).sqrt();
+        assert!((scaling.columns[0].mean - 7.5).abs() < 1e-5, "{scaling:?}");
+        assert!((scaling.columns[0].std - std).abs() < 1e-4, "{scaling:?}");
+        // `b` is clamped into [0, 10] for the statistics: 25 counts as 10.
+        let b: Vec<f64> = vec![1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 10.0];
+        let mean = b.iter().sum::<f64>() / 8.0;
+        let std = (b.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 8.0).sqrt();
+        assert!((scaling.columns[1].mean - mean).abs() < 1e-4, "{scaling:?}");
+        assert!((scaling.columns[1].std - std).abs() < 1e-4, "{scaling:?}");
+        // Any positive multiple of the sum (a mean, a secure sum's scale) gives the same.
+        let halved: Vec<f32> = sum(&nodes).iter().map(|v| v / 2.0).collect();
+        let again = layout.scaling_from_sum(&halved).unwrap();
+        assert!((again.columns[0].std - scaling.columns[0].std).abs() < 1e-4);
+    }
+
+    #[test]
+    fn federated_scaling_keeps_the_signal_that_local_scaling_erases_under_label_skew() {
+        let table = table();
+        let layout = StatisticsLayout::of(table.schema()).unwrap();
+        let (node_n, node_p) = ([0, 1, 2, 3], [4, 5, 6, 7]);
+        let nodes: Vec<Vec<f32>> = [node_n, node_p]
+            .iter()
+            .map(|rows| layout.node_statistics(&table, rows).unwrap())
+            .collect();
+        let scaling = layout.scaling_from_sum(&sum(&nodes)).unwrap();
+        let mean_a = |data: &Dataset| -> f32 {
+            let width = data.n_features;
+            (0..data.n_rows())
+                .map(|r| data.features[r * width])
+                .sum::<f32>()
+                / 4.0
+        };
+        // Locally each node centres its own class onto zero; globally the classes stay apart.
+        let (local_n, local_p) = (table.encode(&node_n), table.encode(&node_p));
+        assert!(mean_a(&local_n).abs() < 1e-6 && mean_a(&local_p).abs() < 1e-6);
+        let global_n = table.encode_scaled(&node_n, &scaling).unwrap();
+        let global_p = table.encode_scaled(&node_p, &scaling).unwrap();
+        assert!(mean_a(&global_n) < -0.9 && mean_a(&global_p) > 0.9);
+        // Range and categorical columns encode as before.
+        assert_eq!(global_n.features[1..4], local_n.features[1..4]);
+    }
+
+    #[test]
+    fn a_bounded_nodes_vector_has_norm_at_most_one() {
+        let table = table();
+        let layout = StatisticsLayout::of(&Schema {
+            columns: vec![ColumnSpec {
+                name: "b".into(),
+                kind: ColumnKind::Numeric {
+                    scaling: Scaling::Standardize {
+                        bounds: Some([0.0, 5.0]),
+                    },
+                },
+            }],
+            ..schema(false)
+        })
+        .unwrap();
+        for rows in [vec![7], vec![4, 5, 6, 7], (0..8).collect()] {
+            let v = layout.node_statistics(&table, &rows).unwrap();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(norm <= 1.0 + 1e-6, "{v:?}");
+        }
+        assert_eq!(layout.node_statistics(&table, &[]).unwrap(), vec![0.0; 3]);
+    }
+
+    #[test]
+    fn unusable_aggregates_and_scalings_are_errors_that_say_why() {
+        let table = table();
+        let layout = StatisticsLayout::of(table.schema()).unwrap();
+        let err = layout.scaling_from_sum(&[1.0; 3]).unwrap_err().to_string();
+        assert!(err.contains("3 values, the layout 5"), "{err}");
+        let err = layout
+            .scaling_from_sum(&[-0.5, 0.1, 0.1, 0.1, 0.1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no node's statistics reached the sum"),
+            "{err}"
+        );
+        let err = layout
+            .scaling_from_sum(&[1.0, f32::NAN, 0.0, 0.0, 0.0])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NaN"), "{err}");
+        // Noise can drive a bounded column's variance negative: the deviation is floored.
+        let scaling = layout.scaling_from_sum(&[1.0, 3.0, 9.0, 0.5, 0.1]).unwrap();
+        assert_eq!(
+            scaling.columns[0].std, 1.0,
+            "a constant unbounded column is unscaled"
+        );
+        assert!((scaling.columns[1].std - MIN_BOUNDED_STD * 10.0).abs() < 1e-9);
+
+        let json = scaling.to_canonical_json();
+        assert_eq!(FeatureScaling::from_json(&json).unwrap(), scaling);
+        let bad = json.replacen("\"std\":1.0", "\"std\":0.0", 1);
+        let err = FeatureScaling::from_json(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("column \"a\"") && err.contains("positive"),
+            "{err}"
+        );
+        let wrong = FeatureScaling {
+            columns: scaling.columns[..1].to_vec(),
+        };
+        let err = table.encode_scaled(&[0], &wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("[\"a\"]") && err.contains("[\"a\", \"b\"]"),
+            "{err}"
+        );
     }
 }

@@ -290,9 +290,7 @@ impl Table {
                 }
                 (mean, std)
             }
-            None if standardized().next().is_some() && !rows.is_empty() => {
-                self.mean_and_std(rows)
-            }
+            None if standardized().next().is_some() && !rows.is_empty() => self.mean_and_std(rows),
             None => (vec![0.0; n_numeric], vec![0.0; n_numeric]),
         };
         let mut shift = Vec::with_capacity(n_numeric);

@@ -1042,3 +1042,196 @@ fn a_privacy_record_with_an_unreadable_mechanism_is_detected() {
         "{report}"
     );
 }
+
+/// A model with a statistics phase (each release costs ε 0.5), alice and bob consenting.
+fn statistics_world() -> (Ledger, Keypair, ModelPublished, Vec<(Did, EventId)>) {
+    let mut ledger = Ledger::new();
+    let publisher = Keypair::insecure_from_seed(1);
+    let (alice, bob) = (
+        Keypair::insecure_from_seed(2),
+        Keypair::insecure_from_seed(3),
+    );
+    let model = model_with_statistics(&publisher, "income", 0.5);
+    ledger.push(&publisher, 1_000, model.clone());
+    let a = ledger.push(&alice, 2_000, consent(&model, None, None));
+    let b = ledger.push(&bob, 2_000, consent(&model, None, None));
+    let both = vec![(alice.did(), a.id()), (bob.did(), b.id())];
+    (ledger, publisher, model, both)
+}
+
+const SCALING: &str = r#"{"columns":[{"name":"age","mean":38.6,"std":13.7}]}"#;
+
+fn named(mut round: RoundCommitted, hash: &str) -> RoundCommitted {
+    round.scaling_hash = Some(hash.to_string());
+    round
+}
+
+#[test]
+fn a_statistics_phase_named_by_every_round_and_accounted_first_verifies() {
+    let (mut ledger, publisher, model, both) = statistics_world();
+    let phase = statistics(&model, both.clone(), SCALING, 0.5);
+    let hash = phase.scaling_hash.clone();
+    ledger.push(&publisher, 3_000, phase);
+    ledger.push(
+        &publisher,
+        4_000,
+        named(round(&model, 1, both.clone(), 0.5, 1.0), &hash),
+    );
+    ledger.push(
+        &publisher,
+        5_000,
+        named(round(&model, 2, both, 0.5, 1.5), &hash),
+    );
+    check(&ledger.events, &[]);
+}
+
+#[test]
+fn a_statistics_phase_that_is_tampered_repeated_late_or_unnamed_is_flagged() {
+    // Its scaling does not hash to its hash (the published scaling was swapped after hashing).
+    let (mut ledger, publisher, model, both) = statistics_world();
+    let mut phase = statistics(&model, both.clone(), SCALING, 0.5);
+    let hash = phase.scaling_hash.clone();
+    phase.scaling = SCALING.replace("38.6", "99.0");
+    ledger.push(&publisher, 3_000, phase);
+    ledger.push(
+        &publisher,
+        4_000,
+        named(round(&model, 1, both.clone(), 0.5, 1.0), &hash),
+    );
+    let report = check(&ledger.events, &[Rule::StatisticsInvalid]);
+    assert!(
+        report.violations[0].detail.contains("hashes to"),
+        "{report}"
+    );
+
+    // Committed twice: the second one is refused (the first stands, and rounds name it).
+    let (mut ledger, publisher, model, both) = statistics_world();
+    let phase = statistics(&model, both.clone(), SCALING, 0.5);
+    let hash = phase.scaling_hash.clone();
+    ledger.push(&publisher, 3_000, phase.clone());
+    ledger.push(
+        &publisher,
+        3_500,
+        statistics(&model, both.clone(), &SCALING.replace("13.7", "1.0"), 0.5),
+    );
+    ledger.push(
+        &publisher,
+        4_000,
+        named(round(&model, 1, both.clone(), 0.5, 1.0), &hash),
+    );
+    let report = check(&ledger.events, &[Rule::StatisticsInvalid]);
+    assert!(
+        report.violations[0].detail.contains("already committed"),
+        "{report}"
+    );
+
+    // After a round (which, for a model with a statistics phase, names no scaling).
+    let (mut ledger, publisher, model, both) = statistics_world();
+    ledger.push(&publisher, 3_000, round(&model, 1, both.clone(), 0.5, 0.5));
+    ledger.push(
+        &publisher,
+        4_000,
+        statistics(&model, both.clone(), SCALING, 1.0),
+    );
+    let report = check(&ledger.events, &[Rule::StatisticsInvalid]);
+    let details: Vec<&str> = report
+        .violations
+        .iter()
+        .map(|v| v.detail.as_str())
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("names no scaling")),
+        "{report}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("after 1 round")),
+        "{report}"
+    );
+
+    // A round naming another scaling than the committed one.
+    let (mut ledger, publisher, model, both) = statistics_world();
+    ledger.push(
+        &publisher,
+        3_000,
+        statistics(&model, both.clone(), SCALING, 0.5),
+    );
+    ledger.push(
+        &publisher,
+        4_000,
+        named(round(&model, 1, both, 0.5, 1.0), &content_hash(b"other")),
+    );
+    check(&ledger.events, &[Rule::StatisticsInvalid]);
+}
+
+#[test]
+fn a_statistics_phase_answers_for_its_consents_and_its_epsilon() {
+    // A participant without consent, and a phase that declares less ε than the contract's
+    // mechanism gives (0.5 per release): both flagged, like a round's.
+    let (mut ledger, publisher, model, mut both) = statistics_world();
+    let carol = Keypair::insecure_from_seed(4);
+    both.push((carol.did(), EventId::from_bytes([9; 32])));
+    ledger.push(&publisher, 3_000, statistics(&model, both, SCALING, 0.1));
+    check(
+        &ledger.events,
+        &[Rule::ConsentMissing, Rule::EpsilonMismatch],
+    );
+
+    // The rounds' ε counts the phase: a round declaring only its own is flagged.
+    let (mut ledger, publisher, model, both) = statistics_world();
+    let phase = statistics(&model, both.clone(), SCALING, 0.5);
+    let hash = phase.scaling_hash.clone();
+    ledger.push(&publisher, 3_000, phase);
+    ledger.push(
+        &publisher,
+        4_000,
+        named(round(&model, 1, both, 0.5, 0.5), &hash),
+    );
+    check(&ledger.events, &[Rule::EpsilonMismatch]);
+
+    // A model without a statistics phase cannot have one committed.
+    let w = world();
+    let mut ledger = w.ledger;
+    ledger.push(
+        &w.publisher,
+        3_000,
+        statistics(&w.model, vec![], SCALING, 0.0),
+    );
+    let report = check(&ledger.events, &[Rule::StatisticsInvalid]);
+    assert!(
+        report.violations[0].detail.contains("standardises nothing"),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_owner_records_the_statistics_phase_as_round_zero_and_composes_rounds_after_it() {
+    let (mut ledger, publisher, model, both) = statistics_world();
+    let alice = Keypair::insecure_from_seed(2);
+    let alice_consent = both[0].1;
+    let phase = statistics(&model, both.clone(), SCALING, 0.5);
+    ledger.push(&publisher, 3_000, phase);
+    ledger.push(
+        &alice,
+        3_000,
+        privacy_spent(&model, alice_consent, 0, 1, 0.5, 0.5),
+    );
+    ledger.push(
+        &alice,
+        4_000,
+        privacy_spent(&model, alice_consent, 1, 1, 0.5, 1.0),
+    );
+    check(&ledger.events, &[]);
+    // The phase is one release: a record composing two at round 0 is refused.
+    let (mut ledger, publisher, model, both) = statistics_world();
+    ledger.push(
+        &publisher,
+        3_000,
+        statistics(&model, both.clone(), SCALING, 0.5),
+    );
+    ledger.push(
+        &alice,
+        3_000,
+        privacy_spent(&model, both[0].1, 0, 2, 0.5, 1.0),
+    );
+    check(&ledger.events, &[Rule::PrivacyRecordInvalid]);
+}

@@ -63,8 +63,11 @@ pub trait DataSource: Send + Sync {
     /// The owner's rows for a model, validated against its contract's schema, from the dataset
     /// its consent names by fingerprint. The node encodes them (with the federated scaling,
     /// when the model has one) and computes its statistics from them; rows never leave it.
-    fn training_data(&self, contract: &Contract, dataset_fingerprint: &str)
-    -> Result<Table, String>;
+    fn training_data(
+        &self,
+        contract: &Contract,
+        dataset_fingerprint: &str,
+    ) -> Result<Table, String>;
     /// The publisher's held-out rows to evaluate each round on: the dataset registered under
     /// `name`, validated against the contract's schema.
     fn evaluation_data(&self, contract: &Contract, name: &str) -> Result<Table, String>;

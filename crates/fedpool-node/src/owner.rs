@@ -50,8 +50,11 @@ pub struct OwnerData {
     network: Network,
     table: Table,
     layout: Option<StatisticsLayout>,
-    encoded: Mutex<Option<(Option<Arc<FeatureScaling>>, Arc<Dataset>)>>,
+    encoded: Mutex<Option<Encoded>>,
 }
+
+/// The owner's rows encoded, and the scaling they were encoded with (`None`: their own).
+type Encoded = (Option<Arc<FeatureScaling>>, Arc<Dataset>);
 
 impl OwnerData {
     /// Runs a participant's job: the node's statistics vector, or local training on its rows

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use fedpool_core::{Contract, Metrics, Network, evaluate_outputs};
 use fedpool_data::{Dataset, FeatureScaling, StatisticsLayout, Table};
 use fedpool_ledger::{
-    Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, StatisticsCommitted, Store,
+    Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, StatisticsCommitted,
+    Store,
 };
 use fedpool_protocol::{
     CommittedPlan, Driver, Host, Msg, NodeId, PrivacyTerms, Publisher, PublisherConfig,
@@ -373,8 +374,13 @@ impl PublisherRun {
                 if let Some(table) = &self.eval_table {
                     self.eval = Some(
                         table
-                            .encode_scaled(&(0..table.n_rows()).collect::<Vec<_>>(), &summary.scaling)
-                            .map_err(|e| Error::Refused(format!("cannot encode the evaluation set: {e}")))?,
+                            .encode_scaled(
+                                &(0..table.n_rows()).collect::<Vec<_>>(),
+                                &summary.scaling,
+                            )
+                            .map_err(|e| {
+                                Error::Refused(format!("cannot encode the evaluation set: {e}"))
+                            })?,
                     );
                 }
                 tracing::info!(model = %short(self.model_id.as_str()), contributors = summary.contributors.len(), "statistics committed");

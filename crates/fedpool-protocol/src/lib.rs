@@ -18,7 +18,8 @@ pub mod wire;
 
 pub use driver::{Driver, Executor, Host, Inbox, Sequential};
 pub use msg::{
-    DeclineReason, Msg, NodeId, RoundId, RoundTask, STATISTICS_ROUND, Stage, TrainRequest, UpdateMsg,
+    DeclineReason, Msg, NodeId, RoundId, RoundTask, STATISTICS_ROUND, Stage, TrainRequest,
+    UpdateMsg,
 };
 pub use participant::{
     DEFAULT_PARTICIPANT_TIMEOUT_MS, Participant, ParticipantInput, ParticipantOutput,

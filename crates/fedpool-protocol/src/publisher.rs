@@ -646,7 +646,8 @@ impl Publisher {
                 if collecting.statistics {
                     let n = collecting.denominator as f32;
                     let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
-                    let event = self.complete_statistics(collecting, &mean, survivors, dropped, true);
+                    let event =
+                        self.complete_statistics(collecting, &mean, survivors, dropped, true);
                     self.outputs.push_back(PublisherOutput::Event(event));
                     let now_ms = self.now_ms;
                     self.start_round(now_ms);
@@ -820,12 +821,11 @@ impl Publisher {
         if let Err(e) = self.config.sampling.round_size(eligible) {
             return fail(self, e.to_string());
         }
-        let plan = match self
-            .config
-            .privacy
-            .for_statistics()
-            .plan_round(eligible, eligible, layout.dimension())
-        {
+        let plan = match self.config.privacy.for_statistics().plan_round(
+            eligible,
+            eligible,
+            layout.dimension(),
+        ) {
             Ok(plan) => Arc::new(plan),
             Err(reason) => return fail(self, reason),
         };

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use fedpool_core::{LocalTraining, Optimizer};
-use fedpool_privacy::ddg::{DEFAULT_WRAP_PROBABILITY, DdgConfig, DdgParams};
 use fedpool_data::FeatureScaling;
+use fedpool_privacy::ddg::{DEFAULT_WRAP_PROBABILITY, DdgConfig, DdgParams};
 use fedpool_privacy::{CountNoise, RoundMechanism};
 use fedpool_secagg::{ToClient, ToServer};
 

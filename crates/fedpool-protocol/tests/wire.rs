@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use fedpool_core::{LocalTraining, Optimizer};
+use fedpool_data::{ColumnScaling, FeatureScaling};
 use fedpool_privacy::ddg::{DdgConfig, DdgParams};
 use fedpool_privacy::{CountNoise, RoundMechanism};
 use fedpool_protocol::wire::{self, WIRE_VERSION, WireError};
-use fedpool_data::{ColumnScaling, FeatureScaling};
 use fedpool_protocol::{
     Aggregation, DeclineReason, Msg, NodeId, RoundId, RoundPrivacy, RoundTask, SecAggSetup,
     TrainRequest, UpdateMsg,

@@ -433,14 +433,13 @@ impl Simulation<InProcessTransport> {
             }
         }
 
-        let statistics =
-            StatisticsLayout::of(&contract.schema).map(|layout| FederatedStatistics {
-                layout,
-                table: table.clone(),
-                client_rows: plan.client_rows.clone(),
-                test_rows: plan.test_rows.clone(),
-                outcome: None,
-            });
+        let statistics = StatisticsLayout::of(&contract.schema).map(|layout| FederatedStatistics {
+            layout,
+            table: table.clone(),
+            client_rows: plan.client_rows.clone(),
+            test_rows: plan.test_rows.clone(),
+            outcome: None,
+        });
         let statistics_dimension = statistics.as_ref().map(|s| s.layout.dimension());
         let decisions = plan.decisions.clone();
         let network = Network::new(

@@ -39,5 +39,8 @@ fn epsilon_is_recomputed_from_the_contracts_mechanism() {
         .unwrap();
     assert!(one > 0.0 && one < thirty);
     // A contract without noise spends nothing that could be recomputed.
-    assert_eq!(ContractReader.epsilon_total(DIGITS, None, &[plan]).unwrap(), None);
+    assert_eq!(
+        ContractReader.epsilon_total(DIGITS, None, &[plan]).unwrap(),
+        None
+    );
 }

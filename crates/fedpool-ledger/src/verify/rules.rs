@@ -552,16 +552,19 @@ fn check_round(
         (Some(named), None) => Some(format!(
             "names scaling {named}, but no statistics phase of the model was committed before it"
         )),
-        (None, _) if model.needs_statistics => Some(
-            "names no scaling, but the contract standardises with federated statistics".into(),
-        ),
+        (None, _) if model.needs_statistics => {
+            Some("names no scaling, but the contract standardises with federated statistics".into())
+        }
         _ => None,
     };
     if let Some(problem) = problem {
         check.flag(
             Rule::StatisticsInvalid,
             event,
-            format!("round {} of model {}: {problem}", round.round, round.model_id),
+            format!(
+                "round {} of model {}: {problem}",
+                round.round, round.model_id
+            ),
         );
     }
     let round_participants = model.participants_by_round.entry(round.round).or_default();
@@ -765,18 +768,22 @@ fn check_statistics(
             ),
         );
     }
-    let recomputed =
-        match rules.epsilon_total(&model.published.contract_toml, Some(&statistics.plan), &[]) {
-            Ok(recomputed) => recomputed,
-            Err(reason) => {
-                check.flag(
-                    Rule::EpsilonMismatch,
-                    event,
-                    format!("the statistics phase cannot be accounted: {reason}"),
-                );
-                Some(f64::INFINITY)
-            }
-        };
+    // With whatever rounds came before it (none, for a valid phase).
+    let recomputed = match rules.epsilon_total(
+        &model.published.contract_toml,
+        Some(&statistics.plan),
+        &model.plans,
+    ) {
+        Ok(recomputed) => recomputed,
+        Err(reason) => {
+            check.flag(
+                Rule::EpsilonMismatch,
+                event,
+                format!("the statistics phase cannot be accounted: {reason}"),
+            );
+            Some(f64::INFINITY)
+        }
+    };
     if let Some(recomputed) = recomputed
         && recomputed.is_finite()
         && epsilon_differs(recomputed, statistics.epsilon_total)

@@ -195,6 +195,49 @@ pub fn model(
     }
 }
 
+/// A model like [`model`] whose contract has a statistics phase, each release (the phase and
+/// every round) costing `epsilon_per_release`.
+pub fn model_with_statistics(
+    publisher: &Keypair,
+    name: &str,
+    epsilon_per_release: f64,
+) -> ModelPublished {
+    let mut published = model(publisher, name, Some(10.0), 100.0);
+    published.contract_toml.push_str(&format!(
+        "federated_statistics = true\nepsilon_per_round = {epsilon_per_release}\n"
+    ));
+    published.model_id = ModelId::for_publication(&publisher.did(), &published.contract_toml);
+    PUBLISHERS.with(|p| {
+        p.borrow_mut()
+            .insert(published.model_id.clone(), publisher.did())
+    });
+    published
+}
+
+/// A statistics phase of `model` whose scaling text is `scaling`, correctly hashed.
+pub fn statistics(
+    model: &ModelPublished,
+    participants: Vec<(Did, EventId)>,
+    scaling: &str,
+    epsilon_total: f64,
+) -> StatisticsCommitted {
+    let participants_len = participants.len() as u32;
+    StatisticsCommitted {
+        model_id: model.model_id.clone(),
+        participants,
+        scaling: scaling.to_string(),
+        scaling_hash: content_hash(scaling.as_bytes()),
+        epsilon_round: epsilon_total,
+        epsilon_total,
+        delta: model.terms.delta.unwrap_or(0.0),
+        plan: RoundPlan {
+            asked: participants_len,
+            eligible: participants_len,
+            clip_norm: 1.0,
+        },
+    }
+}
+
 pub fn consent(
     model: &ModelPublished,
     expires_at_ms: Option<u64>,
