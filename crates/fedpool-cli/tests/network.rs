@@ -537,19 +537,44 @@ fn cluster_up_starts_connected_nodes_that_train_and_cluster_down_stops_them() {
     assert!(!cluster_dir.join("cluster.json").exists());
 }
 
-/// The in-process simulation of `seed`: 9 clients, IID, `digits_private`, 5 rounds. Returns
-/// the seed and consent rate at which exactly 8 of the 9 consent, and the simulation's report.
-fn simulated_digits_private() -> (u64, f64, fedpool_runtime::SimulationReport) {
+/// What a replay test runs: a contract file, the rows (a CSV path, or `bundled:NAME`), and
+/// how many rounds.
+struct Replayed<'a> {
+    contract: &'a Path,
+    data: &'a str,
+    rounds: usize,
+}
+
+/// The in-process simulation of `seed`: 9 clients, IID. Returns the seed and consent rate at
+/// which exactly 8 of the 9 consent, and the simulation's report.
+fn simulated(replayed: &Replayed<'_>) -> (u64, f64, fedpool_runtime::SimulationReport) {
     use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions, SimulationPlan};
-    let text = std::fs::read_to_string(format!("{ROOT}/contracts/digits_private.toml")).unwrap();
-    let contract = fedpool_core::Contract::from_toml(&text, "digits_private.toml").unwrap();
-    let csv = std::fs::File::open(format!("{ROOT}/data/digits/digits.csv")).unwrap();
-    let table = fedpool_data::Table::from_csv(csv, "digits.csv", &contract.schema, &[]).unwrap();
+    let text = std::fs::read_to_string(replayed.contract).unwrap();
+    let contract = fedpool_core::Contract::from_toml(&text, "contract.toml").unwrap();
+    let table = match replayed.data.strip_prefix("bundled:") {
+        Some(name) => {
+            let path = format!("{ROOT}/data/{name}/{name}.csv.gz");
+            let mut csv = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+                &mut csv,
+            )
+            .unwrap();
+            fedpool_data::Table::from_csv(csv.as_slice(), "data.csv", &contract.schema, &[])
+        }
+        None => fedpool_data::Table::from_csv(
+            std::fs::File::open(replayed.data).unwrap(),
+            "data.csv",
+            &contract.schema,
+            &[],
+        ),
+    }
+    .unwrap();
     let consent_rate = 0.85;
     let options_for = |seed: u64| {
         let mut options = SimulationOptions::new(9, fedpool_data::Partition::Iid, seed);
         options.consent_rate = consent_rate;
-        options.rounds = Some(5);
+        options.rounds = Some(replayed.rounds);
         options.ledger = LedgerChoice::Off;
         options
     };
@@ -568,8 +593,43 @@ fn simulated_digits_private() -> (u64, f64, fedpool_runtime::SimulationReport) {
 
 #[test]
 fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
-    let (seed, consent_rate, simulated) = simulated_digits_private();
-    assert_eq!(simulated.rounds.len(), 5);
+    let contract = PathBuf::from(format!("{ROOT}/contracts/digits_private.toml"));
+    let data = format!("{ROOT}/data/digits/digits.csv");
+    replays_exactly(&Replayed {
+        contract: &contract,
+        data: &data,
+        rounds: 5,
+    });
+}
+
+#[test]
+fn with_federated_statistics_ten_processes_compute_exactly_what_the_simulation_computes() {
+    // Adult, private: the statistics phase is clipped, noised by the nodes and securely
+    // summed over the network as in process, and its scaling standardises every round.
+    let dir = tempfile::tempdir().unwrap();
+    let contract = dir.path().join("adult_private.toml");
+    let text = std::fs::read_to_string(format!("{ROOT}/contracts/adult_private.toml")).unwrap();
+    std::fs::write(
+        &contract,
+        text.replace("min_clients = 10", "min_clients = 3"),
+    )
+    .unwrap();
+    let (_, _, simulated) = replays_exactly(&Replayed {
+        contract: &contract,
+        data: "bundled:adult",
+        rounds: 3,
+    });
+    let statistics = simulated.statistics.expect("the phase ran in process");
+    assert!(statistics.epsilon.is_some_and(|e| e > 0.0));
+}
+
+/// Runs the simulation, then `cluster up --replay-simulation` and `train` over 9 owner
+/// processes and a publisher, and checks they agree round by round, parameter by parameter,
+/// with one verified ledger on every node.
+fn replays_exactly(replayed: &Replayed<'_>) -> (u64, f64, fedpool_runtime::SimulationReport) {
+    let (seed, consent_rate, simulated) = simulated(replayed);
+    let rounds = replayed.rounds;
+    assert_eq!(simulated.rounds.len(), rounds);
     assert!(simulated.secure_aggregation && simulated.epsilon.is_some());
 
     let dir = tempfile::tempdir().unwrap();
@@ -579,8 +639,8 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
         .args(["cluster", "up", "--replay-simulation", "--dir"])
         .arg(&cluster_dir)
         .args(["--nodes", "9", "--contract"])
-        .arg(format!("{ROOT}/contracts/digits_private.toml"))
-        .args(["--data", &format!("{ROOT}/data/digits/digits.csv")])
+        .arg(replayed.contract)
+        .args(["--data", replayed.data])
         .args(["--partition", "iid", "--seed", &seed.to_string()])
         .args(["--consent-rate", &consent_rate.to_string(), "--json"])
         .env("FEDPOOL_NETWORK", network)
@@ -608,7 +668,15 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
     let train = Command::new(BIN)
         .arg("--home")
         .arg(&publisher)
-        .args(["train", &model, "--rounds", "5", "--eval", "eval", "--json"])
+        .args([
+            "train",
+            &model,
+            "--rounds",
+            &rounds.to_string(),
+            "--eval",
+            "eval",
+            "--json",
+        ])
         .env("FEDPOOL_NETWORK", network)
         .output()
         .unwrap();
@@ -617,12 +685,26 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let completed: Vec<&Value> = lines.iter().filter(|l| l["event"] == "completed").collect();
-    if completed.len() != 5 {
+    if completed.len() != rounds {
         stop();
         panic!(
             "{lines:?}\n{}",
             std::fs::read_to_string(publisher.join("node.log")).unwrap_or_default()
         );
+    }
+    // The statistics phase, when the contract has one: the same nodes and the same ε.
+    let phase = lines.iter().find(|l| l["event"] == "statistics");
+    match (&simulated.statistics, phase) {
+        (Some(statistics), Some(phase)) => {
+            assert_eq!(
+                phase["contributors"].as_u64().unwrap() as usize,
+                statistics.n_contributors
+            );
+        }
+        (None, None) => {}
+        (simulated, network) => {
+            panic!("statistics in process: {simulated:?}, over the network: {network:?}")
+        }
     }
 
     // Round by round: the same contributors and the same accuracy on the same test rows.
@@ -642,7 +724,7 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
             simulated_round.round
         );
     }
-    assert_eq!(completed[4]["epsilon"].as_f64(), simulated.epsilon);
+    assert_eq!(completed[rounds - 1]["epsilon"].as_f64(), simulated.epsilon);
     // The final model, parameter by parameter.
     let model_dir = std::fs::read_dir(publisher.join("models"))
         .unwrap()
@@ -650,7 +732,7 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
         .unwrap()
         .unwrap()
         .path();
-    let bytes = std::fs::read(model_dir.join("round-5.f32")).unwrap();
+    let bytes = std::fs::read(model_dir.join(format!("round-{rounds}.f32"))).unwrap();
     let trained: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
@@ -686,4 +768,5 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
         );
     }
     stop();
+    (seed, consent_rate, simulated)
 }
