@@ -167,10 +167,13 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         println!("  privacy: {}", describe_privacy(&contract));
         if let Some(layout) = fedpool_data::StatisticsLayout::of(&contract.schema) {
             let names: Vec<&str> = layout.column_names().collect();
+            let shown = match names.len() {
+                0..=6 => names.join(", "),
+                n => format!("{}, … {} more", names[..5].join(", "), n - 5),
+            };
             println!(
-                "  scaling: federated statistics of {} ({}), aggregated before round 1",
+                "  scaling: federated statistics of {} ({shown}), aggregated before round 1",
                 count(names.len(), "column"),
-                names.join(", ")
             );
         } else if contract.schema.local_standardize {
             println!(
