@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::load;
+use crate::report;
 
 /// `fedpool cluster …`
 #[derive(Debug, Subcommand)]
@@ -286,8 +287,17 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
         &publisher_home,
         &["publish", &contract_path.display().to_string()],
     )?;
+    // Homes, processes, then consents: three steps per owner, on a terminal.
+    let progress = report::step_bar(3 * shares.len() as u64, !args.json);
+    let step = |what: &str| {
+        if let Some(bar) = &progress {
+            bar.set_message(what.to_string());
+            bar.inc(1);
+        }
+    };
     let mut owners = Vec::with_capacity(shares.len());
     for (i, rows) in shares.iter().enumerate() {
+        step("preparing owner homes");
         let home = args.dir.join(format!("owner{}", i + 1));
         let did = fedpool(&home, &["init"])?;
         let data_path = home.join("data.csv");
@@ -340,6 +350,7 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
             clients: owners.iter().map(|(_, did)| did.clone()).collect(),
             ..Replay::default()
         });
+        step("starting owner nodes");
         let ready = start_node(
             home,
             Some(&bootstrap),
@@ -353,6 +364,7 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
     }
     let timeout = Duration::from_secs(60 + shares.len() as u64);
     for node in cluster.nodes.iter().filter(|n| n.role == "owner") {
+        step("granting consents");
         wait_until("the publication to reach every owner", timeout, || {
             Ok(status(&node.home)?["models"]
                 .as_array()
@@ -366,6 +378,9 @@ fn start_cluster(args: &UpArgs) -> Result<Cluster> {
     wait_until("every consent to reach the publisher", timeout, || {
         Ok(status(&publisher_home)?["ledger"]["authors"] == n_consenting as u64 + 1)
     })?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     Ok(cluster)
 }
 

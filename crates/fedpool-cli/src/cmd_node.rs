@@ -17,6 +17,7 @@ use fedpool_protocol::Stage;
 use crate::home::{Home, RegisteredDataset};
 use crate::load;
 use crate::node::{self, Node};
+use crate::report::{self, count};
 
 /// `fedpool node …`
 #[derive(Debug, Subcommand)]
@@ -353,43 +354,85 @@ pub fn train(home: Home, args: TrainArgs) -> Result<bool> {
     };
     let mut completed = 0;
     let mut failure = None;
+    let mut progress: Option<indicatif::ProgressBar> = None;
     control::call(home.dir(), &request, |line| {
         if args.json {
             println!("{line}");
+            return match line.get("error") {
+                Some(error) => {
+                    failure = Some(error.as_str().unwrap_or_default().to_string());
+                    Ok(())
+                }
+                None => {
+                    completed += usize::from(line["event"] == "completed");
+                    Ok(())
+                }
+            };
         }
         if let Some(error) = line.get("error") {
             failure = Some(error.as_str().unwrap_or_default().to_string());
             return Ok(());
         }
+        // Round lines go above the bar (or plainly, without a terminal).
+        let say = |progress: &Option<indicatif::ProgressBar>, text: String| match progress {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        };
+        let epsilon = line["epsilon"]
+            .as_f64()
+            .map(|e| format!(", ε {e:.3}"))
+            .unwrap_or_default();
         match line["event"].as_str() {
+            Some("training") => {
+                progress = report::round_bar(line["rounds"].as_u64().unwrap_or(0), true);
+            }
+            Some("statistics") => say(
+                &progress,
+                format!(
+                    "statistics phase: {} aggregated, {} dropped{epsilon}",
+                    count(line["contributors"].as_u64().unwrap_or(0), "node"),
+                    line["dropped"]
+                ),
+            ),
             Some("completed") => {
                 completed += 1;
-                if !args.json {
-                    let accuracy = line["accuracy"]
-                        .as_f64()
-                        .map(|a| format!(", accuracy {a:.4}"))
-                        .unwrap_or_default();
-                    let epsilon = line["epsilon"]
-                        .as_f64()
-                        .map(|e| format!(", ε {e:.3}"))
-                        .unwrap_or_default();
-                    println!(
-                        "round {}: {} contributors, {} dropped{accuracy}{epsilon}",
-                        line["round"], line["contributors"], line["dropped"]
-                    );
+                let accuracy = line["accuracy"]
+                    .as_f64()
+                    .map(|a| format!(", accuracy {a:.4}"))
+                    .unwrap_or_default();
+                say(
+                    &progress,
+                    format!(
+                        "round {}: {}, {} dropped{accuracy}{epsilon}",
+                        line["round"],
+                        count(line["contributors"].as_u64().unwrap_or(0), "contributor"),
+                        line["dropped"]
+                    ),
+                );
+                if let Some(bar) = &progress {
+                    bar.inc(1);
+                    bar.set_message(format!("{}{epsilon}", accuracy.trim_start_matches(", ")));
                 }
             }
-            Some("failed") if !args.json => {
-                println!(
-                    "round {} failed: {}",
-                    line["round"],
+            Some("failed") => say(
+                &progress,
+                format!(
+                    "{} failed: {}",
+                    if line["round"] == 0 {
+                        "the statistics phase".to_string()
+                    } else {
+                        format!("round {}", line["round"])
+                    },
                     line["reason"].as_str().unwrap_or_default()
-                );
-            }
-            Some("finished") if !args.json => {
+                ),
+            ),
+            Some("finished") => {
+                if let Some(bar) = progress.take() {
+                    bar.finish_and_clear();
+                }
                 println!(
-                    "finished: {} rounds committed, model {}",
-                    line["rounds_completed"],
+                    "finished: {} committed, model {}",
+                    count(line["rounds_completed"].as_u64().unwrap_or(0), "round"),
                     line["global_hash"].as_str().unwrap_or_default()
                 );
             }
@@ -397,6 +440,9 @@ pub fn train(home: Home, args: TrainArgs) -> Result<bool> {
         }
         Ok(())
     })?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     if let Some(why) = failure {
         bail!("{why}");
     }

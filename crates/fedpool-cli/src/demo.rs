@@ -9,7 +9,8 @@ use fedpool_data::{Partition, Targets};
 use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 use crate::load::DataSource;
-use crate::simulate::{describe_privacy, progress_bar, write_outputs};
+use crate::report::round_bar;
+use crate::simulate::{describe_privacy, write_outputs};
 
 /// The demo's contract, embedded so the demo needs no files.
 const DEMO_CONTRACT: &str = include_str!("../../../contracts/digits_private.toml");
@@ -144,7 +145,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         "   before training: test accuracy {:.3}",
         initial.headline()
     );
-    let progress = progress_bar(contract.training.rounds as u64, true);
+    let progress = round_bar(contract.training.rounds as u64, true);
     let report = sim.run(|record| {
         let line = match (record.completed, record.epsilon) {
             (true, Some(epsilon)) => format!(

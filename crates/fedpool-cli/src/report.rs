@@ -1,17 +1,18 @@
 //! Writing a simulation's results: `metrics.csv` and a chart of the headline metric per round.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use fedpool_core::Metrics;
 use fedpool_runtime::RoundRecord;
+use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 /// DejaVu Sans, embedded so charts render on machines without a system font library.
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
-/// Writes one CSV row per round to `dir/metrics.csv`; returns the path.
 /// `n` and the noun, singular for one: "1 round", "3 rounds".
 pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
     let n: u64 = n.try_into().unwrap_or(u64::MAX);
@@ -22,6 +23,29 @@ pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
     }
 }
 
+/// A progress bar of rounds on stderr, when `wanted` and stderr is a terminal: nothing is
+/// drawn into pipes, files or `--json` output.
+pub fn round_bar(len: u64, wanted: bool) -> Option<ProgressBar> {
+    bar(len, wanted, "  round {pos}/{len} {bar:30} {msg} [{elapsed}]")
+}
+
+/// A progress bar of setup steps (its message names the step), like [`round_bar`].
+pub fn step_bar(len: u64, wanted: bool) -> Option<ProgressBar> {
+    bar(len, wanted, "  {msg} {pos}/{len} {bar:30} [{elapsed}]")
+}
+
+fn bar(len: u64, wanted: bool, template: &str) -> Option<ProgressBar> {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Writes one CSV row per round to `dir/metrics.csv`; returns the path.
 pub fn write_metrics_csv(dir: &Path, records: &[RoundRecord]) -> Result<PathBuf> {
     let path = dir.join("metrics.csv");
     let mut writer = csv::Writer::from_path(&path)

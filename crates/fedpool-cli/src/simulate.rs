@@ -1,6 +1,5 @@
 //! `fedpool simulate`: federated training of a contract over in-process clients.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -11,7 +10,6 @@ use fedpool_runtime::{
     Attack, LedgerChoice, RoundRecord, Simulation, SimulationOptions, SimulationReport,
 };
 use fedpool_strategy::StrategyConfig;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::load::{self, DataSource};
@@ -181,7 +179,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             );
         }
     }
-    let progress = progress_bar(n_rounds as u64, !args.json);
+    let progress = report::round_bar(n_rounds as u64, !args.json);
     let report = sim.run(|record| {
         if let Some(bar) = &progress {
             bar.set_message(format!(
@@ -292,19 +290,6 @@ pub fn describe_privacy(contract: &Contract) -> String {
     } else {
         parts.join(", ")
     }
-}
-
-/// A progress bar on stderr, only when stderr is a terminal.
-pub fn progress_bar(len: u64, wanted: bool) -> Option<ProgressBar> {
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("  round {pos}/{len} {bar:30} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    Some(bar)
 }
 
 /// Writes metrics.csv and the chart; returns their paths.
