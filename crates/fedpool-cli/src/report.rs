@@ -26,7 +26,11 @@ pub fn count(n: impl TryInto<u64>, noun: &str) -> String {
 /// A progress bar of rounds on stderr, when `wanted` and stderr is a terminal: nothing is
 /// drawn into pipes, files or `--json` output.
 pub fn round_bar(len: u64, wanted: bool) -> Option<ProgressBar> {
-    bar(len, wanted, "  round {pos}/{len} {bar:30} {msg} [{elapsed}]")
+    bar(
+        len,
+        wanted,
+        "  round {pos}/{len} {bar:30} {msg} [{elapsed}]",
+    )
 }
 
 /// A progress bar of setup steps (its message names the step), like [`round_bar`].

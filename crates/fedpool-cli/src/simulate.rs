@@ -145,14 +145,14 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         .unwrap_or_else(|| contract.training.strategy.clone());
     if !args.json {
         println!(
-            "simulating {} on {} clients ({} partition, {} test rows), {} rounds of {}, seed {}",
+            "simulating {} on {} ({} partition, {} test rows), {} of {}, seed {}",
             contract
                 .model
                 .describe(contract.n_features(), contract.schema.n_outputs()),
-            sim.n_clients(),
+            count(sim.n_clients(), "client"),
             args.partition,
             sim.n_test_rows(),
-            n_rounds,
+            count(n_rounds, "round"),
             strategy,
             args.seed
         );
@@ -286,7 +286,7 @@ pub fn describe_privacy(contract: &Contract) -> String {
         ));
     }
     if parts.is_empty() {
-        "none (plain FedAvg: the publisher sees every update)".into()
+        "none (the publisher sees every update)".into()
     } else {
         parts.join(", ")
     }

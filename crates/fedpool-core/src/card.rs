@@ -139,8 +139,17 @@ impl CardTerms {
             (None, None) => "consenting nodes".into(),
         };
         let training = format!(
-            "{} rounds; each round {} (at least {}) train locally for {} epoch(s) and send only a parameter update, combined with {}",
-            t.rounds, sampling, t.sampling.min_clients, t.local.local_epochs, t.strategy
+            "{} rounds; each round {} (at least {}) train locally for {} {} and send only a parameter update, combined with {}",
+            t.rounds,
+            sampling,
+            t.sampling.min_clients,
+            t.local.local_epochs,
+            if t.local.local_epochs == 1 {
+                "epoch"
+            } else {
+                "epochs"
+            },
+            t.strategy
         );
         CardTerms {
             name: info.name.clone(),
@@ -205,8 +214,13 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
         Some(layout) => {
             let names: Vec<String> = layout.column_names().map(str::to_string).collect();
             let n = names.len();
+            let travel = if p.secure_aggregation {
+                "They travel like an update: clipped, noised and securely aggregated exactly as the rounds below say, so the publisher sees only their sum, and their privacy cost is counted with the rounds'."
+            } else {
+                "They travel like an update, as the rounds below say: without secure aggregation the publisher sees each node's summaries."
+            };
             words.push(format!(
-                "Federated statistics: before the first round, your node sends, for {} ({}), the mean and the mean square of its rows (values clamped to each column's public bounds, where the contract gives them), counted as one node whatever its number of rows. They travel like an update: clipped, noised and securely aggregated exactly as the rounds below say, and their privacy cost is counted with the rounds'. The publisher derives one mean and deviation per column from the sum, records them on the ledger, and every node and the test set standardise with them.",
+                "Federated statistics: before the first round, your node sends, for {} ({}), the mean and the mean square of its rows (values clamped to each column's public bounds, where the contract gives them), counted as one node whatever its number of rows. {travel} The publisher derives one mean and deviation per column from the sum, records them on the ledger, and every node and the test set standardise with them.",
                 if n == 1 { "1 standardised column".to_string() } else { format!("{n} standardised columns") },
                 abbreviate(&names, 8)
             ));

@@ -66,7 +66,10 @@ pub enum SamplingError {
     #[error("sampling: min_clients = 0 is out of range; allowed: >= 1")]
     ZeroMinClients,
     /// Fewer clients are eligible than `min_clients`.
-    #[error("sampling: {available} clients are eligible, min_clients is {min_clients}")]
+    #[error(
+        "sampling: {available} {} eligible, min_clients is {min_clients}",
+        if *available == 1 { "client is" } else { "clients are" }
+    )]
     NotEnoughClients {
         /// Distinct eligible clients.
         available: usize,
