@@ -19,4 +19,4 @@ pub use contract::{AdaptiveClipping, Contract, ContractError};
 pub use error::Error;
 pub use metrics::{Metrics, evaluate_outputs};
 pub use model::{ModelSpec, Network};
-pub use train::{LocalTraining, Optimizer, TrainOutcome, train_local};
+pub use train::{LocalTraining, Optimizer, TrainOutcome, train_local, train_local_with};

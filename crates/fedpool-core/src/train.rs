@@ -1,9 +1,11 @@
 //! Local training on one node's rows: mini-batch SGD with momentum or Adam, local epochs, and
 //! FedProx's proximal term.
 //!
-//! candle computes the gradients; the optimizer runs on the flat parameter vector in plain Rust,
-//! which keeps parameters contiguous (what strategies, DP and secure aggregation consume) and
-//! avoids a dozen small tensor ops per step.
+//! Dense networks (logistic and linear regression, MLPs) get their gradients from direct
+//! kernels over the flat parameter vector (`model::dense`); candle's autograd computes the
+//! CNN's. The optimizer runs on the flat vector in plain Rust, which keeps parameters
+//! contiguous (what strategies, DP and secure aggregation consume) and avoids a dozen small
+//! tensor ops per step.
 
 use candle_core::{Device, Tensor};
 use fedpool_data::{Dataset, Targets};
@@ -12,7 +14,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::model::{BatchTargets, Network};
+use crate::model::{BatchTargets, DenseNet, Network};
 
 /// The optimizer a node uses for its local steps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,20 @@ pub fn train_local(
     config: &LocalTraining,
     rng: &mut impl Rng,
 ) -> Result<TrainOutcome, Error> {
+    train_local_with(network, global, data, config, rng, false)
+}
+
+/// [`train_local`], on candle's autograd even for a dense network when `force_candle`: the
+/// reference the direct kernels are tested and benchmarked against.
+#[doc(hidden)]
+pub fn train_local_with(
+    network: &Network,
+    global: &[f32],
+    data: &Dataset,
+    config: &LocalTraining,
+    rng: &mut impl Rng,
+    force_candle: bool,
+) -> Result<TrainOutcome, Error> {
     network.check_len(global)?;
     validate_data(network, data)?;
     if config.batch_size == 0 {
@@ -120,15 +136,12 @@ pub fn train_local(
         ));
     }
     let n_rows = data.n_rows();
-    let device = Device::Cpu;
-    let x_all = Tensor::from_slice(&data.features, (n_rows, data.n_features), &device)?;
-    let y_all = match &data.targets {
-        Targets::Classes { labels, .. } => {
-            BatchTargets::Classes(Tensor::from_slice(labels, n_rows, &device)?)
+    let mut backend = match network.dense_widths() {
+        Some(widths) if !force_candle => {
+            Backend::Dense(DenseNet::new(&widths, config.batch_size.min(n_rows)))
         }
-        Targets::Real(values) => BatchTargets::Real(Tensor::from_slice(values, n_rows, &device)?),
+        _ => Backend::candle(data)?,
     };
-
     let mut params = global.to_vec();
     let mut grad = vec![0f32; params.len()];
     let mut state = OptimizerState::new(&config.optimizer, params.len());
@@ -139,27 +152,7 @@ pub fn train_local(
         order.shuffle(rng);
         let mut epoch_loss = 0.0f64;
         for batch in order.chunks(config.batch_size) {
-            let (x, y) = if batch.len() == n_rows {
-                (x_all.clone(), y_all.clone_ref())
-            } else {
-                let idx = Tensor::from_slice(batch, batch.len(), &device)?;
-                (x_all.index_select(&idx, 0)?, y_all.select(&idx)?)
-            };
-            let vars = network.vars(&params, &device)?;
-            let var_tensors: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
-            let outputs = network.forward(&var_tensors, &x)?;
-            let loss = network.loss(&outputs, &y)?;
-            let grads = loss.backward()?;
-            let grad_tensors: Vec<&Tensor> = vars
-                .iter()
-                .map(|v| {
-                    grads
-                        .get(v.as_tensor())
-                        .ok_or_else(|| Error::Model("a parameter received no gradient".into()))
-                })
-                .collect::<Result<_, _>>()?;
-            network.flatten_into(&grad_tensors, &mut grad)?;
-            let batch_loss = loss.to_scalar::<f32>()?;
+            let batch_loss = backend.loss_and_gradient(network, &params, data, batch, &mut grad)?;
             if !batch_loss.is_finite() {
                 return Err(Error::Diverged {
                     step: n_steps,
@@ -181,6 +174,66 @@ pub fn train_local(
         final_loss,
         n_steps,
     })
+}
+
+/// What computes a batch's loss and gradient: the direct dense kernels, or candle's autograd
+/// (the CNN, and the reference the kernels are tested against).
+enum Backend {
+    Dense(DenseNet),
+    Candle { x_all: Tensor, y_all: BatchTargets },
+}
+
+impl Backend {
+    fn candle(data: &Dataset) -> Result<Backend, Error> {
+        let n_rows = data.n_rows();
+        let device = Device::Cpu;
+        let x_all = Tensor::from_slice(&data.features, (n_rows, data.n_features), &device)?;
+        let y_all = match &data.targets {
+            Targets::Classes { labels, .. } => {
+                BatchTargets::Classes(Tensor::from_slice(labels, n_rows, &device)?)
+            }
+            Targets::Real(values) => {
+                BatchTargets::Real(Tensor::from_slice(values, n_rows, &device)?)
+            }
+        };
+        Ok(Backend::Candle { x_all, y_all })
+    }
+
+    fn loss_and_gradient(
+        &mut self,
+        network: &Network,
+        params: &[f32],
+        data: &Dataset,
+        batch: &[u32],
+        grad: &mut [f32],
+    ) -> Result<f32, Error> {
+        let (x_all, y_all) = match self {
+            Backend::Dense(dense) => return dense.loss_and_gradient(params, data, batch, grad),
+            Backend::Candle { x_all, y_all } => (x_all, y_all),
+        };
+        let device = Device::Cpu;
+        let (x, y) = if batch.len() == data.n_rows() {
+            (x_all.clone(), y_all.clone_ref())
+        } else {
+            let idx = Tensor::from_slice(batch, batch.len(), &device)?;
+            (x_all.index_select(&idx, 0)?, y_all.select(&idx)?)
+        };
+        let vars = network.vars(params, &device)?;
+        let var_tensors: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+        let outputs = network.forward(&var_tensors, &x)?;
+        let loss = network.loss(&outputs, &y)?;
+        let grads = loss.backward()?;
+        let grad_tensors: Vec<&Tensor> = vars
+            .iter()
+            .map(|v| {
+                grads
+                    .get(v.as_tensor())
+                    .ok_or_else(|| Error::Model("a parameter received no gradient".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        network.flatten_into(&grad_tensors, grad)?;
+        Ok(loss.to_scalar::<f32>()?)
+    }
 }
 
 fn validate_data(network: &Network, data: &Dataset) -> Result<(), Error> {
@@ -349,6 +402,115 @@ mod tests {
         match evaluate_outputs(&outputs, &data.targets) {
             Metrics::Classification { log_loss, .. } => log_loss,
             Metrics::Regression { .. } => unreachable!("a classification dataset"),
+        }
+    }
+
+    /// A regression set: y = Σ x_k·k/n + noise.
+    fn regression(n_rows: usize, n_features: usize, rng: &mut ChaCha20Rng) -> Dataset {
+        let mut features = Vec::with_capacity(n_rows * n_features);
+        let mut values = Vec::with_capacity(n_rows);
+        for _ in 0..n_rows {
+            let mut y = rng.random_range(-0.1f32..0.1);
+            for k in 0..n_features {
+                let x = rng.random_range(-1.0f32..1.0);
+                y += x * k as f32 / n_features as f32;
+                features.push(x);
+            }
+            values.push(y);
+        }
+        Dataset {
+            features,
+            n_features,
+            targets: Targets::Real(values),
+        }
+    }
+
+    #[test]
+    fn the_dense_kernels_train_as_candles_autograd_does() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let classes = two_classes(37, 4, &mut rng);
+        let real = regression(29, 6, &mut rng);
+        let cases: [(ModelSpec, &Dataset, Optimizer, f32, f32); 5] = [
+            (
+                ModelSpec::LogisticRegression,
+                &classes,
+                Optimizer::Sgd { momentum: 0.9 },
+                1e-3,
+                0.0,
+            ),
+            (
+                ModelSpec::LogisticRegression,
+                &classes,
+                Optimizer::Sgd { momentum: 0.0 },
+                0.0,
+                0.1,
+            ),
+            (
+                ModelSpec::Mlp { hidden: vec![8, 5] },
+                &classes,
+                Optimizer::Adam {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                },
+                1e-4,
+                0.01,
+            ),
+            (
+                ModelSpec::LinearRegression,
+                &real,
+                Optimizer::Sgd { momentum: 0.5 },
+                0.0,
+                0.0,
+            ),
+            (
+                ModelSpec::Mlp { hidden: vec![7] },
+                &real,
+                Optimizer::Sgd { momentum: 0.9 },
+                0.0,
+                0.0,
+            ),
+        ];
+        for (spec, data, optimizer, weight_decay, proximal_mu) in cases {
+            let n_outputs = match &data.targets {
+                Targets::Classes { n_classes, .. } => *n_classes,
+                Targets::Real(_) => 1,
+            };
+            let network = Network::new(&spec, data.n_features, n_outputs).unwrap();
+            // Start away from zero so every unit of the MLPs is active somewhere.
+            let global = network.init_params(&mut ChaCha20Rng::seed_from_u64(9));
+            let config = LocalTraining {
+                local_epochs: 3,
+                batch_size: 8,
+                learning_rate: 0.05,
+                optimizer,
+                weight_decay,
+                proximal_mu,
+            };
+            let run = |candle| {
+                let mut rng = ChaCha20Rng::seed_from_u64(11);
+                train_local_with(&network, &global, data, &config, &mut rng, candle).unwrap()
+            };
+            let (kernels, autograd) = (run(false), run(true));
+            assert_eq!(kernels.n_steps, autograd.n_steps);
+            assert_eq!(kernels.n_steps, 3 * data.n_rows().div_ceil(8));
+            let worst = kernels
+                .delta
+                .iter()
+                .zip(&autograd.delta)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1e-2))
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{spec:?}: parameters differ by {worst} (relative)"
+            );
+            assert!(
+                (kernels.final_loss - autograd.final_loss).abs()
+                    < 1e-5 * autograd.final_loss.max(1.0),
+                "{spec:?}: loss {} vs {}",
+                kernels.final_loss,
+                autograd.final_loss
+            );
         }
     }
 

@@ -1,7 +1,10 @@
 //! Models: the contract's model spec and the architectures that realise it.
 
+mod dense;
 mod network;
 mod spec;
+
+pub(crate) use dense::DenseNet;
 
 pub(crate) use network::BatchTargets;
 pub use network::Network;

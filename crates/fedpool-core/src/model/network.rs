@@ -144,6 +144,23 @@ impl Network {
     }
 
     /// Wraps the flat vector as one candle `Var` per parameter tensor, for autograd.
+    /// The layer widths (inputs, hidden…, outputs) of a dense network, which the direct
+    /// kernels train; `None` for the CNN, which candle trains.
+    pub(crate) fn dense_widths(&self) -> Option<Vec<usize>> {
+        match &self.spec {
+            ModelSpec::LogisticRegression | ModelSpec::LinearRegression => {
+                Some(vec![self.n_inputs, self.n_outputs])
+            }
+            ModelSpec::Mlp { hidden } => {
+                let mut widths = vec![self.n_inputs];
+                widths.extend(hidden);
+                widths.push(self.n_outputs);
+                Some(widths)
+            }
+            ModelSpec::Cnn { .. } => None,
+        }
+    }
+
     pub(crate) fn vars(&self, params: &[f32], device: &Device) -> Result<Vec<Var>, Error> {
         self.check_len(params)?;
         self.slots
