@@ -76,6 +76,10 @@ pub struct SimulateArgs {
     /// identities and consents, so it never appends to another ledger).
     #[arg(long, requires = "ledger")]
     pub force: bool,
+    /// Record nothing: no identities, consents, rounds or verification (for measuring
+    /// training speed alone).
+    #[arg(long, conflicts_with = "ledger")]
+    pub no_ledger: bool,
     /// Print one JSON object with the results instead of text.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +138,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     }
     options.ledger = match &args.ledger {
         Some(path) => LedgerChoice::At(path.clone()),
+        None if args.no_ledger => LedgerChoice::Off,
         None => LedgerChoice::Temporary,
     };
     let mut sim =

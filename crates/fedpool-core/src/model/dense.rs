@@ -12,21 +12,32 @@ use fedpool_data::{Dataset, Targets};
 
 use crate::Error;
 
+/// Output widths are padded to a multiple of this many lanes, so every inner loop runs over
+/// whole chunks of 8 floats with no scalar tail (a 10-class layer would otherwise spend most of
+/// its time in loop control).
+const LANES: usize = 8;
+
 /// One dense layer's place in the flat parameter vector: weight `[inputs, outputs]` row-major,
-/// then bias `[outputs]`.
+/// then bias `[outputs]`; `stride` is `outputs` padded to [`LANES`].
 #[derive(Debug, Clone, Copy)]
 struct Layer {
     inputs: usize,
     outputs: usize,
+    stride: usize,
     weight: usize,
     bias: usize,
 }
 
 /// Workspace for the passes of one network over batches of up to `capacity` rows, reused from
-/// step to step.
+/// step to step. Every per-layer buffer is `stride` wide, padded with zeros.
 pub(crate) struct DenseNet {
     layers: Vec<Layer>,
-    /// Pre-activations of each layer, `rows × outputs`.
+    /// Each layer's weights `inputs × stride` and bias, copied from the parameters per step.
+    weights: Vec<Vec<f32>>,
+    biases: Vec<Vec<f32>>,
+    /// Each layer's weight gradient, `inputs × stride`.
+    weight_grads: Vec<Vec<f32>>,
+    /// Pre-activations of each layer, `rows × stride`.
     z: Vec<Vec<f32>>,
     /// Gradient of the loss with respect to the current layer's pre-activations.
     dz: Vec<f32>,
@@ -47,6 +58,7 @@ impl DenseNet {
                 let layer = Layer {
                     inputs: w[0],
                     outputs: w[1],
+                    stride: w[1].div_ceil(LANES) * LANES,
                     weight: offset,
                     bias: offset + w[0] * w[1],
                 };
@@ -54,11 +66,24 @@ impl DenseNet {
                 layer
             })
             .collect();
-        let widest = widths.iter().copied().max().unwrap_or(0);
+        let widest = layers
+            .iter()
+            .map(|l| l.stride.max(l.inputs))
+            .max()
+            .unwrap_or(0);
         DenseNet {
+            weights: layers
+                .iter()
+                .map(|l| vec![0.0; l.inputs * l.stride])
+                .collect(),
+            biases: layers.iter().map(|l| vec![0.0; l.stride]).collect(),
+            weight_grads: layers
+                .iter()
+                .map(|l| vec![0.0; l.inputs * l.stride])
+                .collect(),
             z: layers
                 .iter()
-                .map(|l| vec![0.0; capacity * l.outputs])
+                .map(|l| vec![0.0; capacity * l.stride])
                 .collect(),
             dz: vec![0.0; capacity * widest],
             da: vec![0.0; capacity * widest],
@@ -83,29 +108,55 @@ impl DenseNet {
             self.x[r * inputs..(r + 1) * inputs]
                 .copy_from_slice(&data.features[row * inputs..(row + 1) * inputs]);
         }
+        for (l, layer) in self.layers.iter().enumerate() {
+            let weight = &params[layer.weight..layer.weight + layer.inputs * layer.outputs];
+            for (padded, row) in self.weights[l]
+                .chunks_exact_mut(layer.stride)
+                .zip(weight.chunks_exact(layer.outputs))
+            {
+                padded[..layer.outputs].copy_from_slice(row);
+            }
+            self.biases[l][..layer.outputs]
+                .copy_from_slice(&params[layer.bias..layer.bias + layer.outputs]);
+        }
         // Forward: z_l = a_{l-1} W_l + b_l, with a = relu(z) between layers.
         for l in 0..self.layers.len() {
             let layer = self.layers[l];
             let (before, rest) = self.z.split_at_mut(l);
-            let input: &[f32] = if l == 0 {
-                &self.x[..rows * inputs]
+            let (input, input_stride): (&[f32], usize) = if l == 0 {
+                (&self.x, inputs)
             } else {
-                &before[l - 1][..rows * layer.inputs]
+                (&before[l - 1], self.layers[l - 1].stride)
             };
-            let out = &mut rest[0][..rows * layer.outputs];
-            affine(input, params, layer, rows, out, l > 0);
+            for r in 0..rows {
+                let out = &mut rest[0][r * layer.stride..(r + 1) * layer.stride];
+                out.copy_from_slice(&self.biases[l]);
+                let a = &input[r * input_stride..r * input_stride + layer.inputs];
+                for (k, &ak) in a.iter().enumerate() {
+                    // Hidden layers read relu(z).
+                    let ak = if l > 0 { ak.max(0.0) } else { ak };
+                    if ak != 0.0 {
+                        axpy(
+                            out,
+                            ak,
+                            &self.weights[l][k * layer.stride..(k + 1) * layer.stride],
+                        );
+                    }
+                }
+            }
         }
         // Loss and its gradient with respect to the output layer's pre-activations.
         let last = *self.layers.last().expect("a network has a layer");
-        let logits = &self.z[self.layers.len() - 1][..rows * last.outputs];
-        let dz = &mut self.dz[..rows * last.outputs];
+        let logits = &self.z[self.layers.len() - 1];
+        let dz = &mut self.dz[..rows * last.stride];
+        dz.fill(0.0);
         let scale = 1.0 / rows as f32;
         let loss = match &data.targets {
             Targets::Classes { labels, .. } => {
                 let mut total = 0.0f32;
                 for (r, &row) in batch.iter().enumerate() {
-                    let z = &logits[r * last.outputs..(r + 1) * last.outputs];
-                    let d = &mut dz[r * last.outputs..(r + 1) * last.outputs];
+                    let z = &logits[r * last.stride..r * last.stride + last.outputs];
+                    let d = &mut dz[r * last.stride..r * last.stride + last.outputs];
                     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0.0f32;
                     for (d, &v) in d.iter_mut().zip(z) {
@@ -124,9 +175,9 @@ impl DenseNet {
             Targets::Real(values) => {
                 let mut total = 0.0f32;
                 for (r, &row) in batch.iter().enumerate() {
-                    let error = logits[r] - values[row as usize];
+                    let error = logits[r * last.stride] - values[row as usize];
                     total += error * error;
-                    dz[r] = 2.0 * error * scale;
+                    dz[r * last.stride] = 2.0 * error * scale;
                 }
                 total * scale
             }
@@ -134,51 +185,50 @@ impl DenseNet {
         // Backward, last layer first.
         for l in (0..self.layers.len()).rev() {
             let layer = self.layers[l];
-            let input: &[f32] = if l == 0 {
-                &self.x[..rows * inputs]
+            let (input, input_stride): (&[f32], usize) = if l == 0 {
+                (&self.x, inputs)
             } else {
-                &self.z[l - 1][..rows * layer.inputs]
+                (&self.z[l - 1], self.layers[l - 1].stride)
             };
-            let dz = &self.dz[..rows * layer.outputs];
-            let (dw, rest) = grad[layer.weight..].split_at_mut(layer.inputs * layer.outputs);
-            let db = &mut rest[..layer.outputs];
+            let dz = &self.dz[..rows * layer.stride];
+            let dw = &mut self.weight_grads[l];
             dw.fill(0.0);
+            let db = &mut grad[layer.bias..layer.bias + layer.outputs];
             db.fill(0.0);
             for r in 0..rows {
-                let d = &dz[r * layer.outputs..(r + 1) * layer.outputs];
+                let d = &dz[r * layer.stride..(r + 1) * layer.stride];
                 for (b, &g) in db.iter_mut().zip(d) {
                     *b += g;
                 }
-                let a = &input[r * layer.inputs..(r + 1) * layer.inputs];
+                let a = &input[r * input_stride..r * input_stride + layer.inputs];
                 for (k, &ak) in a.iter().enumerate() {
-                    // The input is relu(z) for hidden layers: zero where z ≤ 0.
                     let ak = if l > 0 { ak.max(0.0) } else { ak };
-                    if ak == 0.0 {
-                        continue;
-                    }
-                    let w = &mut dw[k * layer.outputs..(k + 1) * layer.outputs];
-                    for (w, &g) in w.iter_mut().zip(d) {
-                        *w += ak * g;
+                    if ak != 0.0 {
+                        axpy(&mut dw[k * layer.stride..(k + 1) * layer.stride], ak, d);
                     }
                 }
+            }
+            for (row, padded) in grad[layer.weight..layer.weight + layer.inputs * layer.outputs]
+                .chunks_exact_mut(layer.outputs)
+                .zip(dw.chunks_exact(layer.stride))
+            {
+                row.copy_from_slice(&padded[..layer.outputs]);
             }
             if l == 0 {
                 break;
             }
-            // dz_{l-1} = (dz_l W_lᵀ) ⊙ [z_{l-1} > 0]
-            let weight = &params[layer.weight..layer.weight + layer.inputs * layer.outputs];
+            // dz_{l-1} = (dz_l W_lᵀ) ⊙ [z_{l-1} > 0], in the previous layer's padded layout.
+            let previous = self.layers[l - 1];
             let z_before = &self.z[l - 1];
-            let da = &mut self.da[..rows * layer.inputs];
+            let da = &mut self.da[..rows * previous.stride];
+            da.fill(0.0);
             for r in 0..rows {
-                let d = &dz[r * layer.outputs..(r + 1) * layer.outputs];
+                let d = &dz[r * layer.stride..(r + 1) * layer.stride];
                 for k in 0..layer.inputs {
-                    let w = &weight[k * layer.outputs..(k + 1) * layer.outputs];
-                    let dot: f32 = w.iter().zip(d).map(|(w, g)| w * g).sum();
-                    da[r * layer.inputs + k] = if z_before[r * layer.inputs + k] > 0.0 {
-                        dot
-                    } else {
-                        0.0
-                    };
+                    if z_before[r * previous.stride + k] > 0.0 {
+                        let w = &self.weights[l][k * layer.stride..(k + 1) * layer.stride];
+                        da[r * previous.stride + k] = dot(w, d);
+                    }
                 }
             }
             std::mem::swap(&mut self.dz, &mut self.da);
@@ -187,23 +237,22 @@ impl DenseNet {
     }
 }
 
-/// `out = relu?(input) W + b` for `rows` rows.
-fn affine(input: &[f32], params: &[f32], layer: Layer, rows: usize, out: &mut [f32], relu: bool) {
-    let weight = &params[layer.weight..layer.weight + layer.inputs * layer.outputs];
-    let bias = &params[layer.bias..layer.bias + layer.outputs];
-    for r in 0..rows {
-        let o = &mut out[r * layer.outputs..(r + 1) * layer.outputs];
-        o.copy_from_slice(bias);
-        let a = &input[r * layer.inputs..(r + 1) * layer.inputs];
-        for (k, &ak) in a.iter().enumerate() {
-            let ak = if relu { ak.max(0.0) } else { ak };
-            if ak == 0.0 {
-                continue;
-            }
-            let w = &weight[k * layer.outputs..(k + 1) * layer.outputs];
-            for (o, &w) in o.iter_mut().zip(w) {
-                *o += ak * w;
-            }
+/// `out += a · w`, over whole chunks of [`LANES`].
+fn axpy(out: &mut [f32], a: f32, w: &[f32]) {
+    for (o, w) in out.chunks_exact_mut(LANES).zip(w.chunks_exact(LANES)) {
+        for i in 0..LANES {
+            o[i] += a * w[i];
         }
     }
+}
+
+/// `Σ w·d`, lane by lane then across lanes.
+fn dot(w: &[f32], d: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    for (w, d) in w.chunks_exact(LANES).zip(d.chunks_exact(LANES)) {
+        for i in 0..LANES {
+            lanes[i] += w[i] * d[i];
+        }
+    }
+    lanes.iter().sum()
 }
