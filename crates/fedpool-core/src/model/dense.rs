@@ -132,15 +132,11 @@ impl DenseNet {
                 let out = &mut rest[0][r * layer.stride..(r + 1) * layer.stride];
                 out.copy_from_slice(&self.biases[l]);
                 let a = &input[r * input_stride..r * input_stride + layer.inputs];
-                for (k, &ak) in a.iter().enumerate() {
+                for (&ak, w) in a.iter().zip(self.weights[l].chunks_exact(layer.stride)) {
                     // Hidden layers read relu(z).
                     let ak = if l > 0 { ak.max(0.0) } else { ak };
                     if ak != 0.0 {
-                        axpy(
-                            out,
-                            ak,
-                            &self.weights[l][k * layer.stride..(k + 1) * layer.stride],
-                        );
+                        axpy(out, ak, w);
                     }
                 }
             }
@@ -201,10 +197,10 @@ impl DenseNet {
                     *b += g;
                 }
                 let a = &input[r * input_stride..r * input_stride + layer.inputs];
-                for (k, &ak) in a.iter().enumerate() {
+                for (&ak, dw) in a.iter().zip(dw.chunks_exact_mut(layer.stride)) {
                     let ak = if l > 0 { ak.max(0.0) } else { ak };
                     if ak != 0.0 {
-                        axpy(&mut dw[k * layer.stride..(k + 1) * layer.stride], ak, d);
+                        axpy(dw, ak, d);
                     }
                 }
             }
@@ -222,12 +218,18 @@ impl DenseNet {
             let z_before = &self.z[l - 1];
             let da = &mut self.da[..rows * previous.stride];
             da.fill(0.0);
-            for r in 0..rows {
-                let d = &dz[r * layer.stride..(r + 1) * layer.stride];
-                for k in 0..layer.inputs {
-                    if z_before[r * previous.stride + k] > 0.0 {
-                        let w = &self.weights[l][k * layer.stride..(k + 1) * layer.stride];
-                        da[r * previous.stride + k] = dot(w, d);
+            for ((d, da), z) in dz
+                .chunks_exact(layer.stride)
+                .zip(da.chunks_exact_mut(previous.stride))
+                .zip(z_before.chunks_exact(previous.stride))
+            {
+                for ((da, &z), w) in da
+                    .iter_mut()
+                    .zip(z)
+                    .zip(self.weights[l].chunks_exact(layer.stride))
+                {
+                    if z > 0.0 {
+                        *da = dot(w, d);
                     }
                 }
             }
