@@ -166,10 +166,10 @@ fn summary(e: &Event) -> String {
         ),
         Body::ConsentRevoked(r) => format!("consent {}", short(&r.consent.to_string())),
         Body::RoundCommitted(r) => format!(
-            "round {} of {}: {} participants, ε total {:.3}{}",
+            "round {} of {}: {}, ε total {:.3}{}",
             r.round,
             short(r.model_id.as_str()),
-            r.participants.len(),
+            count(r.participants.len() as u32, "participant"),
             r.epsilon_total,
             r.metrics
                 .first()

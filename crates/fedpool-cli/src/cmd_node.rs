@@ -297,13 +297,13 @@ fn status(home: &Home, args: StatusArgs) -> Result<()> {
         println!("peer    {}", field(&["peer_id"]));
         println!(
             "peers   {} connected, {} blocked",
-            status["peers"].as_array().map_or(0, Vec::len),
+            count(status["peers"].as_array().map_or(0, Vec::len), "peer"),
             status["blocked"].as_array().map_or(0, Vec::len)
         );
         println!(
-            "ledger  {} events by {} authors (heads {})",
-            field(&["ledger", "events"]),
-            field(&["ledger", "authors"]),
+            "ledger  {} by {} (heads {})",
+            count(status["ledger"]["events"].as_u64().unwrap_or(0), "event"),
+            count(status["ledger"]["authors"].as_u64().unwrap_or(0), "author"),
             &field(&["ledger", "heads_digest"])[..16.min(field(&["ledger", "heads_digest"]).len())]
         );
         for model in status["models"].as_array().into_iter().flatten() {
@@ -323,17 +323,20 @@ fn status(home: &Home, args: StatusArgs) -> Result<()> {
         }
         if !status["training"].is_null() {
             println!(
-                "training {} ({} rounds done)",
+                "training {} ({} done)",
                 field(&["training", "model"]),
-                field(&["training", "rounds_completed"])
+                count(
+                    status["training"]["rounds_completed"].as_u64().unwrap_or(0),
+                    "round"
+                )
             );
         }
         for p in status["privacy"].as_array().into_iter().flatten() {
             println!(
-                "ε spent {:.4} on {} ({} rounds trained)",
+                "ε spent {:.4} on {} ({} trained)",
                 p["epsilon"].as_f64().unwrap_or(0.0),
                 p["model"].as_str().unwrap_or_default(),
-                p["rounds_trained"]
+                count(p["rounds_trained"].as_u64().unwrap_or(0), "round")
             );
         }
         Ok(())

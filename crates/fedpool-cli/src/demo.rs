@@ -9,7 +9,7 @@ use fedpool_data::{Partition, Targets};
 use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
 
 use crate::load::DataSource;
-use crate::report::round_bar;
+use crate::report::{count, round_bar};
 use crate::simulate::{describe_privacy, write_outputs};
 
 /// The demo's contract, embedded so the demo needs no files.
@@ -69,11 +69,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     println!("   applied to: {}", contract.purpose.population);
     println!(
-        "   model:    {}, {} rounds of {}",
+        "   model:    {}, {} of {}",
         contract
             .model
             .describe(contract.n_features(), contract.schema.n_outputs()),
-        contract.training.rounds,
+        count(contract.training.rounds, "round"),
         contract.training.strategy
     );
     println!("   privacy:  {}", describe_privacy(&contract));
@@ -149,10 +149,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let report = sim.run(|record| {
         let line = match (record.completed, record.epsilon) {
             (true, Some(epsilon)) => format!(
-                "   round {:>2}: test accuracy {:.3}  ({} owners in the sum, {} dropped; ε so far {epsilon:.2})",
+                "   round {:>2}: test accuracy {:.3}  ({} in the sum, {} dropped; ε so far {epsilon:.2})",
                 record.round,
                 record.metrics.headline(),
-                record.n_contributors,
+                count(record.n_contributors, "owner"),
                 record.n_dropouts
             ),
             (true, None) => format!(
@@ -194,14 +194,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
     } = report.final_metrics
     {
         println!(
-            "   test accuracy {accuracy:.3} (macro-F1 {macro_f1:.3}, log-loss {log_loss:.3}) after {} rounds, {:.2} s of training",
-            report.rounds.len(),
+            "   test accuracy {accuracy:.3} (macro-F1 {macro_f1:.3}, log-loss {log_loss:.3}) after {}, {:.2} s of training",
+            count(report.rounds.len(), "round"),
             report.seconds
         );
     }
     println!(
-        "   {} owners refused; they received {} training requests (none, by construction).",
-        report.n_refused, report.n_requests_to_refusers
+        "   {} refused; they received {} (none, by construction).",
+        count(report.n_refused, "owner"),
+        count(report.n_requests_to_refusers, "training request")
     );
     if let Some(epsilon) = report.epsilon {
         println!(
@@ -219,15 +220,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     if report.secure_aggregation {
         println!(
-            "   the publisher received {} masked vectors and {} plain updates; {} owners dropped out and their masks were removed.",
-            report.masked_inputs_seen, report.plain_updates_seen, report.n_dropouts
+            "   the publisher received {} and {}; {} dropped out and their masks were removed.",
+            count(report.masked_inputs_seen, "masked vector"),
+            count(report.plain_updates_seen, "plain update"),
+            count(report.n_dropouts, "owner")
         );
     }
     if let Some(ledger) = &report.ledger {
         if ledger.verify.is_ok() {
             println!(
-                "   ledger verified: {} signed events, {} rounds; every participant of every round had a valid consent.",
-                ledger.verify.n_events, ledger.verify.n_rounds
+                "   ledger verified: {}, {}; every participant of every round had a valid consent.",
+                count(ledger.verify.n_events, "signed event"),
+                count(ledger.verify.n_rounds, "round")
             );
         } else {
             println!("   ledger verification FAILED:");
@@ -301,8 +305,9 @@ fn run_network(args: &DemoArgs, nodes: usize) -> Result<()> {
         "fedpool demo over the network: {nodes} owner processes and a publisher on loopback\n"
     );
     println!(
-        "1. The publisher publishes \"{}\"; {} owners start nodes, each with its own identity and a",
-        contract.model_info.name, nodes
+        "1. The publisher publishes \"{}\"; {} start nodes, each with its own identity and a",
+        contract.model_info.name,
+        count(nodes, "owner")
     );
     println!(
         "   non-IID share of the digits; the publication reaches them over gossip; each reads the card."
@@ -374,16 +379,15 @@ fn run_network(args: &DemoArgs, nodes: usize) -> Result<()> {
             })?;
         }
         println!(
-            "\n3. {} nodes hold {} ledger{} (same heads on every node: {}).",
-            cluster.nodes.len(),
-            digests.len(),
-            if digests.len() == 1 { "" } else { "s" },
+            "\n3. {} hold {} (same heads on every node: {}).",
+            count(cluster.nodes.len(), "node"),
+            count(digests.len(), "ledger"),
             digests.len() == 1
         );
         println!("   Homes, logs and ledgers: {}", dir.display());
         Ok(())
     })();
     let stopped = crate::cmd_cluster::down(&dir)?;
-    println!("   {stopped} nodes stopped.");
+    println!("   {} stopped.", count(stopped, "node"));
     result
 }
