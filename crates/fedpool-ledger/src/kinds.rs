@@ -476,18 +476,12 @@ impl Body {
             Body::RoundCommitted(body) => {
                 w.str(&body.model_id.0);
                 w.u32(body.round);
-                w.len(body.participants.len());
-                for (did, consent) in &body.participants {
-                    w.raw(did.public_key());
-                    w.raw(consent.as_bytes());
-                }
+                encode_participants(w, &body.participants);
                 w.str(&body.global_model_hash);
                 w.f64(body.epsilon_round);
                 w.f64(body.epsilon_total);
                 w.f64(body.delta);
-                w.u32(body.plan.asked);
-                w.u32(body.plan.eligible);
-                w.f64(body.plan.clip_norm);
+                encode_plan(w, &body.plan);
                 encode_metrics(w, &body.metrics);
                 w.option(body.scaling_hash.as_ref(), |w, h| w.str(h));
             }
@@ -519,19 +513,13 @@ impl Body {
             }
             Body::StatisticsCommitted(body) => {
                 w.str(&body.model_id.0);
-                w.len(body.participants.len());
-                for (did, consent) in &body.participants {
-                    w.raw(did.public_key());
-                    w.raw(consent.as_bytes());
-                }
+                encode_participants(w, &body.participants);
                 w.str(&body.scaling);
                 w.str(&body.scaling_hash);
                 w.f64(body.epsilon_round);
                 w.f64(body.epsilon_total);
                 w.f64(body.delta);
-                w.u32(body.plan.asked);
-                w.u32(body.plan.eligible);
-                w.f64(body.plan.clip_norm);
+                encode_plan(w, &body.plan);
             }
         }
     }
@@ -573,21 +561,12 @@ impl Body {
             EventKind::RoundCommitted => Body::RoundCommitted(RoundCommitted {
                 model_id,
                 round: r.u32("round")?,
-                participants: r.vec("participants", 64, |r| {
-                    Ok((
-                        read_did(r, "participants")?,
-                        EventId::from_bytes(r.array("participants")?),
-                    ))
-                })?,
+                participants: decode_participants(r)?,
                 global_model_hash: r.str("global_model_hash")?,
                 epsilon_round: r.f64("epsilon_round")?,
                 epsilon_total: r.f64("epsilon_total")?,
                 delta: r.f64("delta")?,
-                plan: RoundPlan {
-                    asked: r.u32("plan.asked")?,
-                    eligible: r.u32("plan.eligible")?,
-                    clip_norm: r.f64("plan.clip_norm")?,
-                },
+                plan: decode_plan(r)?,
                 metrics: decode_metrics(r)?,
                 scaling_hash: r.option("scaling_hash", |r| r.str("scaling_hash"))?,
             }),
@@ -617,26 +596,48 @@ impl Body {
             }),
             EventKind::StatisticsCommitted => Body::StatisticsCommitted(StatisticsCommitted {
                 model_id,
-                participants: r.vec("participants", 64, |r| {
-                    Ok((
-                        read_did(r, "participants")?,
-                        EventId::from_bytes(r.array("participants")?),
-                    ))
-                })?,
+                participants: decode_participants(r)?,
                 scaling: r.str("scaling")?,
                 scaling_hash: r.str("scaling_hash")?,
                 epsilon_round: r.f64("epsilon_round")?,
                 epsilon_total: r.f64("epsilon_total")?,
                 delta: r.f64("delta")?,
-                plan: RoundPlan {
-                    asked: r.u32("plan.asked")?,
-                    eligible: r.u32("plan.eligible")?,
-                    clip_norm: r.f64("plan.clip_norm")?,
-                },
+                plan: decode_plan(r)?,
             }),
         };
         Ok(body)
     }
+}
+
+fn encode_participants(w: &mut Writer, participants: &[(Did, EventId)]) {
+    w.len(participants.len());
+    for (did, consent) in participants {
+        w.raw(did.public_key());
+        w.raw(consent.as_bytes());
+    }
+}
+
+fn decode_participants(r: &mut Reader<'_>) -> Result<Vec<(Did, EventId)>, Error> {
+    r.vec("participants", 64, |r| {
+        Ok((
+            read_did(r, "participants")?,
+            EventId::from_bytes(r.array("participants")?),
+        ))
+    })
+}
+
+fn encode_plan(w: &mut Writer, plan: &RoundPlan) {
+    w.u32(plan.asked);
+    w.u32(plan.eligible);
+    w.f64(plan.clip_norm);
+}
+
+fn decode_plan(r: &mut Reader<'_>) -> Result<RoundPlan, Error> {
+    Ok(RoundPlan {
+        asked: r.u32("plan.asked")?,
+        eligible: r.u32("plan.eligible")?,
+        clip_norm: r.f64("plan.clip_norm")?,
+    })
 }
 
 fn encode_metrics(w: &mut Writer, metrics: &[(String, f64)]) {

@@ -15,8 +15,8 @@ use fedpool_ledger::{
     Store,
 };
 use fedpool_protocol::{
-    CommittedPlan, Driver, Host, Msg, NodeId, PrivacyTerms, Publisher, PublisherConfig,
-    PublisherInput, RoundEvent, Sequential, TrainJob,
+    CommittedPlan, Driver, Host, Msg, NodeId, PrivacySpend, PrivacyTerms, Publisher,
+    PublisherConfig, PublisherInput, RoundEvent, Sequential, TrainJob,
 };
 use fedpool_runtime::ledger::{metric_pairs, params_hash, scaling_record};
 use libp2p::PeerId;
@@ -258,6 +258,14 @@ impl PublisherRun {
         self.by_peer.get(peer).copied()
     }
 
+    /// Each contributor's DID with the consent its data was used under.
+    fn participants(&self, contributors: &[NodeId]) -> Vec<(Did, EventId)> {
+        contributors
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| (m.did, m.consent)))
+            .collect()
+    }
+
     /// Re-reads who may be asked: applies from the next round.
     fn refresh_roster(&mut self, store: &Store, me: &Did) -> Result<(), Error> {
         let events = store.events_by_model(&self.model_id)?;
@@ -342,16 +350,10 @@ impl PublisherRun {
                     .send(json!({"event": "started", "round": round.0, "asked": sampled.len()}));
             }
             RoundEvent::StatisticsCompleted(summary) => {
-                let participants: Vec<(Did, EventId)> = summary
-                    .contributors
-                    .iter()
-                    .filter_map(|id| self.members.get(id).map(|m| (m.did, m.consent)))
-                    .collect();
+                let participants = self.participants(&summary.contributors);
                 let (scaling, scaling_hash) = scaling_record(&summary.scaling);
                 let (epsilon_round, epsilon_total, delta) =
-                    summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
-                        (s.epsilon_round, s.epsilon_total, s.delta)
-                    });
+                    PrivacySpend::ledger_figures(summary.privacy);
                 store.append_next(
                     keypair,
                     now_ms(),
@@ -399,15 +401,9 @@ impl PublisherRun {
                     None => None,
                 };
                 save_params(&self.model_dir, summary.round.0, &summary.global)?;
-                let participants: Vec<(Did, EventId)> = summary
-                    .contributors
-                    .iter()
-                    .filter_map(|id| self.members.get(id).map(|m| (m.did, m.consent)))
-                    .collect();
+                let participants = self.participants(&summary.contributors);
                 let (epsilon_round, epsilon_total, delta) =
-                    summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
-                        (s.epsilon_round, s.epsilon_total, s.delta)
-                    });
+                    PrivacySpend::ledger_figures(summary.privacy);
                 store.append_next(
                     keypair,
                     now_ms(),

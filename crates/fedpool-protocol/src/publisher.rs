@@ -202,6 +202,16 @@ pub struct PrivacySpend {
     pub delta: f64,
 }
 
+impl PrivacySpend {
+    /// `(ε of the release, ε in total, δ)` as the ledger records them: zeros for a release
+    /// that added no noise.
+    pub fn ledger_figures(spend: Option<PrivacySpend>) -> (f64, f64, f64) {
+        spend.map_or((0.0, 0.0, 0.0), |s| {
+            (s.epsilon_round, s.epsilon_total, s.delta)
+        })
+    }
+}
+
 struct Collecting {
     round: RoundId,
     /// Whether this is the statistics phase.
@@ -741,27 +751,50 @@ impl Publisher {
                 return;
             }
         };
-        if let (Some(mechanism), Some(budget)) =
-            (&plan.mechanism, self.config.privacy.epsilon_budget)
-        {
-            let epsilon_next = epsilon_after_round(
-                &mut self.accountant.clone(),
-                mechanism,
-                self.config.privacy.delta,
-            );
-            if epsilon_next > budget {
-                self.outputs
-                    .push_back(PublisherOutput::Event(RoundEvent::BudgetExhausted {
-                        round,
-                        epsilon_spent: self.epsilon_spent,
-                        epsilon_next,
-                        epsilon_budget: budget,
-                    }));
-                self.next_round = self.config.rounds as u32 + 1;
-                self.start_round(now_ms);
-                return;
-            }
+        if let Some((epsilon_next, budget)) = self.past_budget(&plan) {
+            self.outputs
+                .push_back(PublisherOutput::Event(RoundEvent::BudgetExhausted {
+                    round,
+                    epsilon_spent: self.epsilon_spent,
+                    epsilon_next,
+                    epsilon_budget: budget,
+                }));
+            self.next_round = self.config.rounds as u32 + 1;
+            self.start_round(now_ms);
+            return;
         }
+        let task = RoundTask::Train {
+            scaling: self.scaling.clone(),
+        };
+        let global = Arc::clone(&self.global);
+        self.ask(round, task, global, sampled, plan, now_ms);
+    }
+
+    /// `(ε after the release, budget)` when releasing under `plan` would pass the contract's
+    /// budget.
+    fn past_budget(&self, plan: &RoundPrivacy) -> Option<(f64, f64)> {
+        let (mechanism, budget) = (
+            plan.mechanism.as_ref()?,
+            self.config.privacy.epsilon_budget?,
+        );
+        let epsilon_next = epsilon_after_round(
+            &mut self.accountant.clone(),
+            mechanism,
+            self.config.privacy.delta,
+        );
+        (epsilon_next > budget).then_some((epsilon_next, budget))
+    }
+
+    /// Reports the round started, sends every sampled node its request, and collects.
+    fn ask(
+        &mut self,
+        round: RoundId,
+        task: RoundTask,
+        global: Arc<Vec<f32>>,
+        sampled: Vec<NodeId>,
+        plan: Arc<RoundPrivacy>,
+        now_ms: u64,
+    ) {
         self.outputs
             .push_back(PublisherOutput::Event(RoundEvent::Started {
                 round,
@@ -770,15 +803,14 @@ impl Publisher {
         let secagg_seed: [u8; 32] = self.privacy_rng.random();
         let secagg_commitment = matches!(plan.aggregation, Aggregation::Secure { .. })
             .then(|| SecAggSetup::commitment(&secagg_seed));
+        let statistics = matches!(task, RoundTask::Statistics);
         for &node in &sampled {
             self.outputs.push_back(PublisherOutput::Send {
                 to: node,
                 msg: Msg::TrainRequest(TrainRequest {
                     round,
-                    task: RoundTask::Train {
-                        scaling: self.scaling.clone(),
-                    },
-                    global: Arc::clone(&self.global),
+                    task: task.clone(),
+                    global: Arc::clone(&global),
                     local: Arc::clone(&self.local),
                     privacy: Arc::clone(&plan),
                     secagg_commitment,
@@ -787,7 +819,7 @@ impl Publisher {
         }
         self.state = State::Collecting(Collecting {
             round,
-            statistics: false,
+            statistics,
             asked: sampled.len(),
             eligible: self.roster.len(),
             denominator: self.config.privacy.expected_contributors(sampled.len()),
@@ -829,79 +861,62 @@ impl Publisher {
             Ok(plan) => Arc::new(plan),
             Err(reason) => return fail(self, reason),
         };
-        if let (Some(mechanism), Some(budget)) =
-            (&plan.mechanism, self.config.privacy.epsilon_budget)
-        {
-            let epsilon_next = epsilon_after_round(
-                &mut self.accountant.clone(),
-                mechanism,
-                self.config.privacy.delta,
+        if let Some((epsilon_next, budget)) = self.past_budget(&plan) {
+            return fail(
+                self,
+                format!(
+                    "the statistics phase alone would spend ε {epsilon_next:.3}, past the budget of {budget}"
+                ),
             );
-            if epsilon_next > budget {
-                return fail(
-                    self,
-                    format!(
-                        "the statistics phase alone would spend ε {epsilon_next:.3}, past the budget of {budget}"
-                    ),
-                );
-            }
         }
         let sampled = self.roster.clone();
-        self.outputs
-            .push_back(PublisherOutput::Event(RoundEvent::Started {
-                round,
-                sampled: sampled.clone(),
-            }));
-        let secagg_seed: [u8; 32] = self.privacy_rng.random();
-        let secagg_commitment = matches!(plan.aggregation, Aggregation::Secure { .. })
-            .then(|| SecAggSetup::commitment(&secagg_seed));
-        let nothing = Arc::new(Vec::new());
-        for &node in &sampled {
-            self.outputs.push_back(PublisherOutput::Send {
-                to: node,
-                msg: Msg::TrainRequest(TrainRequest {
-                    round,
-                    task: RoundTask::Statistics,
-                    global: Arc::clone(&nothing),
-                    local: Arc::clone(&self.local),
-                    privacy: Arc::clone(&plan),
-                    secagg_commitment,
-                }),
-            });
-        }
-        self.state = State::Collecting(Collecting {
+        self.ask(
             round,
-            statistics: true,
-            asked: sampled.len(),
-            eligible,
-            denominator: self.config.privacy.expected_contributors(sampled.len()),
-            secagg_seed,
-            deadline_ms: now_ms.saturating_add(self.config.round_timeout_ms),
-            privacy: plan,
-            awaiting: sampled.into_iter().collect(),
-            updates: BTreeMap::new(),
-            ready: BTreeMap::new(),
-            declined: Vec::new(),
-            rejected: Vec::new(),
-            secure: None,
-        });
+            RoundTask::Statistics,
+            Arc::new(Vec::new()),
+            sampled,
+            plan,
+            now_ms,
+        );
+    }
+
+    /// The round's failure when fewer than `min_clients` vectors arrived (`arrived` says what).
+    fn too_few(&self, collecting: &Collecting, arrived: &str) -> Option<RoundEvent> {
+        let n = collecting.updates.len();
+        let minimum = self.config.sampling.min_clients.max(1);
+        (n < minimum).then(|| RoundEvent::Failed {
+            round: collecting.round,
+            reason: format!(
+                "{n} {arrived}, at least {minimum} are needed ({} declined, {} dropped, {} rejected)",
+                collecting.declined.len(),
+                collecting.awaiting.len(),
+                collecting.rejected.len()
+            ),
+        })
+    }
+
+    /// Composes a released mechanism into the accountant: the privacy the release spent.
+    fn account_release(
+        &mut self,
+        mechanism: Option<&fedpool_privacy::RoundMechanism>,
+    ) -> Option<PrivacySpend> {
+        let mechanism = mechanism?;
+        let before = self.epsilon_spent;
+        let after = epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
+        self.epsilon_spent = after;
+        Some(PrivacySpend {
+            epsilon_round: (after - before).max(0.0),
+            epsilon_total: after,
+            delta: self.config.privacy.delta,
+        })
     }
 
     /// The statistics phase's plain (or centrally noised) aggregate: the mean of the vectors.
     fn aggregate_statistics(&mut self, collecting: Collecting) -> RoundEvent {
         let round = collecting.round;
         let n_vectors = collecting.updates.len();
-        let minimum = self.config.sampling.min_clients.max(1);
-        if n_vectors < minimum {
-            return RoundEvent::Failed {
-                round,
-                reason: format!(
-                    "{n_vectors} nodes sent statistics, at least {minimum} are needed ({} declined, {} dropped, {} rejected)",
-                    collecting.declined.len(),
-                    collecting.awaiting.len(),
-                    collecting.rejected.len()
-                ),
-            };
+        if let Some(failed) = self.too_few(&collecting, "nodes sent statistics") {
+            return failed;
         }
         let contributors: Vec<NodeId> = collecting.updates.keys().copied().collect();
         let vectors: Vec<&[f32]> = collecting
@@ -950,24 +965,14 @@ impl Publisher {
         secure_aggregation: bool,
     ) -> RoundEvent {
         let round = collecting.round;
+        // The noise is released with the aggregate whether or not a scaling comes of it.
+        let privacy = self.account_release(collecting.privacy.mechanism.as_ref());
         let Some(layout) = &self.config.statistics else {
             return RoundEvent::Failed {
                 round,
                 reason: "this contract has no statistics phase".into(),
             };
         };
-        // The noise is released with the aggregate whether or not a scaling comes of it.
-        let privacy = collecting.privacy.mechanism.as_ref().map(|mechanism| {
-            let before = self.epsilon_spent;
-            let after =
-                epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
-            self.epsilon_spent = after;
-            PrivacySpend {
-                epsilon_round: (after - before).max(0.0),
-                epsilon_total: after,
-                delta: self.config.privacy.delta,
-            }
-        });
         let scaling = match layout.scaling_from_sum(aggregate) {
             Ok(scaling) => Arc::new(scaling),
             Err(e) => {
@@ -1007,18 +1012,8 @@ impl Publisher {
             return self.aggregate_statistics(collecting);
         }
         let round = collecting.round;
-        let n_updates = collecting.updates.len();
-        let minimum = self.config.sampling.min_clients.max(1);
-        if n_updates < minimum {
-            return RoundEvent::Failed {
-                round,
-                reason: format!(
-                    "{n_updates} updates arrived, at least {minimum} are needed ({} declined, {} dropped, {} rejected)",
-                    collecting.declined.len(),
-                    collecting.awaiting.len(),
-                    collecting.rejected.len()
-                ),
-            };
+        if let Some(failed) = self.too_few(&collecting, "updates arrived") {
+            return failed;
         }
         // BTreeMap order: updates are aggregated in node order, whatever order they arrived in,
         // so a seeded run gives the same model bit for bit.
@@ -1140,20 +1135,7 @@ impl Publisher {
                 reason: e.to_string(),
             };
         }
-        let privacy = match &collecting.privacy.mechanism {
-            Some(mechanism) => {
-                let before = self.epsilon_spent;
-                let after =
-                    epsilon_after_round(&mut self.accountant, mechanism, self.config.privacy.delta);
-                self.epsilon_spent = after;
-                Some(PrivacySpend {
-                    epsilon_round: (after - before).max(0.0),
-                    epsilon_total: after,
-                    delta: self.config.privacy.delta,
-                })
-            }
-            None => None,
-        };
+        let privacy = self.account_release(collecting.privacy.mechanism.as_ref());
         let (n_examples, mean_train_loss) = if secure_aggregation {
             // Nothing about individual members is revealed, not even their row counts.
             (0, f64::NAN)

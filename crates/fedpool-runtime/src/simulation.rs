@@ -20,7 +20,8 @@ use fedpool_data::{
 use fedpool_ledger::Keypair;
 use fedpool_protocol::{
     Directory, Driver, Executor, Host, Inbox, Msg, NodeId, Participant, PrivacyRecord,
-    PrivacyTerms, Publisher, PublisherConfig, RoundEvent, RoundId, RoundTask, Stage, TrainJob,
+    PrivacySpend, PrivacyTerms, Publisher, PublisherConfig, RoundEvent, RoundId, RoundTask, Stage,
+    TrainJob,
 };
 use fedpool_strategy::StrategyConfig;
 use rand::seq::SliceRandom;
@@ -745,9 +746,7 @@ impl<T: Transport> Simulation<T> {
                     if let Some(ledger) = &mut self.host.ledger {
                         let contributors: Vec<usize> =
                             summary.contributors.iter().map(|n| n.0 as usize).collect();
-                        let epsilon = summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
-                            (s.epsilon_round, s.epsilon_total, s.delta)
-                        });
+                        let epsilon = PrivacySpend::ledger_figures(summary.privacy);
                         ledger.commit_statistics(
                             &contributors,
                             &summary.scaling,
@@ -783,9 +782,7 @@ impl<T: Transport> Simulation<T> {
                         let contributors: Vec<usize> =
                             summary.contributors.iter().map(|n| n.0 as usize).collect();
                         let (epsilon_round, epsilon_total, delta) =
-                            summary.privacy.map_or((0.0, 0.0, 0.0), |s| {
-                                (s.epsilon_round, s.epsilon_total, s.delta)
-                            });
+                            PrivacySpend::ledger_figures(summary.privacy);
                         ledger.commit_round(
                             summary.round.0,
                             &contributors,

@@ -442,36 +442,15 @@ fn check_round(
     // ε as the contract's mechanism gives it for the rounds so far, never as declared.
     model.plans.push(round.plan);
     let committed_statistics = model.statistics.as_ref().map(|(plan, _)| plan);
-    let recomputed = match rules.epsilon_total(
-        &model.published.contract_toml,
-        committed_statistics,
-        &model.plans,
-    ) {
-        Ok(recomputed) => recomputed,
-        Err(reason) => {
-            check.flag(
-                Rule::EpsilonMismatch,
-                event,
-                format!("round {} cannot be accounted: {reason}", round.round),
-            );
-            Some(f64::INFINITY)
-        }
-    };
-    if let Some(recomputed) = recomputed
-        && recomputed.is_finite()
-        && epsilon_differs(recomputed, round.epsilon_total)
-    {
-        check.flag(
-            Rule::EpsilonMismatch,
-            event,
-            format!(
-                "round {} declares total ε {} but the contract's mechanism gives {recomputed} for its rounds so far",
-                round.round, round.epsilon_total
-            ),
-        );
-    }
-    // Budgets and caps hold against the larger of the declared and the recomputed ε.
-    let epsilon_total = recomputed.map_or(round.epsilon_total, |e| e.max(round.epsilon_total));
+    let epsilon_total = recompute_epsilon(
+        check,
+        event,
+        rules,
+        model,
+        committed_statistics.copied(),
+        &format!("round {}", round.round),
+        round.epsilon_total,
+    );
 
     if round.epsilon_round < 0.0 || round.epsilon_total < 0.0 || !(0.0..1.0).contains(&round.delta)
     {
@@ -716,6 +695,50 @@ fn check_participants(
     }
 }
 
+/// The model's total ε after `what` (a round, or the statistics phase), recomputed from the
+/// contract with the plans committed so far (the statistics phase's, if any, then the
+/// rounds'); a declared total that differs, or plans that cannot be accounted, are flagged.
+/// Budgets and caps hold against the larger of the declared and the recomputed ε, which this
+/// returns.
+fn recompute_epsilon(
+    check: &mut Check,
+    event: &Event,
+    rules: &dyn ContractRules,
+    model: &Model<'_>,
+    statistics: Option<RoundPlan>,
+    what: &str,
+    declared: f64,
+) -> f64 {
+    let recomputed = match rules.epsilon_total(
+        &model.published.contract_toml,
+        statistics.as_ref(),
+        &model.plans,
+    ) {
+        Ok(recomputed) => recomputed,
+        Err(reason) => {
+            check.flag(
+                Rule::EpsilonMismatch,
+                event,
+                format!("{what} cannot be accounted: {reason}"),
+            );
+            Some(f64::INFINITY)
+        }
+    };
+    if let Some(recomputed) = recomputed
+        && recomputed.is_finite()
+        && epsilon_differs(recomputed, declared)
+    {
+        check.flag(
+            Rule::EpsilonMismatch,
+            event,
+            format!(
+                "{what} declares total ε {declared} but the contract's mechanism gives {recomputed} for the releases so far"
+            ),
+        );
+    }
+    recomputed.map_or(declared, |e| e.max(declared))
+}
+
 /// A statistics phase: once per model, before its first round, for a contract that has one;
 /// its scaling hashes to the hash rounds name; its ε is what the contract gives for its plan;
 /// and every node in it had consent then.
@@ -769,37 +792,15 @@ fn check_statistics(
         );
     }
     // With whatever rounds came before it (none, for a valid phase).
-    let recomputed = match rules.epsilon_total(
-        &model.published.contract_toml,
-        Some(&statistics.plan),
-        &model.plans,
-    ) {
-        Ok(recomputed) => recomputed,
-        Err(reason) => {
-            check.flag(
-                Rule::EpsilonMismatch,
-                event,
-                format!("the statistics phase cannot be accounted: {reason}"),
-            );
-            Some(f64::INFINITY)
-        }
-    };
-    if let Some(recomputed) = recomputed
-        && recomputed.is_finite()
-        && epsilon_differs(recomputed, statistics.epsilon_total)
-    {
-        check.flag(
-            Rule::EpsilonMismatch,
-            event,
-            format!(
-                "the statistics phase declares ε {} but the contract's mechanism gives {recomputed}",
-                statistics.epsilon_total
-            ),
-        );
-    }
-    let epsilon_total = recomputed.map_or(statistics.epsilon_total, |e| {
-        e.max(statistics.epsilon_total)
-    });
+    let epsilon_total = recompute_epsilon(
+        check,
+        event,
+        rules,
+        model,
+        Some(statistics.plan),
+        "the statistics phase",
+        statistics.epsilon_total,
+    );
     if let Some(budget) = model.terms.epsilon_budget
         && exceeds(epsilon_total, budget)
     {
