@@ -259,7 +259,7 @@ pub fn sampled<U: Fn(&[usize]) -> f64 + Sync>(
             "truncation must be ≥ 0, got {truncation}"
         )));
     }
-    if !(target_std_error > 0.0) || batch == 0 || max_permutations == 0 {
+    if target_std_error.is_nan() || target_std_error <= 0.0 || batch == 0 || max_permutations == 0 {
         return Err(ValueError::BadParameter(format!(
             "sampling needs a positive target standard error, batch and permutation limit; got {target_std_error}, {batch}, {max_permutations}"
         )));
