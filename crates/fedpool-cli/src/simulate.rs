@@ -39,7 +39,8 @@ pub struct SimulateArgs {
     /// Aggregation strategy, overriding the contract's (fedavg, fedprox:0.01, krum:0.2, ...).
     #[arg(long)]
     pub strategy: Option<StrategyConfig>,
-    /// Poisoning attack by a share of clients: label-flip:F, noise:F[,STD] or scale:F,X.
+    /// Misbehaviour of a share of clients: label-flip:F, noise:F[,STD], scale:F,X, or (for
+    /// valuation studies) free-rider:F[,STD], duplicate:F, noisy-labels:F,P.
     #[arg(long)]
     pub attack: Option<Attack>,
     /// Share of clients that consent to the model (the rest refuse and are never asked).

@@ -26,6 +26,21 @@ pub enum Behaviour {
         /// Factor applied to the update.
         factor: f32,
     },
+    /// Does not train: sends zeros (`std` 0) or Gaussian noise of `std`, claiming its rows.
+    FreeRider {
+        /// Per-coordinate standard deviation of what it sends (0: zeros).
+        std: f32,
+    },
+    /// Holds a copy of another client's rows and trains on them honestly.
+    Duplicate {
+        /// The client whose rows it copied.
+        of: usize,
+    },
+    /// Trains honestly on rows of which a share carry uniformly random labels.
+    NoisyLabels {
+        /// Share of its rows relabelled.
+        share: f32,
+    },
 }
 
 impl Behaviour {
@@ -33,13 +48,17 @@ impl Behaviour {
     /// flipping happens in the client's data, before training).
     pub fn apply(&self, delta: &mut [f32], rng: &mut impl Rng) {
         match *self {
-            Behaviour::Honest | Behaviour::LabelFlip => {}
+            Behaviour::Honest
+            | Behaviour::LabelFlip
+            | Behaviour::Duplicate { .. }
+            | Behaviour::NoisyLabels { .. } => {}
             Behaviour::Scale { factor } => delta.iter_mut().for_each(|d| *d *= factor),
-            Behaviour::Noise { std } => {
+            Behaviour::Noise { std } | Behaviour::FreeRider { std } if std > 0.0 => {
                 if let Ok(normal) = Normal::new(0.0f32, std) {
                     delta.iter_mut().for_each(|d| *d = normal.sample(rng));
                 }
             }
+            Behaviour::Noise { .. } | Behaviour::FreeRider { .. } => delta.fill(0.0),
         }
     }
 }
@@ -66,6 +85,25 @@ pub enum Attack {
         /// Factor.
         factor: f32,
     },
+    /// `free-rider:F[,STD]`: a fraction F do not train and send zeros (or noise of STD).
+    FreeRider {
+        /// Share of clients free-riding.
+        fraction: f64,
+        /// Standard deviation of what they send (0: zeros).
+        std: f32,
+    },
+    /// `duplicate:F`: a fraction F hold a copy of another (honest) client's rows.
+    Duplicate {
+        /// Share of clients holding copies.
+        fraction: f64,
+    },
+    /// `noisy-labels:F,P`: a fraction F have a share P of their labels drawn at random.
+    NoisyLabels {
+        /// Share of clients with noisy labels.
+        fraction: f64,
+        /// Share of each such client's rows relabelled.
+        share: f32,
+    },
 }
 
 impl Attack {
@@ -74,7 +112,10 @@ impl Attack {
         match *self {
             Attack::LabelFlip { fraction }
             | Attack::Noise { fraction, .. }
-            | Attack::Scale { fraction, .. } => fraction,
+            | Attack::Scale { fraction, .. }
+            | Attack::FreeRider { fraction, .. }
+            | Attack::Duplicate { fraction }
+            | Attack::NoisyLabels { fraction, .. } => fraction,
         }
     }
 }
@@ -82,7 +123,7 @@ impl Attack {
 /// A malformed `--attack` value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "invalid attack \"{input}\": {problem}; expected label-flip:F, noise:F[,STD] or scale:F,X with F in [0, 1]"
+    "invalid attack \"{input}\": {problem}; expected label-flip:F, noise:F[,STD], scale:F,X, free-rider:F[,STD], duplicate:F or noisy-labels:F,P with F and P in [0, 1]"
 )]
 pub struct AttackParseError {
     input: String,
@@ -129,7 +170,24 @@ impl FromStr for Attack {
                 fraction,
                 factor: number(1, "factor")?.unwrap_or(1.0),
             },
-            "label-flip" | "noise" | "scale" => return Err(err("wrong number of parameters")),
+            "free-rider" if args.len() <= 2 => {
+                let std = number(1, "std")?.unwrap_or(0.0);
+                if std < 0.0 {
+                    return Err(err("std must not be negative"));
+                }
+                Attack::FreeRider { fraction, std }
+            }
+            "duplicate" if args.len() == 1 => Attack::Duplicate { fraction },
+            "noisy-labels" if args.len() == 2 => {
+                let share = number(1, "share")?.unwrap_or(0.0);
+                if !(0.0..=1.0).contains(&share) {
+                    return Err(err(&format!("share {share} is outside [0, 1]")));
+                }
+                Attack::NoisyLabels { fraction, share }
+            }
+            "label-flip" | "noise" | "scale" | "free-rider" | "duplicate" | "noisy-labels" => {
+                return Err(err("wrong number of parameters"));
+            }
             other => return Err(err(&format!("unknown attack \"{other}\""))),
         };
         Ok(attack)
@@ -142,6 +200,11 @@ impl fmt::Display for Attack {
             Attack::LabelFlip { fraction } => write!(f, "label-flip:{fraction}"),
             Attack::Noise { fraction, std } => write!(f, "noise:{fraction},{std}"),
             Attack::Scale { fraction, factor } => write!(f, "scale:{fraction},{factor}"),
+            Attack::FreeRider { fraction, std } => write!(f, "free-rider:{fraction},{std}"),
+            Attack::Duplicate { fraction } => write!(f, "duplicate:{fraction}"),
+            Attack::NoisyLabels { fraction, share } => {
+                write!(f, "noisy-labels:{fraction},{share}")
+            }
         }
     }
 }
@@ -197,8 +260,41 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_valuation_attacks() {
+        check(
+            "free-rider:0.1",
+            Ok(Attack::FreeRider {
+                fraction: 0.1,
+                std: 0.0,
+            }),
+        );
+        check("duplicate:0.1", Ok(Attack::Duplicate { fraction: 0.1 }));
+        check(
+            "noisy-labels:0.2,0.5",
+            Ok(Attack::NoisyLabels {
+                fraction: 0.2,
+                share: 0.5,
+            }),
+        );
+        check("noisy-labels:0.2", Err("wrong number of parameters"));
+        check("noisy-labels:0.2,1.5", Err("share 1.5 is outside [0, 1]"));
+        check("free-rider:0.2,-1", Err("must not be negative"));
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut delta = vec![1.0, -2.0];
+        Behaviour::FreeRider { std: 0.0 }.apply(&mut delta, &mut rng);
+        assert_eq!(delta, vec![0.0, 0.0]);
+    }
+
+    #[test]
     fn display_round_trips() {
-        for a in ["label-flip:0.2", "noise:0.1,2", "scale:0.2,-10"] {
+        for a in [
+            "label-flip:0.2",
+            "noise:0.1,2",
+            "scale:0.2,-10",
+            "free-rider:0.1,0.5",
+            "duplicate:0.3",
+            "noisy-labels:0.2,0.5",
+        ] {
             let attack: Attack = a.parse().unwrap();
             assert_eq!(attack.to_string().parse::<Attack>().unwrap(), attack);
         }

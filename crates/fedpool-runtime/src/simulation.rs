@@ -293,6 +293,8 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     behaviours: Vec<Behaviour>,
     /// The statistics phase's inputs and result, when the contract has one.
     statistics: Option<FederatedStatistics>,
+    /// Per client, the labels a noisy-label client replaced: (row position, label).
+    label_noise: Vec<Vec<(usize, u32)>>,
 }
 
 /// The simulation's side of the driver: the transport, and what a simulation adds around the
@@ -406,33 +408,71 @@ impl Simulation<InProcessTransport> {
         table: &Table,
         options: &SimulationOptions,
     ) -> Result<Simulation<InProcessTransport>, Error> {
-        let plan = SimulationPlan::draw(contract, table, options)?;
+        let mut plan = SimulationPlan::draw(contract, table, options)?;
         let n_clients = plan.client_rows.len();
+        let n_attackers = options
+            .attack
+            .map_or(0, |a| (a.fraction() * n_clients as f64).round() as usize);
+        let client_order = plan.client_order.clone();
+        let mut behaviours = vec![Behaviour::Honest; n_clients];
+        if let Some(attack) = options.attack {
+            for (k, &client_idx) in client_order[..n_attackers].iter().enumerate() {
+                behaviours[client_idx] = match attack {
+                    Attack::LabelFlip { .. } => Behaviour::LabelFlip,
+                    Attack::Noise { std, .. } => Behaviour::Noise { std },
+                    Attack::Scale { factor, .. } => Behaviour::Scale { factor },
+                    Attack::FreeRider { std, .. } => Behaviour::FreeRider { std },
+                    Attack::NoisyLabels { share, .. } => Behaviour::NoisyLabels { share },
+                    Attack::Duplicate { .. } => {
+                        // A copy of an honest client's rows (the honest ones follow the
+                        // attackers in the random order).
+                        let honest = &client_order[n_attackers..];
+                        if honest.is_empty() {
+                            return Err(Error::Setup(
+                                "duplicate:1 leaves no honest client to copy".into(),
+                            ));
+                        }
+                        let of = honest[k % honest.len()];
+                        plan.client_rows[client_idx] = plan.client_rows[of].clone();
+                        Behaviour::Duplicate { of }
+                    }
+                };
+            }
+        }
+        // Noisy labels, drawn once from the seed: (row position, label) per client, applied
+        // after every encoding of its rows.
+        let label_noise: Vec<Vec<(usize, u32)>> = match table.class_labels() {
+            Some(_) => behaviours
+                .iter()
+                .enumerate()
+                .map(|(idx, behaviour)| match *behaviour {
+                    Behaviour::NoisyLabels { share } => {
+                        let mut rng =
+                            ChaCha20Rng::seed_from_u64(options.seed ^ (0x6e6f_6973 + idx as u64));
+                        let n_classes = contract.schema.n_outputs() as u32;
+                        let mut noise = Vec::new();
+                        for position in 0..plan.client_rows[idx].len() {
+                            if rng.random::<f32>() < share {
+                                noise.push((position, rng.random_range(0..n_classes)));
+                            }
+                        }
+                        noise
+                    }
+                    _ => Vec::new(),
+                })
+                .collect(),
+            None => vec![Vec::new(); n_clients],
+        };
         // Each client standardises with statistics of its own rows, as a real node would.
         let mut datasets: Vec<Dataset> = plan
             .client_rows
             .iter()
             .map(|rows| table.encode(rows))
             .collect();
-        let test_set = table.encode(&plan.test_rows);
-
-        let n_attackers = options
-            .attack
-            .map_or(0, |a| (a.fraction() * n_clients as f64).round() as usize);
-        let client_order = &plan.client_order;
-        let mut behaviours = vec![Behaviour::Honest; n_clients];
-        if let Some(attack) = options.attack {
-            for &client_idx in &client_order[..n_attackers] {
-                behaviours[client_idx] = match attack {
-                    Attack::LabelFlip { .. } => {
-                        flip_labels(&mut datasets[client_idx].targets);
-                        Behaviour::LabelFlip
-                    }
-                    Attack::Noise { std, .. } => Behaviour::Noise { std },
-                    Attack::Scale { factor, .. } => Behaviour::Scale { factor },
-                };
-            }
+        for (idx, data) in datasets.iter_mut().enumerate() {
+            corrupt_labels(&behaviours[idx], &label_noise[idx], data);
         }
+        let test_set = table.encode(&plan.test_rows);
 
         let statistics = StatisticsLayout::of(&contract.schema).map(|layout| FederatedStatistics {
             layout,
@@ -586,6 +626,7 @@ impl Simulation<InProcessTransport> {
             privacy,
             stopped_by_budget: None,
             statistics,
+            label_noise,
         })
     }
 
@@ -864,10 +905,12 @@ impl<T: Transport> Simulation<T> {
             .par_iter()
             .map(|rows| encode(rows))
             .collect::<Result<_, _>>()?;
-        for (data, behaviour) in datasets.iter_mut().zip(&self.behaviours) {
-            if *behaviour == Behaviour::LabelFlip {
-                flip_labels(&mut data.targets);
-            }
+        for ((data, behaviour), noise) in datasets
+            .iter_mut()
+            .zip(&self.behaviours)
+            .zip(&self.label_noise)
+        {
+            corrupt_labels(behaviour, noise, data);
         }
         self.test_set = encode(&statistics.test_rows)?;
         self.datasets = datasets;
@@ -914,6 +957,20 @@ impl<T: Transport> Simulation<T> {
                     };
                     return (job.node, job.round, outcome);
                 }
+                let behaviour = &behaviours[job.node.0 as usize];
+                if let Behaviour::FreeRider { .. } = behaviour {
+                    // It claims its rows and sends what it likes, without training.
+                    let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
+                    let mut delta = vec![0.0; job.global.len()];
+                    behaviour.apply(&mut delta, &mut rng);
+                    let outcome = fedpool_core::TrainOutcome {
+                        delta,
+                        n_examples: datasets[job.node.0 as usize].n_rows(),
+                        final_loss: 0.0,
+                        n_steps: 0,
+                    };
+                    return (job.node, job.round, Ok(outcome));
+                }
                 let data = &datasets[job.node.0 as usize];
                 let mut rng = ChaCha20Rng::seed_from_u64(job.seed);
                 let outcome = train_local(network, &job.global, data, &job.local, &mut rng)
@@ -950,6 +1007,21 @@ fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a label-flipping or noisy-label client does to its own rows' labels.
+fn corrupt_labels(behaviour: &Behaviour, noise: &[(usize, u32)], data: &mut Dataset) {
+    match behaviour {
+        Behaviour::LabelFlip => flip_labels(&mut data.targets),
+        Behaviour::NoisyLabels { .. } => {
+            if let Targets::Classes { labels, .. } = &mut data.targets {
+                for &(position, label) in noise {
+                    labels[position] = label;
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn flip_labels(targets: &mut Targets) {

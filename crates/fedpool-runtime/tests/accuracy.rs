@@ -221,3 +221,56 @@ fn a_linear_model_starts_at_zero_and_shows_its_early_signal() {
     let acc = accuracy(&report);
     assert!(acc >= 0.8, "accuracy {acc:.4} after 10 rounds");
 }
+
+/// The simulated behaviours valuation is measured against (issue 12): free riders send nothing
+/// of value, duplicates hold another client's rows, noisy-label clients a share of wrong labels.
+#[test]
+fn free_riders_duplicates_and_noisy_labels_are_simulated_as_described() {
+    let (contract, table) = digits();
+    let options = |attack: &str| {
+        let mut options = SimulationOptions::new(10, Partition::Iid, 42);
+        options.rounds = Some(3);
+        options.ledger = LedgerChoice::Off;
+        options.attack = Some(attack.parse::<Attack>().unwrap());
+        options
+    };
+    // Everyone free-rides: the model never moves from where it started.
+    let mut sim = Simulation::prepare(&contract, &table, &options("free-rider:1")).unwrap();
+    let initial = sim.initial_metrics();
+    let report = sim.run(|_| {}).unwrap();
+    assert_eq!(report.final_metrics, initial);
+    assert_eq!(sim.n_attackers(), 10);
+
+    // Duplicates: three clients hold exactly another client's rows.
+    let sim = Simulation::prepare(&contract, &table, &options("duplicate:0.3")).unwrap();
+    let datasets: Vec<&fedpool_data::Dataset> =
+        (0..10).map(|i| sim.client_data(i).unwrap()).collect();
+    let copies = (0..10)
+        .filter(|&i| (0..10).any(|j| j != i && datasets[i] == datasets[j]))
+        .count();
+    assert_eq!(copies, 6, "3 copies and the 3 originals they copy");
+
+    // Noisy labels: 2 clients with half their labels redrawn (a tenth of those by chance the
+    // same), the others untouched.
+    let clean = Simulation::prepare(&contract, &table, &options("noise:0")).unwrap();
+    let noisy = Simulation::prepare(&contract, &table, &options("noisy-labels:0.2,0.5")).unwrap();
+    let labels = |sim: &Simulation, i: usize| match &sim.client_data(i).unwrap().targets {
+        fedpool_data::Targets::Classes { labels, .. } => labels.clone(),
+        fedpool_data::Targets::Real(_) => unreachable!(),
+    };
+    let changed: Vec<f64> = (0..10)
+        .map(|i| {
+            let (a, b) = (labels(&clean, i), labels(&noisy, i));
+            a.iter().zip(&b).filter(|(x, y)| x != y).count() as f64 / a.len() as f64
+        })
+        .collect();
+    assert_eq!(
+        changed.iter().filter(|&&c| c == 0.0).count(),
+        8,
+        "{changed:?}"
+    );
+    assert!(
+        changed.iter().filter(|&&c| c > 0.3 && c < 0.6).count() == 2,
+        "{changed:?}"
+    );
+}
