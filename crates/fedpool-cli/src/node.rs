@@ -224,10 +224,10 @@ pub fn consents(
 /// The transparency card of a published model, with its live status from the ledger.
 pub fn card(store: &Store, model: &PublishedModel) -> Result<Card> {
     let terms = CardTerms::from_contract(&model.contract);
-    let card_hash = content_hash(terms.canonical_json().as_bytes());
+    let card_hash = content_hash(model.contract.canonical_terms().as_bytes());
     if card_hash != model.body.card_hash {
         bail!(
-            "model {}: the card rendered from its contract has hash {card_hash}, but the publication names {}; this fedpool version renders cards differently from the publisher's",
+            "model {}: its contract's terms hash to {card_hash}, but the publication names {}; the publisher declared a card hash that is not its contract's",
             model.id(),
             model.body.card_hash
         );

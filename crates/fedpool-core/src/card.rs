@@ -1,10 +1,11 @@
 //! Transparency cards: a contract rendered for the people asked to consent to it, in the sense
 //! of Mitchell et al., "Model Cards for Model Reporting" (2019).
 //!
-//! A card has two parts. The **terms** come only from the contract and never change, so their
-//! hash identifies what a data owner consented to; consent is given to that hash. The **status**
-//! (rounds done, participants, ε spent, metrics) is live and is shown beside the terms but is
-//! not part of the hash, so training progress never invalidates a consent.
+//! A card has two parts. The **terms** are the contract's, rendered in words; consent is given
+//! to the hash of the contract's structured terms in canonical form
+//! ([`Contract::canonical_terms`]), not of these words, so rewording how a card renders never
+//! invalidates a consent. The **status** (rounds done, participants, ε spent, metrics) is live
+//! and shown beside the terms, and is not part of the hash either.
 
 use std::fmt::Write as _;
 
@@ -79,7 +80,7 @@ pub struct CardStatus {
 pub struct Card {
     /// The model's id (content hash of the contract).
     pub model_id: String,
-    /// Hash of the terms (consent is given to this).
+    /// Hash of the contract's canonical structured terms (consent is given to this).
     pub card_hash: String,
     /// The terms.
     pub terms: CardTerms,
@@ -593,6 +594,35 @@ mod tests {
             !digits.privacy.iter().any(|p| p.contains("statistic")),
             "{:?}",
             digits.privacy
+        );
+    }
+
+    #[test]
+    fn consent_names_the_structured_terms_so_rewording_a_card_changes_no_hash() {
+        let contract = Contract::from_toml(DIGITS, "digits.toml").unwrap();
+        let terms = contract.canonical_terms();
+        // The same terms written differently (comments, spacing) hash the same.
+        let reformatted = format!("# a comment\n{}", DIGITS.replace(" = ", "   =   "));
+        let same = Contract::from_toml(&reformatted, "digits.toml").unwrap();
+        assert_eq!(same.canonical_terms(), terms);
+        // What the owner agrees to changes it.
+        let changed =
+            Contract::from_toml(&DIGITS.replace("rounds = 30", "rounds = 31"), "digits.toml")
+                .unwrap();
+        assert_ne!(changed.canonical_terms(), terms);
+        // A card reworded (as a later version may render it) is not an input of the hash:
+        // the structured terms do not hold the card's sentences.
+        let card = CardTerms::from_contract(&contract);
+        for sentence in card.privacy.iter().chain(&card.rewards) {
+            assert!(!terms.contains(sentence.as_str()), "{sentence}");
+        }
+        let mut reworded = card.clone();
+        reworded.privacy[0] = "Your rows stay on your device.".into();
+        assert_ne!(reworded.canonical_json(), card.canonical_json());
+        assert_eq!(
+            contract.canonical_terms(),
+            terms,
+            "the consented hash is unchanged"
         );
     }
 

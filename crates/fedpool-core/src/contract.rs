@@ -543,6 +543,15 @@ impl Contract {
         Ok(())
     }
 
+    /// The contract's structured terms in canonical form: compact JSON of the parsed contract,
+    /// fields in declaration order. Consent names its hash (the card hash), so how a card
+    /// renders the terms in words — or how the TOML was formatted — never changes what an
+    /// owner consented to.
+    pub fn canonical_terms(&self) -> String {
+        // Plain structs, enums and finite floats: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// Number of model inputs the schema encodes to.
     pub fn n_features(&self) -> usize {
         self.schema.n_features()

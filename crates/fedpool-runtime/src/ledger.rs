@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fedpool_core::{CardTerms, Contract, Metrics};
+use fedpool_core::{Contract, Metrics};
 use fedpool_ledger::{
     Body, ChainWriter, ConsentGranted, Did, EventId, Keypair, ModelId, ModelPublished,
     ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, StatisticsCommitted, Store,
@@ -22,13 +22,12 @@ pub const SIMULATION_NETWORK: &str = "fedpool-sim";
 /// publisher and the text), the hash of its transparency card terms, and the terms the text
 /// states (which `verify` derives again from the text).
 pub fn publication(contract: &Contract, contract_text: &str, publisher: &Did) -> ModelPublished {
-    let terms = CardTerms::from_contract(contract);
     ModelPublished {
         model_id: ModelId::for_publication(publisher, contract_text),
         name: contract.model_info.name.clone(),
         version: contract.model_info.version.clone(),
         contract_toml: contract_text.to_string(),
-        card_hash: content_hash(terms.canonical_json().as_bytes()),
+        card_hash: content_hash(contract.canonical_terms().as_bytes()),
         terms: crate::contract_terms(contract),
     }
 }
