@@ -40,9 +40,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub strategy: Option<StrategyConfig>,
     /// Misbehaviour of a share of clients: label-flip:F, noise:F[,STD], scale:F,X, or (for
-    /// valuation studies) free-rider:F[,STD], duplicate:F, noisy-labels:F,P.
+    /// valuation studies) free-rider:F[,STD], duplicate:F, noisy-labels:F,P. Repeat for
+    /// several at once (disjoint shares).
     #[arg(long)]
-    pub attack: Option<Attack>,
+    pub attack: Vec<Attack>,
     /// Share of clients that consent to the model (the rest refuse and are never asked).
     #[arg(long, default_value_t = 1.0)]
     pub consent_rate: f64,
@@ -116,7 +117,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let mut options = SimulationOptions::new(args.clients, args.partition.clone(), args.seed);
     options.rounds = args.rounds;
     options.strategy = args.strategy.clone();
-    options.attack = args.attack;
+    options.attacks = args.attack.clone();
     options.consent_rate = args.consent_rate;
     options.dropout = args.dropout;
     options.owner_epsilon_cap = args.owner_epsilon_cap;
@@ -163,10 +164,13 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             args.seed
         );
         println!("  data: {} ({} rows)", source.describe(), table.n_rows());
-        if let Some(attack) = args.attack
-            && sim.n_attackers() > 0
-        {
-            println!("  {} clients run the attack {attack}", sim.n_attackers());
+        if !args.attack.is_empty() && sim.n_attackers() > 0 {
+            let attacks: Vec<String> = args.attack.iter().map(ToString::to_string).collect();
+            println!(
+                "  {} misbehave: {}",
+                count(sim.n_attackers(), "client"),
+                attacks.join(", ")
+            );
         }
         println!("  privacy: {}", describe_privacy(&contract));
         if let Some(layout) = fedpool_data::StatisticsLayout::of(&contract.schema) {
@@ -417,7 +421,11 @@ fn json_report(
         "clients": n_clients,
         "partition": args.partition.to_string(),
         "strategy": strategy.to_string(),
-        "attack": args.attack.map(|a| a.to_string()),
+        "attack": match args.attack.as_slice() {
+            [] => serde_json::Value::Null,
+            [one] => json!(one.to_string()),
+            many => json!(many.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        },
         "seed": args.seed,
         "seconds": report.seconds,
         "final_metrics": report.final_metrics,

@@ -51,8 +51,8 @@ pub struct SimulationOptions {
     pub rounds: Option<usize>,
     /// Overrides the contract's strategy.
     pub strategy: Option<StrategyConfig>,
-    /// Poisoning attack run by a share of clients.
-    pub attack: Option<Attack>,
+    /// Misbehaviours, each run by its share of clients (disjoint shares, in this order).
+    pub attacks: Vec<Attack>,
     /// Share of clients that consent to the model; the rest refuse and are never asked.
     pub consent_rate: f64,
     /// Where the simulation's ledger lives.
@@ -85,7 +85,7 @@ impl SimulationOptions {
             seed,
             rounds: None,
             strategy: None,
-            attack: None,
+            attacks: Vec::new(),
             consent_rate: 1.0,
             ledger: LedgerChoice::Temporary,
             dropout: 0.0,
@@ -410,13 +410,26 @@ impl Simulation<InProcessTransport> {
     ) -> Result<Simulation<InProcessTransport>, Error> {
         let mut plan = SimulationPlan::draw(contract, table, options)?;
         let n_clients = plan.client_rows.len();
-        let n_attackers = options
-            .attack
-            .map_or(0, |a| (a.fraction() * n_clients as f64).round() as usize);
+        // Each attack takes its share of clients in the random order, one after another; the
+        // honest ones follow.
+        let shares: Vec<usize> = options
+            .attacks
+            .iter()
+            .map(|a| (a.fraction() * n_clients as f64).round() as usize)
+            .collect();
+        let n_attackers: usize = shares.iter().sum();
+        if n_attackers > n_clients {
+            return Err(Error::Setup(format!(
+                "the attacks take {n_attackers} of {n_clients} clients; their shares must add up to at most 1"
+            )));
+        }
         let client_order = plan.client_order.clone();
         let mut behaviours = vec![Behaviour::Honest; n_clients];
-        if let Some(attack) = options.attack {
-            for (k, &client_idx) in client_order[..n_attackers].iter().enumerate() {
+        let mut start = 0;
+        for (attack, share) in options.attacks.iter().copied().zip(shares) {
+            let attackers = &client_order[start..start + share];
+            start += share;
+            for (k, &client_idx) in attackers.iter().enumerate() {
                 behaviours[client_idx] = match attack {
                     Attack::LabelFlip { .. } => Behaviour::LabelFlip,
                     Attack::Noise { std, .. } => Behaviour::Noise { std },

@@ -32,7 +32,10 @@ fn simulate(
         SimulationOptions::new(n_clients, partition.parse::<Partition>().unwrap(), seed);
     options.rounds = Some(30);
     options.strategy = strategy.map(|s| s.parse::<StrategyConfig>().unwrap());
-    options.attack = attack.map(|a| a.parse::<Attack>().unwrap());
+    options.attacks = attack
+        .map(|a| a.parse::<Attack>().unwrap())
+        .into_iter()
+        .collect();
     options.ledger = LedgerChoice::Off;
     let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
     sim.run(|_| {}).unwrap()
@@ -231,7 +234,10 @@ fn free_riders_duplicates_and_noisy_labels_are_simulated_as_described() {
         let mut options = SimulationOptions::new(10, Partition::Iid, 42);
         options.rounds = Some(3);
         options.ledger = LedgerChoice::Off;
-        options.attack = Some(attack.parse::<Attack>().unwrap());
+        options.attacks = attack
+            .split(' ')
+            .map(|a| a.parse::<Attack>().unwrap())
+            .collect();
         options
     };
     // Everyone free-rides: the model never moves from where it started.
@@ -273,4 +279,16 @@ fn free_riders_duplicates_and_noisy_labels_are_simulated_as_described() {
         changed.iter().filter(|&&c| c > 0.3 && c < 0.6).count() == 2,
         "{changed:?}"
     );
+
+    // Several at once take disjoint shares: issue 12's round of 2 noisy, 1 free rider and
+    // 1 duplicate among 10.
+    let mixed = Simulation::prepare(
+        &contract,
+        &table,
+        &options("noisy-labels:0.2,0.5 free-rider:0.1 duplicate:0.1"),
+    )
+    .unwrap();
+    assert_eq!(mixed.n_attackers(), 4);
+    let too_many = Simulation::prepare(&contract, &table, &options("noise:0.6 scale:0.5,2"));
+    assert!(too_many.is_err_and(|e| e.to_string().contains("add up to at most 1")));
 }
