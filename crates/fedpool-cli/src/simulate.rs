@@ -78,6 +78,10 @@ pub struct SimulateArgs {
     /// identities and consents, so it never appends to another ledger).
     #[arg(long, requires = "ledger")]
     pub force: bool,
+    /// Value every contributor of every plainly aggregated round (Shapley values of its
+    /// update for test accuracy, summed over rounds); `--json` then lists them.
+    #[arg(long)]
+    pub value: bool,
     /// Record nothing: no identities, consents, rounds or verification (for measuring
     /// training speed alone).
     #[arg(long, conflicts_with = "ledger")]
@@ -118,6 +122,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     options.rounds = args.rounds;
     options.strategy = args.strategy.clone();
     options.attacks = args.attack.clone();
+    options.value_contributions = args.value;
     options.consent_rate = args.consent_rate;
     options.dropout = args.dropout;
     options.owner_epsilon_cap = args.owner_epsilon_cap;
@@ -208,7 +213,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         None => None,
     };
     if args.json {
-        let output = json_report(&contract, &args, &strategy, sim.n_clients(), &report);
+        let output = json_report(&contract, &args, &strategy, &sim, &report);
         println!("{}", serde_json::to_string_pretty(&output)?);
     } else {
         print_summary(&report);
@@ -407,9 +412,10 @@ fn json_report(
     contract: &Contract,
     args: &SimulateArgs,
     strategy: &StrategyConfig,
-    n_clients: usize,
+    sim: &Simulation,
     report: &SimulationReport,
 ) -> serde_json::Value {
+    let n_clients = sim.n_clients();
     let per_round: Vec<f64> = report
         .rounds
         .iter()
@@ -435,6 +441,23 @@ fn json_report(
         "epsilon": s.epsilon,
         "scaling": s.scaling.as_ref(),
     })));
+    if let Some(values) = &report.values {
+        output["values"] = json!(
+            values
+                .iter()
+                .zip(sim.behaviours())
+                .enumerate()
+                .map(|(client, (value, behaviour))| json!({
+                    "client": client,
+                    "behaviour": format!("{behaviour:?}"),
+                    "value": value,
+                }))
+                .collect::<Vec<_>>()
+        );
+        output["values_method"] = json!(
+            "shapley (FedSV: exact up to 12 contributors a round, sampled above; test accuracy)"
+        );
+    }
     output["consent_rate"] = json!(args.consent_rate);
     output["epsilon"] = json!(report.epsilon);
     output["delta"] = json!(report.delta);

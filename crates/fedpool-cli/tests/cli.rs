@@ -427,3 +427,19 @@ fn the_centralised_baseline_runs_with_min_clients_one() {
     let (ok, stderr) = run_quiet(&["simulate", &digits, "--min-clients", "0", "--rounds", "1"]);
     assert!(!ok && stderr.contains("min_clients"), "{stderr}");
 }
+
+#[test]
+fn simulate_json_lists_each_clients_value_when_asked() {
+    let v = simulate_json(&["--attack", "free-rider:0.1", "--value"]);
+    let values = v["values"].as_array().unwrap();
+    assert_eq!(values.len(), 10);
+    let free_rider = values
+        .iter()
+        .find(|c| c["behaviour"].as_str().unwrap().starts_with("FreeRider"))
+        .unwrap();
+    assert_eq!(free_rider["value"], 0.0, "a zero update is worth nothing");
+    assert!(values.iter().any(|c| c["value"].as_f64().unwrap() > 0.0));
+    assert!(v["values_method"].as_str().unwrap().starts_with("shapley"));
+    // Without --value nothing is valued (and nothing is listed).
+    assert!(simulate_json(&[]).get("values").is_none());
+}

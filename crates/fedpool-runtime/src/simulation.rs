@@ -63,6 +63,9 @@ pub struct SimulationOptions {
     /// Every consenting owner's own cap on ε for this model (recorded in its consent); each
     /// node refuses rounds past it, whatever the publisher asks.
     pub owner_epsilon_cap: Option<f64>,
+    /// Value every contributor of every plainly aggregated round (Shapley values of the
+    /// round's updates for test accuracy; see [`SimulationReport::values`]).
+    pub value_contributions: bool,
 }
 
 /// Where a simulation records its ledger.
@@ -90,6 +93,7 @@ impl SimulationOptions {
             ledger: LedgerChoice::Temporary,
             dropout: 0.0,
             owner_epsilon_cap: None,
+            value_contributions: false,
         }
     }
 }
@@ -173,6 +177,13 @@ pub struct SimulationReport {
     /// The statistics phase, when the contract standardises with federated statistics and the
     /// phase completed.
     pub statistics: Option<StatisticsOutcome>,
+    /// With `value_contributions`: each client's summed Shapley value over the rounds it
+    /// contributed to (FedSV, Wang et al. 2020): the utility of a subset of a round's
+    /// contributors is the test metric (accuracy, or −RMSE) of the model before the round
+    /// plus the subset's terms of the round's row-weighted mean (so the whole round gives the
+    /// round's model, and a zero update is worth nothing). Exact up to 12 contributors,
+    /// sampled above. Rounds under secure aggregation are not valued (no update is seen).
+    pub values: Option<Vec<f64>>,
 }
 
 /// What the statistics phase produced.
@@ -295,6 +306,12 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     statistics: Option<FederatedStatistics>,
     /// Per client, the labels a noisy-label client replaced: (row position, label).
     label_noise: Vec<Vec<(usize, u32)>>,
+    /// The global model before the current round (what valuation adds subsets' updates to).
+    previous_global: Arc<Vec<f32>>,
+    /// With valuation: each client's summed value so far.
+    values: Option<Vec<f64>>,
+    /// Seed of sampled valuations.
+    seed: u64,
 }
 
 /// The simulation's side of the driver: the transport, and what a simulation adds around the
@@ -315,6 +332,8 @@ struct SimulationHost<T> {
     masked_inputs_seen: usize,
     /// Training jobs asked for, run in parallel once no message is in flight.
     jobs: Vec<TrainJob>,
+    /// With valuation: the plain updates the publisher received this round.
+    round_updates: Option<BTreeMap<NodeId, (Vec<f32>, usize)>>,
     /// The publisher's events, handled by the simulation after each driver call.
     events: Vec<RoundEvent>,
 }
@@ -333,8 +352,11 @@ impl<T: Transport> Host for SimulationHost<T> {
             if self.gone.contains(&from) {
                 return Ok(());
             }
-            if matches!(msg, Msg::Update(_)) {
+            if let Msg::Update(update) = &msg {
                 self.plain_updates_seen += 1;
+                if let Some(updates) = &mut self.round_updates {
+                    updates.insert(from, (update.delta.clone(), update.n_examples));
+                }
             } else if msg.participant_stage() == Some(Stage::MaskedInput) {
                 self.masked_inputs_seen += 1;
             }
@@ -630,6 +652,7 @@ impl Simulation<InProcessTransport> {
                 masked_inputs_seen: 0,
                 jobs: Vec::new(),
                 events: Vec::new(),
+                round_updates: options.value_contributions.then(BTreeMap::new),
             },
             n_clients,
             datasets,
@@ -640,6 +663,9 @@ impl Simulation<InProcessTransport> {
             stopped_by_budget: None,
             statistics,
             label_noise,
+            previous_global: Arc::new(initial),
+            values: options.value_contributions.then(|| vec![0.0; n_clients]),
+            seed: options.seed,
         })
     }
 
@@ -678,6 +704,11 @@ impl<T: Transport> Simulation<T> {
     /// Clients that consented.
     pub fn n_consenting(&self) -> usize {
         self.driver.participants().filter(|p| p.consented()).count()
+    }
+
+    /// How each client behaves, in client order.
+    pub fn behaviours(&self) -> &[Behaviour] {
+        &self.behaviours
     }
 
     /// Clients that are not honest.
@@ -741,6 +772,7 @@ impl<T: Transport> Simulation<T> {
                         .map(Participant::epsilon_spent)
                         .fold(0.0, f64::max),
                     statistics: self.statistics.as_ref().and_then(|s| s.outcome.clone()),
+                    values: self.values.clone(),
                 });
             }
             // Write-ahead: what nodes accounted is on the ledger before anything they sent
@@ -794,7 +826,11 @@ impl<T: Transport> Simulation<T> {
         let mut finished = None;
         for event in std::mem::take(&mut self.host.events) {
             match event {
-                RoundEvent::Started { .. } => {}
+                RoundEvent::Started { .. } => {
+                    if let Some(updates) = &mut self.host.round_updates {
+                        updates.clear();
+                    }
+                }
                 RoundEvent::StatisticsCompleted(summary) => {
                     self.standardise_with(&summary.scaling)?;
                     if let Some(ledger) = &mut self.host.ledger {
@@ -831,6 +867,10 @@ impl<T: Transport> Simulation<T> {
                     ));
                 }
                 RoundEvent::Completed(summary) => {
+                    if !summary.secure_aggregation {
+                        self.value_round(summary.round, &summary.contributors)?;
+                    }
+                    self.previous_global = Arc::clone(&summary.global);
                     let metrics = evaluate(&self.network, &summary.global, &self.test_set)?;
                     if let Some(ledger) = &mut self.host.ledger {
                         let contributors: Vec<usize> =
@@ -897,6 +937,52 @@ impl<T: Transport> Simulation<T> {
             }
         }
         Ok(finished)
+    }
+
+    /// Adds each contributor's Shapley value for this round to its total (with valuation on).
+    fn value_round(&mut self, round: RoundId, contributors: &[NodeId]) -> Result<(), Error> {
+        let (Some(values), Some(updates)) = (&mut self.values, &self.host.round_updates) else {
+            return Ok(());
+        };
+        let members: Vec<(NodeId, &(Vec<f32>, usize))> = contributors
+            .iter()
+            .filter_map(|node| updates.get(node).map(|u| (*node, u)))
+            .collect();
+        let (network, test_set, before) = (&self.network, &self.test_set, &self.previous_global);
+        // Each contributor's term of the round's row-weighted mean: a subset's model is the
+        // model before the round plus its members' terms, so the whole round gives the round's
+        // model and an update of zeros changes nothing (a null player, valued 0).
+        let rows: usize = members.iter().map(|(_, (_, n))| n).sum();
+        let utility = |subset: &[usize]| -> f64 {
+            let mut params = before.as_ref().clone();
+            if rows > 0 {
+                for &i in subset {
+                    let (delta, n) = members[i].1;
+                    let weight = *n as f32 / rows as f32;
+                    for (p, d) in params.iter_mut().zip(delta) {
+                        *p += weight * d;
+                    }
+                }
+            }
+            match evaluate(network, &params, test_set) {
+                Ok(Metrics::Classification { accuracy, .. }) => accuracy,
+                Ok(Metrics::Regression { rmse, .. }) => -rmse,
+                Err(_) => f64::NAN,
+            }
+        };
+        let sampling = fedpool_value::Estimate::Sampled {
+            seed: self.seed ^ u64::from(round.0),
+            truncation: 0.0,
+            target_std_error: 0.002,
+            max_permutations: 200,
+            batch: 16,
+        };
+        let valuation = fedpool_value::shapley::shapley(members.len(), &utility, &sampling)
+            .map_err(|e| Error::Setup(format!("cannot value {round}: {e}")))?;
+        for ((node, _), value) in members.iter().zip(&valuation.values) {
+            values[node.0 as usize] += value;
+        }
+        Ok(())
     }
 
     /// Encodes every client's rows and the test set again with the federated scaling (an

@@ -292,3 +292,46 @@ fn free_riders_duplicates_and_noisy_labels_are_simulated_as_described() {
     let too_many = Simulation::prepare(&contract, &table, &options("noise:0.6 scale:0.5,2"));
     assert!(too_many.is_err_and(|e| e.to_string().contains("add up to at most 1")));
 }
+
+/// Shapley values of a round with 2 noisy-label clients, a free rider and a duplicate among 10
+/// (issue 12's setting), valued exactly each round on the test accuracy.
+#[test]
+fn shapley_values_find_the_free_rider_and_rank_noisy_clients_below_honest_ones() {
+    let (contract, table) = digits();
+    let mut options = SimulationOptions::new(10, Partition::Iid, 42);
+    options.rounds = Some(5);
+    options.ledger = LedgerChoice::Off;
+    options.value_contributions = true;
+    options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
+        .iter()
+        .map(|a| a.parse::<Attack>().unwrap())
+        .collect();
+    let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+    let behaviours = sim.behaviours().to_vec();
+    let report = sim.run(|_| {}).unwrap();
+    let values = report.values.expect("valued");
+    let total: f64 = values.iter().filter(|v| **v > 0.0).sum();
+    let of = |pick: &dyn Fn(&fedpool_runtime::Behaviour) -> bool| -> Vec<f64> {
+        behaviours
+            .iter()
+            .zip(&values)
+            .filter(|(b, _)| pick(b))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    use fedpool_runtime::Behaviour as B;
+    let free_rider = of(&|b| matches!(b, B::FreeRider { .. }));
+    let noisy = of(&|b| matches!(b, B::NoisyLabels { .. }));
+    let honest = of(&|b| matches!(b, B::Honest));
+    println!("values by behaviour: {behaviours:?}\n{values:?}");
+    assert_eq!((free_rider.len(), noisy.len()), (1, 2));
+    assert!(
+        free_rider[0] < 0.01 * total,
+        "free rider {} of {total}",
+        free_rider[0]
+    );
+    let worst_honest = honest.iter().copied().fold(f64::INFINITY, f64::min);
+    for v in &noisy {
+        assert!(*v < worst_honest, "noisy {v} vs honest {honest:?}");
+    }
+}
