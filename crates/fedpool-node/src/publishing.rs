@@ -10,15 +10,14 @@ use std::sync::Arc;
 
 use fedpool_core::{Contract, Metrics, Network, evaluate_outputs};
 use fedpool_data::{Dataset, FeatureScaling, StatisticsLayout, Table};
-use fedpool_ledger::{
-    Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, StatisticsCommitted,
-    Store,
-};
+use fedpool_ledger::{Body, Did, EventId, Keypair, ModelId, ModelPublished, RoundCommitted, Store};
 use fedpool_protocol::{
     CommittedPlan, Driver, Host, Msg, NodeId, PrivacySpend, PrivacyTerms, Publisher,
     PublisherConfig, PublisherInput, RoundEvent, Sequential, TrainJob,
 };
-use fedpool_runtime::ledger::{metric_pairs, params_hash, scaling_record};
+use fedpool_runtime::ledger::{
+    metric_pairs, params_hash, round_plan, scaling_record, statistics_committed,
+};
 use libp2p::PeerId;
 use rand::SeedableRng;
 use serde_json::json;
@@ -46,9 +45,10 @@ pub struct PublisherRun {
     network: Network,
     /// The held-out rows, and their encoding once the scaling is known.
     eval_table: Option<Table>,
+    /// Whether the contract standardises with federated statistics (the evaluation rows then
+    /// wait for the scaling).
+    federated: bool,
     eval: Option<Dataset>,
-    /// The committed scaling's hash, which every round names.
-    scaling_hash: Option<String>,
     members: BTreeMap<NodeId, Member>,
     by_peer: HashMap<PeerId, NodeId>,
     reply: UnboundedSender<serde_json::Value>,
@@ -119,12 +119,7 @@ impl PublisherRun {
             .into_iter()
             .filter_map(|e| match e.body() {
                 Body::RoundCommitted(r) if &r.model_id == model_id => Some((
-                    CommittedPlan {
-                        round: r.round,
-                        asked: r.plan.asked as usize,
-                        eligible: r.plan.eligible as usize,
-                        clip_norm: r.plan.clip_norm,
-                    },
+                    committed_plan(r.round, &r.plan),
                     r.global_model_hash.clone(),
                 )),
                 _ => None,
@@ -184,14 +179,11 @@ impl PublisherRun {
             }
             None => publisher,
         };
-        let (publisher, scaling_hash) = match committed_statistics {
-            Some((scaling, hash, plan)) => (
-                publisher
-                    .with_committed_statistics(Arc::new(scaling), plan)
-                    .map_err(Error::Refused)?,
-                Some(hash),
-            ),
-            None => (publisher, None),
+        let publisher = match committed_statistics {
+            Some((scaling, plan)) => publisher
+                .with_committed_statistics(Arc::new(scaling), plan)
+                .map_err(Error::Refused)?,
+            None => publisher,
         };
         let publisher = publisher
             .resume(&plans, started_through)
@@ -200,7 +192,7 @@ impl PublisherRun {
             .map(|name| data.evaluation_data(&contract, name))
             .transpose()
             .map_err(|e| Error::Refused(format!("cannot load the evaluation set: {e}")))?;
-        let eval = encode_eval(eval_table.as_ref(), layout.as_ref(), publisher.scaling())?;
+        let eval = encode_eval(eval_table.as_ref(), layout.is_some(), publisher.scaling())?;
         let mut run = PublisherRun {
             model_id: model_id.clone(),
             publication,
@@ -208,7 +200,7 @@ impl PublisherRun {
             network,
             eval_table,
             eval,
-            scaling_hash,
+            federated: layout.is_some(),
             members: BTreeMap::new(),
             by_peer: HashMap::new(),
             reply,
@@ -351,40 +343,14 @@ impl PublisherRun {
             }
             RoundEvent::StatisticsCompleted(summary) => {
                 let participants = self.participants(&summary.contributors);
-                let (scaling, scaling_hash) = scaling_record(&summary.scaling);
-                let (epsilon_round, epsilon_total, delta) =
-                    PrivacySpend::ledger_figures(summary.privacy);
-                store.append_next(
-                    keypair,
-                    now_ms(),
-                    StatisticsCommitted {
-                        model_id: self.model_id.clone(),
-                        participants,
-                        scaling,
-                        scaling_hash: scaling_hash.clone(),
-                        epsilon_round,
-                        epsilon_total,
-                        delta,
-                        plan: fedpool_ledger::RoundPlan {
-                            asked: summary.asked as u32,
-                            eligible: summary.eligible as u32,
-                            clip_norm: summary.clip_norm,
-                        },
-                    },
+                let body = statistics_committed(&self.model_id, participants, &summary);
+                let scaling_hash = body.scaling_hash.clone();
+                store.append_next(keypair, now_ms(), body)?;
+                self.eval = encode_eval(
+                    self.eval_table.as_ref(),
+                    self.federated,
+                    Some(&summary.scaling),
                 )?;
-                self.scaling_hash = Some(scaling_hash.clone());
-                if let Some(table) = &self.eval_table {
-                    self.eval = Some(
-                        table
-                            .encode_scaled(
-                                &(0..table.n_rows()).collect::<Vec<_>>(),
-                                &summary.scaling,
-                            )
-                            .map_err(|e| {
-                                Error::Refused(format!("cannot encode the evaluation set: {e}"))
-                            })?,
-                    );
-                }
                 tracing::info!(model = %short(self.model_id.as_str()), contributors = summary.contributors.len(), "statistics committed");
                 let _ = self.reply.send(json!({
                     "event": "statistics",
@@ -415,13 +381,14 @@ impl PublisherRun {
                         epsilon_round,
                         epsilon_total,
                         delta,
-                        plan: fedpool_ledger::RoundPlan {
-                            asked: summary.asked as u32,
-                            eligible: summary.eligible as u32,
-                            clip_norm: summary.clip_norm,
-                        },
+                        plan: round_plan(summary.asked, summary.eligible, summary.clip_norm),
                         metrics: metrics.as_ref().map(metric_pairs).unwrap_or_default(),
-                        scaling_hash: self.scaling_hash.clone(),
+                        // The hash the statistics phase committed (its text re-serialises
+                        // to the same canonical bytes).
+                        scaling_hash: self
+                            .publisher()
+                            .scaling()
+                            .map(|scaling| scaling_record(scaling).1),
                     },
                 )?;
                 self.rounds_completed += 1;
@@ -518,13 +485,23 @@ impl Host for RunHost<'_> {
     }
 }
 
+/// A plan the ledger recorded, as the publisher replans it.
+fn committed_plan(round: u32, plan: &fedpool_ledger::RoundPlan) -> CommittedPlan {
+    CommittedPlan {
+        round,
+        asked: plan.asked as usize,
+        eligible: plan.eligible as usize,
+        clip_norm: plan.clip_norm,
+    }
+}
+
 /// The statistics phase this publisher committed for `model_id` earlier, if any: its scaling
-/// (checked against its hash), the hash, and its plan.
+/// (checked against its hash) and its plan.
 fn committed_statistics(
     store: &Store,
     me: &Did,
     model_id: &ModelId,
-) -> Result<Option<(FeatureScaling, String, CommittedPlan)>, Error> {
+) -> Result<Option<(FeatureScaling, CommittedPlan)>, Error> {
     for event in store.events_by_author(me)? {
         let Body::StatisticsCommitted(committed) = event.body() else {
             continue;
@@ -539,13 +516,7 @@ fn committed_statistics(
                 "the committed scaling does not hash to its recorded hash".into(),
             ));
         }
-        let plan = CommittedPlan {
-            round: 0,
-            asked: committed.plan.asked as usize,
-            eligible: committed.plan.eligible as usize,
-            clip_norm: committed.plan.clip_norm,
-        };
-        return Ok(Some((scaling, committed.scaling_hash.clone(), plan)));
+        return Ok(Some((scaling, committed_plan(0, &committed.plan))));
     }
     Ok(None)
 }
@@ -554,20 +525,20 @@ fn committed_statistics(
 /// (when the model has none) with their own statistics; `None` until the scaling exists.
 fn encode_eval(
     table: Option<&Table>,
-    layout: Option<&StatisticsLayout>,
+    federated: bool,
     scaling: Option<&Arc<FeatureScaling>>,
 ) -> Result<Option<Dataset>, Error> {
     let Some(table) = table else {
         return Ok(None);
     };
     let rows: Vec<usize> = (0..table.n_rows()).collect();
-    match (layout, scaling) {
-        (None, _) => Ok(Some(table.encode(&rows))),
-        (Some(_), Some(scaling)) => table
+    match (federated, scaling) {
+        (false, _) => Ok(Some(table.encode(&rows))),
+        (true, Some(scaling)) => table
             .encode_scaled(&rows, scaling)
             .map(Some)
             .map_err(|e| Error::Refused(format!("cannot encode the evaluation set: {e}"))),
-        (Some(_), None) => Ok(None),
+        (true, None) => Ok(None),
     }
 }
 

@@ -914,7 +914,6 @@ impl Publisher {
     /// The statistics phase's plain (or centrally noised) aggregate: the mean of the vectors.
     fn aggregate_statistics(&mut self, collecting: Collecting) -> RoundEvent {
         let round = collecting.round;
-        let n_vectors = collecting.updates.len();
         if let Some(failed) = self.too_few(&collecting, "nodes sent statistics") {
             return failed;
         }
@@ -924,32 +923,24 @@ impl Publisher {
             .values()
             .map(|u| u.delta.as_slice())
             .collect();
+        // Every node counts once, whatever its rows: the (clipped, noised when the contract
+        // says so) sum over the expected count. Only ratios of it are used, so the divisor
+        // does not matter.
         let terms = &self.config.privacy;
-        let mean = if terms.is_active() {
-            let noise_multiplier = if terms.adds_noise() {
-                terms.noise_multiplier
-            } else {
-                0.0
-            };
-            match private_mean(
-                &vectors,
-                collecting.privacy.clip_norm,
-                noise_multiplier,
-                collecting.denominator,
-                &mut self.privacy_rng,
-            ) {
-                Ok(mean) => mean,
-                Err(reason) => return RoundEvent::Failed { round, reason },
-            }
+        let noise_multiplier = if terms.adds_noise() {
+            terms.noise_multiplier
         } else {
-            // Every node counts once, whatever its rows: an unweighted mean, in f64.
-            let mut sum = vec![0.0f64; vectors[0].len()];
-            for vector in &vectors {
-                for (acc, &v) in sum.iter_mut().zip(*vector) {
-                    *acc += f64::from(v);
-                }
-            }
-            sum.iter().map(|s| (s / n_vectors as f64) as f32).collect()
+            0.0
+        };
+        let mean = match private_mean(
+            &vectors,
+            collecting.privacy.clip_norm,
+            noise_multiplier,
+            collecting.denominator,
+            &mut self.privacy_rng,
+        ) {
+            Ok(mean) => mean,
+            Err(reason) => return RoundEvent::Failed { round, reason },
         };
         let dropped = collecting.awaiting.iter().copied().collect();
         self.complete_statistics(collecting, &mean, contributors, dropped, false)

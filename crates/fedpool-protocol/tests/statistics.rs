@@ -271,15 +271,14 @@ fn statistics_asked_late_mislabelled_or_of_a_model_without_them_are_refused() {
     assert!(reason.to_string().contains("statistics vector"), "{reason}");
 }
 
-#[test]
-fn the_publisher_runs_the_statistics_phase_first_and_sends_its_scaling_with_every_round() {
-    let layout = layout();
-    let roster: Vec<NodeId> = (0..4).map(NodeId).collect();
-    let mut publisher = Publisher::new(
+/// A publisher of a model with a statistics phase and no privacy terms, sampling `fraction`
+/// of `roster` (at least 2) for `rounds` rounds.
+fn plain_publisher(rounds: usize, fraction: f64, roster: Vec<NodeId>) -> Publisher {
+    Publisher::new(
         PublisherConfig {
-            rounds: 2,
+            rounds,
             sampling: ClientSampling {
-                fraction: Some(0.5),
+                fraction: Some(fraction),
                 count: None,
                 min_clients: 2,
             },
@@ -288,12 +287,19 @@ fn the_publisher_runs_the_statistics_phase_first_and_sends_its_scaling_with_ever
             seed: 9,
             privacy: PrivacyTerms::none(),
             directory: Arc::new(Directory::new()),
-            statistics: Some(layout.clone()),
+            statistics: Some(layout()),
         },
         StrategyConfig::FedAvg.build(),
         vec![0.0; MODEL_DIMENSION],
-        roster.clone(),
-    );
+        roster,
+    )
+}
+
+#[test]
+fn the_publisher_runs_the_statistics_phase_first_and_sends_its_scaling_with_every_round() {
+    let layout = layout();
+    let roster: Vec<NodeId> = (0..4).map(NodeId).collect();
+    let mut publisher = plain_publisher(2, 0.5, roster.clone());
     let drain = |p: &mut Publisher| std::iter::from_fn(|| p.poll_output()).collect::<Vec<_>>();
     publisher.handle(PublisherInput::Tick { now_ms: 0 });
     let asked: Vec<NodeId> = drain(&mut publisher)
@@ -374,25 +380,7 @@ fn the_publisher_runs_the_statistics_phase_first_and_sends_its_scaling_with_ever
 
 #[test]
 fn a_failed_statistics_phase_ends_the_run_without_training() {
-    let mut publisher = Publisher::new(
-        PublisherConfig {
-            rounds: 3,
-            sampling: ClientSampling {
-                fraction: Some(1.0),
-                count: None,
-                min_clients: 2,
-            },
-            local: LocalTraining::default(),
-            round_timeout_ms: 1_000,
-            seed: 9,
-            privacy: PrivacyTerms::none(),
-            directory: Arc::new(Directory::new()),
-            statistics: Some(layout()),
-        },
-        StrategyConfig::FedAvg.build(),
-        vec![0.0; MODEL_DIMENSION],
-        vec![NodeId(0), NodeId(1)],
-    );
+    let mut publisher = plain_publisher(3, 1.0, vec![NodeId(0), NodeId(1)]);
     publisher.handle(PublisherInput::Tick { now_ms: 0 });
     // Nobody answers: the deadline passes with no statistics.
     publisher.handle(PublisherInput::Tick { now_ms: 5_000 });

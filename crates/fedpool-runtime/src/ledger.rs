@@ -11,7 +11,7 @@ use fedpool_ledger::{
     ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, StatisticsCommitted, Store,
     VerifyReport, active_consents, content_hash,
 };
-use fedpool_protocol::{PrivacyRecord, RoundId};
+use fedpool_protocol::{PrivacyRecord, PrivacySpend, RoundId, StatisticsSummary};
 
 use crate::Error;
 
@@ -47,6 +47,35 @@ pub fn scaling_record(scaling: &fedpool_data::FeatureScaling) -> (String, String
     let text = scaling.to_canonical_json();
     let hash = content_hash(text.as_bytes());
     (text, hash)
+}
+
+/// The `StatisticsCommitted` a publisher signs for a completed statistics phase.
+pub fn statistics_committed(
+    model_id: &ModelId,
+    participants: Vec<(Did, EventId)>,
+    summary: &StatisticsSummary,
+) -> StatisticsCommitted {
+    let (scaling, scaling_hash) = scaling_record(&summary.scaling);
+    let (epsilon_round, epsilon_total, delta) = PrivacySpend::ledger_figures(summary.privacy);
+    StatisticsCommitted {
+        model_id: model_id.clone(),
+        participants,
+        scaling,
+        scaling_hash,
+        epsilon_round,
+        epsilon_total,
+        delta,
+        plan: round_plan(summary.asked, summary.eligible, summary.clip_norm),
+    }
+}
+
+/// A round's (or the statistics phase's) plan as the ledger records it.
+pub fn round_plan(asked: usize, eligible: usize, clip_norm: f64) -> RoundPlan {
+    RoundPlan {
+        asked: asked as u32,
+        eligible: eligible as u32,
+        clip_norm,
+    }
 }
 
 /// Metrics as the ledger records them.
@@ -339,27 +368,13 @@ impl SimulationLedger {
     pub fn commit_statistics(
         &mut self,
         contributors: &[usize],
-        scaling: &fedpool_data::FeatureScaling,
-        epsilon: (f64, f64, f64),
-        plan: RoundPlan,
+        summary: &StatisticsSummary,
     ) -> Result<(), Error> {
         let participants = self.participants(contributors, "the statistics phase")?;
-        let (scaling, scaling_hash) = scaling_record(scaling);
-        let (epsilon_round, epsilon_total, delta) = epsilon;
+        let body = statistics_committed(&self.model_id, participants, summary);
         self.clock_ms += 1_000;
-        let event = self.publisher.sign(
-            self.clock_ms,
-            StatisticsCommitted {
-                model_id: self.model_id.clone(),
-                participants,
-                scaling,
-                scaling_hash: scaling_hash.clone(),
-                epsilon_round,
-                epsilon_total,
-                delta,
-                plan,
-            },
-        )?;
+        let scaling_hash = body.scaling_hash.clone();
+        let event = self.publisher.sign(self.clock_ms, body)?;
         self.store.append(&event)?;
         self.scaling_hash = Some(scaling_hash);
         Ok(())

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::Error;
 use crate::attack::{Attack, Behaviour};
-use crate::ledger::SimulationLedger;
+use crate::ledger::{SimulationLedger, round_plan};
 use crate::transport::{Envelope, InProcessTransport, Transport};
 use fedpool_ledger::VerifyReport;
 
@@ -836,17 +836,7 @@ impl<T: Transport> Simulation<T> {
                     if let Some(ledger) = &mut self.host.ledger {
                         let contributors: Vec<usize> =
                             summary.contributors.iter().map(|n| n.0 as usize).collect();
-                        let epsilon = PrivacySpend::ledger_figures(summary.privacy);
-                        ledger.commit_statistics(
-                            &contributors,
-                            &summary.scaling,
-                            epsilon,
-                            fedpool_ledger::RoundPlan {
-                                asked: summary.asked as u32,
-                                eligible: summary.eligible as u32,
-                                clip_norm: summary.clip_norm,
-                            },
-                        )?;
+                        ledger.commit_statistics(&contributors, &summary)?;
                     }
                     if let Some(statistics) = &mut self.statistics {
                         statistics.outcome = Some(StatisticsOutcome {
@@ -884,11 +874,7 @@ impl<T: Transport> Simulation<T> {
                             epsilon_round,
                             epsilon_total,
                             delta,
-                            fedpool_ledger::RoundPlan {
-                                asked: summary.asked as u32,
-                                eligible: summary.eligible as u32,
-                                clip_norm: summary.clip_norm,
-                            },
+                            round_plan(summary.asked, summary.eligible, summary.clip_norm),
                             &metrics,
                         )?;
                     }

@@ -44,3 +44,22 @@ fn epsilon_is_recomputed_from_the_contracts_mechanism() {
         None
     );
 }
+
+#[test]
+fn a_publication_binds_consent_to_the_contracts_terms_not_to_the_cards_words() {
+    // Rewording how a card renders must leave every consent valid: the card hash a
+    // publication carries (and consents name) is the hash of the canonical structured terms,
+    // never of the rendered sentences.
+    let contract = Contract::from_toml(DIGITS, "digits.toml").unwrap();
+    let publisher = fedpool_ledger::Keypair::insecure_from_seed(1);
+    let published = fedpool_runtime::publication(&contract, DIGITS, &publisher.did());
+    assert_eq!(
+        published.card_hash,
+        fedpool_ledger::content_hash(contract.canonical_terms().as_bytes())
+    );
+    let rendered = fedpool_core::CardTerms::from_contract(&contract).canonical_json();
+    assert_ne!(
+        published.card_hash,
+        fedpool_ledger::content_hash(rendered.as_bytes())
+    );
+}
