@@ -443,3 +443,33 @@ fn simulate_json_lists_each_clients_value_when_asked() {
     // Without --value nothing is valued (and nothing is listed).
     assert!(simulate_json(&[]).get("values").is_none());
 }
+
+/// Runs `fedpool ARGS` under a pseudo-terminal (util-linux `script`, essential on Debian) and
+/// returns everything it drew.
+fn on_a_terminal(args: &str) -> String {
+    let output = Command::new("script")
+        .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .output()
+        .expect("util-linux `script` runs a command on a pseudo-terminal");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_terminal_shows_round_progress_and_json_or_a_pipe_shows_none() {
+    let simulate = format!("simulate {CONTRACTS}/digits.toml --clients 100 --rounds 30");
+    // The bar redraws at its own rate and clears itself at the end: some "round K/30".
+    let drawn = on_a_terminal(&simulate);
+    assert!(
+        (0..=30).any(|k| drawn.contains(&format!("  round {k}/30 "))),
+        "no progress bar on a terminal:\n{drawn}"
+    );
+    assert!(!on_a_terminal(&format!("{simulate} --json")).contains("/30"));
+    // Not a terminal: the plain lines only.
+    let piped = Command::new(BIN)
+        .args(simulate.split(' '))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("/30"));
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains("/30"));
+}
