@@ -177,9 +177,14 @@ fn summary(e: &Event) -> String {
                 .unwrap_or_default()
         ),
         Body::RewardsPaid(p) => format!(
-            "{} payouts, {:.2} in total",
-            p.payouts.len(),
-            p.payouts.iter().map(|(_, a)| a).sum::<f64>()
+            "{} paid to {} of {} ({}), {} carried, {}",
+            p.payouts.iter().map(|line| line.amount).sum::<u64>(),
+            p.payouts.iter().filter(|line| line.amount > 0).count(),
+            count(p.payouts.len() as u32, "participant"),
+            p.round
+                .map_or("final".to_string(), |r| format!("round {r}")),
+            p.carried,
+            p.method
         ),
         Body::ModelReleased(r) => format!("released after {}", count(r.rounds, "round")),
         Body::PrivacySpent(p) if p.round == 0 => format!(

@@ -353,7 +353,7 @@ fn one_unparsable_published_contract_does_not_break_listing_models() {
                 required_fields: Vec::new(),
                 epsilon_budget: None,
                 delta: None,
-                reward_pool: 0.0,
+                reward_pool: 0,
                 currency: "credits".into(),
             },
         };

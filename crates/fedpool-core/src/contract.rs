@@ -154,8 +154,9 @@ fn default_threshold() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rewards {
-    /// Total paid out over the whole training run.
-    pub pool: f64,
+    /// Total paid out over the whole training run, in the currency's smallest unit (an
+    /// integer: money never passes through floating point).
+    pub pool: u64,
     /// Unit of the pool.
     #[serde(default = "default_currency")]
     pub currency: String,
@@ -163,6 +164,14 @@ pub struct Rewards {
     pub valuation: Valuation,
     /// How measured contributions become payouts.
     pub split: SplitRule,
+    /// Every participant with a positive contribution to a round gets at least this much of
+    /// the round's share (when the share allows it for all of them).
+    #[serde(default)]
+    pub floor: u64,
+    /// No participant gets more than this of a round's share; what the cap holds back goes to
+    /// the others, or carries over.
+    #[serde(default)]
+    pub cap: Option<u64>,
 }
 
 fn default_currency() -> String {
@@ -534,10 +543,12 @@ impl Contract {
         }
 
         let r = &self.rewards;
-        if !(r.pool >= 0.0 && r.pool.is_finite()) {
+        if let Some(cap) = r.cap
+            && cap < r.floor
+        {
             return Err(invalid(
-                "rewards.pool",
-                format!("must be a non-negative number, got {}", r.pool),
+                "rewards.cap",
+                format!("is below the floor ({cap} < {})", r.floor),
             ));
         }
         Ok(())

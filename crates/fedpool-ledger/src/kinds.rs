@@ -5,11 +5,11 @@
 //!
 //! | kind (tag) | body |
 //! | --- | --- |
-//! | `model-published` (1) | model_id, name, version, contract_toml, card_hash: string; required_fields: `Vec<string>`; epsilon_budget, delta: `Option<f64>`; reward_pool: `f64`; currency: string |
+//! | `model-published` (1) | model_id, name, version, contract_toml, card_hash: string; required_fields: `Vec<string>`; epsilon_budget, delta: `Option<f64>`; reward_pool: `u64`; currency: string |
 //! | `consent-granted` (2) | model_id, card_hash, dataset_fingerprint: string; fields: `Vec<string>`; expires_at_ms: `Option<u64>`; epsilon_cap: `Option<f64>` |
 //! | `consent-revoked` (3) | model_id: string; consent: event id |
 //! | `round-committed` (4) | model_id: string; round: `u32`; participants: `Vec<(DID, event id)>`; global_model_hash: string; epsilon_round, epsilon_total, delta: `f64`; metrics: `Vec<(string, f64)>` |
-//! | `rewards-paid` (5) | model_id: string; round: `Option<u32>`; payouts: `Vec<(DID, f64)>`; method, details: string |
+//! | `rewards-paid` (5) | model_id: string; round: `Option<u32>`; allotment: `u64`; payouts: `Vec<(DID, score f64, amount u64)>`; carried: `u64`; method, details: string |
 //! | `model-released` (6) | model_id, final_model_hash: string; rounds: `u32`; metrics: `Vec<(string, f64)>` |
 //!
 //! Adding a field or a kind is a new encoding version: old events keep their bytes, and
@@ -154,7 +154,7 @@ pub struct ModelTerms {
     /// The δ of the (ε, δ) guarantee; `None` without differential privacy.
     pub delta: Option<f64>,
     /// Total amount the publisher may pay out over the model's life.
-    pub reward_pool: f64,
+    pub reward_pool: u64,
     /// Unit of `reward_pool` and of every payout, e.g. `"USDC"` or `"points"`.
     pub currency: String,
 }
@@ -269,19 +269,38 @@ pub struct RoundPlan {
     pub clip_norm: f64,
 }
 
-/// A publisher pays contributors from a model's reward pool.
+/// A publisher pays contributors from a model's reward pool, in the pool's smallest unit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RewardsPaid {
     /// The model whose pool pays.
     pub model_id: ModelId,
-    /// The round paid for; `None` for a payout covering the whole training.
+    /// The round paid for; `None` for the final payout (what earlier payouts carried, split
+    /// by each participant's total score).
     pub round: Option<u32>,
-    /// Amount per recipient, in the model's currency.
-    pub payouts: Vec<(Did, f64)>,
-    /// Valuation method, e.g. `"shapley-tmc"`.
+    /// Units this payout distributes: the round's share of the pool plus what the model's
+    /// previous payout carried (for the final payout: all the pool not yet paid).
+    pub allotment: u64,
+    /// Every valued participant: its score and what it is paid (0 for a score ≤ 0).
+    pub payouts: Vec<Payout>,
+    /// Units not paid (no positive score, or every eligible participant at the cap): the next
+    /// payout's allotment includes them.
+    pub carried: u64,
+    /// Valuation method, e.g. `"shapley-exact"`.
     pub method: String,
-    /// Whatever is needed to recompute the payouts (scores, seeds, split rule), as text.
+    /// What recomputing the scores needs, as JSON: the valuation recipe (estimator, seed,
+    /// validation set hash) and the hashes of the updates valued, in payout order.
     pub details: String,
+}
+
+/// One participant's line of a [`RewardsPaid`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Payout {
+    /// The owner paid.
+    pub owner: Did,
+    /// Its measured contribution.
+    pub score: f64,
+    /// What it is paid, in the pool's smallest unit.
+    pub amount: u64,
 }
 
 /// A publisher releases the trained model.
@@ -397,7 +416,7 @@ impl Body {
     pub(crate) fn first_non_finite(&self) -> Option<(&'static str, f64)> {
         let floats: Vec<(&'static str, f64)> = match self {
             Body::ModelPublished(body) => {
-                let mut floats = vec![("terms.reward_pool", body.terms.reward_pool)];
+                let mut floats = Vec::new();
                 floats.extend(
                     body.terms
                         .epsilon_budget
@@ -422,7 +441,7 @@ impl Body {
                 floats.extend(body.metrics.iter().map(|(_, v)| ("metrics", *v)));
                 floats
             }
-            Body::RewardsPaid(body) => body.payouts.iter().map(|(_, v)| ("payouts", *v)).collect(),
+            Body::RewardsPaid(body) => body.payouts.iter().map(|p| ("payouts", p.score)).collect(),
             Body::ModelReleased(body) => {
                 body.metrics.iter().map(|(_, v)| ("metrics", *v)).collect()
             }
@@ -454,7 +473,7 @@ impl Body {
                 }
                 w.option(terms.epsilon_budget, Writer::f64);
                 w.option(terms.delta, Writer::f64);
-                w.f64(terms.reward_pool);
+                w.u64(terms.reward_pool);
                 w.str(&terms.currency);
             }
             Body::ConsentGranted(body) => {
@@ -488,11 +507,14 @@ impl Body {
             Body::RewardsPaid(body) => {
                 w.str(&body.model_id.0);
                 w.option(body.round, Writer::u32);
+                w.u64(body.allotment);
                 w.len(body.payouts.len());
-                for (did, amount) in &body.payouts {
-                    w.raw(did.public_key());
-                    w.f64(*amount);
+                for payout in &body.payouts {
+                    w.raw(payout.owner.public_key());
+                    w.f64(payout.score);
+                    w.u64(payout.amount);
                 }
+                w.u64(body.carried);
                 w.str(&body.method);
                 w.str(&body.details);
             }
@@ -541,7 +563,7 @@ impl Body {
                     epsilon_budget: r
                         .option("terms.epsilon_budget", |r| r.f64("terms.epsilon_budget"))?,
                     delta: r.option("terms.delta", |r| r.f64("terms.delta"))?,
-                    reward_pool: r.f64("terms.reward_pool")?,
+                    reward_pool: r.u64("terms.reward_pool")?,
                     currency: r.str("terms.currency")?,
                 },
             }),
@@ -573,9 +595,15 @@ impl Body {
             EventKind::RewardsPaid => Body::RewardsPaid(RewardsPaid {
                 model_id,
                 round: r.option("round", |r| r.u32("round"))?,
-                payouts: r.vec("payouts", 40, |r| {
-                    Ok((read_did(r, "payouts")?, r.f64("payouts")?))
+                allotment: r.u64("allotment")?,
+                payouts: r.vec("payouts", 48, |r| {
+                    Ok(Payout {
+                        owner: read_did(r, "payouts")?,
+                        score: r.f64("payouts")?,
+                        amount: r.u64("payouts")?,
+                    })
                 })?,
+                carried: r.u64("carried")?,
                 method: r.str("method")?,
                 details: r.str("details")?,
             }),

@@ -20,7 +20,7 @@
 //!     required_fields: vec!["age".into()],
 //!     epsilon_budget: Some(4.0),
 //!     delta: Some(1e-5),
-//!     reward_pool: 100.0,
+//!     reward_pool: 100,
 //!     currency: "points".into(),
 //! };
 //! /// fedpool-runtime's `ContractReader` parses real contracts; this one knows just one.
@@ -119,8 +119,10 @@ pub use identity::{Did, Keypair, Signature};
 pub use keyfile::{read_key_file, replace_file, write_key_file};
 pub use kinds::{
     Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
-    ModelTerms, PrivacySpent, RewardsPaid, RoundCommitted, RoundPlan, StatisticsCommitted,
+    ModelTerms, Payout, PrivacySpent, RewardsPaid, RoundCommitted, RoundPlan, StatisticsCommitted,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
-pub use verify::{ContractRules, PrivacyStep, Rule, VerifyReport, Violation, verify_events};
+pub use verify::{
+    ContractRules, PayoutFault, PrivacyStep, Rule, VerifyReport, Violation, verify_events,
+};
 pub use writer::ChainWriter;

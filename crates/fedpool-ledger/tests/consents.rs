@@ -12,8 +12,8 @@ fn only_consents_that_hold_now_put_an_owner_on_the_roster() {
     let publisher = Keypair::insecure_from_seed(1);
     let impostor = Keypair::insecure_from_seed(9);
     let owners: Vec<Keypair> = (10..18).map(Keypair::insecure_from_seed).collect();
-    let m = model(&publisher, "roster", Some(4.0), 10.0);
-    let other = model(&publisher, "other", Some(4.0), 10.0);
+    let m = model(&publisher, "roster", Some(4.0), 10);
+    let other = model(&publisher, "other", Some(4.0), 10);
     ledger.push(&publisher, 1_000, m.clone());
     ledger.push(&publisher, 1_000, other.clone());
 

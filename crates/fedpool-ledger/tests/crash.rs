@@ -32,7 +32,7 @@ fn keys() -> [Keypair; 3] {
 /// the schedule is a valid ledger: a model, two consents, then rounds, payouts and further
 /// consents in turn. `consents` are the ids of steps 1 and 2.
 fn scheduled(step: u64, consents: Option<[EventId; 2]>, keys: &[Keypair; 3]) -> (usize, Body) {
-    let m = model(&keys[0], "crash", Some(1e9), 1e12);
+    let m = model(&keys[0], "crash", Some(1e9), 1_000_000_000_000);
     match step {
         0 => (0, m.into()),
         1 | 2 => (step as usize, consent(&m, None, None).into()),
@@ -50,7 +50,7 @@ fn scheduled(step: u64, consents: Option<[EventId; 2]>, keys: &[Keypair; 3]) -> 
                     )
                 }
                 1 => {
-                    let payouts = vec![(alice, 0.01), (bob, 0.01)];
+                    let payouts = vec![(alice, 1), (bob, 1)];
                     (0, payout(&m, Some(round_number), payouts).into())
                 }
                 _ => (1 + (step / 3 % 2) as usize, consent(&m, None, None).into()),

@@ -23,7 +23,7 @@ fn sample() -> (Keypair, Event) {
 #[test]
 fn layout_is_as_documented() {
     let (keypair, event) = sample();
-    let mut expected = vec![3u8]; // version
+    let mut expected = vec![4u8]; // version
     expected.extend(12u32.to_be_bytes());
     expected.extend(b"fedpool-test");
     expected.extend(keypair.did().public_key());
@@ -59,7 +59,7 @@ fn ids_and_signatures_are_stable() {
     let (_, event) = sample();
     assert_eq!(
         event.id().to_string(),
-        "bafkr4ibavochi5lrfiioz25ibl33gdibdbxtirgfuhikel4sbeyoxivrsa"
+        "bafkr4idldl4btlhdxvdi725gvi3uydouyytksrksu32jikek4o6n5km52m"
     );
 }
 
@@ -73,7 +73,7 @@ fn decode_inverts_encode_for_every_kind() {
         required_fields: vec!["a".into(), "ü".into()],
         epsilon_budget: Some(1.5),
         delta: None,
-        reward_pool: 0.0,
+        reward_pool: 0,
         currency: "€".into(),
     };
     let bodies: Vec<Body> = vec![
@@ -136,7 +136,13 @@ fn decode_inverts_encode_for_every_kind() {
         RewardsPaid {
             model_id: "m".into(),
             round: None,
-            payouts: vec![(did, 1.0)],
+            allotment: 3,
+            payouts: vec![Payout {
+                owner: did,
+                score: 0.5,
+                amount: 1,
+            }],
+            carried: 2,
             method: "m".into(),
             details: "{}".into(),
         }
@@ -198,7 +204,13 @@ fn invalid_events_cannot_be_built() {
         let body = RewardsPaid {
             model_id: "m".into(),
             round: None,
-            payouts: vec![(keypair.did(), bad)],
+            allotment: 1,
+            payouts: vec![Payout {
+                owner: keypair.did(),
+                score: bad,
+                amount: 1,
+            }],
+            carried: 0,
             method: String::new(),
             details: String::new(),
         };
@@ -218,7 +230,13 @@ fn non_finite_floats_are_refused_when_decoding() {
     let body = RewardsPaid {
         model_id: "m".into(),
         round: None,
-        payouts: vec![(keypair.did(), 1.0)],
+        allotment: 1,
+        payouts: vec![Payout {
+            owner: keypair.did(),
+            score: 1.0,
+            amount: 1,
+        }],
+        carried: 0,
         method: String::new(),
         details: String::new(),
     };

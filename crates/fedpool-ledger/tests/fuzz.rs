@@ -16,12 +16,12 @@ fn seed_events() -> Vec<Event> {
         Action::Publish {
             publisher: 0,
             epsilon_budget: Some(3.0),
-            reward_pool: 10.0,
+            reward_pool: 10,
         },
         Action::Publish {
             publisher: 1,
             epsilon_budget: None,
-            reward_pool: 0.0,
+            reward_pool: 0,
         },
         Action::Grant {
             owner: 0,

@@ -22,7 +22,7 @@ fn config(n_cases: u32) -> ProptestConfig {
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        1 => (0..3usize, prop::option::of(0.5f64..5.0), 0.0f64..1000.0).prop_map(
+        1 => (0..3usize, prop::option::of(0.5f64..5.0), 0u64..1000).prop_map(
             |(publisher, epsilon_budget, reward_pool)| Action::Publish {
                 publisher,
                 epsilon_budget,
@@ -76,7 +76,7 @@ fn history() -> impl Strategy<Value = Ledger> {
             sim.apply(&Action::Publish {
                 publisher: 0,
                 epsilon_budget: Some(2.0),
-                reward_pool: 100.0,
+                reward_pool: 100,
             });
             for action in &actions {
                 sim.apply(action);

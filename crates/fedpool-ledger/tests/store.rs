@@ -19,13 +19,13 @@ fn history() -> (Ledger, Keypair, Keypair, Keypair) {
     let publisher = Keypair::insecure_from_seed(1);
     let alice = Keypair::insecure_from_seed(2);
     let bob = Keypair::insecure_from_seed(3);
-    let m = model(&publisher, "m", Some(3.0), 10.0);
+    let m = model(&publisher, "m", Some(3.0), 10);
     ledger.push(&publisher, 1_000, m.clone());
     let a = ledger.push(&alice, 2_000, consent(&m, None, None));
     let b = ledger.push(&bob, 2_000, consent(&m, None, None));
     let participants = vec![(alice.did(), a.id()), (bob.did(), b.id())];
     ledger.push(&publisher, 3_000, round(&m, 1, participants, 1.0, 1.0));
-    let pay = payout(&m, Some(1), vec![(alice.did(), 5.0), (bob.did(), 5.0)]);
+    let pay = payout(&m, Some(1), vec![(alice.did(), 5), (bob.did(), 5)]);
     ledger.push(&publisher, 3_100, pay);
     (ledger, publisher, alice, bob)
 }
@@ -117,7 +117,7 @@ fn wrong_prev_hash_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1);
     let first = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let bogus = EventId::from_bytes([3; 32]);
     let second = Event::sign(
@@ -143,7 +143,7 @@ fn foreign_network_and_bad_signature_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1);
     let other = NetworkId::new("fedpool-other").unwrap();
     let foreign = Event::sign(&other, &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     assert!(matches!(
@@ -167,7 +167,7 @@ fn fork_is_recorded_as_evidence_without_overwriting() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1);
     let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let conflicting =
         Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
@@ -258,7 +258,7 @@ fn export_import_merges_ledgers_between_nodes() {
 fn forks_travel_with_exports() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Keypair::insecure_from_seed(2);
-    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1);
     let original = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let conflicting =
         Event::sign(&network(), &alice, 1, None, 1, consent(&m, Some(5), None)).unwrap();
@@ -442,7 +442,7 @@ fn swapped_rows_in_the_database_are_detected() {
 #[test]
 fn largest_event_round_trips_and_one_byte_more_is_refused() {
     let alice = Keypair::insecure_from_seed(2);
-    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1);
     let mut body = consent(&m, None, None);
     let base = Event::sign(&network(), &alice, 1, None, 1, body.clone()).unwrap();
     let room = MAX_EVENT_BYTES - base.encode().len();
@@ -478,7 +478,7 @@ fn undecodable_rows_are_reported_not_fatal() {
     let conn = Connection::open(&path).unwrap();
     let damaged = ledger.events[1].id().to_string();
     conn.execute(
-        "UPDATE events SET bytes = x'0302' WHERE id = ?1",
+        "UPDATE events SET bytes = x'0402' WHERE id = ?1",
         [&damaged],
     )
     .unwrap();
@@ -491,9 +491,17 @@ fn undecodable_rows_are_reported_not_fatal() {
         report.violations[0].detail.contains("truncated"),
         "{report}"
     );
-    // Without alice's consent the round relies on a consent that is not there.
+    // Without alice's consent the round relies on a consent that is not there, and its
+    // payout goes to someone with no consent on record.
     let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
-    assert_eq!(rules, vec![Rule::Undecodable, Rule::ConsentMissing]);
+    assert_eq!(
+        rules,
+        vec![
+            Rule::Undecodable,
+            Rule::ConsentMissing,
+            Rule::PayoutWithoutConsent
+        ]
+    );
     assert!(matches!(
         store.get(&ledger.events[1].id()),
         Err(Error::StoredEvent { .. })
@@ -597,7 +605,7 @@ fn a_chain_writer_extends_the_stored_chain_and_never_signs_an_earlier_time() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let publisher = Keypair::insecure_from_seed(1);
-    let m = model(&publisher, "written", None, 1.0);
+    let m = model(&publisher, "written", None, 1);
     let mut writer = ChainWriter::new(network(), publisher.clone());
     let first = writer.append(&mut store, 5_000, m.clone()).unwrap();
     // The clock stepped back: the next event keeps the previous timestamp.
@@ -633,7 +641,7 @@ fn an_author_that_is_not_a_curve_point_is_refused_as_a_bad_signature() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let alice = Keypair::insecure_from_seed(2);
-    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1.0);
+    let m = model(&Keypair::insecure_from_seed(1), "m", None, 1);
     let genuine = Event::sign(&network(), &alice, 1, None, 1, consent(&m, None, None)).unwrap();
     let mut bytes = genuine.encode();
     let at = bytes

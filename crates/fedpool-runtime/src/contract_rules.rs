@@ -137,4 +137,37 @@ impl ContractRules for ContractReader {
             })
             .collect()
     }
+
+    fn check_payout(
+        &self,
+        contract_toml: &str,
+        payout: &fedpool_ledger::RewardsPaid,
+    ) -> Vec<(fedpool_ledger::PayoutFault, String)> {
+        let Ok(contract) = parse(contract_toml) else {
+            // An unreadable contract is flagged where it is published.
+            return Vec::new();
+        };
+        let terms = crate::rewards::PayTerms::of(&contract);
+        let scores: Vec<f64> = payout.payouts.iter().map(|line| line.score).collect();
+        let fault = |reason: String| {
+            vec![(
+                fedpool_ledger::PayoutFault::AmountsDoNotFollowScores,
+                reason,
+            )]
+        };
+        match crate::rewards::split_amounts(payout.allotment, &scores, &terms.rule) {
+            Ok(expected) => {
+                let amounts: Vec<u64> = payout.payouts.iter().map(|line| line.amount).collect();
+                if amounts != expected.amounts || payout.carried != expected.carried {
+                    fault(format!(
+                        "pays {amounts:?} and carries {}, but {} split by its scores is {:?} carrying {}",
+                        payout.carried, payout.allotment, expected.amounts, expected.carried
+                    ))
+                } else {
+                    Vec::new()
+                }
+            }
+            Err(e) => fault(e.to_string()),
+        }
+    }
 }

@@ -449,9 +449,58 @@ impl SimulationLedger {
         Ok(())
     }
 
+    /// Records a payout from the model's pool.
+    pub fn pay(
+        &mut self,
+        payment: &crate::rewards::Payment,
+        method: &str,
+        details: &str,
+    ) -> Result<(), Error> {
+        self.clock_ms += 1_000;
+        let payouts = payment
+            .clients
+            .iter()
+            .zip(&payment.scores)
+            .zip(&payment.amounts)
+            .map(|((&client, &score), &amount)| {
+                let owner = self.client_dids.get(client).cloned().ok_or_else(|| {
+                    Error::Setup(format!("client {client} has no identity on the ledger"))
+                })?;
+                Ok(fedpool_ledger::Payout {
+                    owner,
+                    score,
+                    amount,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let event = self.publisher.sign(
+            self.clock_ms,
+            fedpool_ledger::RewardsPaid {
+                model_id: self.model_id.clone(),
+                round: payment.round,
+                allotment: payment.allotment,
+                payouts,
+                carried: payment.carried,
+                method: method.to_string(),
+                details: details.to_string(),
+            },
+        )?;
+        self.store.append(&event)?;
+        Ok(())
+    }
+
     /// Runs the auditor's verification over the whole ledger.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
         Ok(self.store.verify(&crate::ContractReader)?)
+    }
+
+    /// Runs the auditor's verification with other contract rules (e.g. holding the evidence
+    /// to recompute payouts' scores).
+    pub fn verify_with(
+        &self,
+        rules: &dyn fedpool_ledger::ContractRules,
+    ) -> Result<VerifyReport, Error> {
+        Ok(self.store.verify(rules)?)
     }
 }
 

@@ -9,8 +9,10 @@ mod attack;
 pub mod contract_rules;
 mod error;
 pub mod ledger;
+pub mod rewards;
 pub mod simulation;
 pub mod transport;
+pub mod valuation;
 
 pub use attack::{Attack, AttackParseError, Behaviour};
 pub use contract_rules::{ContractReader, contract_terms};
@@ -20,7 +22,8 @@ pub use ledger::{
     scaling_record,
 };
 pub use simulation::{
-    LedgerChoice, LedgerOutcome, RoundRecord, Simulation, SimulationOptions, SimulationPlan,
-    SimulationReport, StatisticsOutcome, simulated_privacy_seed,
+    LedgerChoice, LedgerOutcome, RoundEvidence, RoundRecord, Simulation, SimulationOptions,
+    SimulationPlan, SimulationReport, StatisticsOutcome, ValuedRound, simulated_privacy_seed,
+    update_hash,
 };
 pub use transport::{Envelope, InProcessTransport, Transport};

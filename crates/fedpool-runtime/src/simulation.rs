@@ -32,7 +32,11 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::attack::{Attack, Behaviour};
 use crate::ledger::{SimulationLedger, round_plan};
+use crate::rewards::{PayTerms, Payment, Treasury};
 use crate::transport::{Envelope, InProcessTransport, Transport};
+use crate::valuation::{
+    self, RoundUpdate, RoundValuation, ScoreEvidence, ValuationRecipe, payout_details,
+};
 use fedpool_ledger::VerifyReport;
 
 /// The publisher's address in a simulation; clients are `NodeId(0..n_clients)`.
@@ -66,6 +70,9 @@ pub struct SimulationOptions {
     /// Value every contributor of every plainly aggregated round (Shapley values of the
     /// round's updates for test accuracy; see [`SimulationReport::values`]).
     pub value_contributions: bool,
+    /// With valuation: keep each valued round's evidence (the model before it and every
+    /// update) in the report, so the scores can be recomputed or re-estimated.
+    pub keep_round_evidence: bool,
 }
 
 /// Where a simulation records its ledger.
@@ -94,6 +101,7 @@ impl SimulationOptions {
             dropout: 0.0,
             owner_epsilon_cap: None,
             value_contributions: false,
+            keep_round_evidence: false,
         }
     }
 }
@@ -138,6 +146,32 @@ pub struct RoundRecord {
     pub clip_norm: f64,
     /// Wall-clock seconds since the simulation started.
     pub elapsed_secs: f64,
+    /// With valuation, the round's scores.
+    pub valuation: Option<ValuedRound>,
+}
+
+/// A valued round: who contributed and what each was worth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValuedRound {
+    /// Contributing clients, in the order of the valuation's scores.
+    pub clients: Vec<usize>,
+    /// blake3 of each contributor's update (its little-endian `f32` words), in that order.
+    pub update_hashes: Vec<String>,
+    /// The scores.
+    pub valuation: RoundValuation,
+    /// What the round paid.
+    pub payment: Payment,
+}
+
+/// What a valued round's scores are computed from.
+#[derive(Debug, Clone)]
+pub struct RoundEvidence {
+    /// The round.
+    pub round: u32,
+    /// The global model before the round.
+    pub before: Arc<Vec<f32>>,
+    /// Each contributor's client index, update and rows, in the valuation's order.
+    pub updates: Vec<(usize, Vec<f32>, usize)>,
 }
 
 /// The result of a whole simulation.
@@ -184,6 +218,16 @@ pub struct SimulationReport {
     /// round's model, and a zero update is worth nothing). Exact up to 12 contributors,
     /// sampled above. Rounds under secure aggregation are not valued (no update is seen).
     pub values: Option<Vec<f64>>,
+    /// How rounds were valued (with `value_contributions`).
+    pub valuation_recipe: Option<ValuationRecipe>,
+    /// With `keep_round_evidence`: each valued round's model before it and its updates.
+    pub evidence: Vec<RoundEvidence>,
+    /// The set valuation is measured on (the publisher's held-out set).
+    pub validation_set: Option<Arc<Dataset>>,
+    /// With valuation: what each client earned in total, in the pool's smallest unit.
+    pub rewards: Option<Vec<u64>>,
+    /// The final payout (what rounds carried and unrun rounds' shares, by total score).
+    pub final_payment: Option<Payment>,
 }
 
 /// What the statistics phase produced.
@@ -310,8 +354,14 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     previous_global: Arc<Vec<f32>>,
     /// With valuation: each client's summed value so far.
     values: Option<Vec<f64>>,
-    /// Seed of sampled valuations.
-    seed: u64,
+    /// With valuation: how rounds are valued.
+    recipe: Option<ValuationRecipe>,
+    /// The round just valued, for its record.
+    last_valuation: Option<ValuedRound>,
+    keep_round_evidence: bool,
+    evidence: Vec<RoundEvidence>,
+    /// With valuation: the pool as it is paid.
+    treasury: Option<Treasury>,
 }
 
 /// The simulation's side of the driver: the transport, and what a simulation adds around the
@@ -665,7 +715,24 @@ impl Simulation<InProcessTransport> {
             label_noise,
             previous_global: Arc::new(initial),
             values: options.value_contributions.then(|| vec![0.0; n_clients]),
-            seed: options.seed,
+            recipe: options.value_contributions.then(|| {
+                let method = match contract.rewards.valuation {
+                    fedpool_core::contract::Valuation::Shapley => valuation::Method::Shapley,
+                    fedpool_core::contract::Valuation::LeaveOneOut => {
+                        valuation::Method::LeaveOneOut
+                    }
+                    fedpool_core::contract::Valuation::DataSize => valuation::Method::DataSize,
+                };
+                // The validation hash is filled in at the first valued round, once the
+                // statistics phase has fixed how the held-out set is encoded.
+                ValuationRecipe::new(method, options.seed, String::new())
+            }),
+            last_valuation: None,
+            keep_round_evidence: options.keep_round_evidence,
+            evidence: Vec::new(),
+            treasury: options
+                .value_contributions
+                .then(|| Treasury::new(PayTerms::of(contract), n_clients)),
         })
     }
 
@@ -706,6 +773,11 @@ impl<T: Transport> Simulation<T> {
         self.driver.participants().filter(|p| p.consented()).count()
     }
 
+    /// The model's network (to evaluate or value parameters with).
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     /// How each client behaves, in client order.
     pub fn behaviours(&self) -> &[Behaviour] {
         &self.behaviours
@@ -736,11 +808,28 @@ impl<T: Transport> Simulation<T> {
             if let Some(finished) = self.take_events(&mut records, &started, &mut on_round)? {
                 let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
                 let seconds = started.elapsed().as_secs_f64();
+                let final_payment = match &mut self.treasury {
+                    Some(treasury) => treasury.pay_final()?,
+                    None => None,
+                };
                 let ledger = match self.host.ledger.take() {
                     Some(mut ledger) => {
+                        if let (Some(payment), Some(recipe)) = (&final_payment, &self.recipe) {
+                            ledger.pay(payment, "total-score", &payout_details(recipe, &[]))?;
+                        }
                         let n_rounds = records.iter().filter(|r| r.completed).count() as u32;
                         ledger.release(&finished, n_rounds, &final_metrics)?;
-                        let verify = ledger.verify()?;
+                        let verify = match &self.recipe {
+                            Some(recipe) if self.keep_round_evidence => {
+                                ledger.verify_with(&ScoreEvidence {
+                                    network: &self.network,
+                                    validation: &self.test_set,
+                                    recipe,
+                                    rounds: &self.evidence,
+                                })?
+                            }
+                            _ => ledger.verify()?,
+                        };
                         Some(LedgerOutcome {
                             path: ledger.path().to_path_buf(),
                             temporary: ledger.is_temporary(),
@@ -773,6 +862,14 @@ impl<T: Transport> Simulation<T> {
                         .fold(0.0, f64::max),
                     statistics: self.statistics.as_ref().and_then(|s| s.outcome.clone()),
                     values: self.values.clone(),
+                    valuation_recipe: self.recipe.clone(),
+                    evidence: std::mem::take(&mut self.evidence),
+                    validation_set: self
+                        .recipe
+                        .is_some()
+                        .then(|| Arc::new(self.test_set.clone())),
+                    rewards: self.treasury.as_ref().map(|t| t.earned().to_vec()),
+                    final_payment,
                 });
             }
             // Write-ahead: what nodes accounted is on the ledger before anything they sent
@@ -877,6 +974,14 @@ impl<T: Transport> Simulation<T> {
                             round_plan(summary.asked, summary.eligible, summary.clip_norm),
                             &metrics,
                         )?;
+                        // A round's payout follows its commitment, which names its participants.
+                        if let (Some(valued), Some(recipe)) = (&self.last_valuation, &self.recipe) {
+                            ledger.pay(
+                                &valued.payment,
+                                &valued.valuation.method,
+                                &payout_details(recipe, &valued.update_hashes),
+                            )?;
+                        }
                     }
                     let record = RoundRecord {
                         round: summary.round.0,
@@ -891,6 +996,7 @@ impl<T: Transport> Simulation<T> {
                         n_dropouts: self.host.drop_plan.len(),
                         failure: None,
                         clip_norm: summary.clip_norm,
+                        valuation: self.last_valuation.take(),
                     };
                     on_round(&record);
                     records.push(record);
@@ -915,6 +1021,7 @@ impl<T: Transport> Simulation<T> {
                         n_dropouts: self.host.drop_plan.len(),
                         failure: Some(reason),
                         clip_norm: self.driver.publisher().map_or(0.0, Publisher::clip_norm),
+                        valuation: None,
                     };
                     on_round(&record);
                     records.push(record);
@@ -925,49 +1032,61 @@ impl<T: Transport> Simulation<T> {
         Ok(finished)
     }
 
-    /// Adds each contributor's Shapley value for this round to its total (with valuation on).
+    /// Values this round's contributors (with valuation on): adds each one's score to its
+    /// total and keeps the round's valuation for its record.
     fn value_round(&mut self, round: RoundId, contributors: &[NodeId]) -> Result<(), Error> {
-        let (Some(values), Some(updates)) = (&mut self.values, &self.host.round_updates) else {
+        let (Some(values), Some(updates), Some(recipe)) =
+            (&mut self.values, &self.host.round_updates, &mut self.recipe)
+        else {
             return Ok(());
         };
-        let members: Vec<(NodeId, &(Vec<f32>, usize))> = contributors
-            .iter()
-            .filter_map(|node| updates.get(node).map(|u| (*node, u)))
-            .collect();
-        let (network, test_set, before) = (&self.network, &self.test_set, &self.previous_global);
-        // Each contributor's term of the round's row-weighted mean: a subset's model is the
-        // model before the round plus its members' terms, so the whole round gives the round's
-        // model and an update of zeros changes nothing (a null player, valued 0).
-        let rows: usize = members.iter().map(|(_, (_, n))| n).sum();
-        let utility = |subset: &[usize]| -> f64 {
-            let mut params = before.as_ref().clone();
-            if rows > 0 {
-                for &i in subset {
-                    let (delta, n) = members[i].1;
-                    let weight = *n as f32 / rows as f32;
-                    for (p, d) in params.iter_mut().zip(delta) {
-                        *p += weight * d;
-                    }
-                }
-            }
-            match evaluate(network, &params, test_set) {
-                Ok(Metrics::Classification { accuracy, .. }) => accuracy,
-                Ok(Metrics::Regression { rmse, .. }) => -rmse,
-                Err(_) => f64::NAN,
-            }
-        };
-        let sampling = fedpool_value::Estimate::Sampled {
-            seed: self.seed ^ u64::from(round.0),
-            truncation: 0.0,
-            target_std_error: 0.002,
-            max_permutations: 200,
-            batch: 16,
-        };
-        let valuation = fedpool_value::shapley::shapley(members.len(), &utility, &sampling)
-            .map_err(|e| Error::Setup(format!("cannot value {round}: {e}")))?;
-        for ((node, _), value) in members.iter().zip(&valuation.values) {
-            values[node.0 as usize] += value;
+        if recipe.validation_hash.is_empty() {
+            recipe.validation_hash = valuation::validation_hash(&self.test_set);
         }
+        let members: Vec<(usize, &(Vec<f32>, usize))> = contributors
+            .iter()
+            .filter_map(|node| updates.get(node).map(|u| (node.0 as usize, u)))
+            .collect();
+        let round_updates: Vec<RoundUpdate> = members
+            .iter()
+            .map(|(_, (delta, rows))| RoundUpdate { delta, rows: *rows })
+            .collect();
+        let scored = valuation::value_round(
+            &self.network,
+            &self.previous_global,
+            &round_updates,
+            &self.test_set,
+            recipe,
+            u64::from(round.0),
+        )?;
+        for ((client, _), score) in members.iter().zip(&scored.scores) {
+            values[*client] += score;
+        }
+        if self.keep_round_evidence {
+            self.evidence.push(RoundEvidence {
+                round: round.0,
+                before: Arc::clone(&self.previous_global),
+                updates: members
+                    .iter()
+                    .map(|(client, (delta, rows))| (*client, delta.clone(), *rows))
+                    .collect(),
+            });
+        }
+        let clients: Vec<usize> = members.iter().map(|(client, _)| *client).collect();
+        let update_hashes: Vec<String> = members
+            .iter()
+            .map(|(_, (delta, _))| update_hash(delta))
+            .collect();
+        let Some(treasury) = &mut self.treasury else {
+            return Ok(());
+        };
+        let payment = treasury.pay_round(round.0, &clients, &scored.scores)?;
+        self.last_valuation = Some(ValuedRound {
+            clients,
+            update_hashes,
+            valuation: scored,
+            payment,
+        });
         Ok(())
     }
 
@@ -1114,6 +1233,15 @@ fn flip_labels(targets: &mut Targets) {
         let top = *n_classes as u32 - 1;
         labels.iter_mut().for_each(|l| *l = top - *l);
     }
+}
+
+/// blake3 of an update's little-endian `f32` words: how a payout names what it valued.
+pub fn update_hash(delta: &[f32]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for x in delta {
+        hasher.update(&x.to_le_bytes());
+    }
+    hasher.finalize().to_hex().to_string()
 }
 
 fn evaluate(network: &Network, params: &[f32], data: &Dataset) -> Result<Metrics, Error> {

@@ -16,6 +16,7 @@
 
 pub mod shapley;
 pub mod split;
+pub mod stratified;
 
 pub use shapley::{Estimate, Valuation, ValueError};
 pub use split::{Split, SplitError, SplitRule};

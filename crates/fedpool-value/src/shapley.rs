@@ -64,6 +64,17 @@ pub enum Estimate {
         /// Permutations drawn at a time (each batch is evaluated in parallel).
         batch: usize,
     },
+    /// Stratified by coalition size (Castro et al. 2017): φᵢ is the mean over sizes k of i's
+    /// mean marginal gain to coalitions of size k. The sizes at both ends (alone, with one
+    /// other, all but one or two…) are enumerated exactly while the budget allows — there a
+    /// round's accuracy moves most and permutations sample worst — and the middle sizes are
+    /// sampled: each drawn coalition gives every participant outside it one marginal.
+    Stratified {
+        /// Seed of the sampled coalitions.
+        seed: u64,
+        /// The most distinct subsets evaluated.
+        max_evaluations: usize,
+    },
     /// `v(N) − v(N ∖ {i})`.
     LeaveOneOut,
 }
@@ -87,22 +98,22 @@ pub struct Valuation {
     pub estimate: Estimate,
 }
 
-type Mask = u128;
+pub(crate) type Mask = u128;
 
-fn members(mask: Mask) -> Vec<usize> {
+pub(crate) fn members(mask: Mask) -> Vec<usize> {
     (0..MAX_PARTICIPANTS)
         .filter(|&i| mask & (1 << i) != 0)
         .collect()
 }
 
 /// A utility with its evaluations cached by subset, safe to share between threads.
-struct Cached<'a, U> {
-    utility: &'a U,
-    cache: Mutex<HashMap<Mask, f64>>,
+pub(crate) struct Cached<'a, U> {
+    pub(crate) utility: &'a U,
+    pub(crate) cache: Mutex<HashMap<Mask, f64>>,
 }
 
 impl<U: Fn(&[usize]) -> f64 + Sync> Cached<'_, U> {
-    fn value(&self, mask: Mask) -> Result<f64, ValueError> {
+    pub(crate) fn value(&self, mask: Mask) -> Result<f64, ValueError> {
         if let Some(&v) = self
             .cache
             .lock()
@@ -126,19 +137,19 @@ impl<U: Fn(&[usize]) -> f64 + Sync> Cached<'_, U> {
         Ok(v)
     }
 
-    fn evaluations(&self) -> usize {
+    pub(crate) fn evaluations(&self) -> usize {
         self.cache.lock().expect("no panic holds the cache").len()
     }
 }
 
-fn check_size(n: usize) -> Result<(), ValueError> {
+pub(crate) fn check_size(n: usize) -> Result<(), ValueError> {
     if n > MAX_PARTICIPANTS {
         return Err(ValueError::TooManyParticipants(n));
     }
     Ok(())
 }
 
-fn full(n: usize) -> Mask {
+pub(crate) fn full(n: usize) -> Mask {
     if n == MAX_PARTICIPANTS {
         Mask::MAX
     } else {
@@ -340,6 +351,20 @@ pub fn sampled<U: Fn(&[usize]) -> f64 + Sync>(
     })
 }
 
+/// Values by whichever estimator `estimate` names.
+pub fn estimate<U: Fn(&[usize]) -> f64 + Sync>(
+    n: usize,
+    utility: &U,
+    estimate: &Estimate,
+) -> Result<Valuation, ValueError> {
+    match estimate {
+        Estimate::Exact => exact(n, utility),
+        Estimate::Sampled { .. } => sampled(n, utility, estimate),
+        Estimate::Stratified { .. } => crate::stratified::stratified(n, utility, estimate),
+        Estimate::LeaveOneOut => leave_one_out(n, utility),
+    }
+}
+
 /// Exact values up to [`MAX_EXACT`] participants, sampled (with `sampling`) above.
 pub fn shapley<U: Fn(&[usize]) -> f64 + Sync>(
     n: usize,
@@ -349,7 +374,7 @@ pub fn shapley<U: Fn(&[usize]) -> f64 + Sync>(
     if n <= MAX_EXACT {
         exact(n, utility)
     } else {
-        sampled(n, utility, sampling)
+        estimate(n, utility, sampling)
     }
 }
 

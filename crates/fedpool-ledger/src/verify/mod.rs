@@ -100,10 +100,21 @@ pub enum Rule {
     PrivacyTotalMismatch,
     /// A negative amount, ε or pool, or a δ outside [0, 1).
     InvalidAmount,
-    /// A model's payouts add up to more than its reward pool.
+    /// A payout allots more than the model's pool has left, or less than the previous payout
+    /// carried.
     PayoutExceedsPool,
-    /// A payout goes to a DID that did not participate in the model's (or the named) round.
+    /// A payout goes to an owner that consented but did not participate in the named round
+    /// (or, for the final payout, in any round).
     PayoutToNonParticipant,
+    /// A payout goes to a DID that never consented to the model.
+    PayoutWithoutConsent,
+    /// A payout's amounts and carry do not add up to its allotment.
+    PayoutDoesNotBalance,
+    /// A payout's amounts are not its allotment split by its scores under the contract's rule.
+    PayoutDoesNotFollowScores,
+    /// A payout's scores differ from the scores recomputed from the valued updates and the
+    /// validation set (checked when the verifier holds them).
+    ScoresDoNotRecompute,
     /// A published contract's text cannot be read, so nobody can know what owners consented
     /// to; the publication does not count.
     ContractUnreadable,
@@ -128,7 +139,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 34] = [
+    pub const ALL: [Rule; 38] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -156,6 +167,10 @@ impl Rule {
         Rule::InvalidAmount,
         Rule::PayoutExceedsPool,
         Rule::PayoutToNonParticipant,
+        Rule::PayoutWithoutConsent,
+        Rule::PayoutDoesNotBalance,
+        Rule::PayoutDoesNotFollowScores,
+        Rule::ScoresDoNotRecompute,
         Rule::ContractUnreadable,
         Rule::TermsMismatch,
         Rule::EpsilonMismatch,
@@ -195,6 +210,10 @@ impl Rule {
             Rule::InvalidAmount => "invalid-amount",
             Rule::PayoutExceedsPool => "payout-exceeds-pool",
             Rule::PayoutToNonParticipant => "payout-to-non-participant",
+            Rule::PayoutWithoutConsent => "payout-without-consent",
+            Rule::PayoutDoesNotBalance => "payout-does-not-balance",
+            Rule::PayoutDoesNotFollowScores => "payout-does-not-follow-scores",
+            Rule::ScoresDoNotRecompute => "scores-do-not-recompute",
             Rule::ContractUnreadable => "contract-unreadable",
             Rule::TermsMismatch => "terms-mismatch",
             Rule::EpsilonMismatch => "epsilon-mismatch",
@@ -339,6 +358,28 @@ pub trait ContractRules {
         contract_toml: &str,
         histories: &[Vec<PrivacyStep<'_>>],
     ) -> Vec<Result<Vec<f64>, String>>;
+
+    /// What is wrong with a payout beyond sums and recipients: amounts that are not the
+    /// allotment split by the scores under the contract's rule and, when the verifier holds
+    /// the valued updates and the validation set, scores that do not recompute. Empty when
+    /// nothing is wrong (or nothing can be checked).
+    fn check_payout(
+        &self,
+        contract_toml: &str,
+        payout: &crate::RewardsPaid,
+    ) -> Vec<(PayoutFault, String)> {
+        let _ = (contract_toml, payout);
+        Vec::new()
+    }
+}
+
+/// What [`ContractRules::check_payout`] found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutFault {
+    /// The amounts are not the allotment split by the scores.
+    AmountsDoNotFollowScores,
+    /// The scores are not what the valuation recomputes.
+    ScoresDoNotRecompute,
 }
 
 /// One step of a node's privacy history, as recorded in a [`crate::PrivacySpent`] event.

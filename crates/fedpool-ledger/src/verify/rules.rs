@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Check, ContractRules, PrivacyStep, Rule};
+use super::{Check, ContractRules, PayoutFault, PrivacyStep, Rule};
 use crate::{
     Body, Did, Event, EventId, ModelId, ModelPublished, ModelTerms, PrivacySpent, RoundPlan,
     StatisticsCommitted,
@@ -46,7 +46,7 @@ fn same_terms(a: &ModelTerms, b: &ModelTerms) -> bool {
     fields_a == fields_b
         && same_option(a.epsilon_budget, b.epsilon_budget)
         && same_option(a.delta, b.delta)
-        && same(a.reward_pool, b.reward_pool)
+        && a.reward_pool == b.reward_pool
         && a.currency == b.currency
 }
 
@@ -113,16 +113,15 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
                 ),
             );
         }
-        if terms.reward_pool < 0.0
-            || terms.epsilon_budget.is_some_and(|e| e < 0.0)
+        if terms.epsilon_budget.is_some_and(|e| e < 0.0)
             || terms.delta.is_some_and(|d| !(0.0..1.0).contains(&d))
         {
             check.flag(
                 Rule::InvalidAmount,
                 event,
                 format!(
-                    "terms need a non-negative pool and ε and a δ in [0, 1): pool {}, ε {:?}, δ {:?}",
-                    terms.reward_pool, terms.epsilon_budget, terms.delta
+                    "terms need a non-negative ε and a δ in [0, 1): ε {:?}, δ {:?}",
+                    terms.epsilon_budget, terms.delta
                 ),
             );
         }
@@ -200,7 +199,17 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
 
     // Publisher events in chain order: rounds, then (in the same pass) payouts and releases.
     let mut last_round: HashMap<ModelId, (u32, f64)> = HashMap::new();
-    let mut paid: HashMap<&ModelId, f64> = HashMap::new();
+    let mut paid: HashMap<&ModelId, PaidSoFar> = HashMap::new();
+    // Owners who ever consented to each model (a payout to anyone else is to a stranger).
+    let mut consented: HashMap<&ModelId, HashSet<Did>> = HashMap::new();
+    for &event in admissible {
+        if let Body::ConsentGranted(consent) = event.body() {
+            consented
+                .entry(&consent.model_id)
+                .or_default()
+                .insert(event.author());
+        }
+    }
     for &event in admissible {
         let (model_id, is_round) = match event.body() {
             Body::RoundCommitted(round) => (&round.model_id, true),
@@ -244,7 +253,10 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
             Body::StatisticsCommitted(statistics) => {
                 check_statistics(check, event, statistics, model, &by_id, &revoked_at, rules);
             }
-            Body::RewardsPaid(_) => check_payout(check, event, model, &mut paid),
+            Body::RewardsPaid(payout) => {
+                let consenting = consented.get(&payout.model_id);
+                check_payout(check, event, model, consenting, &mut paid, rules);
+            }
             _ => {}
         }
     }
@@ -826,11 +838,20 @@ fn check_statistics(
     model.statistics = Some((statistics.plan, statistics.scaling_hash.clone()));
 }
 
+/// What a model's payouts have paid so far and what the last one carried.
+#[derive(Default)]
+struct PaidSoFar {
+    paid: u64,
+    carried: u64,
+}
+
 fn check_payout<'a>(
     check: &mut Check,
     event: &'a Event,
     model: &Model<'_>,
-    paid: &mut HashMap<&'a ModelId, f64>,
+    consenting: Option<&HashSet<Did>>,
+    paid: &mut HashMap<&'a ModelId, PaidSoFar>,
+    rules: &dyn ContractRules,
 ) {
     let Body::RewardsPaid(payout) = event.body() else {
         return;
@@ -839,15 +860,19 @@ fn check_payout<'a>(
         Some(round) => model.participants_by_round.get(&round),
         None => Some(&model.participants),
     };
-    for (did, amount) in &payout.payouts {
-        if *amount < 0.0 {
+    for line in &payout.payouts {
+        let did = &line.owner;
+        let amount = line.amount;
+        if !consenting.is_some_and(|dids| dids.contains(did)) {
             check.flag(
-                Rule::InvalidAmount,
+                Rule::PayoutWithoutConsent,
                 event,
-                format!("negative payout {amount} to {did}"),
+                format!(
+                    "pays {amount} to {did}, who never consented to model {}",
+                    payout.model_id
+                ),
             );
-        }
-        if !eligible.is_some_and(|dids| dids.contains(did)) {
+        } else if !eligible.is_some_and(|dids| dids.contains(did)) {
             check.flag(
                 Rule::PayoutToNonParticipant,
                 event,
@@ -864,21 +889,61 @@ fn check_payout<'a>(
             );
         }
     }
-    let total = paid.entry(&payout.model_id).or_insert(0.0);
-    *total += payout
+    let total = payout
         .payouts
         .iter()
-        .map(|(_, amount)| amount.max(0.0))
-        .sum::<f64>();
+        .try_fold(payout.carried, |sum, line| sum.checked_add(line.amount));
+    if total != Some(payout.allotment) {
+        check.flag(
+            Rule::PayoutDoesNotBalance,
+            event,
+            format!(
+                "pays {} and carries {} of an allotment of {}",
+                payout
+                    .payouts
+                    .iter()
+                    .map(|line| u128::from(line.amount))
+                    .sum::<u128>(),
+                payout.carried,
+                payout.allotment
+            ),
+        );
+    }
+    let so_far = paid.entry(&payout.model_id).or_default();
     let pool = model.terms.reward_pool;
-    if exceeds(*total, pool) {
+    let left = pool.saturating_sub(so_far.paid);
+    let currency = &model.terms.currency;
+    if payout.allotment > left {
         check.flag(
             Rule::PayoutExceedsPool,
             event,
             format!(
-                "payouts for model {} reach {} {}, the pool is {pool}",
-                payout.model_id, *total, model.terms.currency
+                "allots {} {currency} for model {} when {} of its pool of {pool} were paid already and {left} are left",
+                payout.allotment, payout.model_id, so_far.paid
             ),
         );
+    } else if payout.allotment < so_far.carried {
+        check.flag(
+            Rule::PayoutExceedsPool,
+            event,
+            format!(
+                "allots {} {currency} for model {}, less than the {} the previous payout carried",
+                payout.allotment, payout.model_id, so_far.carried
+            ),
+        );
+    }
+    so_far.paid = so_far.paid.saturating_add(
+        payout
+            .payouts
+            .iter()
+            .fold(0u64, |sum, line| sum.saturating_add(line.amount)),
+    );
+    so_far.carried = payout.carried;
+    for (fault, reason) in rules.check_payout(&model.published.contract_toml, payout) {
+        let rule = match fault {
+            PayoutFault::AmountsDoNotFollowScores => Rule::PayoutDoesNotFollowScores,
+            PayoutFault::ScoresDoNotRecompute => Rule::ScoresDoNotRecompute,
+        };
+        check.flag(rule, event, reason);
     }
 }

@@ -34,7 +34,9 @@ impl ContractRules for TestRules {
                 .collect(),
             epsilon_budget: number("epsilon_budget")?,
             delta: number("delta")?,
-            reward_pool: number("reward_pool")?.ok_or("reward_pool is none")?,
+            reward_pool: value("reward_pool")?
+                .parse()
+                .map_err(|e| format!("reward_pool: {e}"))?,
             currency: value("currency")?.to_string(),
         })
     }
@@ -173,7 +175,7 @@ pub fn model(
     publisher: &Keypair,
     name: &str,
     epsilon_budget: Option<f64>,
-    reward_pool: f64,
+    reward_pool: u64,
 ) -> ModelPublished {
     let terms = ModelTerms {
         required_fields: vec!["age".into(), "income".into()],
@@ -202,7 +204,7 @@ pub fn model_with_statistics(
     name: &str,
     epsilon_per_release: f64,
 ) -> ModelPublished {
-    let mut published = model(publisher, name, Some(10.0), 100.0);
+    let mut published = model(publisher, name, Some(10.0), 100);
     published.contract_toml.push_str(&format!(
         "federated_statistics = true\nepsilon_per_round = {epsilon_per_release}\n"
     ));
@@ -306,13 +308,24 @@ pub fn privacy_spent(
     }
 }
 
-pub fn payout(model: &ModelPublished, round: Option<u32>, payouts: Vec<(Did, f64)>) -> RewardsPaid {
+/// A payout that pays `payouts` in full (its allotment is their sum, nothing carried), each
+/// scored by its amount.
+pub fn payout(model: &ModelPublished, round: Option<u32>, payouts: Vec<(Did, u64)>) -> RewardsPaid {
     RewardsPaid {
         model_id: model.model_id.clone(),
         round,
-        payouts,
-        method: "shapley-tmc".into(),
-        details: "seed=1".into(),
+        allotment: payouts.iter().map(|(_, amount)| amount).sum(),
+        payouts: payouts
+            .into_iter()
+            .map(|(owner, amount)| Payout {
+                owner,
+                score: amount as f64,
+                amount,
+            })
+            .collect(),
+        carried: 0,
+        method: "shapley-exact".into(),
+        details: "{}".into(),
     }
 }
 
@@ -323,7 +336,7 @@ pub enum Action {
     Publish {
         publisher: usize,
         epsilon_budget: Option<f64>,
-        reward_pool: f64,
+        reward_pool: u64,
     },
     Grant {
         owner: usize,
@@ -364,7 +377,7 @@ struct SimModel {
     publisher: usize,
     epsilon_total: f64,
     n_rounds: u32,
-    paid: f64,
+    paid: u64,
     last_participants: Vec<Did>,
 }
 
@@ -424,7 +437,7 @@ impl Sim {
                     publisher,
                     epsilon_total: 0.0,
                     n_rounds: 0,
-                    paid: 0.0,
+                    paid: 0,
                     last_participants: Vec::new(),
                 });
             }
@@ -533,9 +546,10 @@ impl Sim {
                 if sim_model.last_participants.is_empty() {
                     return;
                 }
-                let remaining = (sim_model.published.terms.reward_pool - sim_model.paid).max(0.0);
-                let share = remaining * fraction / sim_model.last_participants.len() as f64;
-                let payouts: Vec<(Did, f64)> = sim_model
+                let remaining = sim_model.published.terms.reward_pool - sim_model.paid;
+                let share =
+                    (remaining as f64 * fraction) as u64 / sim_model.last_participants.len() as u64;
+                let payouts: Vec<(Did, u64)> = sim_model
                     .last_participants
                     .iter()
                     .map(|did| (*did, share))
@@ -544,7 +558,7 @@ impl Sim {
                 let keypair = self.publishers[sim_model.publisher].clone();
                 self.ledger.push(&keypair, self.now_ms, body);
                 self.models[model_idx].paid +=
-                    share * self.models[model_idx].last_participants.len() as f64;
+                    share * self.models[model_idx].last_participants.len() as u64;
             }
             Action::Spend {
                 owner,
@@ -608,7 +622,7 @@ pub fn large_ledger(n_events: usize) -> Vec<Event> {
     sim.apply(&Action::Publish {
         publisher: 0,
         epsilon_budget: Some(1e9),
-        reward_pool: 1e12,
+        reward_pool: 1_000_000_000_000,
     });
     for owner in 0..32 {
         sim.apply(&Action::Grant {

@@ -1,0 +1,157 @@
+//! Valuation on the setup: 10 digits clients, 2 with noisy labels, 1 free rider, 1
+//! duplicate of an honest client.
+
+use fedpool_core::Contract;
+use fedpool_data::{Partition, Table};
+use fedpool_runtime::valuation::{self, RoundUpdate, ValuationRecipe};
+use fedpool_runtime::{
+    Attack, Behaviour, LedgerChoice, Simulation, SimulationOptions, SimulationReport,
+};
+use fedpool_value::Estimate;
+
+fn digits() -> (Contract, Table) {
+    let contract = Contract::from_toml(
+        include_str!("../../../contracts/digits.toml"),
+        "contracts/digits.toml",
+    )
+    .unwrap();
+    let file = std::fs::File::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/digits/digits.csv"
+    ))
+    .unwrap();
+    let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
+    (contract, table)
+}
+
+fn attacked_run(rounds: usize) -> (Simulation, SimulationReport) {
+    let (contract, table) = digits();
+    let mut options = SimulationOptions::new(10, Partition::Iid, 42);
+    options.rounds = Some(rounds);
+    options.ledger = LedgerChoice::Temporary;
+    options.value_contributions = true;
+    options.keep_round_evidence = true;
+    options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
+        .iter()
+        .map(|a| a.parse::<Attack>().unwrap())
+        .collect();
+    let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+    let report = sim.run(|_| {}).unwrap();
+    (sim, report)
+}
+
+/// Each client's share of the round's positive value.
+fn shares(scores: &[f64]) -> Vec<f64> {
+    let total: f64 = scores.iter().filter(|s| **s > 0.0).sum();
+    scores.iter().map(|s| s.max(0.0) / total).collect()
+}
+
+#[test]
+fn sampled_shapley_shares_are_within_5_percent_of_exact_at_a_fifth_of_the_cost() {
+    let (sim, report) = attacked_run(1);
+    let evidence = &report.evidence[0];
+    let validation = report.validation_set.as_ref().unwrap();
+    let recipe = report.valuation_recipe.clone().unwrap();
+    let updates: Vec<RoundUpdate> = evidence
+        .updates
+        .iter()
+        .map(|(_, delta, rows)| RoundUpdate { delta, rows: *rows })
+        .collect();
+    let value = |recipe: &ValuationRecipe| {
+        valuation::value_round(
+            sim.network(),
+            &evidence.before,
+            &updates,
+            validation,
+            recipe,
+            1,
+        )
+        .unwrap()
+    };
+    let exact = value(&recipe);
+    assert_eq!(exact.method, "shapley-exact");
+    assert_eq!(
+        exact.players.len(),
+        9,
+        "the duplicate and its original are one player"
+    );
+    let exact_shares = shares(&exact.scores);
+    let budget = exact.evaluations / 5;
+    for seed in 1..=5 {
+        let mut sampled = recipe.clone();
+        sampled.exact_up_to = 0;
+        sampled.sampling = Estimate::Stratified {
+            seed,
+            max_evaluations: budget,
+        };
+        let estimate = value(&sampled);
+        assert_eq!(estimate.method, "shapley-stratified");
+        let error: f64 = exact_shares
+            .iter()
+            .zip(shares(&estimate.scores))
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        println!(
+            "seed {seed}: {} of {} evaluations, shares off by {error:.3} in total",
+            estimate.evaluations, exact.evaluations
+        );
+        assert!(estimate.evaluations <= budget);
+        assert!(error <= 0.05, "seed {seed}: shares off by {error}");
+    }
+}
+
+#[test]
+fn rewards_pass_over_the_free_rider_and_noisy_labels_and_pay_a_duplicate_once() {
+    let (sim, report) = attacked_run(5);
+    let rewards = report.rewards.clone().expect("rewards");
+    let pool = 1000;
+    assert_eq!(
+        rewards.iter().sum::<u64>(),
+        pool,
+        "the pool is paid to the unit"
+    );
+    let verify = &report.ledger.as_ref().expect("a ledger").verify;
+    assert!(verify.is_ok(), "{verify}");
+    let behaviours = sim.behaviours();
+    println!(
+        "{behaviours:?}\nrewards {rewards:?}\nvalues {:?}",
+        report.values
+    );
+    let of = |pick: &dyn Fn(&Behaviour) -> bool| -> Vec<u64> {
+        behaviours
+            .iter()
+            .zip(&rewards)
+            .filter(|(b, _)| pick(b))
+            .map(|(_, r)| *r)
+            .collect()
+    };
+    let free_rider = of(&|b| matches!(b, Behaviour::FreeRider { .. }));
+    let noisy = of(&|b| matches!(b, Behaviour::NoisyLabels { .. }));
+    let (copy, original) = behaviours
+        .iter()
+        .enumerate()
+        .find_map(|(i, b)| match b {
+            Behaviour::Duplicate { of } => Some((i, *of)),
+            _ => None,
+        })
+        .expect("a duplicate");
+    let honest: Vec<u64> = (0..behaviours.len())
+        .filter(|&i| behaviours[i] == Behaviour::Honest && i != original)
+        .map(|i| rewards[i])
+        .collect();
+    assert!(
+        free_rider[0] * 100 < pool,
+        "free rider earns {}",
+        free_rider[0]
+    );
+    let worst_honest = *honest.iter().min().unwrap();
+    for n in &noisy {
+        assert!(*n < worst_honest, "noisy {n} vs honest {honest:?}");
+    }
+    let pair = (rewards[copy] + rewards[original]) as f64;
+    let one = honest.iter().sum::<u64>() as f64 / honest.len() as f64;
+    assert!(
+        (pair / one - 1.0).abs() <= 0.25,
+        "duplicate and original earn {pair} together, an honest client {one}"
+    );
+}
