@@ -167,6 +167,10 @@ pub struct SimulationLedger {
     model_id: ModelId,
     publication: ModelPublished,
     clock_ms: u64,
+    /// The model's reward pool (what an over-paying cheat adds).
+    pool: u64,
+    /// A dishonest publisher's next round payout (tests of `verify`).
+    cheat: Option<crate::rewards::PublisherCheat>,
     /// The committed scaling's hash, which every later round names.
     scaling_hash: Option<String>,
 }
@@ -271,6 +275,8 @@ impl SimulationLedger {
             model_id,
             publication: published,
             clock_ms,
+            pool: contract.rewards.pool,
+            cheat: None,
             scaling_hash: None,
         })
     }
@@ -473,19 +479,84 @@ impl SimulationLedger {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let event = self.publisher.sign(
-            self.clock_ms,
-            fedpool_ledger::RewardsPaid {
-                model_id: self.model_id.clone(),
-                round: payment.round,
-                allotment: payment.allotment,
-                payouts,
-                carried: payment.carried,
-                method: method.to_string(),
-                details: details.to_string(),
-            },
-        )?;
+        let mut body = fedpool_ledger::RewardsPaid {
+            model_id: self.model_id.clone(),
+            round: payment.round,
+            allotment: payment.allotment,
+            payouts,
+            carried: payment.carried,
+            method: method.to_string(),
+            details: details.to_string(),
+        };
+        if payment.round.is_some()
+            && let Some(cheat) = self.cheat.take()
+        {
+            self.cheat_with(cheat, &mut body)?;
+        }
+        let event = self.publisher.sign(self.clock_ms, body)?;
         self.store.append(&event)?;
+        Ok(())
+    }
+
+    /// Makes the next round payout dishonest (tests of `verify`).
+    pub fn cheat_on_next_payout(&mut self, cheat: crate::rewards::PublisherCheat) {
+        self.cheat = Some(cheat);
+    }
+
+    fn cheat_with(
+        &self,
+        cheat: crate::rewards::PublisherCheat,
+        body: &mut fedpool_ledger::RewardsPaid,
+    ) -> Result<(), Error> {
+        use crate::rewards::PublisherCheat;
+        if body.payouts.is_empty() {
+            return Err(Error::Setup("no payout line to cheat on".into()));
+        }
+        let pay_one_more = |body: &mut fedpool_ledger::RewardsPaid, owner| {
+            body.allotment += 1;
+            body.payouts.push(fedpool_ledger::Payout {
+                owner,
+                score: 0.0,
+                amount: 1,
+            });
+        };
+        match cheat {
+            PublisherCheat::InflateScore => {
+                body.payouts[0].score *= 2.0;
+                let scores: Vec<f64> = body.payouts.iter().map(|line| line.score).collect();
+                let split = crate::rewards::split_amounts(
+                    body.allotment,
+                    &scores,
+                    &crate::rewards::PayRule::Proportional(Default::default()),
+                )?;
+                for (line, amount) in body.payouts.iter_mut().zip(split.amounts) {
+                    line.amount = amount;
+                }
+                body.carried = split.carried;
+            }
+            PublisherCheat::SkewAmounts => {
+                if body.payouts.len() < 2 || body.payouts[0].amount == 0 {
+                    return Err(Error::Setup("no two payees to skew".into()));
+                }
+                body.payouts[0].amount -= 1;
+                body.payouts[1].amount += 1;
+            }
+            PublisherCheat::Overpay => {
+                let extra = self.pool;
+                body.allotment += extra;
+                body.payouts[0].amount += extra;
+            }
+            PublisherCheat::PayStranger => {
+                let stranger = Keypair::insecure_from_seed(0x5752_414e_4745_5221).did();
+                pay_one_more(body, stranger);
+            }
+            PublisherCheat::PayNonParticipant(client) => {
+                let owner = *self.client_dids.get(client).ok_or_else(|| {
+                    Error::Setup(format!("client {client} has no identity on the ledger"))
+                })?;
+                pay_one_more(body, owner);
+            }
+        }
         Ok(())
     }
 

@@ -187,6 +187,24 @@ impl Treasury {
     }
 }
 
+/// A dishonest publisher's payout, for tests that `ledger verify` catches it: the simulation
+/// signs its first round payout with this change. Like client attacks, it lives in the
+/// simulation only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublisherCheat {
+    /// Doubles the first participant's score and splits by the inflated scores (the amounts
+    /// follow the scores; the scores do not recompute).
+    InflateScore,
+    /// Moves one unit from the first participant to the second.
+    SkewAmounts,
+    /// Allots and pays the whole pool once more to the first participant.
+    Overpay,
+    /// Pays one unit to an owner who never consented.
+    PayStranger,
+    /// Pays one unit to this client, who consented but is not in the round.
+    PayNonParticipant(usize),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::attack::{Attack, Behaviour};
 use crate::ledger::{SimulationLedger, round_plan};
-use crate::rewards::{PayTerms, Payment, Treasury};
+use crate::rewards::{PayTerms, Payment, PublisherCheat, Treasury};
 use crate::transport::{Envelope, InProcessTransport, Transport};
 use crate::valuation::{
     self, RoundUpdate, RoundValuation, ScoreEvidence, ValuationRecipe, payout_details,
@@ -73,6 +73,8 @@ pub struct SimulationOptions {
     /// With valuation: keep each valued round's evidence (the model before it and every
     /// update) in the report, so the scores can be recomputed or re-estimated.
     pub keep_round_evidence: bool,
+    /// A dishonest publisher: its first round payout cheats so (tests of `ledger verify`).
+    pub publisher_cheat: Option<PublisherCheat>,
 }
 
 /// Where a simulation records its ledger.
@@ -102,6 +104,7 @@ impl SimulationOptions {
             owner_epsilon_cap: None,
             value_contributions: false,
             keep_round_evidence: false,
+            publisher_cheat: None,
         }
     }
 }
@@ -599,7 +602,7 @@ impl Simulation<InProcessTransport> {
                     LedgerChoice::At(path) => Some(path.as_path()),
                     _ => None,
                 };
-                Some(SimulationLedger::record_setup(
+                let mut ledger = SimulationLedger::record_setup(
                     path,
                     contract,
                     &decisions,
@@ -607,7 +610,11 @@ impl Simulation<InProcessTransport> {
                     options.owner_epsilon_cap,
                     options.seed,
                     wall_clock_ms(),
-                )?)
+                )?;
+                if let Some(cheat) = options.publisher_cheat {
+                    ledger.cheat_on_next_payout(cheat);
+                }
+                Some(ledger)
             }
         };
         // Secure aggregation signs with the nodes' ledger identities; without a ledger, with

@@ -3,6 +3,8 @@
 
 use fedpool_core::Contract;
 use fedpool_data::{Partition, Table};
+use fedpool_ledger::Rule;
+use fedpool_runtime::rewards::PublisherCheat;
 use fedpool_runtime::valuation::{self, RoundUpdate, ValuationRecipe};
 use fedpool_runtime::{
     Attack, Behaviour, LedgerChoice, Simulation, SimulationOptions, SimulationReport,
@@ -25,12 +27,17 @@ fn digits() -> (Contract, Table) {
 }
 
 fn attacked_run(rounds: usize) -> (Simulation, SimulationReport) {
+    cheating_run(rounds, None)
+}
+
+fn cheating_run(rounds: usize, cheat: Option<PublisherCheat>) -> (Simulation, SimulationReport) {
     let (contract, table) = digits();
     let mut options = SimulationOptions::new(10, Partition::Iid, 42);
     options.rounds = Some(rounds);
     options.ledger = LedgerChoice::Temporary;
     options.value_contributions = true;
     options.keep_round_evidence = true;
+    options.publisher_cheat = cheat;
     options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
         .iter()
         .map(|a| a.parse::<Attack>().unwrap())
@@ -154,4 +161,44 @@ fn rewards_pass_over_the_free_rider_and_noisy_labels_and_pay_a_duplicate_once() 
         (pair / one - 1.0).abs() <= 0.25,
         "duplicate and original earn {pair} together, an honest client {one}"
     );
+}
+
+#[test]
+fn ledger_verify_flags_every_dishonest_payout_with_its_rule() {
+    for (cheat, rule) in [
+        (PublisherCheat::InflateScore, Rule::ScoresDoNotRecompute),
+        (PublisherCheat::SkewAmounts, Rule::PayoutDoesNotFollowScores),
+        (PublisherCheat::Overpay, Rule::PayoutExceedsPool),
+        (PublisherCheat::PayStranger, Rule::PayoutWithoutConsent),
+    ] {
+        let (_, report) = cheating_run(2, Some(cheat));
+        let verify = &report.ledger.as_ref().expect("a ledger").verify;
+        let rules: Vec<Rule> = verify.violations.iter().map(|v| v.rule).collect();
+        assert!(rules.contains(&rule), "{cheat:?}: {verify}");
+        if cheat == PublisherCheat::InflateScore {
+            assert_eq!(rules, vec![rule], "only the score is wrong: {verify}");
+        }
+    }
+}
+
+#[test]
+fn ledger_verify_flags_a_payout_to_an_owner_who_sat_the_round_out() {
+    let (contract, table) = digits();
+    let mut contract = contract;
+    contract.training.sampling.fraction = Some(0.5);
+    let mut options = SimulationOptions::new(10, Partition::Iid, 42);
+    options.rounds = Some(1);
+    options.value_contributions = true;
+    let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+    let first = sim.run(|_| {}).unwrap();
+    let round = first.rounds[0].valuation.as_ref().expect("valued");
+    let absent = (0..10)
+        .find(|c| !round.clients.contains(c))
+        .expect("someone sat out");
+    options.publisher_cheat = Some(PublisherCheat::PayNonParticipant(absent));
+    let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+    let report = sim.run(|_| {}).unwrap();
+    let verify = &report.ledger.as_ref().expect("a ledger").verify;
+    let rules: Vec<Rule> = verify.violations.iter().map(|v| v.rule).collect();
+    assert!(rules.contains(&Rule::PayoutToNonParticipant), "{verify}");
 }
