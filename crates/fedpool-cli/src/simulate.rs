@@ -78,8 +78,9 @@ pub struct SimulateArgs {
     /// identities and consents, so it never appends to another ledger).
     #[arg(long, requires = "ledger")]
     pub force: bool,
-    /// Value every contributor of every plainly aggregated round (Shapley values of its
-    /// update for test accuracy, summed over rounds); `--json` then lists them.
+    /// Value every contributor of every plainly aggregated round by the contract's valuation
+    /// (Shapley values of its update for held-out accuracy) and pay the contract's pool by
+    /// it; prints the rewards (`--json`: a `rewards` list).
     #[arg(long)]
     pub value: bool,
     /// Record nothing: no identities, consents, rounds or verification (for measuring
@@ -217,6 +218,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&output)?);
     } else {
         print_summary(&report);
+        print_rewards(&contract, &sim, &report);
         if let Some((csv, chart)) = written {
             println!("wrote {} and {}", csv.display(), chart.display());
         }
@@ -408,6 +410,53 @@ fn print_summary(report: &SimulationReport) {
     }
 }
 
+/// How the rewards were computed, in one line.
+fn rewards_method(contract: &Contract, report: &SimulationReport) -> String {
+    let Some(recipe) = &report.valuation_recipe else {
+        return String::new();
+    };
+    let valuation = match recipe.method {
+        fedpool_runtime::valuation::Method::Shapley => format!(
+            "Shapley values of each round's updates for held-out accuracy (FedSV): exact up to {} players, stratified sampling above",
+            recipe.exact_up_to
+        ),
+        fedpool_runtime::valuation::Method::LeaveOneOut => {
+            "leave-one-out on held-out accuracy".to_string()
+        }
+        fedpool_runtime::valuation::Method::DataSize => "rows trained on".to_string(),
+    };
+    format!(
+        "{valuation}; updates at cosine ≥ {} valued as one player; rounds gaining < {} not valued; the pool of {} {} split per round {:?} (floor {}, cap {}), carries paid at the end by total score",
+        recipe.duplicate_similarity,
+        recipe.min_gain,
+        contract.rewards.pool,
+        contract.rewards.currency,
+        contract.rewards.split,
+        contract.rewards.floor,
+        contract
+            .rewards
+            .cap
+            .map_or("none".to_string(), |c| c.to_string()),
+    )
+}
+
+fn print_rewards(contract: &Contract, sim: &Simulation, report: &SimulationReport) {
+    let (Some(values), Some(rewards)) = (&report.values, &report.rewards) else {
+        return;
+    };
+    println!(
+        "rewards ({} of {} {} paid):",
+        rewards.iter().sum::<u64>(),
+        contract.rewards.pool,
+        contract.rewards.currency
+    );
+    for (client, ((value, reward), behaviour)) in
+        values.iter().zip(rewards).zip(sim.behaviours()).enumerate()
+    {
+        println!("  client {client:>3}  {reward:>8}  value {value:>8.4}  {behaviour}");
+    }
+}
+
 fn json_report(
     contract: &Contract,
     args: &SimulateArgs,
@@ -441,22 +490,23 @@ fn json_report(
         "epsilon": s.epsilon,
         "scaling": s.scaling.as_ref(),
     })));
-    if let Some(values) = &report.values {
-        output["values"] = json!(
+    if let (Some(values), Some(rewards)) = (&report.values, &report.rewards) {
+        output["rewards"] = json!(
             values
                 .iter()
+                .zip(rewards)
                 .zip(sim.behaviours())
                 .enumerate()
-                .map(|(client, (value, behaviour))| json!({
+                .map(|(client, ((value, reward), behaviour))| json!({
                     "client": client,
-                    "behaviour": format!("{behaviour:?}"),
+                    "behaviour": behaviour.to_string(),
                     "value": value,
+                    "reward": reward,
                 }))
                 .collect::<Vec<_>>()
         );
-        output["values_method"] = json!(
-            "shapley (FedSV: exact up to 12 contributors a round, sampled above; test accuracy)"
-        );
+        output["rewards_method"] = json!(rewards_method(contract, report));
+        output["rewards_currency"] = json!(contract.rewards.currency);
     }
     output["consent_rate"] = json!(args.consent_rate);
     output["epsilon"] = json!(report.epsilon);

@@ -429,19 +429,22 @@ fn the_centralised_baseline_runs_with_min_clients_one() {
 }
 
 #[test]
-fn simulate_json_lists_each_clients_value_when_asked() {
+fn simulate_json_lists_each_clients_value_and_reward_when_asked() {
     let v = simulate_json(&["--attack", "free-rider:0.1", "--value"]);
-    let values = v["values"].as_array().unwrap();
-    assert_eq!(values.len(), 10);
-    let free_rider = values
+    let rewards = v["rewards"].as_array().unwrap();
+    assert_eq!(rewards.len(), 10);
+    let free_rider = rewards
         .iter()
-        .find(|c| c["behaviour"].as_str().unwrap().starts_with("FreeRider"))
+        .find(|c| c["behaviour"].as_str().unwrap().starts_with("free-rider"))
         .unwrap();
     assert_eq!(free_rider["value"], 0.0, "a zero update is worth nothing");
-    assert!(values.iter().any(|c| c["value"].as_f64().unwrap() > 0.0));
-    assert!(v["values_method"].as_str().unwrap().starts_with("shapley"));
+    assert_eq!(free_rider["reward"], 0);
+    let paid: u64 = rewards.iter().map(|c| c["reward"].as_u64().unwrap()).sum();
+    assert_eq!(paid, 1000, "the contract's whole pool, to the unit");
+    assert!(v["rewards_method"].as_str().unwrap().starts_with("Shapley"));
+    assert_eq!(v["rewards_currency"], "credits");
     // Without --value nothing is valued (and nothing is listed).
-    assert!(simulate_json(&[]).get("values").is_none());
+    assert!(simulate_json(&[]).get("rewards").is_none());
 }
 
 /// Runs `fedpool ARGS` under a pseudo-terminal (util-linux `script`, essential on Debian) and

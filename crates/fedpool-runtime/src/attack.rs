@@ -43,6 +43,23 @@ pub enum Behaviour {
     },
 }
 
+impl fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Behaviour::Honest => f.write_str("honest"),
+            Behaviour::LabelFlip => f.write_str("label-flip"),
+            Behaviour::Noise { std } => write!(f, "noise (std {std})"),
+            Behaviour::Scale { factor } => write!(f, "scale (×{factor})"),
+            Behaviour::FreeRider { std } if std > 0.0 => write!(f, "free-rider (noise, std {std})"),
+            Behaviour::FreeRider { .. } => f.write_str("free-rider (zeros)"),
+            Behaviour::Duplicate { of } => write!(f, "duplicate of client {of}"),
+            Behaviour::NoisyLabels { share } => {
+                write!(f, "noisy-labels ({:.0}% relabelled)", share * 100.0)
+            }
+        }
+    }
+}
+
 impl Behaviour {
     /// What a client with this behaviour sends instead of its honest update `delta` (label
     /// flipping happens in the client's data, before training).
