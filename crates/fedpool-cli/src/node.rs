@@ -253,6 +253,9 @@ pub fn card(store: &Store, model: &PublishedModel) -> Result<Card> {
             Body::ModelReleased(_) if event.author() == model.event.author() => {
                 status.released = true
             }
+            Body::RewardsPaid(payout) if event.author() == model.event.author() => {
+                status.paid += payout.payouts.iter().map(|line| line.amount).sum::<u64>();
+            }
             _ => {}
         }
     }

@@ -47,6 +47,8 @@ pub struct CardTerms {
     pub privacy: Vec<String>,
     /// Reward terms in plain words.
     pub rewards: Vec<String>,
+    /// The unit rewards are paid in.
+    pub currency: String,
 }
 
 /// One data field the model reads.
@@ -73,6 +75,8 @@ pub struct CardStatus {
     pub latest_metrics: Vec<(String, f64)>,
     /// Whether the final model has been released.
     pub released: bool,
+    /// Rewards paid so far, in the pool's smallest unit.
+    pub paid: u64,
 }
 
 /// A transparency card: terms plus status, and identifiers.
@@ -173,6 +177,7 @@ impl CardTerms {
             training,
             privacy: privacy_words(contract),
             rewards: reward_words(contract),
+            currency: contract.rewards.currency.clone(),
         }
     }
 
@@ -303,27 +308,43 @@ fn reward_words(contract: &Contract) -> Vec<String> {
     let r = &contract.rewards;
     let valuation = match r.valuation {
         Valuation::Shapley => {
-            "Shapley values over each round's participants (how much your update improved the model)"
+            "its Shapley value: the average gain in the held-out accuracy of the round's model that your update brings to every group of the round's other updates (exact up to 12 participants a round, estimated by stratified sampling above). Updates that are near copies of one another (cosine similarity ≥ 0.95) count as one participant and share its value, so copying someone's data earns nothing extra"
         }
         Valuation::LeaveOneOut => {
-            "leave-one-out: how much worse the round's model is without your update"
+            "leave-one-out: how much worse the round's model is on held-out data without your update"
         }
         Valuation::DataSize => "the number of rows you trained on",
     };
     let split = match r.split {
         SplitRule::Proportional => {
-            "in proportion to measured contribution (negative contributions earn nothing)"
+            "in proportion to positive contribution; zero or negative contributions earn nothing"
         }
-        SplitRule::Equal => "equally among a round's participants",
+        SplitRule::Equal => "equally among the round's participants with a positive contribution",
     };
-    vec![
+    let mut words = vec![
         format!(
-            "A pool of {} {} is paid out over the training run.",
-            r.pool, r.currency
+            "A pool of {} {} (in whole units, never fractions) is divided evenly over the {} planned rounds.",
+            r.pool, r.currency, contract.training.rounds
         ),
-        format!("Contribution is measured by {valuation}."),
-        format!("Each round's share is split {split}; every payout is recorded on the ledger."),
-    ]
+        format!("Your contribution to a round is {valuation}."),
+        format!(
+            "Each round's share is split {split}. A round that raises held-out accuracy by less than half a point is not valued and its share carries over, as does anything no one can be paid; when training ends, everything not yet paid is split by each participant's total contribution."
+        ),
+    ];
+    if r.floor > 0 || r.cap.is_some() {
+        words.push(format!(
+            "Every participant with a positive contribution gets at least {} of a round's share{}.",
+            r.floor,
+            r.cap
+                .map(|c| format!(" and at most {c}"))
+                .unwrap_or_default()
+        ));
+    }
+    words.push(
+        "Every payout is signed on the ledger with each participant's score, the valuation method, its seed and the hashes of the updates it valued, so anyone holding those updates and the validation set can recompute it; under secure aggregation no individual update is seen, so rounds are not valued individually."
+            .to_string(),
+    );
+    words
 }
 
 impl Card {
@@ -361,13 +382,15 @@ impl Card {
         let s = &self.status;
         let _ = writeln!(
             out,
-            "\nStatus: {} active consents, {} rounds done, {} participants{}{}",
+            "\nStatus: {} active consents, {} rounds done, {} participants{}, {} {} paid{}",
             s.active_consents,
             s.rounds_done,
             s.participants,
             s.epsilon_spent
                 .map(|e| format!(", ε spent {e:.3}"))
                 .unwrap_or_default(),
+            s.paid,
+            t.currency,
             if s.released { ", released" } else { "" }
         );
         if !s.latest_metrics.is_empty() {
@@ -414,6 +437,7 @@ impl Card {
         if let Some(e) = s.epsilon_spent {
             let _ = writeln!(out, "- ε spent: {e:.3}");
         }
+        let _ = writeln!(out, "- paid so far: {} {}", s.paid, t.currency);
         for (k, v) in &s.latest_metrics {
             let _ = writeln!(out, "- {k}: {v:.4}");
         }
@@ -478,6 +502,7 @@ impl Card {
         if let Some(e) = s.epsilon_spent {
             status.push(format!("ε spent: {e:.3}"));
         }
+        status.push(format!("paid so far: {} {}", s.paid, t.currency));
         status.extend(s.latest_metrics.iter().map(|(k, v)| format!("{k}: {v:.4}")));
         section_html(&mut out, "Status", &status);
         let _ = writeln!(out, "</body></html>");
