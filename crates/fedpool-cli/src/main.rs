@@ -6,6 +6,7 @@ mod cmd_ledger;
 mod cmd_models;
 mod cmd_node;
 mod cmd_privacy;
+mod cmd_rewards;
 mod demo;
 mod home;
 mod load;
@@ -54,6 +55,8 @@ enum Command {
     /// Plan privacy budgets with the Rényi-DP accountant.
     #[command(subcommand)]
     Privacy(cmd_privacy::PrivacyCommand),
+    /// What an owner earned, per model and round, from the payouts on the ledger.
+    Rewards(cmd_rewards::RewardsArgs),
     /// Show, verify, export and import the ledger.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCommand),
@@ -150,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consent(command) => ok(cmd_consent::consent(home()?, command)),
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
         Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
+        Command::Rewards(args) => ok(cmd_rewards::rewards(home()?, args)),
         Command::Node(command) => ok(cmd_node::node(home()?, command)),
         Command::Cluster(command) => ok(cmd_cluster::cluster(command)),
         // No round completed is a failure a script can see.

@@ -476,3 +476,73 @@ fn a_terminal_shows_round_progress_and_json_or_a_pipe_shows_none() {
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("/30"));
     assert!(!String::from_utf8_lossy(&piped.stdout).contains("/30"));
 }
+
+#[test]
+fn rewards_show_each_owners_earnings_per_round_from_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .env("FEDPOOL_NETWORK", "fedpool-sim")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["init"]);
+    let ledger = home.join("ledger.db");
+    let digits = format!("{CONTRACTS}/digits.toml");
+    let status = Command::new(BIN)
+        .args([
+            "simulate",
+            &digits,
+            "--clients",
+            "5",
+            "--rounds",
+            "3",
+            "--value",
+        ])
+        .args(["--ledger", ledger.to_str().unwrap(), "--force"])
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+    let all: serde_json::Value =
+        serde_json::from_str(&run(&["rewards", "--all", "--json"])).unwrap();
+    let model = &all["models"][0];
+    assert_eq!(model["paid"], 1000, "the whole pool");
+    assert_eq!(model["pool"], 1000);
+    let balances = model["balances"].as_array().unwrap();
+    assert_eq!(balances.len(), 5);
+    let owner = balances[0]["owner"].as_str().unwrap();
+    let mine: serde_json::Value = serde_json::from_str(&run(&[
+        "rewards",
+        "--model",
+        "digits-classifier",
+        "--owner",
+        owner,
+        "--json",
+    ]))
+    .unwrap();
+    let earned = &mine["models"][0];
+    assert_eq!(earned["balance"], balances[0]["amount"]);
+    let payouts = earned["payouts"].as_array().unwrap();
+    let rounds: Vec<_> = payouts.iter().map(|p| p["round"].clone()).collect();
+    assert_eq!(
+        rounds.last(),
+        Some(&serde_json::Value::Null),
+        "the final payout"
+    );
+    let sum: u64 = payouts.iter().map(|p| p["amount"].as_u64().unwrap()).sum();
+    assert_eq!(serde_json::json!(sum), earned["balance"]);
+    // This home's own identity took no part.
+    assert!(run(&["rewards"]).contains("has no rewards"));
+    assert!(run(&["ledger", "verify"]).starts_with("OK"));
+}

@@ -1,0 +1,194 @@
+//! `fedpool rewards`: what an owner earned, per model and round, derived from the payouts
+//! each model's publisher signed on the ledger (a payout signed by anyone else does not count).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fedpool_ledger::{Body, Did};
+use serde_json::json;
+
+use crate::home::Home;
+use crate::node::{self, Node, PublishedModel};
+
+/// Arguments of `fedpool rewards`.
+#[derive(Debug, Args)]
+pub struct RewardsArgs {
+    /// Only this model (id, id prefix or name).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Whose earnings (a did:key); this node's by default. Payouts are public on the ledger.
+    #[arg(long, conflicts_with = "all")]
+    pub owner: Option<String>,
+    /// Every owner's balance per model instead of one owner's payouts.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One payout line to one owner.
+struct Earning {
+    round: Option<u32>,
+    score: f64,
+    amount: u64,
+    method: String,
+    event: String,
+}
+
+/// Shows earnings from the ledger.
+pub fn rewards(home: Home, args: RewardsArgs) -> Result<()> {
+    let node = Node::open(home)?;
+    let models = match &args.model {
+        Some(query) => vec![node::find_model(&node.store, query)?],
+        None => node::published_models(&node.store)?,
+    };
+    if args.all {
+        return all_balances(&node, &models, args.json);
+    }
+    let owner: Did = match &args.owner {
+        Some(text) => text
+            .parse()
+            .with_context(|| format!("--owner {text} is not a did:key"))?,
+        None => node.did(),
+    };
+    let mut report = Vec::new();
+    for model in &models {
+        let earnings = earnings(&node, model, Some(&owner))?;
+        if !earnings.is_empty() {
+            report.push((model, earnings));
+        }
+    }
+    if args.json {
+        let models: Vec<_> = report
+            .iter()
+            .map(|(model, earnings)| {
+                json!({
+                    "model_id": model.id().as_str(),
+                    "name": model.body.name,
+                    "currency": model.contract.rewards.currency,
+                    "balance": earnings.iter().map(|e| e.amount).sum::<u64>(),
+                    "payouts": earnings.iter().map(|e| json!({
+                        "round": e.round,
+                        "score": e.score,
+                        "amount": e.amount,
+                        "method": e.method,
+                        "event": e.event,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "owner": owner.to_string(), "models": models }))?
+        );
+        return Ok(());
+    }
+    if report.is_empty() {
+        println!("{owner} has no rewards on this ledger");
+        return Ok(());
+    }
+    println!("rewards of {owner}:");
+    for (model, earnings) in &report {
+        let currency = &model.contract.rewards.currency;
+        println!(
+            "{} ({}): {} {currency}",
+            model.body.name,
+            short(model.id().as_str()),
+            earnings.iter().map(|e| e.amount).sum::<u64>()
+        );
+        for e in earnings {
+            let round = e
+                .round
+                .map_or("final".to_string(), |r| format!("round {r}"));
+            println!(
+                "  {round:<10} {:>8} {currency}  score {:>8.4}  {}",
+                e.amount, e.score, e.method
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every owner's balance per model.
+fn all_balances(node: &Node, models: &[PublishedModel], json: bool) -> Result<()> {
+    let mut out = Vec::new();
+    for model in models {
+        let mut balances: std::collections::BTreeMap<String, u64> = Default::default();
+        for event in node.store.events_by_model(model.id())? {
+            if let Body::RewardsPaid(payout) = event.body()
+                && event.author() == model.event.author()
+            {
+                for line in &payout.payouts {
+                    *balances.entry(line.owner.to_string()).or_default() += line.amount;
+                }
+            }
+        }
+        out.push((model, balances));
+    }
+    if json {
+        let models: Vec<_> = out
+            .iter()
+            .map(|(model, balances)| {
+                json!({
+                    "model_id": model.id().as_str(),
+                    "name": model.body.name,
+                    "currency": model.contract.rewards.currency,
+                    "pool": model.contract.rewards.pool,
+                    "paid": balances.values().sum::<u64>(),
+                    "balances": balances.iter().map(|(owner, amount)| json!({
+                        "owner": owner,
+                        "amount": amount,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "models": models }))?
+        );
+        return Ok(());
+    }
+    for (model, balances) in &out {
+        let currency = &model.contract.rewards.currency;
+        println!(
+            "{} ({}): {} of {} {currency} paid to {} owners",
+            model.body.name,
+            short(model.id().as_str()),
+            balances.values().sum::<u64>(),
+            model.contract.rewards.pool,
+            balances.len()
+        );
+        for (owner, amount) in balances {
+            println!("  {amount:>8} {currency}  {owner}");
+        }
+    }
+    Ok(())
+}
+
+fn earnings(node: &Node, model: &PublishedModel, owner: Option<&Did>) -> Result<Vec<Earning>> {
+    let mut earnings = Vec::new();
+    for event in node.store.events_by_model(model.id())? {
+        let Body::RewardsPaid(payout) = event.body() else {
+            continue;
+        };
+        if event.author() != model.event.author() {
+            continue;
+        }
+        for line in &payout.payouts {
+            if owner.is_none_or(|o| *o == line.owner) {
+                earnings.push(Earning {
+                    round: payout.round,
+                    score: line.score,
+                    amount: line.amount,
+                    method: payout.method.clone(),
+                    event: event.id().to_string(),
+                });
+            }
+        }
+    }
+    Ok(earnings)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(16)]
+}
