@@ -8,6 +8,7 @@
 mod attack;
 pub mod contract_rules;
 mod error;
+pub mod group_valuation;
 pub mod ledger;
 pub mod rewards;
 pub mod simulation;

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 
 use crate::Error;
 use crate::attack::{Attack, Behaviour};
+use crate::group_valuation::{self, GroupAttribution};
 use crate::ledger::{SimulationLedger, round_plan};
 use crate::rewards::{PayTerms, Payment, PublisherCheat, Treasury};
 use crate::transport::{Envelope, InProcessTransport, Transport};
@@ -75,6 +76,12 @@ pub struct SimulationOptions {
     pub keep_round_evidence: bool,
     /// A dishonest publisher: its first round payout cheats so (tests of `ledger verify`).
     pub publisher_cheat: Option<PublisherCheat>,
+    /// With valuation: also estimate each client's value from the sums of random groups of
+    /// at least this many (what per-group secure aggregation reveals), by least squares over
+    /// rounds ([`crate::group_valuation`]); see [`SimulationReport::group_estimates`].
+    pub group_valuation: Option<usize>,
+    /// With valuation: the validation metric (accuracy unless set).
+    pub valuation_metric: Option<valuation::Utility>,
 }
 
 /// Where a simulation records its ledger.
@@ -105,6 +112,8 @@ impl SimulationOptions {
             value_contributions: false,
             keep_round_evidence: false,
             publisher_cheat: None,
+            group_valuation: None,
+            valuation_metric: None,
         }
     }
 }
@@ -231,6 +240,9 @@ pub struct SimulationReport {
     pub rewards: Option<Vec<u64>>,
     /// The final payout (what rounds carried and unrun rounds' shares, by total score).
     pub final_payment: Option<Payment>,
+    /// With `group_valuation`: each client's value estimated from group sums alone, summed
+    /// over the valued rounds it took part in (comparable to `values`).
+    pub group_estimates: Option<Vec<f64>>,
 }
 
 /// What the statistics phase produced.
@@ -365,6 +377,8 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     evidence: Vec<RoundEvidence>,
     /// With valuation: the pool as it is paid.
     treasury: Option<Treasury>,
+    /// With group valuation: the minimum group and the equations gathered.
+    groups: Option<(usize, u64, GroupAttribution)>,
 }
 
 /// The simulation's side of the driver: the transport, and what a simulation adds around the
@@ -732,7 +746,9 @@ impl Simulation<InProcessTransport> {
                 };
                 // The validation hash is filled in at the first valued round, once the
                 // statistics phase has fixed how the held-out set is encoded.
-                ValuationRecipe::new(method, options.seed, String::new())
+                let mut recipe = ValuationRecipe::new(method, options.seed, String::new());
+                recipe.metric = options.valuation_metric.unwrap_or_default();
+                recipe
             }),
             last_valuation: None,
             keep_round_evidence: options.keep_round_evidence,
@@ -740,6 +756,10 @@ impl Simulation<InProcessTransport> {
             treasury: options
                 .value_contributions
                 .then(|| Treasury::new(PayTerms::of(contract), n_clients)),
+            groups: options
+                .group_valuation
+                .filter(|_| options.value_contributions)
+                .map(|min| (min, options.seed, GroupAttribution::new(n_clients))),
         })
     }
 
@@ -877,6 +897,7 @@ impl<T: Transport> Simulation<T> {
                         .then(|| Arc::new(self.test_set.clone())),
                     rewards: self.treasury.as_ref().map(|t| t.earned().to_vec()),
                     final_payment,
+                    group_estimates: self.groups.as_ref().map(|(_, _, g)| g.totals()),
                 });
             }
             // Write-ahead: what nodes accounted is on the ledger before anything they sent
@@ -1080,6 +1101,24 @@ impl<T: Transport> Simulation<T> {
             });
         }
         let clients: Vec<usize> = members.iter().map(|(client, _)| *client).collect();
+        if let Some((min_group, seed, attribution)) = &mut self.groups {
+            let seed = *seed ^ u64::from(round.0).wrapping_mul(0xA24B_AED4_963E_E407);
+            let groups = group_valuation::random_groups(members.len(), *min_group, seed);
+            let values = group_valuation::value_groups(
+                &self.network,
+                &self.previous_global,
+                &round_updates,
+                &groups,
+                &self.test_set,
+                recipe,
+                u64::from(round.0),
+            )?;
+            let by_client: Vec<Vec<usize>> = groups
+                .iter()
+                .map(|g| g.iter().map(|&i| clients[i]).collect())
+                .collect();
+            attribution.add_round(&by_client, &values);
+        }
         let update_hashes: Vec<String> = members
             .iter()
             .map(|(_, (delta, _))| update_hash(delta))

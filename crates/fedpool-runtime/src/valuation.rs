@@ -30,6 +30,8 @@ pub const DUPLICATE_SIMILARITY: f64 = 0.95;
 pub struct ValuationRecipe {
     /// What a contribution's value is.
     pub method: Method,
+    /// The validation metric a subset's model is scored by.
+    pub metric: Utility,
     /// Shapley values are exact up to this many players (at most [`shapley::MAX_EXACT`]) and
     /// estimated by `sampling` above.
     pub exact_up_to: usize,
@@ -45,6 +47,18 @@ pub struct ValuationRecipe {
     /// valued: its scores are 0 and its share of the pool carries over (GTG-Shapley's
     /// between-round truncation). Shares of a gain of a row or two are noise.
     pub min_gain: f64,
+}
+
+/// The validation metric a subset's model is scored by (higher is better).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Utility {
+    /// Accuracy (−RMSE for regression): what a reader understands, but a step function of the
+    /// model, so small gains are a row or two of noise.
+    #[default]
+    Accuracy,
+    /// −log-loss (−RMSE for regression): smooth, so small gains are measured.
+    LogLoss,
 }
 
 /// What a contribution's value is.
@@ -67,6 +81,7 @@ impl ValuationRecipe {
     pub fn new(method: Method, seed: u64, validation_hash: String) -> Self {
         Self {
             method,
+            metric: Utility::Accuracy,
             exact_up_to: shapley::MAX_EXACT,
             sampling: Estimate::Stratified {
                 seed,
@@ -189,7 +204,10 @@ pub fn value_round(
         }
         match network.predict(&params, &validation.features) {
             Ok(outputs) => match evaluate_outputs(&outputs, &validation.targets) {
-                Metrics::Classification { accuracy, .. } => accuracy,
+                Metrics::Classification { accuracy, .. } if recipe.metric == Utility::Accuracy => {
+                    accuracy
+                }
+                Metrics::Classification { log_loss, .. } => -log_loss,
                 Metrics::Regression { rmse, .. } => -rmse,
             },
             Err(_) => f64::NAN,

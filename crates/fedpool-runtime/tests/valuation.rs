@@ -202,3 +202,76 @@ fn ledger_verify_flags_a_payout_to_an_owner_who_sat_the_round_out() {
     let rules: Vec<Rule> = verify.violations.iter().map(|v| v.rule).collect();
     assert!(rules.contains(&Rule::PayoutToNonParticipant), "{verify}");
 }
+
+/// Spearman rank correlation (ties take their average rank).
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut ranks = vec![0.0; v.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            while end + 1 < order.len() && v[order[end + 1]] == v[order[start]] {
+                end += 1;
+            }
+            for &i in &order[start..=end] {
+                ranks[i] = (start + end) as f64 / 2.0;
+            }
+            start = end + 1;
+        }
+        ranks
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let mean = (a.len() as f64 - 1.0) / 2.0;
+    let cov: f64 = ra
+        .iter()
+        .zip(&rb)
+        .map(|(x, y)| (x - mean) * (y - mean))
+        .sum();
+    let var_a: f64 = ra.iter().map(|x| (x - mean).powi(2)).sum();
+    let var_b: f64 = rb.iter().map(|y| (y - mean).powi(2)).sum();
+    cov / (var_a * var_b).sqrt()
+}
+
+#[test]
+fn group_valuation_from_sums_alone_ranks_clients_as_the_transparent_valuation_does() {
+    for seed in [42, 7, 1234] {
+        let (mut contract, table) = digits();
+        // Learning spread over the rounds (one epoch, a small step), so every round has
+        // value to attribute; log-loss measures small gains that accuracy rounds away.
+        contract.training.local.local_epochs = 1;
+        contract.training.local.learning_rate = 0.03;
+        let mut options = SimulationOptions::new(10, Partition::Iid, seed);
+        options.rounds = Some(30);
+        options.ledger = LedgerChoice::Off;
+        options.value_contributions = true;
+        options.group_valuation = Some(3);
+        options.valuation_metric = Some(fedpool_runtime::valuation::Utility::LogLoss);
+        options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
+            .iter()
+            .map(|a| a.parse::<Attack>().unwrap())
+            .collect();
+        let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
+        let report = sim.run(|_| {}).unwrap();
+        let transparent = report.values.clone().unwrap();
+        let groups = report.group_estimates.clone().unwrap();
+        let rho = spearman(&transparent, &groups);
+        let r = pearson(&transparent, &groups);
+        println!(
+            "seed {seed}: {:?}\ntransparent {transparent:.3?}\ngroups      {groups:.3?}\nSpearman {rho:.3}, Pearson {r:.3}, final accuracy {:.3}",
+            sim.behaviours(),
+            report.final_metrics.headline()
+        );
+        assert!(rho >= 0.8, "seed {seed}: Spearman {rho}");
+    }
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
