@@ -148,11 +148,12 @@ impl GroupAttribution {
             if p.abs() < 1e-12 {
                 continue;
             }
+            let pivot_row = a[col].clone();
             for row in col + 1..n {
                 let factor = a[row][col] / p;
                 if factor != 0.0 {
-                    for k in col..n {
-                        a[row][k] -= factor * a[col][k];
+                    for (x, &y) in a[row][col..].iter_mut().zip(&pivot_row[col..]) {
+                        *x -= factor * y;
                     }
                     b[row] -= factor * b[col];
                 }

@@ -147,11 +147,14 @@ pub fn stratified<U: Fn(&[usize]) -> f64 + Sync>(
     let mut sum_sq = vec![vec![0.0f64; n]; n];
     let mut count = vec![vec![0usize; n]; n];
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    // The draws depend only on the seed and the budget, so they are planned first and every
+    // subset they need is evaluated in one parallel batch.
     let mut turn = 0usize;
     let mut skipped_in_a_row = 0usize;
     // Each draw is charged its n − k + 1 evaluations whether or not they were cached, so
     // sampling always ends.
     let mut spent = cached.evaluations();
+    let mut draws: Vec<(usize, Mask)> = Vec::new();
     while !strata.is_empty() && skipped_in_a_row < strata.len() {
         let k = strata[turn % strata.len()];
         turn += 1;
@@ -164,14 +167,28 @@ pub fn stratified<U: Fn(&[usize]) -> f64 + Sync>(
         let coalition: Mask = index::sample(&mut rng, n, k)
             .iter()
             .fold(0, |mask, i| mask | (1 << i));
-        let outside: Vec<usize> = (0..n).filter(|&i| coalition & (1 << i) == 0).collect();
+        draws.push((k, coalition));
+    }
+    let mut needed: Vec<Mask> = draws
+        .iter()
+        .flat_map(|&(_, coalition)| {
+            std::iter::once(coalition).chain(
+                (0..n)
+                    .filter(move |&i| coalition & (1 << i) == 0)
+                    .map(move |i| coalition | (1 << i)),
+            )
+        })
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    needed
+        .par_iter()
+        .map(|&mask| cached.value(mask).map(|_| ()))
+        .collect::<Result<(), ValueError>>()?;
+    for &(k, coalition) in &draws {
         let before = residual(coalition)?;
-        let after: Vec<f64> = outside
-            .par_iter()
-            .map(|&i| residual(coalition | (1 << i)))
-            .collect::<Result<_, _>>()?;
-        for (&i, after) in outside.iter().zip(after) {
-            let marginal = after - before;
+        for i in (0..n).filter(|&i| coalition & (1 << i) == 0) {
+            let marginal = residual(coalition | (1 << i))? - before;
             sum[i][k] += marginal;
             sum_sq[i][k] += marginal * marginal;
             count[i][k] += 1;
