@@ -180,3 +180,54 @@ pub fn write_chart(
     }
     Ok(path)
 }
+
+/// Draws each client's reward as a bar to `dir/rewards.png`, coloured by behaviour (honest
+/// blue, anything else orange).
+pub fn write_rewards_chart(
+    dir: &Path,
+    title: &str,
+    rewards: &[u64],
+    honest: &[bool],
+    currency: &str,
+) -> Result<PathBuf> {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
+    let path = dir.join("rewards.png");
+    let top = rewards.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    {
+        let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..rewards.len().max(1) as f64, 0f64..top)
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("client (blue: honest; orange: free rider, duplicate, noisy or attacker)")
+            .y_desc(format!("reward ({currency})"))
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .draw_series(rewards.iter().zip(honest).enumerate().map(
+                |(client, (&reward, &honest))| {
+                    let colour = if honest { BLUE } else { RGBColor(230, 120, 20) };
+                    Rectangle::new(
+                        [
+                            (client as f64 + 0.1, 0.0),
+                            (client as f64 + 0.9, reward as f64),
+                        ],
+                        colour.filled(),
+                    )
+                },
+            ))
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        root.present()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}

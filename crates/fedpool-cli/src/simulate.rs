@@ -320,7 +320,95 @@ pub fn write_outputs(
     let csv = report::write_metrics_csv(dir, &report.rounds)?;
     let title = format!("{} — {} clients", contract.model_info.name, sim.n_clients());
     let chart = report::write_chart(dir, &title, sim.initial_metrics(), &report.rounds)?;
+    write_release(dir, contract, sim, report)?;
     Ok((csv, chart))
+}
+
+/// The released model beside the metrics: `model.safetensors`, `MODEL_CARD.md`, the
+/// transparency card (`card.md`, `card.html`) with the run's status, and with valuation
+/// `rewards.csv` and `rewards.png`.
+fn write_release(
+    dir: &std::path::Path,
+    contract: &Contract,
+    sim: &Simulation,
+    report: &SimulationReport,
+) -> Result<()> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let model_id = report
+        .ledger
+        .as_ref()
+        .map_or("(simulation without a ledger)".to_string(), |l| {
+            l.model_id.clone()
+        });
+    let params_hash = fedpool_runtime::ledger::params_hash(&report.global);
+    let weights = fedpool_core::release::to_safetensors(
+        sim.network(),
+        &report.global,
+        &[
+            ("fedpool.model_id", model_id.clone()),
+            ("fedpool.params_hash", params_hash.clone()),
+        ],
+    )?;
+    write("model.safetensors", &weights)?;
+    let terms = fedpool_core::CardTerms::from_contract(contract);
+    let metrics = fedpool_runtime::ledger::metric_pairs(&report.final_metrics);
+    let facts = fedpool_core::model_card::ReleaseFacts {
+        model_id: model_id.clone(),
+        params_hash,
+        rounds: report.rounds.iter().filter(|r| r.completed).count() as u32,
+        consenting_owners: sim.n_consenting(),
+        contributing_owners: report.n_contributing_clients,
+        evaluation_rows: report.n_test_rows,
+        metrics: metrics.clone(),
+        epsilon: report.epsilon,
+        delta: report.delta,
+        secure_aggregation: report.secure_aggregation,
+    };
+    write(
+        "MODEL_CARD.md",
+        fedpool_core::model_card::model_card_markdown(&terms, &facts).as_bytes(),
+    )?;
+    let card = fedpool_core::Card {
+        model_id,
+        card_hash: fedpool_ledger::content_hash(contract.canonical_terms().as_bytes()),
+        terms,
+        status: fedpool_core::CardStatus {
+            active_consents: sim.n_consenting(),
+            rounds_done: facts.rounds,
+            participants: report.n_contributing_clients,
+            epsilon_spent: report.epsilon,
+            latest_metrics: metrics,
+            released: true,
+            paid: report.rewards.as_ref().map_or(0, |r| r.iter().sum()),
+        },
+    };
+    write("card.md", card.to_markdown().as_bytes())?;
+    write("card.html", card.to_html().as_bytes())?;
+    if let (Some(values), Some(rewards)) = (&report.values, &report.rewards) {
+        let mut csv = String::from("client,behaviour,value,reward\n");
+        for (client, ((value, reward), behaviour)) in
+            values.iter().zip(rewards).zip(sim.behaviours()).enumerate()
+        {
+            csv.push_str(&format!("{client},\"{behaviour}\",{value},{reward}\n"));
+        }
+        write("rewards.csv", csv.as_bytes())?;
+        let honest: Vec<bool> = sim
+            .behaviours()
+            .iter()
+            .map(|b| *b == fedpool_runtime::Behaviour::Honest)
+            .collect();
+        report::write_rewards_chart(
+            dir,
+            &format!("{} — rewards per client", contract.model_info.name),
+            rewards,
+            &honest,
+            &contract.rewards.currency,
+        )?;
+    }
+    Ok(())
 }
 
 fn print_summary(report: &SimulationReport) {

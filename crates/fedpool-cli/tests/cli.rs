@@ -546,3 +546,112 @@ fn rewards_show_each_owners_earnings_per_round_from_the_ledger() {
     assert!(run(&["rewards"]).contains("has no rewards"));
     assert!(run(&["ledger", "verify"]).starts_with("OK"));
 }
+
+/// A PNG that decodes and draws something: more than 1% of its pixels are not white, in
+/// more than two colours.
+fn assert_png_shows_data(path: &std::path::Path) {
+    let image = image::open(path)
+        .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
+        .to_rgb8();
+    let total = image.pixels().count();
+    let drawn = image.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    let colours: std::collections::HashSet<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+    assert!(
+        drawn * 100 > total && colours.len() > 2,
+        "{} is blank: {drawn} of {total} pixels drawn, {} colours",
+        path.display(),
+        colours.len()
+    );
+}
+
+#[test]
+fn simulate_out_writes_the_released_model_its_cards_and_the_rewards() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let ledger = dir.path().join("ledger.db");
+    let digits = format!("{CONTRACTS}/digits.toml");
+    let output = Command::new(BIN)
+        .args([
+            "simulate",
+            &digits,
+            "--clients",
+            "10",
+            "--rounds",
+            "3",
+            "--value",
+        ])
+        .args([
+            "--attack",
+            "free-rider:0.1",
+            "--attack",
+            "duplicate:0.1",
+            "--json",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .args(["--ledger", ledger.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for file in [
+        "metrics.csv",
+        "accuracy.png",
+        "model.safetensors",
+        "MODEL_CARD.md",
+        "card.md",
+        "card.html",
+        "rewards.csv",
+        "rewards.png",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert_png_shows_data(&out.join("accuracy.png"));
+    assert_png_shows_data(&out.join("rewards.png"));
+    let rewards = std::fs::read_to_string(out.join("rewards.csv")).unwrap();
+    assert_eq!(
+        rewards.lines().count(),
+        11,
+        "a header and one line per client"
+    );
+    assert!(rewards.contains("free-rider"));
+    let card = std::fs::read_to_string(out.join("MODEL_CARD.md")).unwrap();
+    assert!(card.contains("## Training data") && card.contains("10 owners consented"));
+    let html = std::fs::read_to_string(out.join("card.html")).unwrap();
+    assert!(html.contains("paid so far: 1000 credits"), "{html}");
+    // The weights are the model the ledger says was released.
+    let released = std::fs::read(out.join("model.safetensors")).unwrap();
+    let network_hash = |bytes: &[u8]| {
+        let contract = fedpool_core::Contract::from_toml(
+            &std::fs::read_to_string(&digits).unwrap(),
+            "digits.toml",
+        )
+        .unwrap();
+        let network = fedpool_core::Network::new(
+            &contract.model,
+            contract.n_features(),
+            contract.schema.n_outputs(),
+        )
+        .unwrap();
+        let (params, metadata) = fedpool_core::release::from_safetensors(bytes, &network).unwrap();
+        (fedpool_runtime::ledger::params_hash(&params), metadata)
+    };
+    let (hash, metadata) = network_hash(&released);
+    assert_eq!(metadata["fedpool.params_hash"], hash);
+    assert_eq!(
+        metadata["fedpool.model_id"],
+        report["ledger"]["model_id"].as_str().unwrap()
+    );
+    let show = Command::new(BIN)
+        .args(["ledger", "show", "--json"])
+        .env("FEDPOOL_NETWORK", "fedpool-sim")
+        .arg("--home")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(shown.contains(&hash), "the ledger's release names {hash}");
+}

@@ -12,6 +12,8 @@ pub mod contract;
 mod error;
 pub mod metrics;
 pub mod model;
+pub mod model_card;
+pub mod release;
 pub mod train;
 
 pub use card::{Card, CardStatus, CardTerms};

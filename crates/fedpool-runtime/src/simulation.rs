@@ -211,6 +211,10 @@ pub struct SimulationReport {
     pub secure_aggregation: bool,
     /// Clients the simulation made drop out, over all rounds.
     pub n_dropouts: usize,
+    /// Distinct clients whose updates went into at least one round.
+    pub n_contributing_clients: usize,
+    /// Rows of the held-out test set.
+    pub n_test_rows: usize,
     /// Plain (unmasked) updates the publisher received: 0 under secure aggregation.
     pub plain_updates_seen: usize,
     /// Masked vectors the publisher received (secure aggregation's stage 3).
@@ -379,6 +383,8 @@ pub struct Simulation<T: Transport = InProcessTransport> {
     treasury: Option<Treasury>,
     /// With group valuation: the minimum group and the equations gathered.
     groups: Option<(usize, u64, GroupAttribution)>,
+    /// Clients whose updates went into a round.
+    contributed: BTreeSet<NodeId>,
 }
 
 /// The simulation's side of the driver: the transport, and what a simulation adds around the
@@ -760,6 +766,7 @@ impl Simulation<InProcessTransport> {
                 .group_valuation
                 .filter(|_| options.value_contributions)
                 .map(|min| (min, options.seed, GroupAttribution::new(n_clients))),
+            contributed: BTreeSet::new(),
         })
     }
 
@@ -879,6 +886,8 @@ impl<T: Transport> Simulation<T> {
                     delta: self.privacy.delta,
                     secure_aggregation: self.privacy.secure_aggregation,
                     n_dropouts: self.host.n_dropouts,
+                    n_contributing_clients: self.contributed.len(),
+                    n_test_rows: self.test_set.n_rows(),
                     plain_updates_seen: self.host.plain_updates_seen,
                     masked_inputs_seen: self.host.masked_inputs_seen,
                     stopped_by_budget: self.stopped_by_budget.clone(),
@@ -1011,6 +1020,8 @@ impl<T: Transport> Simulation<T> {
                             )?;
                         }
                     }
+                    self.contributed
+                        .extend(summary.contributors.iter().copied());
                     let record = RoundRecord {
                         round: summary.round.0,
                         metrics,

@@ -275,3 +275,15 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
     cov / (va * vb).sqrt()
 }
+
+#[test]
+fn released_weights_load_back_into_the_same_model_and_give_the_reported_accuracy() {
+    let (sim, report) = attacked_run(3);
+    let bytes = fedpool_core::release::to_safetensors(sim.network(), &report.global, &[]).unwrap();
+    let (params, _) = fedpool_core::release::from_safetensors(&bytes, sim.network()).unwrap();
+    assert_eq!(params, *report.global);
+    let test_set = report.validation_set.as_ref().unwrap();
+    let outputs = sim.network().predict(&params, &test_set.features).unwrap();
+    let metrics = fedpool_core::evaluate_outputs(&outputs, &test_set.targets);
+    assert_eq!(metrics, report.final_metrics);
+}
