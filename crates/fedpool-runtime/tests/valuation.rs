@@ -26,6 +26,15 @@ fn digits() -> (Contract, Table) {
     (contract, table)
 }
 
+/// Two noisy-label clients (80% of labels redrawn), one free rider sending zeros, one
+/// duplicate of an honest client.
+fn issue_attacks() -> Vec<Attack> {
+    ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
+        .iter()
+        .map(|a| a.parse::<Attack>().unwrap())
+        .collect()
+}
+
 fn attacked_run(rounds: usize) -> (Simulation, SimulationReport) {
     cheating_run(rounds, None)
 }
@@ -38,10 +47,7 @@ fn cheating_run(rounds: usize, cheat: Option<PublisherCheat>) -> (Simulation, Si
     options.value_contributions = true;
     options.keep_round_evidence = true;
     options.publisher_cheat = cheat;
-    options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
-        .iter()
-        .map(|a| a.parse::<Attack>().unwrap())
-        .collect();
+    options.attacks = issue_attacks();
     let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
     let report = sim.run(|_| {}).unwrap();
     (sim, report)
@@ -248,10 +254,7 @@ fn group_valuation_from_sums_alone_ranks_clients_as_the_transparent_valuation_do
         options.value_contributions = true;
         options.group_valuation = Some(3);
         options.valuation_metric = Some(fedpool_runtime::valuation::Utility::LogLoss);
-        options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
-            .iter()
-            .map(|a| a.parse::<Attack>().unwrap())
-            .collect();
+        options.attacks = issue_attacks();
         let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
         let report = sim.run(|_| {}).unwrap();
         let transparent = report.values.clone().unwrap();
