@@ -6,6 +6,7 @@ mod cmd_ledger;
 mod cmd_models;
 mod cmd_node;
 mod cmd_privacy;
+mod cmd_release;
 mod cmd_rewards;
 mod demo;
 mod home;
@@ -57,6 +58,8 @@ enum Command {
     Privacy(cmd_privacy::PrivacyCommand),
     /// What an owner earned, per model and round, from the payouts on the ledger.
     Rewards(cmd_rewards::RewardsArgs),
+    /// Release a model this node trained: sign ModelReleased, write its weights and model card.
+    Release(cmd_release::ReleaseArgs),
     /// Show, verify, export and import the ledger.
     #[command(subcommand)]
     Ledger(cmd_ledger::LedgerCommand),
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
         Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
         Command::Rewards(args) => ok(cmd_rewards::rewards(home()?, args)),
+        Command::Release(args) => ok(cmd_release::release(home()?, args)),
         Command::Node(command) => ok(cmd_node::node(home()?, command)),
         Command::Cluster(command) => ok(cmd_cluster::cluster(command)),
         // No round completed is a failure a script can see.

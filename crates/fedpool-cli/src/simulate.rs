@@ -361,7 +361,7 @@ fn write_release(
         rounds: report.rounds.iter().filter(|r| r.completed).count() as u32,
         consenting_owners: sim.n_consenting(),
         contributing_owners: report.n_contributing_clients,
-        evaluation_rows: report.n_test_rows,
+        evaluation_rows: Some(report.n_test_rows),
         metrics: metrics.clone(),
         epsilon: report.epsilon,
         delta: report.delta,

@@ -318,6 +318,50 @@ fn a_plain_model_trained_across_processes_learns_digits() {
     assert_eq!(finished["rounds_completed"], 5, "{lines:?}");
     let accuracy = finished["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.9, "accuracy {accuracy}");
+
+    // The publisher releases it: the weights are the last committed round's, on the ledger.
+    let publisher = cluster.home("publisher");
+    let out = cluster.dir.path().join("release");
+    ok(
+        &publisher,
+        &["release", &model, "--out", out.to_str().unwrap()],
+    );
+    let card = std::fs::read_to_string(out.join("MODEL_CARD.md")).unwrap();
+    assert!(
+        card.contains("3 owners consented; 3 contributed to at least one of 5 rounds"),
+        "{card}"
+    );
+    let contract = fedpool_core::Contract::from_toml(
+        &std::fs::read_to_string(format!("{ROOT}/contracts/digits.toml")).unwrap(),
+        "digits.toml",
+    )
+    .unwrap();
+    let network = fedpool_core::Network::new(
+        &contract.model,
+        contract.n_features(),
+        contract.schema.n_outputs(),
+    )
+    .unwrap();
+    let (params, _) = fedpool_core::release::from_safetensors(
+        &std::fs::read(out.join("model.safetensors")).unwrap(),
+        &network,
+    )
+    .unwrap();
+    let hash = fedpool_runtime::ledger::params_hash(&params);
+    let shown = ok(&publisher, &["ledger", "show", "--json"]);
+    assert!(
+        shown.contains("model-released") && shown.contains(&hash),
+        "{shown}"
+    );
+    let again = run(
+        &publisher,
+        &["release", &model, "--out", out.to_str().unwrap()],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already released"));
+    let owner = cluster.home("owner1");
+    let foreign = run(&owner, &["release", &model]);
+    assert!(String::from_utf8_lossy(&foreign.stderr).contains("only its publisher releases it"));
 }
 
 #[test]

@@ -21,8 +21,8 @@ pub struct ReleaseFacts {
     pub consenting_owners: usize,
     /// Owners whose updates went into at least one round.
     pub contributing_owners: usize,
-    /// Held-out rows the metrics are measured on.
-    pub evaluation_rows: usize,
+    /// Held-out rows the metrics are measured on, when known.
+    pub evaluation_rows: Option<usize>,
     /// Final metrics on the held-out set, by name.
     pub metrics: Vec<(String, f64)>,
     /// ε spent (at `delta`), when training was differentially private.
@@ -67,11 +67,16 @@ pub fn model_card_markdown(terms: &CardTerms, facts: &ReleaseFacts) -> String {
     for (name, value) in &facts.metrics {
         let _ = writeln!(out, "- {name}: {value:.4}");
     }
-    let _ = writeln!(
-        out,
-        "\n## Evaluation data\n\n{} held-out rows, never trained on.",
-        facts.evaluation_rows
-    );
+    let _ = match facts.evaluation_rows {
+        Some(rows) => writeln!(
+            out,
+            "\n## Evaluation data\n\n{rows} held-out rows, never trained on."
+        ),
+        None => writeln!(
+            out,
+            "\n## Evaluation data\n\nThe publisher's own held-out rows, never trained on."
+        ),
+    };
     let _ = writeln!(out, "\n## Training data\n");
     let _ = writeln!(
         out,
@@ -144,7 +149,7 @@ mod tests {
             rounds: 5,
             consenting_owners: 10,
             contributing_owners: 9,
-            evaluation_rows: 360,
+            evaluation_rows: Some(360),
             metrics: vec![("accuracy".into(), 0.95)],
             epsilon: None,
             delta: 0.0,

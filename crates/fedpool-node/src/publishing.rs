@@ -72,6 +72,18 @@ pub enum RunAction {
     },
 }
 
+/// The global parameters a publisher whose home is `home` committed for `round` of
+/// `model_id`, checked against the hash the ledger committed (what `fedpool release` ships).
+pub fn committed_params(
+    home: &Path,
+    model_id: &ModelId,
+    round: u32,
+    hash: &str,
+    n_params: usize,
+) -> Result<Vec<f32>, Error> {
+    load_params(&model_dir(home, model_id), round, hash, n_params)
+}
+
 /// Where a publisher keeps a model's global parameters between rounds.
 fn model_dir(home: &Path, model_id: &ModelId) -> PathBuf {
     let name = blake3::hash(model_id.as_str().as_bytes()).to_hex();
