@@ -248,6 +248,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("   metrics per round: {}", csv.display());
     println!("   chart:             {}", chart.display());
     println!(
+        "   released model:    {} (its hash is the ledger's model-released event's)",
+        args.out.join("model.safetensors").display()
+    );
+    println!(
+        "   model card:        {}; transparency card: {} and card.html",
+        args.out.join("MODEL_CARD.md").display(),
+        args.out.join("card.md").display()
+    );
+    println!(
         "\nReproduce or vary it: fedpool simulate contracts/digits_private.toml --clients {} --partition dirichlet:{alpha} --consent-rate {} --dropout {} --seed {}",
         args.clients, args.consent_rate, args.dropout, args.seed
     );

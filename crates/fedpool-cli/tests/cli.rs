@@ -202,8 +202,17 @@ fn demo_tells_the_story_and_writes_outputs() {
             "demo output lacks {fragment:?}:\n{stdout}"
         );
     }
-    assert!(out.join("metrics.csv").exists());
-    assert!(out.join("accuracy.png").exists());
+    for file in [
+        "metrics.csv",
+        "accuracy.png",
+        "model.safetensors",
+        "MODEL_CARD.md",
+        "card.md",
+        "card.html",
+    ] {
+        assert!(out.join(file).is_file(), "the demo did not write {file}");
+    }
+    assert_png_shows_data(&out.join("accuracy.png"));
 }
 
 #[test]
