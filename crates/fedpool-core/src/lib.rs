@@ -13,6 +13,7 @@ mod error;
 pub mod metrics;
 pub mod model;
 pub mod model_card;
+pub mod policy;
 pub mod release;
 pub mod train;
 
