@@ -128,6 +128,11 @@ pub enum ConsentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Say what your consent policy decides for a model, and why: every rule's verdict.
+    Explain {
+        /// Model id, id prefix, or name.
+        model: String,
+    },
 }
 
 /// Runs `fedpool consent …`.
@@ -229,6 +234,48 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 "revoked; from the next round your node will decline to train {}",
                 model.body.name
             );
+            Ok(())
+        }
+        ConsentCommand::Explain { model } => {
+            let model = node::find_model(&node.store, &model)?;
+            let Some(policy) = node.home.policy()? else {
+                println!(
+                    "no consent policy is set (fedpool policy set POLICY.toml); {} waits for you",
+                    model.body.name
+                );
+                return Ok(());
+            };
+            let publisher = model.event.author().to_string();
+            let explained = policy.explain(&model.contract, &publisher);
+            for check in &explained.checks {
+                let action = match check.action {
+                    fedpool_core::policy::PolicyAction::Grant => "grant",
+                    fedpool_core::policy::PolicyAction::Refuse => "refuse",
+                };
+                match &check.outcome {
+                    Ok(reasons) => println!(
+                        "rule {:?} ({action}) applies: {}",
+                        check.rule,
+                        reasons.join("; ")
+                    ),
+                    Err(why) => println!("rule {:?} ({action}) does not apply: {why}", check.rule),
+                }
+            }
+            match explained.decision() {
+                Some(decision) => println!(
+                    "=> your policy {} {} by rule {:?}",
+                    match decision.action {
+                        fedpool_core::policy::PolicyAction::Grant => "grants",
+                        fedpool_core::policy::PolicyAction::Refuse => "refuses",
+                    },
+                    model.body.name,
+                    decision.rule
+                ),
+                None => println!(
+                    "=> no rule decides {}; it waits for you (fedpool consent grant)",
+                    model.body.name
+                ),
+            }
             Ok(())
         }
         ConsentCommand::List { json } => {

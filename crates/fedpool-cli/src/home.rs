@@ -126,6 +126,36 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Where the owner's consent policy is kept.
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.join("policy.toml")
+    }
+
+    /// The owner's consent policy, if one is set (re-checked: a hand-edited file is named in
+    /// its errors).
+    pub fn policy(&self) -> Result<Option<fedpool_core::policy::Policy>> {
+        let path = self.policy_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Some(fedpool_core::policy::Policy::from_toml(
+            &text,
+            &path.display().to_string(),
+        )?))
+    }
+
+    /// Keeps `text` (a policy already checked) as the owner's policy, atomically.
+    pub fn save_policy(&self, text: &str) -> Result<()> {
+        self.ensure_exists()?;
+        let path = self.policy_path();
+        fedpool_ledger::replace_file(&path, text.as_bytes())
+            .with_context(|| format!("cannot save the policy {}", path.display()))
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -5,6 +5,7 @@ mod cmd_consent;
 mod cmd_ledger;
 mod cmd_models;
 mod cmd_node;
+mod cmd_policy;
 mod cmd_privacy;
 mod cmd_release;
 mod cmd_rewards;
@@ -50,9 +51,12 @@ enum Command {
     /// Register local datasets (the rows stay where they are).
     #[command(subcommand)]
     Data(cmd_consent::DataCommand),
-    /// Grant, revoke and list consents.
+    /// Grant, revoke, list and explain consents.
     #[command(subcommand)]
     Consent(cmd_consent::ConsentCommand),
+    /// Set or show this node's consent policy (rules that grant or refuse models).
+    #[command(subcommand)]
+    Policy(cmd_policy::PolicyCommand),
     /// Plan privacy budgets with the Rényi-DP accountant.
     #[command(subcommand)]
     Privacy(cmd_privacy::PrivacyCommand),
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Card(args) => ok(cmd_models::card(home()?, args)),
         Command::Data(command) => ok(cmd_consent::data(home()?, command)),
         Command::Consent(command) => ok(cmd_consent::consent(home()?, command)),
+        Command::Policy(command) => ok(cmd_policy::policy(home()?, command)),
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
         Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
         Command::Rewards(args) => ok(cmd_rewards::rewards(home()?, args)),

@@ -467,3 +467,59 @@ fn consent_is_refused_for_a_dataset_the_contract_cannot_read_with_file_line_and_
     let list = ok(&home, &["consent", "list", "--json"]);
     assert_eq!(list.trim(), "[]", "{list}");
 }
+
+#[test]
+fn a_policy_is_checked_when_set_and_explains_what_it_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    ok(&home, &["init"]);
+    let digits = format!("{CONTRACTS}/digits.toml");
+    ok(&home, &["publish", &digits]);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // Without a policy every model waits for its owner.
+    assert!(ok(&home, &["consent", "explain", "digits-classifier"]).contains("waits for you"));
+    // Errors name the line and the key, and nothing is kept.
+    let typo = write(
+        "typo.toml",
+        "[[rule]]\nname = \"postal\"\naction = \"grant\"\npurpose_contain = [\"postal\"]\n",
+    );
+    let stderr = err(&home, &["policy", "set", &typo]);
+    assert!(
+        stderr.contains("line 4") && stderr.contains("purpose_contain"),
+        "{stderr}"
+    );
+    assert!(ok(&home, &["policy", "show"]).contains("no consent policy"));
+    let policy = write(
+        "policy.toml",
+        r#"
+[[rule]]
+name = "never-income"
+action = "refuse"
+reads_any_of = ["income"]
+
+[[rule]]
+name = "postal"
+action = "grant"
+purpose_contains = ["postal"]
+secure_aggregation = false
+"#,
+    );
+    assert!(ok(&home, &["policy", "set", &policy]).contains("2 rules (never-income, postal)"));
+    assert!(ok(&home, &["policy", "show"]).contains("never-income"));
+    let explained = ok(&home, &["consent", "explain", "digits-classifier"]);
+    assert!(
+        explained.contains("rule \"never-income\" (refuse) does not apply: it reads none of")
+            && explained.contains("grants digits-classifier by rule \"postal\""),
+        "{explained}"
+    );
+    ok(&home, &["publish", &format!("{CONTRACTS}/adult.toml")]);
+    let refused = ok(&home, &["consent", "explain", "adult-income"]);
+    assert!(
+        refused.contains("refuses adult-income by rule \"never-income\""),
+        "{refused}"
+    );
+}
