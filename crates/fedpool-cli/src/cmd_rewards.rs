@@ -28,6 +28,7 @@ pub struct RewardsArgs {
 
 /// One payout line to one owner.
 struct Earning {
+    owner: Did,
     round: Option<u32>,
     score: f64,
     amount: u64,
@@ -114,14 +115,8 @@ fn all_balances(node: &Node, models: &[PublishedModel], json: bool) -> Result<()
     let mut out = Vec::new();
     for model in models {
         let mut balances: std::collections::BTreeMap<String, u64> = Default::default();
-        for event in node.store.events_by_model(model.id())? {
-            if let Body::RewardsPaid(payout) = event.body()
-                && event.author() == model.event.author()
-            {
-                for line in &payout.payouts {
-                    *balances.entry(line.owner.to_string()).or_default() += line.amount;
-                }
-            }
+        for earning in earnings(node, model, None)? {
+            *balances.entry(earning.owner.to_string()).or_default() += earning.amount;
         }
         out.push((model, balances));
     }
@@ -165,6 +160,7 @@ fn all_balances(node: &Node, models: &[PublishedModel], json: bool) -> Result<()
     Ok(())
 }
 
+/// The payout lines the model's publisher signed, to `owner` or to everyone.
 fn earnings(node: &Node, model: &PublishedModel, owner: Option<&Did>) -> Result<Vec<Earning>> {
     let mut earnings = Vec::new();
     for event in node.store.events_by_model(model.id())? {
@@ -177,6 +173,7 @@ fn earnings(node: &Node, model: &PublishedModel, owner: Option<&Did>) -> Result<
         for line in &payout.payouts {
             if owner.is_none_or(|o| *o == line.owner) {
                 earnings.push(Earning {
+                    owner: line.owner,
                     round: payout.round,
                     score: line.score,
                     amount: line.amount,

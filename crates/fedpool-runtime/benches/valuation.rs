@@ -6,7 +6,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedpool_core::Contract;
 use fedpool_data::{Partition, Table};
-use fedpool_runtime::valuation::{self, RoundUpdate, ValuationRecipe};
+use fedpool_runtime::valuation::{self, ValuationRecipe};
 use fedpool_runtime::{Attack, LedgerChoice, Simulation, SimulationOptions, SimulationReport};
 use fedpool_value::Estimate;
 
@@ -41,11 +41,7 @@ fn bench_round(
     let (sim, report) = run;
     let evidence = &report.evidence[0];
     let validation = report.validation_set.as_ref().unwrap();
-    let updates: Vec<RoundUpdate> = evidence
-        .updates
-        .iter()
-        .map(|(_, delta, rows)| RoundUpdate { delta, rows: *rows })
-        .collect();
+    let updates = evidence.round_updates();
     let once = valuation::value_round(
         sim.network(),
         &evidence.before,

@@ -43,31 +43,26 @@ pub fn value_groups(
     recipe: &ValuationRecipe,
     round_seed: u64,
 ) -> Result<Vec<f64>, Error> {
-    // A group's sum is one "update"; its weight is carried in by pre-weighting with rows.
-    let rows: usize = updates.iter().map(|u| u.rows).sum();
-    let sums: Vec<Vec<f32>> = groups
+    // Each group enters as its own row-weighted mean with its rows: the round's mean then
+    // weighs it exactly as it weighs the group's members, so a subset of groups gives the
+    // sum of their members' terms.
+    let means: Vec<(Vec<f32>, usize)> = groups
         .iter()
         .map(|group| {
-            let mut sum = vec![0.0f32; before.len()];
+            let rows: usize = group.iter().map(|&i| updates[i].rows).sum();
+            let mut mean = vec![0.0f32; before.len()];
             for &i in group {
                 let weight = updates[i].rows as f32 / rows.max(1) as f32;
-                for (s, d) in sum.iter_mut().zip(updates[i].delta) {
-                    *s += weight * d;
+                for (m, d) in mean.iter_mut().zip(updates[i].delta) {
+                    *m += weight * d;
                 }
             }
-            sum
+            (mean, rows)
         })
         .collect();
-    // Each sum enters with weight 1: rows are equal so the row-weighted mean gives each of the
-    // K sums weight 1/K; scaling by K restores it.
-    let k = sums.len();
-    let scaled: Vec<Vec<f32>> = sums
+    let group_updates: Vec<RoundUpdate> = means
         .iter()
-        .map(|s| s.iter().map(|x| x * k as f32).collect())
-        .collect();
-    let group_updates: Vec<RoundUpdate> = scaled
-        .iter()
-        .map(|delta| RoundUpdate { delta, rows: 1 })
+        .map(|(delta, rows)| RoundUpdate { delta, rows: *rows })
         .collect();
     let mut group_recipe = recipe.clone();
     group_recipe.method = Method::Shapley;

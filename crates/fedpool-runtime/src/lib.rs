@@ -25,6 +25,5 @@ pub use ledger::{
 pub use simulation::{
     LedgerChoice, LedgerOutcome, RoundEvidence, RoundRecord, Simulation, SimulationOptions,
     SimulationPlan, SimulationReport, StatisticsOutcome, ValuedRound, simulated_privacy_seed,
-    update_hash,
 };
 pub use transport::{Envelope, InProcessTransport, Transport};

@@ -167,7 +167,7 @@ pub struct RoundRecord {
 pub struct ValuedRound {
     /// Contributing clients, in the order of the valuation's scores.
     pub clients: Vec<usize>,
-    /// blake3 of each contributor's update (its little-endian `f32` words), in that order.
+    /// Each contributor's update hash ([`crate::ledger::params_hash`]), in that order.
     pub update_hashes: Vec<String>,
     /// The scores.
     pub valuation: RoundValuation,
@@ -184,6 +184,16 @@ pub struct RoundEvidence {
     pub before: Arc<Vec<f32>>,
     /// Each contributor's client index, update and rows, in the valuation's order.
     pub updates: Vec<(usize, Vec<f32>, usize)>,
+}
+
+impl RoundEvidence {
+    /// The updates as [`crate::valuation::value_round`] takes them.
+    pub fn round_updates(&self) -> Vec<RoundUpdate<'_>> {
+        self.updates
+            .iter()
+            .map(|(_, delta, rows)| RoundUpdate { delta, rows: *rows })
+            .collect()
+    }
 }
 
 /// The result of a whole simulation.
@@ -1132,7 +1142,7 @@ impl<T: Transport> Simulation<T> {
         }
         let update_hashes: Vec<String> = members
             .iter()
-            .map(|(_, (delta, _))| update_hash(delta))
+            .map(|(_, (delta, _))| crate::ledger::params_hash(delta))
             .collect();
         let Some(treasury) = &mut self.treasury else {
             return Ok(());
@@ -1290,15 +1300,6 @@ fn flip_labels(targets: &mut Targets) {
         let top = *n_classes as u32 - 1;
         labels.iter_mut().for_each(|l| *l = top - *l);
     }
-}
-
-/// blake3 of an update's little-endian `f32` words: how a payout names what it valued.
-pub fn update_hash(delta: &[f32]) -> String {
-    let mut hasher = blake3::Hasher::new();
-    for x in delta {
-        hasher.update(&x.to_le_bytes());
-    }
-    hasher.finalize().to_hex().to_string()
 }
 
 fn evaluate(network: &Network, params: &[f32], data: &Dataset) -> Result<Metrics, Error> {

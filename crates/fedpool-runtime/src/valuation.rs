@@ -383,18 +383,14 @@ impl ScoreEvidence<'_> {
         let held: Vec<String> = evidence
             .updates
             .iter()
-            .map(|(_, delta, _)| crate::update_hash(delta))
+            .map(|(_, delta, _)| crate::ledger::params_hash(delta))
             .collect();
         if held != details.update_hashes {
             return Err(format!(
                 "the updates it names are not round {round}'s updates"
             ));
         }
-        let updates: Vec<RoundUpdate> = evidence
-            .updates
-            .iter()
-            .map(|(_, delta, rows)| RoundUpdate { delta, rows: *rows })
-            .collect();
+        let updates = evidence.round_updates();
         let recomputed = value_round(
             self.network,
             &evidence.before,

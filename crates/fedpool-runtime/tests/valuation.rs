@@ -5,7 +5,7 @@ use fedpool_core::Contract;
 use fedpool_data::{Partition, Table};
 use fedpool_ledger::Rule;
 use fedpool_runtime::rewards::PublisherCheat;
-use fedpool_runtime::valuation::{self, RoundUpdate, ValuationRecipe};
+use fedpool_runtime::valuation::{self, ValuationRecipe};
 use fedpool_runtime::{
     Attack, Behaviour, LedgerChoice, Simulation, SimulationOptions, SimulationReport,
 };
@@ -65,11 +65,7 @@ fn sampled_shapley_shares_are_within_5_percent_of_exact_at_a_sixth_of_its_evalua
     let evidence = &report.evidence[0];
     let validation = report.validation_set.as_ref().unwrap();
     let recipe = report.valuation_recipe.clone().unwrap();
-    let updates: Vec<RoundUpdate> = evidence
-        .updates
-        .iter()
-        .map(|(_, delta, rows)| RoundUpdate { delta, rows: *rows })
-        .collect();
+    let updates = evidence.round_updates();
     let value = |recipe: &ValuationRecipe| {
         valuation::value_round(
             sim.network(),
