@@ -196,6 +196,7 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 fields: fields.clone(),
                 expires_at_ms,
                 epsilon_cap,
+                decided_by: None,
             })?;
             println!("{}", event.id());
             eprintln!(

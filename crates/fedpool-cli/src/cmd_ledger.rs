@@ -151,18 +151,31 @@ fn short(s: &str) -> String {
     }
 }
 
+fn decided_by(decision: Option<&fedpool_ledger::PolicyDecision>) -> String {
+    decision.map_or_else(
+        || ", by its owner".to_string(),
+        |d| format!(", by policy rule {:?}", d.rule),
+    )
+}
+
 fn summary(e: &Event) -> String {
     match e.body() {
         Body::ModelPublished(m) => {
             format!("{} v{} ({})", m.name, m.version, short(m.model_id.as_str()))
         }
         Body::ConsentGranted(c) => format!(
-            "model {} with {} fields{}",
+            "model {} with {} fields{}{}",
             short(c.model_id.as_str()),
             c.fields.len(),
             c.expires_at_ms
                 .map(|t| format!(" until {}", format_time(t - 1)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            decided_by(c.decided_by.as_ref())
+        ),
+        Body::ConsentRefused(c) => format!(
+            "model {}{}",
+            short(c.model_id.as_str()),
+            decided_by(c.decided_by.as_ref())
         ),
         Body::ConsentRevoked(r) => format!("consent {}", short(&r.consent.to_string())),
         Body::RoundCommitted(r) => format!(

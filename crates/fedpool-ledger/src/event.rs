@@ -1,12 +1,12 @@
 //! Signed, content-addressed events and their canonical encoding.
 //!
-//! # Encoding, version 4
+//! # Encoding, version 5
 //!
 //! An encoded event is its *signed bytes* followed by the 64-byte Ed25519 signature:
 //!
 //! | field | bytes |
 //! | --- | --- |
-//! | version | `u8`, `0x04` |
+//! | version | `u8`, `0x05` |
 //! | network | `u32` BE length + UTF-8 (1–64 bytes of `[a-z0-9._-]`) |
 //! | author | 32-byte Ed25519 public key |
 //! | seq | `u64` BE, ≥ 1 and ≤ 2⁶³−1 |
@@ -59,7 +59,7 @@ use crate::identity::verify_strict;
 use crate::{Body, Did, Error, EventKind, Keypair, ModelId, Signature};
 
 /// The encoding version this build writes and reads.
-pub const ENCODING_VERSION: u8 = 4;
+pub const ENCODING_VERSION: u8 = 5;
 
 /// The largest encoded event accepted (8 MiB): large enough for a contract and a round with
 /// tens of thousands of participants, small enough that a hostile peer cannot make a node

@@ -6,11 +6,12 @@
 //! | kind (tag) | body |
 //! | --- | --- |
 //! | `model-published` (1) | model_id, name, version, contract_toml, card_hash: string; required_fields: `Vec<string>`; epsilon_budget, delta: `Option<f64>`; reward_pool: `u64`; currency: string |
-//! | `consent-granted` (2) | model_id, card_hash, dataset_fingerprint: string; fields: `Vec<string>`; expires_at_ms: `Option<u64>`; epsilon_cap: `Option<f64>` |
+//! | `consent-granted` (2) | model_id: string; publisher: DID; card_hash, dataset_fingerprint: string; fields: `Vec<string>`; expires_at_ms: `Option<u64>`; epsilon_cap: `Option<f64>`; decided_by: `Option<(rule, policy_hash: string)>` |
 //! | `consent-revoked` (3) | model_id: string; consent: event id |
 //! | `round-committed` (4) | model_id: string; round: `u32`; participants: `Vec<(DID, event id)>`; global_model_hash: string; epsilon_round, epsilon_total, delta: `f64`; metrics: `Vec<(string, f64)>` |
 //! | `rewards-paid` (5) | model_id: string; round: `Option<u32>`; allotment: `u64`; payouts: `Vec<(DID, score f64, amount u64)>`; carried: `u64`; method, details: string |
 //! | `model-released` (6) | model_id, final_model_hash: string; rounds: `u32`; metrics: `Vec<(string, f64)>` |
+//! | `consent-refused` (9) | model_id: string; publisher: DID; card_hash: string; decided_by: `Option<(rule, policy_hash: string)>` |
 //!
 //! Adding a field or a kind is a new encoding version: old events keep their bytes, and
 //! therefore their ids and signatures.
@@ -83,11 +84,13 @@ pub enum EventKind {
     PrivacySpent,
     /// A publisher committed a model's federated feature statistics ([`StatisticsCommitted`]).
     StatisticsCommitted,
+    /// A data owner declined a model ([`ConsentRefused`]).
+    ConsentRefused,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::ModelPublished,
         EventKind::ConsentGranted,
         EventKind::ConsentRevoked,
@@ -96,6 +99,7 @@ impl EventKind {
         EventKind::ModelReleased,
         EventKind::PrivacySpent,
         EventKind::StatisticsCommitted,
+        EventKind::ConsentRefused,
     ];
 
     /// The stable short name, e.g. `consent-granted` (stored in the database's `kind` column).
@@ -109,6 +113,7 @@ impl EventKind {
             EventKind::ModelReleased => "model-released",
             EventKind::PrivacySpent => "privacy-spent",
             EventKind::StatisticsCommitted => "statistics-committed",
+            EventKind::ConsentRefused => "consent-refused",
         }
     }
 
@@ -128,6 +133,7 @@ impl EventKind {
             EventKind::ModelReleased => 6,
             EventKind::PrivacySpent => 7,
             EventKind::StatisticsCommitted => 8,
+            EventKind::ConsentRefused => 9,
         }
     }
 
@@ -194,6 +200,32 @@ pub struct ConsentGranted {
     pub expires_at_ms: Option<u64>,
     /// The most ε the owner accepts for this model; `None` to accept the model's budget.
     pub epsilon_cap: Option<f64>,
+    /// The rule of the owner's consent policy that granted it; `None` when the owner decided.
+    pub decided_by: Option<PolicyDecision>,
+}
+
+/// Which rule of an owner's consent policy made a decision. The policy itself stays with its
+/// owner; its hash lets the owner show later which version of it applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    /// The rule's name.
+    pub rule: String,
+    /// Content hash of the policy file's text.
+    pub policy_hash: String,
+}
+
+/// A data owner declines a model: said once, so the model no longer waits for them. Binds
+/// nothing (a later [`ConsentGranted`] by the same owner is a change of mind).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentRefused {
+    /// The model declined.
+    pub model_id: ModelId,
+    /// The model's publisher, as the owner read it on the card.
+    pub publisher: Did,
+    /// Hash of the transparency card the owner (or its policy) read.
+    pub card_hash: String,
+    /// The rule of the owner's consent policy that refused; `None` when the owner decided.
+    pub decided_by: Option<PolicyDecision>,
 }
 
 /// A data owner withdraws a consent they granted. Binds every round with a later timestamp
@@ -361,6 +393,8 @@ pub enum Body {
     PrivacySpent(PrivacySpent),
     /// See [`StatisticsCommitted`].
     StatisticsCommitted(StatisticsCommitted),
+    /// See [`ConsentRefused`].
+    ConsentRefused(ConsentRefused),
 }
 
 macro_rules! body_from {
@@ -380,7 +414,8 @@ body_from!(
     RewardsPaid,
     ModelReleased,
     PrivacySpent,
-    StatisticsCommitted
+    StatisticsCommitted,
+    ConsentRefused
 );
 
 impl Body {
@@ -395,6 +430,7 @@ impl Body {
             Body::ModelReleased(_) => EventKind::ModelReleased,
             Body::PrivacySpent(_) => EventKind::PrivacySpent,
             Body::StatisticsCommitted(_) => EventKind::StatisticsCommitted,
+            Body::ConsentRefused(_) => EventKind::ConsentRefused,
         }
     }
 
@@ -409,6 +445,7 @@ impl Body {
             Body::ModelReleased(body) => &body.model_id,
             Body::PrivacySpent(body) => &body.model_id,
             Body::StatisticsCommitted(body) => &body.model_id,
+            Body::ConsentRefused(body) => &body.model_id,
         }
     }
 
@@ -430,7 +467,7 @@ impl Body {
                 .map(|v| ("epsilon_cap", v))
                 .into_iter()
                 .collect(),
-            Body::ConsentRevoked(_) => Vec::new(),
+            Body::ConsentRevoked(_) | Body::ConsentRefused(_) => Vec::new(),
             Body::RoundCommitted(body) => {
                 let mut floats = vec![
                     ("epsilon_round", body.epsilon_round),
@@ -487,6 +524,13 @@ impl Body {
                 }
                 w.option(body.expires_at_ms, Writer::u64);
                 w.option(body.epsilon_cap, Writer::f64);
+                w.option(body.decided_by.as_ref(), encode_decision);
+            }
+            Body::ConsentRefused(body) => {
+                w.str(&body.model_id.0);
+                w.raw(body.publisher.public_key());
+                w.str(&body.card_hash);
+                w.option(body.decided_by.as_ref(), encode_decision);
             }
             Body::ConsentRevoked(body) => {
                 w.str(&body.model_id.0);
@@ -575,6 +619,13 @@ impl Body {
                 fields: r.vec("fields", 4, |r| r.str("fields"))?,
                 expires_at_ms: r.option("expires_at_ms", |r| r.u64("expires_at_ms"))?,
                 epsilon_cap: r.option("epsilon_cap", |r| r.f64("epsilon_cap"))?,
+                decided_by: r.option("decided_by", decode_decision)?,
+            }),
+            EventKind::ConsentRefused => Body::ConsentRefused(ConsentRefused {
+                model_id,
+                publisher: read_did(r, "publisher")?,
+                card_hash: r.str("card_hash")?,
+                decided_by: r.option("decided_by", decode_decision)?,
             }),
             EventKind::ConsentRevoked => Body::ConsentRevoked(ConsentRevoked {
                 model_id,
@@ -651,6 +702,18 @@ fn decode_participants(r: &mut Reader<'_>) -> Result<Vec<(Did, EventId)>, Error>
             read_did(r, "participants")?,
             EventId::from_bytes(r.array("participants")?),
         ))
+    })
+}
+
+fn encode_decision(w: &mut Writer, decision: &PolicyDecision) {
+    w.str(&decision.rule);
+    w.str(&decision.policy_hash);
+}
+
+fn decode_decision(r: &mut Reader<'_>) -> Result<PolicyDecision, Error> {
+    Ok(PolicyDecision {
+        rule: r.str("decided_by.rule")?,
+        policy_hash: r.str("decided_by.policy_hash")?,
     })
 }
 

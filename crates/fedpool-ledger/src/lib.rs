@@ -118,8 +118,9 @@ pub use event::{ENCODING_VERSION, Event, EventId, MAX_EVENT_BYTES, NetworkId};
 pub use identity::{Did, Keypair, Signature};
 pub use keyfile::{read_key_file, replace_file, write_key_file};
 pub use kinds::{
-    Body, ConsentGranted, ConsentRevoked, EventKind, ModelId, ModelPublished, ModelReleased,
-    ModelTerms, Payout, PrivacySpent, RewardsPaid, RoundCommitted, RoundPlan, StatisticsCommitted,
+    Body, ConsentGranted, ConsentRefused, ConsentRevoked, EventKind, ModelId, ModelPublished,
+    ModelReleased, ModelTerms, Payout, PolicyDecision, PrivacySpent, RewardsPaid, RoundCommitted,
+    RoundPlan, StatisticsCommitted,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
 pub use verify::{

@@ -23,7 +23,7 @@ fn sample() -> (Keypair, Event) {
 #[test]
 fn layout_is_as_documented() {
     let (keypair, event) = sample();
-    let mut expected = vec![4u8]; // version
+    let mut expected = vec![5u8]; // version
     expected.extend(12u32.to_be_bytes());
     expected.extend(b"fedpool-test");
     expected.extend(keypair.did().public_key());
@@ -59,7 +59,7 @@ fn ids_and_signatures_are_stable() {
     let (_, event) = sample();
     assert_eq!(
         event.id().to_string(),
-        "bafkr4idldl4btlhdxvdi725gvi3uydouyytksrksu32jikek4o6n5km52m"
+        "bafkr4icdhmfvqppsslvkdqqfaedaorfnyw3wq6ejejnl2eruxyohgap5ta"
     );
 }
 
@@ -94,6 +94,38 @@ fn decode_inverts_encode_for_every_kind() {
             fields: vec![],
             expires_at_ms: Some(u64::MAX),
             epsilon_cap: Some(-0.0),
+            decided_by: None,
+        }
+        .into(),
+        ConsentGranted {
+            model_id: "m".into(),
+            publisher: did,
+            card_hash: "c".into(),
+            dataset_fingerprint: "d".into(),
+            fields: vec!["x".into()],
+            expires_at_ms: None,
+            epsilon_cap: None,
+            decided_by: Some(PolicyDecision {
+                rule: "private-research".into(),
+                policy_hash: "p".into(),
+            }),
+        }
+        .into(),
+        ConsentRefused {
+            model_id: "m".into(),
+            publisher: did,
+            card_hash: "c".into(),
+            decided_by: Some(PolicyDecision {
+                rule: "never-income".into(),
+                policy_hash: String::new(),
+            }),
+        }
+        .into(),
+        ConsentRefused {
+            model_id: "m".into(),
+            publisher: did,
+            card_hash: "c".into(),
+            decided_by: None,
         }
         .into(),
         ConsentRevoked {
@@ -165,6 +197,8 @@ fn decode_inverts_encode_for_every_kind() {
         }
         .into(),
     ];
+    let kinds: std::collections::BTreeSet<EventKind> = bodies.iter().map(Body::kind).collect();
+    assert_eq!(kinds.len(), EventKind::ALL.len(), "every kind is covered");
     for (idx, body) in bodies.into_iter().enumerate() {
         let prev = (idx > 0).then_some(id);
         let event =

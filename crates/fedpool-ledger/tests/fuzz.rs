@@ -51,6 +51,16 @@ fn seed_events() -> Vec<Event> {
             per_round: 0.25,
         },
         Action::Revoke { owner: 1, model: 0 },
+        Action::Refuse {
+            owner: 2,
+            model: 1,
+            by_policy: true,
+        },
+        Action::Refuse {
+            owner: 2,
+            model: 0,
+            by_policy: false,
+        },
         Action::Release { model: 0 },
     ];
     for action in &actions {

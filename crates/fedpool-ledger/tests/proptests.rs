@@ -42,6 +42,13 @@ fn action() -> impl Strategy<Value = Action> {
                 epsilon_cap,
             }),
         1 => (0..8usize, 0..4usize).prop_map(|(owner, model)| Action::Revoke { owner, model }),
+        1 => (0..8usize, 0..4usize, any::<bool>()).prop_map(|(owner, model, by_policy)| {
+            Action::Refuse {
+                owner,
+                model,
+                by_policy,
+            }
+        }),
         3 => (0..4usize, any::<u32>(), 0.0f64..1.0).prop_map(
             |(model, participant_mask, epsilon_round)| Action::Round {
                 model,

@@ -478,7 +478,7 @@ fn undecodable_rows_are_reported_not_fatal() {
     let conn = Connection::open(&path).unwrap();
     let damaged = ledger.events[1].id().to_string();
     conn.execute(
-        "UPDATE events SET bytes = x'0402' WHERE id = ?1",
+        "UPDATE events SET bytes = x'0502' WHERE id = ?1",
         [&damaged],
     )
     .unwrap();

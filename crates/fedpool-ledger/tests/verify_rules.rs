@@ -903,6 +903,7 @@ fn a_round_declaring_less_epsilon_than_the_contracts_mechanism_gives_is_detected
             fields: m.terms.required_fields.clone(),
             expires_at_ms: None,
             epsilon_cap: None,
+            decided_by: None,
         },
     );
     let alice_in = vec![(alice.did(), granted.id())];

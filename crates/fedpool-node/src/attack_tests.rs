@@ -387,6 +387,7 @@ async fn an_owner_who_revoked_refuses_a_request_sent_anyway() {
                     fields: model.terms.required_fields.clone(),
                     expires_at_ms: None,
                     epsilon_cap: None,
+                    decided_by: None,
                 },
             )
             .unwrap();

@@ -61,6 +61,7 @@ pub fn consent(
                 fields: model.terms.required_fields.clone(),
                 expires_at_ms: None,
                 epsilon_cap: None,
+                decided_by: None,
             },
         )
         .unwrap();

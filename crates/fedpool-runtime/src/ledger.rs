@@ -7,13 +7,20 @@ use std::path::{Path, PathBuf};
 
 use fedpool_core::{Contract, Metrics};
 use fedpool_ledger::{
-    Body, ChainWriter, ConsentGranted, Did, EventId, Keypair, ModelId, ModelPublished,
+    Body, ChainWriter, Did, EventId, Keypair, ModelId, ModelPublished,
     ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, StatisticsCommitted, Store,
     VerifyReport, active_consents, content_hash,
 };
 use fedpool_protocol::{PrivacyRecord, PrivacySpend, RoundId, StatisticsSummary};
 
 use crate::Error;
+use crate::consent_policy::{ConsentTerms, OwnerChoice, decision_event};
+
+/// The simulated publisher's identity for a simulation seeded `seed` that started at
+/// `start_ms` (derived, like every simulated identity: real nodes use OS randomness).
+pub fn simulated_publisher(seed: u64, start_ms: u64) -> Keypair {
+    Keypair::insecure_from_seed(seed ^ start_ms.rotate_left(17))
+}
 
 /// The ledger namespace simulations record into.
 pub const SIMULATION_NETWORK: &str = "fedpool-sim";
@@ -158,7 +165,7 @@ pub struct SimulationLedger {
     publisher: ChainWriter,
     client_dids: Vec<Did>,
     client_keys: Vec<Keypair>,
-    /// Each consenting client's chain, after its consent.
+    /// Each client's chain after its recorded choice (`None`: nothing recorded yet).
     client_signers: Vec<Option<ChainWriter>>,
     consents: Vec<Option<EventId>>,
     /// Privacy steps accounted but not yet stored, per client (see [`Self::note_privacy`]).
@@ -177,14 +184,16 @@ pub struct SimulationLedger {
 
 impl SimulationLedger {
     /// Opens (or creates) the ledger at `path`, or a temporary one removed on drop, publishes
-    /// the contract, and records a consent for every client whose decision is `true`.
+    /// the contract, and records every client's choice: a consent for a grant, a refusal for a
+    /// refusal, nothing for a model that waits.
     ///
-    /// Identities are derived from `seed` (simulation only: real nodes use OS randomness).
+    /// Identities are derived from `seed` (simulation only: real nodes use OS randomness); the
+    /// publisher's is [`simulated_publisher`]`(seed, start_ms)`.
     #[allow(clippy::too_many_arguments)]
     pub fn record_setup(
         path: Option<&Path>,
         contract: &Contract,
-        decisions: &[bool],
+        decisions: &[OwnerChoice],
         fingerprints: &[String],
         owner_epsilon_cap: Option<f64>,
         seed: u64,
@@ -213,8 +222,7 @@ impl SimulationLedger {
         // A fresh identity per simulation, derived from the seed and the start time, so that
         // several simulations recorded into one ledger never collide on an author's chain.
         let identity_seed = seed ^ start_ms.rotate_left(17);
-        let mut publisher =
-            ChainWriter::new(network.clone(), Keypair::insecure_from_seed(identity_seed));
+        let mut publisher = ChainWriter::new(network.clone(), simulated_publisher(seed, start_ms));
         let contract_text = contract.to_toml();
         let publication = publication(contract, &contract_text, &publisher.did());
         let model_id = publication.model_id.clone();
@@ -227,7 +235,7 @@ impl SimulationLedger {
         let mut client_keys = Vec::with_capacity(decisions.len());
         let mut client_signers: Vec<Option<ChainWriter>> = Vec::with_capacity(decisions.len());
         let mut consents = vec![None; decisions.len()];
-        for (client_idx, &consented) in decisions.iter().enumerate() {
+        for (client_idx, choice) in decisions.iter().enumerate() {
             let keypair = Keypair::insecure_from_seed(
                 identity_seed
                     .wrapping_add(1 + client_idx as u64)
@@ -235,26 +243,30 @@ impl SimulationLedger {
             );
             client_dids.push(keypair.did());
             client_keys.push(keypair.clone());
-            if consented {
-                clock_ms += 1;
-                let mut signer = ChainWriter::new(network.clone(), keypair);
-                let event = signer.sign(
-                    clock_ms,
-                    ConsentGranted {
-                        model_id: model_id.clone(),
-                        publisher: publisher_did,
-                        card_hash: card_hash.clone(),
-                        dataset_fingerprint: fingerprints[client_idx].clone(),
-                        fields: contract.schema.required_columns(),
-                        expires_at_ms: None,
-                        epsilon_cap: owner_epsilon_cap,
-                    },
-                )?;
-                consents[client_idx] = Some(event.id());
-                events.push(event);
-                client_signers.push(Some(signer));
-            } else {
-                client_signers.push(None);
+            let decided = decision_event(
+                choice,
+                ConsentTerms {
+                    model_id: model_id.clone(),
+                    publisher: publisher_did,
+                    card_hash: card_hash.clone(),
+                    dataset_fingerprint: fingerprints[client_idx].clone(),
+                    fields: contract.schema.required_columns(),
+                    expires_at_ms: None,
+                    epsilon_cap: owner_epsilon_cap,
+                },
+            );
+            match decided {
+                Some(body) => {
+                    clock_ms += 1;
+                    let mut signer = ChainWriter::new(network.clone(), keypair);
+                    let event = signer.sign(clock_ms, body)?;
+                    if choice.consents() {
+                        consents[client_idx] = Some(event.id());
+                    }
+                    events.push(event);
+                    client_signers.push(Some(signer));
+                }
+                None => client_signers.push(None),
             }
         }
         // One transaction for the whole setup: thousands of consents commit in one fsync.

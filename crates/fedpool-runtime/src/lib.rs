@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod attack;
+pub mod consent_policy;
 pub mod contract_rules;
 mod error;
 pub mod group_valuation;
@@ -16,11 +17,12 @@ pub mod transport;
 pub mod valuation;
 
 pub use attack::{Attack, AttackParseError, Behaviour};
+pub use consent_policy::{OwnerChoice, OwnerPolicy};
 pub use contract_rules::{ContractReader, contract_terms};
 pub use error::Error;
 pub use ledger::{
     SimulationLedger, privacy_history, privacy_spent, publication, remove_ledger_files,
-    scaling_record,
+    scaling_record, simulated_publisher,
 };
 pub use simulation::{
     LedgerChoice, LedgerOutcome, RoundEvidence, RoundRecord, Simulation, SimulationOptions,

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 
 use crate::Error;
 use crate::attack::{Attack, Behaviour};
+use crate::consent_policy::{OwnerChoice, OwnerPolicy};
 use crate::group_valuation::{self, GroupAttribution};
 use crate::ledger::{SimulationLedger, round_plan};
 use crate::rewards::{PayTerms, Payment, PublisherCheat, Treasury};
@@ -59,7 +60,12 @@ pub struct SimulationOptions {
     /// Misbehaviours, each run by its share of clients (disjoint shares, in this order).
     pub attacks: Vec<Attack>,
     /// Share of clients that consent to the model; the rest refuse and are never asked.
+    /// Ignored when `owner_policies` decide.
     pub consent_rate: f64,
+    /// Owners' consent policies, client `i` holding `owner_policies[i % len]`: each owner's
+    /// policy decides (grant or refuse, on the ledger naming its rule) or leaves the model
+    /// waiting. Empty: `consent_rate` decides.
+    pub owner_policies: Vec<OwnerPolicy>,
     /// Where the simulation's ledger lives.
     pub ledger: LedgerChoice,
     /// Share of each round's sampled clients that drop out, each at a random stage of the
@@ -106,6 +112,7 @@ impl SimulationOptions {
             strategy: None,
             attacks: Vec::new(),
             consent_rate: 1.0,
+            owner_policies: Vec::new(),
             ledger: LedgerChoice::Temporary,
             dropout: 0.0,
             owner_epsilon_cap: None,
@@ -360,6 +367,8 @@ impl SimulationPlan {
 
 /// A prepared simulation: nodes, their data, the publisher and the transport.
 pub struct Simulation<T: Transport = InProcessTransport> {
+    /// Each owner's answer to the model.
+    choices: Vec<OwnerChoice>,
     network: Network,
     /// The publisher and every participant, driven by the protocol's one driver.
     driver: Driver,
@@ -600,7 +609,26 @@ impl Simulation<InProcessTransport> {
             outcome: None,
         });
         let statistics_dimension = statistics.as_ref().map(|s| s.layout.dimension());
-        let decisions = plan.decisions.clone();
+        let start_ms = wall_clock_ms();
+        let publisher_did = crate::ledger::simulated_publisher(options.seed, start_ms).did();
+        let choices: Vec<OwnerChoice> = if options.owner_policies.is_empty() {
+            plan.decisions
+                .iter()
+                .map(|&consents| {
+                    if consents {
+                        OwnerChoice::granted_by_hand()
+                    } else {
+                        OwnerChoice::Waits
+                    }
+                })
+                .collect()
+        } else {
+            let policies = &options.owner_policies;
+            (0..plan.decisions.len())
+                .map(|idx| policies[idx % policies.len()].decide(contract, &publisher_did))
+                .collect()
+        };
+        let decisions: Vec<bool> = choices.iter().map(OwnerChoice::consents).collect();
         let network = Network::new(
             &contract.model,
             contract.n_features(),
@@ -635,11 +663,11 @@ impl Simulation<InProcessTransport> {
                 let mut ledger = SimulationLedger::record_setup(
                     path,
                     contract,
-                    &decisions,
+                    &choices,
                     &fingerprints,
                     options.owner_epsilon_cap,
                     options.seed,
-                    wall_clock_ms(),
+                    start_ms,
                 )?;
                 if let Some(cheat) = options.publisher_cheat {
                     ledger.cheat_on_next_payout(cheat);
@@ -723,6 +751,7 @@ impl Simulation<InProcessTransport> {
         let driver = driver.with_publisher(PUBLISHER, publisher);
         let initial_metrics = evaluate(&network, &initial, &test_set)?;
         Ok(Simulation {
+            choices,
             behaviours,
             network,
             driver,
@@ -810,6 +839,11 @@ impl<T: Transport> Simulation<T> {
     /// Length of the flat parameter vector.
     pub fn n_params(&self) -> usize {
         self.network.n_params()
+    }
+
+    /// Each owner's answer to the model, in client order (by hand, or its policy's rule).
+    pub fn owner_choices(&self) -> &[OwnerChoice] {
+        &self.choices
     }
 
     /// Clients that consented.

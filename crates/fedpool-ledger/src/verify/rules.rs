@@ -159,6 +159,11 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
                     );
                 }
             }
+            Body::ConsentRefused(refusal) => {
+                if !models.contains_key(&refusal.model_id) {
+                    flag_unknown_model(check, event);
+                }
+            }
             Body::ConsentRevoked(revocation) => {
                 if !models.contains_key(&revocation.model_id) {
                     flag_unknown_model(check, event);

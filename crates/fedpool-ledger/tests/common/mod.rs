@@ -258,6 +258,7 @@ pub fn consent(
         fields: model.terms.required_fields.clone(),
         expires_at_ms,
         epsilon_cap,
+        decided_by: None,
     }
 }
 
@@ -347,6 +348,12 @@ pub enum Action {
     Revoke {
         owner: usize,
         model: usize,
+    },
+    /// An owner declines a model, by hand or by a policy rule.
+    Refuse {
+        owner: usize,
+        model: usize,
+        by_policy: bool,
     },
     Round {
         model: usize,
@@ -464,6 +471,29 @@ impl Sim {
                     epsilon_cap,
                     revoked: false,
                 });
+            }
+            Action::Refuse {
+                owner,
+                model,
+                by_policy,
+            } => {
+                if self.models.is_empty() {
+                    return;
+                }
+                let owner = owner % self.owners.len();
+                let published = &self.models[model % self.models.len()].published;
+                let body = ConsentRefused {
+                    model_id: published.model_id.clone(),
+                    publisher: self.publishers[self.models[model % self.models.len()].publisher]
+                        .did(),
+                    card_hash: published.card_hash.clone(),
+                    decided_by: by_policy.then(|| PolicyDecision {
+                        rule: "never-income".into(),
+                        policy_hash: content_hash(b"policy"),
+                    }),
+                };
+                let keypair = self.owners[owner].clone();
+                self.ledger.push(&keypair, self.now_ms, body);
             }
             Action::Revoke { owner, model } => {
                 if self.models.is_empty() {
