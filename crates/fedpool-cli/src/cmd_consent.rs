@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use fedpool_data::{ColumnKind, LabelKind, SniffedType, sniff_csv};
-use fedpool_ledger::{ConsentGranted, ConsentRevoked, content_hash};
+use fedpool_ledger::{ConsentGranted, ConsentRefused, ConsentRevoked, content_hash};
 use serde_json::json;
 
 use crate::home::{Home, RegisteredDataset, format_time, now_ms, parse_until_date};
@@ -117,6 +117,11 @@ pub enum ConsentCommand {
         #[arg(long)]
         epsilon_cap: Option<f64>,
     },
+    /// Decline a model, on the ledger: it no longer waits for you.
+    Refuse {
+        /// Model id, id prefix, or name.
+        model: String,
+    },
     /// Withdraw your consent to a model; takes effect at the next round.
     Revoke {
         /// Model id, id prefix, or name.
@@ -148,25 +153,7 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
         } => {
             let model = node::find_model(&node.store, &model)?;
             let dataset = node.home.dataset(&data)?;
-            // Missing columns are listed all at once from the registered header.
-            let fits = check_dataset_fits(&model.contract, &dataset);
-            if let Err(e) = &fits
-                && format!("{e:#}").contains("missing column")
-            {
-                return fits.map(|_| ());
-            }
-            // Read every row as training will, before the consent is signed: a cell the
-            // schema cannot read, or a label the contract does not know, is named with its file,
-            // line and column now, not found by the node mid-round.
-            crate::load::DataSource::Csv(dataset.path.clone())
-                .load(&model.contract.schema, &[])
-                .with_context(|| {
-                    format!(
-                        "dataset \"{}\" does not fit the schema of {}",
-                        dataset.name, model.body.name
-                    )
-                })?;
-            let fields = fits?;
+            let fields = fields_to_consent(&model, &dataset)?;
             let expires_at_ms = until.as_deref().map(parse_until_date).transpose()?;
             if let Some(cap) = epsilon_cap
                 && !(cap > 0.0 && cap.is_finite())
@@ -196,6 +183,7 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 fields: fields.clone(),
                 expires_at_ms,
                 epsilon_cap,
+                // The owner, by hand.
                 decided_by: None,
             })?;
             println!("{}", event.id());
@@ -211,6 +199,31 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 "fields that will be used ({}): {}",
                 fields.len(),
                 abbreviate(&fields, 12)
+            );
+            Ok(())
+        }
+        ConsentCommand::Refuse { model } => {
+            let model = node::find_model(&node.store, &model)?;
+            let now = now_ms();
+            let active = node::consents(&node.store, Some(&me), Some(model.id()), now)?
+                .into_iter()
+                .any(|c| c.state == ConsentState::Active);
+            if active {
+                bail!(
+                    "you consent to {}; revoke that consent (fedpool consent revoke) to stop taking part",
+                    model.body.name
+                );
+            }
+            let event = node.append(ConsentRefused {
+                model_id: model.id().clone(),
+                publisher: model.event.author(),
+                card_hash: model.body.card_hash.clone(),
+                decided_by: None,
+            })?;
+            println!("{}", event.id());
+            eprintln!(
+                "refused \"{}\"; it no longer waits for you, and your policy will not decide it",
+                model.body.name
             );
             Ok(())
         }
@@ -247,7 +260,7 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 return Ok(());
             };
             let publisher = model.event.author().to_string();
-            let explained = policy.explain(&model.contract, &publisher);
+            let explained = policy.policy.explain(&model.contract, &publisher);
             for check in &explained.checks {
                 let action = match check.action {
                     fedpool_core::policy::PolicyAction::Grant => "grant",
@@ -294,10 +307,11 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                     .find(|d| d.fingerprint == fingerprint)
                     .map(|d| d.name.clone())
             };
-            let rows: Vec<_> = node::consents(&node.store, Some(&me), None, now_ms())?
+            let mut rows: Vec<_> = node::consents(&node.store, Some(&me), None, now_ms())?
                 .into_iter()
                 .map(|c| {
                     json!({
+                        "decided_by": c.body.decided_by.as_ref().map(|d| &d.rule),
                         "dataset": dataset_of(&c.body.dataset_fingerprint),
                         "revoked_at_ms": c.revoked_at_ms,
                         "consent_id": c.event.id().to_string(),
@@ -312,6 +326,18 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                     })
                 })
                 .collect();
+            for event in node.store.events_by_author(&me)? {
+                if let fedpool_ledger::Body::ConsentRefused(refusal) = event.body() {
+                    rows.push(json!({
+                        "decided_by": refusal.decided_by.as_ref().map(|d| &d.rule),
+                        "consent_id": event.id().to_string(),
+                        "model_id": refusal.model_id.to_string(),
+                        "model": name_of(&refusal.model_id),
+                        "state": "refused",
+                        "refused_at_ms": event.timestamp_ms(),
+                    }));
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
@@ -320,6 +346,19 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                 println!("no consents");
             }
             for r in rows {
+                let by = r["decided_by"]
+                    .as_str()
+                    .map(|rule| format!(", by policy rule {rule:?}"))
+                    .unwrap_or_default();
+                if r["state"] == "refused" {
+                    println!(
+                        "{}  refused  {}  {}{by}",
+                        r["model"].as_str().unwrap_or(""),
+                        r["consent_id"].as_str().unwrap_or(""),
+                        format_time(r["refused_at_ms"].as_u64().unwrap_or(0)),
+                    );
+                    continue;
+                }
                 let dataset = r["dataset"].as_str().map_or_else(
                     || {
                         let fingerprint = r["dataset_fingerprint"].as_str().unwrap_or("");
@@ -331,7 +370,7 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
                     |name| format!("dataset {name}"),
                 );
                 println!(
-                    "{}  {}  {}  {dataset}, granted {}{}{}{}",
+                    "{}  {}  {}  {dataset}, granted {}{by}{}{}{}",
                     r["model"].as_str().unwrap_or(""),
                     r["state"].as_str().unwrap_or(""),
                     r["consent_id"].as_str().unwrap_or(""),
@@ -353,6 +392,33 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The fields a consent of `dataset` to `model` lets it read, once the dataset is checked as
+/// training will read it: every required column present with its type, then every row parsed,
+/// so a cell the schema cannot read, or a label the contract does not know, is named with its
+/// file, line and column before anything is signed, not found by the node mid-round.
+pub fn fields_to_consent(
+    model: &node::PublishedModel,
+    dataset: &RegisteredDataset,
+) -> Result<Vec<String>> {
+    // Missing columns are listed all at once from the registered header; a type mismatch is
+    // better named by the row that shows it.
+    let fits = check_dataset_fits(&model.contract, dataset);
+    if let Err(e) = &fits
+        && format!("{e:#}").contains("missing column")
+    {
+        return fits;
+    }
+    crate::load::DataSource::Csv(dataset.path.clone())
+        .load(&model.contract.schema, &[])
+        .with_context(|| {
+            format!(
+                "dataset \"{}\" does not fit the schema of {}",
+                dataset.name, model.body.name
+            )
+        })?;
+    fits
 }
 
 /// Checks that a dataset has every column a contract requires, with compatible types; returns

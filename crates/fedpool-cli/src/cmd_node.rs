@@ -19,6 +19,29 @@ use crate::load;
 use crate::node::{self, Node};
 use crate::report::{self, count};
 
+/// The owner's consent policy as the running node applies it: read from the home each time,
+/// so `fedpool policy set` takes effect without a restart.
+struct HomePolicy {
+    home: Home,
+}
+
+impl fedpool_node::ConsentPolicyHook for HomePolicy {
+    fn decide(
+        &self,
+        store: &mut fedpool_ledger::Store,
+        keypair: &fedpool_ledger::Keypair,
+        now_ms: u64,
+    ) -> Result<Vec<String>, String> {
+        let applied = crate::cmd_policy::apply(&self.home, store, keypair, now_ms)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(applied
+            .iter()
+            .filter(|row| row.event.is_some())
+            .map(crate::cmd_policy::describe)
+            .collect())
+    }
+}
+
 /// `fedpool node …`
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -209,6 +232,9 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
         },
         freeze_before: args.fault_freeze_before,
         mdns: args.mdns,
+        consent_policy: Some(Arc::new(HomePolicy {
+            home: node.home.clone(),
+        })),
     };
     drop(node);
     let json = args.json;

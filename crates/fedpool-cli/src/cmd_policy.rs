@@ -1,13 +1,22 @@
-//! `fedpool policy set|show`: the owner's consent policy (`fedpool_core::policy`), kept in the
-//! home; `fedpool consent explain MODEL` says what it decides.
+//! `fedpool policy set|show|apply`: the owner's consent policy (`fedpool_core::policy`), kept in
+//! the home, and its automatic decisions on the ledger; `fedpool consent explain MODEL` says
+//! what it decides.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::Subcommand;
-use fedpool_core::policy::Policy;
+use std::collections::HashSet;
 
-use crate::home::Home;
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use fedpool_core::policy::{Policy, PolicyAction};
+use fedpool_ledger::{Body, EventKind, Keypair, ModelId, Store};
+use fedpool_runtime::OwnerChoice;
+use fedpool_runtime::consent_policy::{ConsentTerms, decision_event};
+use serde::Serialize;
+
+use crate::cmd_consent::fields_to_consent;
+use crate::home::{Home, now_ms};
+use crate::node::{self, Node};
 
 /// `fedpool policy …`
 #[derive(Debug, Subcommand)]
@@ -19,18 +28,184 @@ pub enum PolicyCommand {
     },
     /// Print this node's consent policy.
     Show,
+    /// Let the policy decide every model that waits for you: each grant or refusal is signed
+    /// onto the ledger naming its rule; a model no rule decides keeps waiting. A running node
+    /// does this by itself when a publication arrives.
+    Apply {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What the policy did with one model.
+#[derive(Debug, Serialize)]
+pub struct Applied {
+    /// The model's name.
+    pub model: String,
+    /// Its id.
+    pub model_id: String,
+    /// `granted`, `refused` or `waits`.
+    pub decision: &'static str,
+    /// The rule that decided.
+    pub rule: Option<String>,
+    /// Why the rule applied (or why nothing was decided).
+    pub reasons: Vec<String>,
+    /// The ledger event that records the decision.
+    pub event: Option<String>,
+}
+
+/// Decides, by the home's policy, every model published by someone else that this owner has
+/// neither consented to nor refused (and that is not released): a grant covers the policy's
+/// dataset, checked as `consent grant` checks it. Nothing happens without a policy.
+pub fn apply(home: &Home, store: &mut Store, keypair: &Keypair, now: u64) -> Result<Vec<Applied>> {
+    let Some(policy) = home.policy()? else {
+        return Ok(Vec::new());
+    };
+    let me = keypair.did();
+    let mut decided: HashSet<ModelId> = HashSet::new();
+    for event in store.events_by_author(&me)? {
+        if let Body::ConsentGranted(_) | Body::ConsentRefused(_) = event.body() {
+            decided.insert(event.body().model_id().clone());
+        }
+    }
+    let released: HashSet<ModelId> = store
+        .events_by_kind(EventKind::ModelReleased)?
+        .iter()
+        .map(|e| e.body().model_id().clone())
+        .collect();
+    let mut applied = Vec::new();
+    for model in node::published_models(store)? {
+        if model.event.author() == me
+            || decided.contains(model.id())
+            || released.contains(model.id())
+        {
+            continue;
+        }
+        let mut row = Applied {
+            model: model.body.name.clone(),
+            model_id: model.id().to_string(),
+            decision: "waits",
+            rule: None,
+            reasons: Vec::new(),
+            event: None,
+        };
+        // A publication whose card hash is not its contract's terms is never decided for the
+        // owner: whatever the policy read would not be what the consent names.
+        if let Err(e) = node::card(store, &model) {
+            row.reasons.push(format!("{e:#}"));
+            applied.push(row);
+            continue;
+        }
+        let choice = policy.decide(&model.contract, &model.event.author());
+        let mut terms = ConsentTerms {
+            model_id: model.id().clone(),
+            publisher: model.event.author(),
+            card_hash: model.body.card_hash.clone(),
+            dataset_fingerprint: String::new(),
+            fields: Vec::new(),
+            expires_at_ms: None,
+            epsilon_cap: None,
+        };
+        if choice.consents() {
+            let fitted = policy
+                .policy
+                .dataset
+                .as_deref()
+                .context("the policy names no dataset to grant with")
+                .and_then(|name| home.dataset(name))
+                .and_then(|dataset| {
+                    let fields = fields_to_consent(&model, &dataset)?;
+                    Ok((dataset, fields))
+                });
+            match fitted {
+                Ok((dataset, fields)) => {
+                    terms.dataset_fingerprint = dataset.fingerprint;
+                    terms.fields = fields;
+                }
+                Err(e) => {
+                    row.rule = choice.rule().map(str::to_string);
+                    row.reasons
+                        .push(format!("rule grants, but the dataset cannot be used: {e:#}"));
+                    applied.push(row);
+                    continue;
+                }
+            }
+        }
+        if let OwnerChoice::Grant { reasons, .. } | OwnerChoice::Refuse { reasons, .. } = &choice
+        {
+            row.reasons = reasons.clone();
+        }
+        row.rule = choice.rule().map(str::to_string);
+        if let Some(body) = decision_event(&choice, terms) {
+            let event = store.append_next(keypair, now, body)?;
+            row.decision = if choice.consents() {
+                "granted"
+            } else {
+                "refused"
+            };
+            row.event = Some(event.id().to_string());
+        }
+        applied.push(row);
+    }
+    Ok(applied)
+}
+
+/// One line per decision, for the terminal and the node's log.
+pub fn describe(row: &Applied) -> String {
+    match (&row.rule, row.decision) {
+        (Some(rule), "granted" | "refused") => format!(
+            "{} {} by rule {rule:?}: {}",
+            row.decision,
+            row.model,
+            row.reasons.join("; ")
+        ),
+        _ if row.reasons.is_empty() => format!("{} waits for you: no rule decides it", row.model),
+        _ => format!("{} waits for you: {}", row.model, row.reasons.join("; ")),
+    }
 }
 
 /// Runs `fedpool policy …`.
 pub fn policy(home: Home, command: PolicyCommand) -> Result<()> {
     match command {
+        PolicyCommand::Apply { json } => {
+            let mut node = Node::open(home)?;
+            if node.home.policy()?.is_none() {
+                bail!("no consent policy is set; set one with `fedpool policy set POLICY.toml`");
+            }
+            let applied = apply(&node.home, &mut node.store, &node.keypair, now_ms())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&applied)?);
+            } else if applied.is_empty() {
+                println!("no model waits for a decision");
+            } else {
+                for row in &applied {
+                    println!("{}", describe(row));
+                }
+            }
+        }
         PolicyCommand::Set { policy } => {
             let text = std::fs::read_to_string(&policy)
                 .with_context(|| format!("cannot read {}", policy.display()))?;
             let parsed = Policy::from_toml(&text, &policy.display().to_string())?;
-            if let Some(dataset) = &parsed.dataset {
+            match &parsed.dataset {
                 // A grant needs a registered dataset to name.
-                home.dataset(dataset)?;
+                Some(dataset) => {
+                    home.dataset(dataset)?;
+                }
+                None => {
+                    if let Some(rule) = parsed
+                        .rules
+                        .iter()
+                        .find(|r| r.action == PolicyAction::Grant)
+                    {
+                        bail!(
+                            "{}: rule {:?} grants, so the policy needs `dataset = \"NAME\"` (a dataset registered with `fedpool data add`) for its consents to cover",
+                            policy.display(),
+                            rule.name
+                        );
+                    }
+                }
             }
             home.save_policy(&text)?;
             println!(

@@ -134,14 +134,14 @@ impl Home {
 
     /// The owner's consent policy, if one is set (re-checked: a hand-edited file is named in
     /// its errors).
-    pub fn policy(&self) -> Result<Option<fedpool_core::policy::Policy>> {
+    pub fn policy(&self) -> Result<Option<fedpool_runtime::OwnerPolicy>> {
         let path = self.policy_path();
         if !path.exists() {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Some(fedpool_core::policy::Policy::from_toml(
+        Ok(Some(fedpool_runtime::OwnerPolicy::from_toml(
             &text,
             &path.display().to_string(),
         )?))

@@ -473,6 +473,8 @@ fn a_policy_is_checked_when_set_and_explains_what_it_decides() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     ok(&home, &["init"]);
+    let digits_csv = format!("{CONTRACTS}/../data/digits/digits.csv");
+    ok(&home, &["data", "add", "mine", &digits_csv]);
     let digits = format!("{CONTRACTS}/digits.toml");
     ok(&home, &["publish", &digits]);
     let write = |name: &str, text: &str| {
@@ -493,9 +495,20 @@ fn a_policy_is_checked_when_set_and_explains_what_it_decides() {
         "{stderr}"
     );
     assert!(ok(&home, &["policy", "show"]).contains("no consent policy"));
+    // A rule that grants needs a dataset for its consents to cover.
+    let no_dataset = write(
+        "no_dataset.toml",
+        "[[rule]]\nname = \"all\"\naction = \"grant\"\nsecure_aggregation = false\n",
+    );
+    let stderr = err(&home, &["policy", "set", &no_dataset]);
+    assert!(
+        stderr.contains("rule \"all\" grants") && stderr.contains("dataset"),
+        "{stderr}"
+    );
     let policy = write(
         "policy.toml",
-        r#"
+        r#"dataset = "mine"
+
 [[rule]]
 name = "never-income"
 action = "refuse"
@@ -522,4 +535,125 @@ secure_aggregation = false
         refused.contains("refuses adult-income by rule \"never-income\""),
         "{refused}"
     );
+}
+
+/// The owner's policy decides what waits: a grant and a refusal signed onto the ledger, each
+/// naming its rule; a model no rule decides is neither granted nor refused, and keeps waiting
+/// until the owner answers by hand. Nothing is decided twice, and the ledger verifies.
+#[test]
+fn policy_apply_puts_each_automatic_decision_on_the_ledger_with_its_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = dir.path().join("publisher");
+    let owner = dir.path().join("owner");
+    ok(&publisher, &["init"]);
+    let owner_did = ok(&owner, &["init"]);
+    let owner_did = owner_did.split_whitespace().next().unwrap().to_string();
+    for contract in ["digits", "adult", "breast_cancer"] {
+        ok(&publisher, &["publish", &format!("{CONTRACTS}/{contract}.toml")]);
+    }
+    let bundle = dir.path().join("publications.bundle");
+    ok(&publisher, &["ledger", "export", bundle.to_str().unwrap()]);
+    ok(&owner, &["ledger", "import", bundle.to_str().unwrap()]);
+    ok(
+        &owner,
+        &["data", "add", "mine", &format!("{CONTRACTS}/../data/digits/digits.csv")],
+    );
+    // Without a policy, apply says so and writes nothing.
+    assert!(err(&owner, &["policy", "apply"]).contains("no consent policy"));
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"dataset = "mine"
+
+[[rule]]
+name = "never-income"
+action = "refuse"
+reads_any_of = ["income"]
+
+[[rule]]
+name = "postal"
+action = "grant"
+purpose_contains = ["postal"]
+"#,
+    )
+    .unwrap();
+    ok(&owner, &["policy", "set", policy.to_str().unwrap()]);
+    let applied: serde_json::Value =
+        serde_json::from_str(&ok(&owner, &["policy", "apply", "--json"])).unwrap();
+    let by_model = |name: &str| {
+        applied
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["model"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {applied:#}"))
+            .clone()
+    };
+    let digits = by_model("digits-classifier");
+    assert_eq!(
+        (digits["decision"].as_str(), digits["rule"].as_str()),
+        (Some("granted"), Some("postal")),
+        "{applied:#}"
+    );
+    let adult = by_model("adult-income");
+    assert_eq!(
+        (adult["decision"].as_str(), adult["rule"].as_str()),
+        (Some("refused"), Some("never-income")),
+        "{applied:#}"
+    );
+    let cancer = by_model("breast-cancer-screening-aid");
+    assert_eq!(cancer["decision"], "waits", "{applied:#}");
+    assert!(cancer["event"].is_null() && cancer["rule"].is_null());
+
+    // On the ledger: the owner's chain holds exactly the grant and the refusal, each naming
+    // its rule and the policy's hash.
+    let ledger: serde_json::Value =
+        serde_json::from_str(&ok(&owner, &["ledger", "show", "--json"])).unwrap();
+    let mine: Vec<&serde_json::Value> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["author"] == owner_did.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "{mine:#?}");
+    let policy_hash = fedpool_ledger::content_hash(&std::fs::read(&policy).unwrap());
+    for (event, kind, rule, model_id) in [
+        (mine[0], "consent-granted", "postal", &digits["model_id"]),
+        (mine[1], "consent-refused", "never-income", &adult["model_id"]),
+    ] {
+        assert_eq!(event["body"]["kind"], kind, "{event:#}");
+        assert_eq!(event["body"]["model_id"], *model_id, "{event:#}");
+        assert_eq!(event["body"]["decided_by"]["rule"], rule, "{event:#}");
+        assert_eq!(
+            event["body"]["decided_by"]["policy_hash"],
+            policy_hash.as_str(),
+            "{event:#}"
+        );
+    }
+    let listed = ok(&owner, &["consent", "list"]);
+    assert!(
+        listed.contains("by policy rule \"postal\"")
+            && listed.contains("refused")
+            && listed.contains("by policy rule \"never-income\""),
+        "{listed}"
+    );
+
+    // Nothing is decided twice; the undecided model keeps waiting.
+    let again = ok(&owner, &["policy", "apply"]);
+    assert!(
+        again.contains("breast-cancer-screening-aid waits for you")
+            && !again.contains("digits-classifier")
+            && !again.contains("adult-income"),
+        "{again}"
+    );
+    // The owner answers by hand; then nothing waits.
+    ok(&owner, &["consent", "refuse", "breast-cancer-screening-aid"]);
+    assert!(ok(&owner, &["policy", "apply"]).contains("no model waits"));
+    let shown = ok(&owner, &["ledger", "show"]);
+    assert!(shown.contains("by its owner"), "{shown}");
+    let verify = ok(&owner, &["ledger", "verify"]);
+    assert!(verify.starts_with("OK: 6 events"), "{verify}");
+    // A refusal by hand never hides a live consent.
+    let stderr = err(&owner, &["consent", "refuse", "digits-classifier"]);
+    assert!(stderr.contains("revoke that consent"), "{stderr}");
 }

@@ -54,6 +54,7 @@ async fn a_rogue_peer_is_rejected_blocked_and_stores_nothing() {
         wiretap: None,
         replay: None,
         freeze_before: None,
+        consent_policy: None,
         mdns: false,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

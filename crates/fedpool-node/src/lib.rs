@@ -55,7 +55,7 @@ use fedpool_data::Table;
 
 pub use error::Error;
 pub use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
-pub use node::{NodeConfig, NodeInfo, run};
+pub use node::{ConsentPolicyHook, NodeConfig, NodeInfo, run};
 
 /// Where a node's rows come from: the CLI reads the files its owner registered. Rows are
 /// read for training and evaluation only; they never leave the node.

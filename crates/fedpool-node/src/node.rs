@@ -61,6 +61,17 @@ pub struct NodeConfig {
     /// Fault injection for tests: as an owner, stop sending round messages from the first
     /// one of this stage on, as a process killed at that point would (the test then kills it).
     pub freeze_before: Option<Stage>,
+    /// Decides models for the owner as their publications arrive (its consent policy).
+    pub consent_policy: Option<Arc<dyn ConsentPolicyHook>>,
+}
+
+/// The owner's automatic decisions: asked whenever the ledger changed, it decides what models
+/// it can and appends each decision (a consent or a refusal naming its rule) as the node's
+/// event, which the node then gossips like any of its own.
+pub trait ConsentPolicyHook: Send + Sync {
+    /// Decides what it can; returns one line per model it looked at, for the log.
+    fn decide(&self, store: &mut Store, keypair: &Keypair, now_ms: u64)
+    -> Result<Vec<String>, String>;
 }
 
 /// What a node prints once it listens.
@@ -96,6 +107,8 @@ struct State {
     announced_seq: u64,
     /// The store's change stamp when every own event up to then had been announced.
     announced_stamp: Option<(u64, i64)>,
+    /// The ledger as the consent policy last saw it.
+    policy_stamp: Option<(u64, i64)>,
     reassembler: Reassembler<PeerId>,
     outbox: Outbox,
     owner: Owner,
@@ -175,6 +188,7 @@ pub async fn run(
         topic,
         announced_seq,
         announced_stamp: None,
+        policy_stamp: None,
         outbox: Outbox::with_tap(config.wiretap.clone()),
         owner: Owner::replaying(config.replay.clone()),
         run: None,
@@ -690,7 +704,31 @@ impl State {
             self.run = None;
         }
         self.reassembler.expire(now.saturating_sub(120_000));
+        self.apply_consent_policy(now)?;
         self.announce_own_events()
+    }
+
+    /// Lets the owner's consent policy decide newly published models, whenever the ledger has
+    /// changed since it last looked.
+    fn apply_consent_policy(&mut self, now: u64) -> Result<(), Error> {
+        let Some(policy) = self.config.consent_policy.clone() else {
+            return Ok(());
+        };
+        let stamp = self.store.change_stamp()?;
+        if self.policy_stamp == Some(stamp) {
+            return Ok(());
+        }
+        match policy.decide(&mut self.store, &self.keypair, now) {
+            Ok(lines) => {
+                for line in lines {
+                    tracing::info!("consent policy: {line}");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the consent policy could not decide"),
+        }
+        // Its own decisions changed the ledger: they need no second look.
+        self.policy_stamp = Some(self.store.change_stamp()?);
+        Ok(())
     }
 
     /// Gossips this node's new events, whoever appended them (the node itself, or a CLI

@@ -119,6 +119,7 @@ pub fn node_config(
         wiretap,
         replay: None,
         freeze_before: None,
+        consent_policy: None,
         mdns: false,
     }
 }
