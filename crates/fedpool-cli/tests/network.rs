@@ -364,6 +364,88 @@ fn a_plain_model_trained_across_processes_learns_digits() {
     assert!(String::from_utf8_lossy(&foreign.stderr).contains("only its publisher releases it"));
 }
 
+/// Owners' nodes run before the model exists; when its publication arrives by gossip, each
+/// node's consent policy decides at once: two grant (and only they train), one refuses, each
+/// decision replicated to the publisher naming its rule.
+#[test]
+fn a_running_node_applies_its_owners_policy_to_a_publication_as_it_arrives() {
+    let mut cluster = Cluster::new();
+    let shares = digits_shares(cluster.dir.path(), 4);
+    let publisher = cluster.home("publisher");
+    ok(&publisher, &["init"]);
+    ok(
+        &publisher,
+        &["data", "add", "eval", shares[0].to_str().unwrap()],
+    );
+    let ready = cluster.start("publisher", None);
+    let bootstrap = ready["listen"][0].as_str().unwrap().to_string();
+    let policies = [
+        ("owner1", "private-or-postal", "grant"),
+        ("owner2", "postal", "grant"),
+        ("owner3", "no-digits", "refuse"),
+    ];
+    let mut dids = Vec::new();
+    for (i, (owner, rule, action)) in policies.iter().enumerate() {
+        let home = cluster.home(owner);
+        dids.push(ok(&home, &["init"]).trim().to_string());
+        ok(&home, &["data", "add", "mine", shares[i + 1].to_str().unwrap()]);
+        let policy = cluster.dir.path().join(format!("{owner}.toml"));
+        std::fs::write(
+            &policy,
+            format!(
+                "dataset = \"mine\"\n[[rule]]\nname = \"{rule}\"\naction = \"{action}\"\npurpose_contains = [\"postal\"]\n"
+            ),
+        )
+        .unwrap();
+        ok(&home, &["policy", "set", policy.to_str().unwrap()]);
+        cluster.start(owner, Some(&bootstrap));
+    }
+    let model = ok(
+        &publisher,
+        &["publish", &format!("{ROOT}/contracts/digits.toml")],
+    )
+    .trim()
+    .to_string();
+    cluster.wait_for(
+        "both owners' decisions to reach the publisher",
+        Duration::from_secs(30),
+        |c| c.status("publisher")["ledger"]["authors"] == 4,
+    );
+    let shown: Value =
+        serde_json::from_str(&ok(&publisher, &["ledger", "show", "--json"])).unwrap();
+    for ((_, rule, _), (did, kind)) in policies
+        .iter()
+        .zip(dids.iter().zip(["consent-granted", "consent-granted", "consent-refused"]))
+    {
+        let event = shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["author"] == did.as_str())
+            .unwrap_or_else(|| panic!("no event by {did}: {shown:#}"));
+        assert_eq!(event["body"]["kind"], kind, "{event:#}");
+        assert_eq!(event["body"]["model_id"], model.as_str(), "{event:#}");
+        assert_eq!(event["body"]["decided_by"]["rule"], *rule, "{event:#}");
+    }
+    assert!(
+        cluster
+            .log("owner1")
+            .contains("granted digits-classifier by rule \"private-or-postal\""),
+        "{}",
+        cluster.log("owner1")
+    );
+    let lines = train_lines(&publisher, &model, "2");
+    let completed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "completed")
+        .collect();
+    assert_eq!(completed.len(), 2, "{lines:?}");
+    assert!(
+        completed.iter().all(|l| l["contributors"] == 2),
+        "only the owners whose policy granted train: {lines:?}"
+    );
+}
+
 #[test]
 fn an_owner_killed_before_a_secure_round_is_a_dropout_and_the_rounds_complete_without_it() {
     let mut cluster = Cluster::new();
