@@ -125,15 +125,15 @@ pub fn apply(home: &Home, store: &mut Store, keypair: &Keypair, now: u64) -> Res
                 }
                 Err(e) => {
                     row.rule = choice.rule().map(str::to_string);
-                    row.reasons
-                        .push(format!("rule grants, but the dataset cannot be used: {e:#}"));
+                    row.reasons.push(format!(
+                        "rule grants, but the dataset cannot be used: {e:#}"
+                    ));
                     applied.push(row);
                     continue;
                 }
             }
         }
-        if let OwnerChoice::Grant { reasons, .. } | OwnerChoice::Refuse { reasons, .. } = &choice
-        {
+        if let OwnerChoice::Grant { reasons, .. } | OwnerChoice::Refuse { reasons, .. } = &choice {
             row.reasons = reasons.clone();
         }
         row.rule = choice.rule().map(str::to_string);

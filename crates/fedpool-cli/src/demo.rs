@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fedpool_core::{Contract, Metrics};
 use fedpool_data::{Partition, Targets};
-use fedpool_runtime::{LedgerChoice, Simulation, SimulationOptions};
+use fedpool_runtime::{LedgerChoice, OwnerChoice, OwnerPolicy, Simulation, SimulationOptions};
 
 use crate::load::DataSource;
 use crate::report::{count, round_bar};
@@ -14,6 +14,45 @@ use crate::simulate::{describe_privacy, write_outputs};
 
 /// The demo's contract, embedded so the demo needs no files.
 const DEMO_CONTRACT: &str = include_str!("../../../contracts/digits_private.toml");
+
+/// The transparent contract of the rewards act: its card says the publisher sees each update.
+const REWARDS_CONTRACT: &str = include_str!("../../../contracts/digits.toml");
+
+/// The demo owners' consent policies, as `fedpool policy set` takes them; owner `i` holds
+/// `OWNER_POLICIES[i % 8]`'s policy.
+const OWNER_POLICIES: [(&str, &str); 3] = [
+    (
+        "private-postal",
+        r#"dataset = "mine"
+[[rule]]
+name = "private-postal"
+action = "grant"
+purpose_contains = ["postal"]
+max_epsilon = 8.0
+secure_aggregation = true
+"#,
+    ),
+    (
+        "cautious",
+        r#"dataset = "mine"
+[[rule]]
+name = "only-tiny-epsilon"
+action = "grant"
+max_epsilon = 2.0
+"#,
+    ),
+    (
+        "no-scans",
+        r#"[[rule]]
+name = "never-scanned-forms"
+action = "refuse"
+population_contains = "scanned"
+"#,
+    ),
+];
+
+/// Which policy each of eight owners in a row holds: most grant, one waits, one refuses.
+const POLICY_CYCLE: [usize; 8] = [0, 0, 0, 0, 0, 0, 1, 2];
 
 /// Arguments of `fedpool demo`.
 #[derive(Debug, Args)]
@@ -24,7 +63,8 @@ pub struct DemoArgs {
     /// Seed for every random choice.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Share of data owners who consent after reading the card.
+    /// With --nodes: share of data owners who consent after reading the card (in one process,
+    /// each owner's consent policy decides).
     #[arg(long, default_value_t = 0.8)]
     pub consent_rate: f64,
     /// Share of each round's sampled owners that drop out mid-round, at a random stage.
@@ -51,7 +91,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let ledger_path = args.out.join("ledger.db");
     let mut options =
         SimulationOptions::new(args.clients, Partition::Dirichlet { alpha }, args.seed);
-    options.consent_rate = args.consent_rate;
+    options.owner_policies = POLICY_CYCLE
+        .iter()
+        .map(|&i| OwnerPolicy::from_toml(OWNER_POLICIES[i].1, OWNER_POLICIES[i].0))
+        .collect::<Result<_, _>>()?;
     options.dropout = args.dropout;
     options.ledger = LedgerChoice::At(ledger_path.clone());
 
@@ -111,15 +154,29 @@ pub fn run(args: DemoArgs) -> Result<()> {
         sim.n_test_rows()
     );
 
-    let n_consenting = sim.n_consenting();
     println!(
-        "\n   Each owner reads the model's transparency card and decides: {} consent, {} refuse.",
-        n_consenting,
-        sim.n_clients() - n_consenting
+        "\n   Each owner's node reads the transparency card and applies its owner's consent policy"
     );
+    println!("   (fedpool policy set; here three kinds of owner):");
+    let mut decided: std::collections::BTreeMap<String, (usize, String)> = Default::default();
+    for choice in sim.owner_choices() {
+        let key = match choice {
+            OwnerChoice::Grant { .. } => "granted",
+            OwnerChoice::Refuse { .. } => "refused",
+            OwnerChoice::Waits => "wait",
+        };
+        let entry = decided
+            .entry(format!("{key} {}", choice.rule().unwrap_or("")))
+            .or_insert((0, choice.describe()));
+        entry.0 += 1;
+    }
+    for (n, description) in decided.values() {
+        println!("   {:>4}: {description}", count(*n, "owner"));
+    }
     println!(
-        "   Every identity is a did:key; the publication and every consent are signed events on the ledger."
+        "   Every identity is a did:key; the publication, every grant and every refusal are signed events"
     );
+    println!("   on the ledger, each automatic one naming the rule that made it.");
 
     println!(
         "\n3. Training: rows never leave their owner. Each round the publisher samples consenting owners;"
@@ -199,9 +256,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
             report.seconds
         );
     }
+    let n_waiting = sim
+        .owner_choices()
+        .iter()
+        .filter(|c| **c == OwnerChoice::Waits)
+        .count();
     println!(
-        "   {} refused; they received {} (none, by construction).",
-        count(report.n_refused, "owner"),
+        "   {} refused and {} still wait for their owners; they received {} (none, by construction).",
+        count(report.n_refused - n_waiting, "owner"),
+        n_waiting,
         count(report.n_requests_to_refusers, "training request")
     );
     if let Some(epsilon) = report.epsilon {
@@ -256,14 +319,108 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.out.join("MODEL_CARD.md").display(),
         args.out.join("card.md").display()
     );
+    if let Some(epsilon_chart) = Some(args.out.join("epsilon.png")).filter(|p| p.exists()) {
+        println!("   ε per round:       {}", epsilon_chart.display());
+    }
+    let private_ok = report.ledger.as_ref().is_none_or(|l| l.verify.is_ok());
+    let rewards_ok = rewards_act(&args.out.join("rewards"), args.seed)?;
     println!(
-        "\nReproduce or vary it: fedpool simulate contracts/digits_private.toml --clients {} --partition dirichlet:{alpha} --consent-rate {} --dropout {} --seed {}",
-        args.clients, args.consent_rate, args.dropout, args.seed
+        "\nVary it (every owner consenting): fedpool simulate contracts/digits_private.toml --clients {} --partition dirichlet:{alpha} --dropout {} --seed {}",
+        args.clients, args.dropout, args.seed
     );
-    if report.ledger.as_ref().is_some_and(|l| !l.verify.is_ok()) {
+    println!(
+        "                                   fedpool simulate contracts/digits.toml --clients 10 --partition iid --rounds 5 --value --attack noisy-labels:0.2,0.8 --attack free-rider:0.1 --attack duplicate:0.1 --seed {}",
+        args.seed
+    );
+    if !private_ok || !rewards_ok {
         anyhow::bail!("the demo's ledger failed verification");
     }
     Ok(())
+}
+
+/// The rewards act: under DP and secure aggregation the publisher sees only a noised sum, so
+/// no contribution can be told apart; a transparent contract (its card says the publisher sees
+/// each update) pays by measured contribution. Writes its report to `out`; returns whether its
+/// ledger verified, scores recomputed.
+fn rewards_act(out: &std::path::Path, seed: u64) -> Result<bool> {
+    let contract = Contract::from_toml(REWARDS_CONTRACT, "contracts/digits.toml")?;
+    let table = DataSource::Bundled("digits").load(&contract.schema, &[])?;
+    let rounds = 5;
+    let mut options = SimulationOptions::new(10, Partition::Iid, seed);
+    options.rounds = Some(rounds);
+    options.value_contributions = true;
+    options.keep_round_evidence = true;
+    options.attacks = ["noisy-labels:0.2,0.8", "free-rider:0.1", "duplicate:0.1"]
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let ledger_path = out.join("ledger.db");
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    fedpool_runtime::remove_ledger_files(&ledger_path);
+    options.ledger = LedgerChoice::At(ledger_path.clone());
+    println!("\n5. Rewards by measured contribution.");
+    println!(
+        "   Under DP and secure aggregation the publisher holds only a noised sum: no owner's contribution"
+    );
+    println!(
+        "   can be told apart (that is the guarantee), and this demo does not split its pool by contribution."
+    );
+    println!(
+        "   A second contract, \"{}\", says on its card that its publisher sees each update and pays its",
+        contract.model_info.name
+    );
+    println!(
+        "   pool of {} {} by Shapley value. 10 owners consent; among them 2 with 80% noisy labels, a free rider",
+        contract.rewards.pool, contract.rewards.currency
+    );
+    println!("   sending zeros, and one holding a copy of another owner's rows.");
+    let mut sim = Simulation::prepare(&contract, &table, &options)
+        .context("cannot set up the rewards simulation")?;
+    let report = sim.run(|_| {})?;
+    write_outputs(out, &contract, &sim, &report)?;
+    let (Some(values), Some(rewards)) = (&report.values, &report.rewards) else {
+        anyhow::bail!("the rewards simulation valued nobody; this is a bug");
+    };
+    println!(
+        "   After {}, test accuracy {:.3}; each round valued (FedSV, exact for 10 owners), copies as one:",
+        count(report.rounds.len(), "round"),
+        report.final_metrics.headline()
+    );
+    let mut order: Vec<usize> = (0..rewards.len()).collect();
+    order.sort_by(|&a, &b| rewards[b].cmp(&rewards[a]).then(a.cmp(&b)));
+    for client in order {
+        println!(
+            "     owner {client}: {:>4} {}  (value {:+.3})  {}",
+            rewards[client],
+            contract.rewards.currency,
+            values[client],
+            sim.behaviours()[client]
+        );
+    }
+    let verified = report.ledger.as_ref().is_some_and(|l| l.verify.is_ok());
+    if let Some(ledger) = &report.ledger {
+        if verified {
+            println!(
+                "   {} of {} paid; ledger verified: every payout sums to its allotment, goes to a consenting",
+                rewards.iter().sum::<u64>(),
+                contract.rewards.pool
+            );
+            println!(
+                "   participant, follows the contract's split, and every score recomputes from the updates."
+            );
+        } else {
+            println!("   ledger verification FAILED:");
+            for v in &ledger.verify.violations {
+                println!("     {v}");
+            }
+        }
+        println!("   ledger:            {}", ledger.path.display());
+    }
+    println!(
+        "   rewards:           {} and rewards.png",
+        out.join("rewards.csv").display()
+    );
+    Ok(verified)
 }
 
 /// One owner's label mix as text, e.g. `23 rows, mostly digits 3 (12), 7 (8)`.

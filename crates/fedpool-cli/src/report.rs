@@ -181,6 +181,84 @@ pub fn write_chart(
     Ok(path)
 }
 
+/// Draws the ε spent after each round to `dir/epsilon.png`, against the budget when there is
+/// one; `None` when no round spent privacy.
+pub fn write_epsilon_chart(
+    dir: &Path,
+    title: &str,
+    records: &[RoundRecord],
+    budget: Option<f64>,
+) -> Result<Option<PathBuf>> {
+    let points: Vec<(u32, f64)> = records
+        .iter()
+        .filter_map(|r| r.epsilon.map(|e| (r.round, e)))
+        .collect();
+    if points.is_empty() {
+        return Ok(None);
+    }
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
+    let path = dir.join("epsilon.png");
+    let max_round = points.last().map_or(1, |p| p.0.max(1));
+    let top = points
+        .iter()
+        .map(|p| p.1)
+        .chain(budget)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.1;
+    {
+        let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0u32..max_round, 0.0..top)
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .y_desc("ε spent")
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        if let Some(budget) = budget {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0, budget), (max_round, budget)],
+                    RED.stroke_width(2),
+                ))
+                .map_err(|e| anyhow!("chart: {e}"))?
+                .label(format!("budget ε = {budget}"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
+        }
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(|e| anyhow!("chart: {e}"))?
+            .label("ε spent")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| anyhow!("chart: {e}"))?;
+        root.present()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(Some(path))
+}
+
 /// Draws each client's reward as a bar to `dir/rewards.png`, coloured by behaviour (honest
 /// blue, anything else orange).
 pub fn write_rewards_chart(

@@ -124,6 +124,10 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     options.strategy = args.strategy.clone();
     options.attacks = args.attack.clone();
     options.value_contributions = args.value;
+    if args.value && contract.privacy.secure_aggregation {
+        // The publisher sees only sums: value random groups from their sums.
+        options.group_valuation = Some(fedpool_runtime::group_valuation::MIN_GROUP);
+    }
     options.consent_rate = args.consent_rate;
     options.dropout = args.dropout;
     options.owner_epsilon_cap = args.owner_epsilon_cap;
@@ -320,6 +324,12 @@ pub fn write_outputs(
     let csv = report::write_metrics_csv(dir, &report.rounds)?;
     let title = format!("{} — {} clients", contract.model_info.name, sim.n_clients());
     let chart = report::write_chart(dir, &title, sim.initial_metrics(), &report.rounds)?;
+    report::write_epsilon_chart(
+        dir,
+        &format!("{} — privacy spent", contract.model_info.name),
+        &report.rounds,
+        contract.privacy.epsilon_budget,
+    )?;
     write_release(dir, contract, sim, report)?;
     Ok((csv, chart))
 }

@@ -196,6 +196,12 @@ fn demo_tells_the_story_and_writes_outputs() {
         "privacy spent: ε =",
         "masked vectors and 0 plain updates",
         "secure aggregation",
+        "granted by rule \"private-postal\"",
+        "refused by rule \"never-scanned-forms\"",
+        "no rule decides; waits for its owner",
+        "5. Rewards by measured contribution",
+        "free-rider (zeros)",
+        "every score recomputes from the updates",
     ] {
         assert!(
             stdout.contains(fragment),
@@ -205,14 +211,88 @@ fn demo_tells_the_story_and_writes_outputs() {
     for file in [
         "metrics.csv",
         "accuracy.png",
+        "epsilon.png",
         "model.safetensors",
         "MODEL_CARD.md",
         "card.md",
         "card.html",
+        "rewards/rewards.csv",
+        "rewards/rewards.png",
+        "rewards/card.html",
+        "rewards/model.safetensors",
     ] {
         assert!(out.join(file).is_file(), "the demo did not write {file}");
     }
-    assert_png_shows_data(&out.join("accuracy.png"));
+    for chart in ["accuracy.png", "epsilon.png", "rewards/rewards.png"] {
+        assert_png_shows_data(&out.join(chart));
+    }
+
+    // The ledger holds every automatic decision with its rule, and the released weights are
+    // the ones whose hash (and accuracy) it records.
+    let store = fedpool_ledger::Store::open(
+        &out.join("ledger.db"),
+        &fedpool_ledger::NetworkId::new("fedpool-sim").unwrap(),
+    )
+    .unwrap();
+    let mut rules = std::collections::BTreeMap::<(String, String), usize>::new();
+    let mut released = None;
+    for event in store.events().unwrap() {
+        match event.body() {
+            fedpool_ledger::Body::ConsentGranted(c) => {
+                let rule = c.decided_by.as_ref().expect("decided by a rule");
+                *rules
+                    .entry(("granted".into(), rule.rule.clone()))
+                    .or_default() += 1;
+            }
+            fedpool_ledger::Body::ConsentRefused(c) => {
+                let rule = c.decided_by.as_ref().expect("decided by a rule");
+                *rules
+                    .entry(("refused".into(), rule.rule.clone()))
+                    .or_default() += 1;
+            }
+            fedpool_ledger::Body::ModelReleased(r) => released = Some(r.clone()),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        rules.keys().cloned().collect::<Vec<_>>(),
+        [
+            ("granted".to_string(), "private-postal".to_string()),
+            ("refused".to_string(), "never-scanned-forms".to_string())
+        ],
+        "{rules:?}"
+    );
+    let released = released.expect("a model-released event");
+    let contract = fedpool_core::Contract::from_toml(
+        &std::fs::read_to_string(format!("{CONTRACTS}/digits_private.toml")).unwrap(),
+        "digits_private.toml",
+    )
+    .unwrap();
+    let network = fedpool_core::Network::new(
+        &contract.model,
+        contract.n_features(),
+        contract.schema.n_outputs(),
+    )
+    .unwrap();
+    let (params, _) = fedpool_core::release::from_safetensors(
+        &std::fs::read(out.join("model.safetensors")).unwrap(),
+        &network,
+    )
+    .unwrap();
+    assert_eq!(
+        fedpool_runtime::ledger::params_hash(&params),
+        released.final_model_hash
+    );
+    let accuracy = released
+        .metrics
+        .iter()
+        .find(|(name, _)| name == "accuracy")
+        .map(|(_, v)| *v)
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("test accuracy {accuracy:.3}")),
+        "the released weights' recorded accuracy {accuracy} is the one reported:\n{stdout}"
+    );
 }
 
 #[test]

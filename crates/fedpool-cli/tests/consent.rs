@@ -549,14 +549,22 @@ fn policy_apply_puts_each_automatic_decision_on_the_ledger_with_its_rule() {
     let owner_did = ok(&owner, &["init"]);
     let owner_did = owner_did.split_whitespace().next().unwrap().to_string();
     for contract in ["digits", "adult", "breast_cancer"] {
-        ok(&publisher, &["publish", &format!("{CONTRACTS}/{contract}.toml")]);
+        ok(
+            &publisher,
+            &["publish", &format!("{CONTRACTS}/{contract}.toml")],
+        );
     }
     let bundle = dir.path().join("publications.bundle");
     ok(&publisher, &["ledger", "export", bundle.to_str().unwrap()]);
     ok(&owner, &["ledger", "import", bundle.to_str().unwrap()]);
     ok(
         &owner,
-        &["data", "add", "mine", &format!("{CONTRACTS}/../data/digits/digits.csv")],
+        &[
+            "data",
+            "add",
+            "mine",
+            &format!("{CONTRACTS}/../data/digits/digits.csv"),
+        ],
     );
     // Without a policy, apply says so and writes nothing.
     assert!(err(&owner, &["policy", "apply"]).contains("no consent policy"));
@@ -619,7 +627,12 @@ purpose_contains = ["postal"]
     let policy_hash = fedpool_ledger::content_hash(&std::fs::read(&policy).unwrap());
     for (event, kind, rule, model_id) in [
         (mine[0], "consent-granted", "postal", &digits["model_id"]),
-        (mine[1], "consent-refused", "never-income", &adult["model_id"]),
+        (
+            mine[1],
+            "consent-refused",
+            "never-income",
+            &adult["model_id"],
+        ),
     ] {
         assert_eq!(event["body"]["kind"], kind, "{event:#}");
         assert_eq!(event["body"]["model_id"], *model_id, "{event:#}");
@@ -647,7 +660,10 @@ purpose_contains = ["postal"]
         "{again}"
     );
     // The owner answers by hand; then nothing waits.
-    ok(&owner, &["consent", "refuse", "breast-cancer-screening-aid"]);
+    ok(
+        &owner,
+        &["consent", "refuse", "breast-cancer-screening-aid"],
+    );
     assert!(ok(&owner, &["policy", "apply"]).contains("no model waits"));
     let shown = ok(&owner, &["ledger", "show"]);
     assert!(shown.contains("by its owner"), "{shown}");

@@ -388,7 +388,10 @@ fn a_running_node_applies_its_owners_policy_to_a_publication_as_it_arrives() {
     for (i, (owner, rule, action)) in policies.iter().enumerate() {
         let home = cluster.home(owner);
         dids.push(ok(&home, &["init"]).trim().to_string());
-        ok(&home, &["data", "add", "mine", shares[i + 1].to_str().unwrap()]);
+        ok(
+            &home,
+            &["data", "add", "mine", shares[i + 1].to_str().unwrap()],
+        );
         let policy = cluster.dir.path().join(format!("{owner}.toml"));
         std::fs::write(
             &policy,
@@ -413,10 +416,11 @@ fn a_running_node_applies_its_owners_policy_to_a_publication_as_it_arrives() {
     );
     let shown: Value =
         serde_json::from_str(&ok(&publisher, &["ledger", "show", "--json"])).unwrap();
-    for ((_, rule, _), (did, kind)) in policies
-        .iter()
-        .zip(dids.iter().zip(["consent-granted", "consent-granted", "consent-refused"]))
-    {
+    for ((_, rule, _), (did, kind)) in policies.iter().zip(dids.iter().zip([
+        "consent-granted",
+        "consent-granted",
+        "consent-refused",
+    ])) {
         let event = shown
             .as_array()
             .unwrap()
@@ -435,10 +439,7 @@ fn a_running_node_applies_its_owners_policy_to_a_publication_as_it_arrives() {
         cluster.log("owner1")
     );
     let lines = train_lines(&publisher, &model, "2");
-    let completed: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["event"] == "completed")
-        .collect();
+    let completed: Vec<&Value> = lines.iter().filter(|l| l["event"] == "completed").collect();
     assert_eq!(completed.len(), 2, "{lines:?}");
     assert!(
         completed.iter().all(|l| l["contributors"] == 2),

@@ -70,8 +70,12 @@ pub struct NodeConfig {
 /// event, which the node then gossips like any of its own.
 pub trait ConsentPolicyHook: Send + Sync {
     /// Decides what it can; returns one line per model it looked at, for the log.
-    fn decide(&self, store: &mut Store, keypair: &Keypair, now_ms: u64)
-    -> Result<Vec<String>, String>;
+    fn decide(
+        &self,
+        store: &mut Store,
+        keypair: &Keypair,
+        now_ms: u64,
+    ) -> Result<Vec<String>, String>;
 }
 
 /// What a node prints once it listens.

@@ -16,6 +16,10 @@ use rand_chacha::ChaCha20Rng;
 use crate::Error;
 use crate::valuation::{self, Method, RoundUpdate, ValuationRecipe};
 
+/// The smallest group valued from its sum: the secure-aggregation minimum, below which a sum
+/// would all but name its members.
+pub const MIN_GROUP: usize = 3;
+
 /// Splits participants `0..n` at random into groups of at least `min_group` (as many groups
 /// as fit; the remainder spread one each over the first groups). One group if `n` is below
 /// twice the minimum.

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use fedpool_core::{Contract, Metrics};
 use fedpool_ledger::{
-    Body, ChainWriter, Did, EventId, Keypair, ModelId, ModelPublished,
-    ModelReleased, NetworkId, PrivacySpent, RoundCommitted, RoundPlan, StatisticsCommitted, Store,
-    VerifyReport, active_consents, content_hash,
+    Body, ChainWriter, Did, EventId, Keypair, ModelId, ModelPublished, ModelReleased, NetworkId,
+    PrivacySpent, RoundCommitted, RoundPlan, StatisticsCommitted, Store, VerifyReport,
+    active_consents, content_hash,
 };
 use fedpool_protocol::{PrivacyRecord, PrivacySpend, RoundId, StatisticsSummary};
 

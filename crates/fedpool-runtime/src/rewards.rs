@@ -153,6 +153,26 @@ impl Treasury {
         self.pay(None, allotment, clients, scores).map(Some)
     }
 
+    /// Pays everything not yet paid to `clients` by `scores` given from outside the treasury
+    /// (the least-squares estimates of group valuation, known only after the last round);
+    /// `None` when nothing is left to pay or no client is named.
+    pub fn pay_final_by(
+        &mut self,
+        clients: &[usize],
+        scores: &[f64],
+    ) -> Result<Option<Payment>, Error> {
+        let allotment = self.terms.pool - self.paid;
+        if allotment == 0 || clients.is_empty() {
+            return Ok(None);
+        }
+        for (&client, &score) in clients.iter().zip(scores) {
+            self.total_scores[client] = score;
+            self.valued[client] = true;
+        }
+        self.pay(None, allotment, clients.to_vec(), scores.to_vec())
+            .map(Some)
+    }
+
     fn pay(
         &mut self,
         round: Option<u32>,

@@ -886,14 +886,30 @@ impl<T: Transport> Simulation<T> {
             if let Some(finished) = self.take_events(&mut records, &started, &mut on_round)? {
                 let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
                 let seconds = started.elapsed().as_secs_f64();
-                let final_payment = match &mut self.treasury {
-                    Some(treasury) => treasury.pay_final()?,
-                    None => None,
+                let final_payment = match (&mut self.treasury, &self.groups) {
+                    // Under secure aggregation only group sums were valued: the final payout
+                    // pays the whole pool by the least-squares estimates.
+                    (Some(treasury), Some((_, _, attribution)))
+                        if self.privacy.secure_aggregation =>
+                    {
+                        let totals = attribution.totals();
+                        let clients: Vec<usize> =
+                            self.contributed.iter().map(|n| n.0 as usize).collect();
+                        let scores: Vec<f64> = clients.iter().map(|&c| totals[c]).collect();
+                        treasury.pay_final_by(&clients, &scores)?
+                    }
+                    (Some(treasury), _) => treasury.pay_final()?,
+                    (None, _) => None,
+                };
+                let final_method = if self.privacy.secure_aggregation {
+                    "group-least-squares"
+                } else {
+                    "total-score"
                 };
                 let ledger = match self.host.ledger.take() {
                     Some(mut ledger) => {
                         if let (Some(payment), Some(recipe)) = (&final_payment, &self.recipe) {
-                            ledger.pay(payment, "total-score", &payout_details(recipe, &[]))?;
+                            ledger.pay(payment, final_method, &payout_details(recipe, &[]))?;
                         }
                         let n_rounds = records.iter().filter(|r| r.completed).count() as u32;
                         ledger.release(&finished, n_rounds, &final_metrics)?;
@@ -941,7 +957,13 @@ impl<T: Transport> Simulation<T> {
                         .map(Participant::epsilon_spent)
                         .fold(0.0, f64::max),
                     statistics: self.statistics.as_ref().and_then(|s| s.outcome.clone()),
-                    values: self.values.clone(),
+                    // Under secure aggregation, what the payout used: the group estimates.
+                    values: match &self.groups {
+                        Some((_, _, attribution)) if self.privacy.secure_aggregation => {
+                            self.values.as_ref().map(|_| attribution.totals())
+                        }
+                        _ => self.values.clone(),
+                    },
                     valuation_recipe: self.recipe.clone(),
                     evidence: std::mem::take(&mut self.evidence),
                     validation_set: self
@@ -971,6 +993,9 @@ impl<T: Transport> Simulation<T> {
             if !self.host.jobs.is_empty() {
                 let jobs = std::mem::take(&mut self.host.jobs);
                 let results = self.run_jobs(&jobs);
+                if self.host.secure_aggregation && self.groups.is_some() {
+                    self.hold_group_inputs(&results);
+                }
                 self.driver.trained(results, &mut self.host)?;
                 continue;
             }
@@ -1035,7 +1060,9 @@ impl<T: Transport> Simulation<T> {
                     ));
                 }
                 RoundEvent::Completed(summary) => {
-                    if !summary.secure_aggregation {
+                    if summary.secure_aggregation {
+                        self.value_round_by_groups(summary.round, &summary.contributors)?;
+                    } else {
                         self.value_round(summary.round, &summary.contributors)?;
                     }
                     self.previous_global = Arc::clone(&summary.global);
@@ -1156,23 +1183,18 @@ impl<T: Transport> Simulation<T> {
             });
         }
         let clients: Vec<usize> = members.iter().map(|(client, _)| *client).collect();
-        if let Some((min_group, seed, attribution)) = &mut self.groups {
-            let seed = *seed ^ u64::from(round.0).wrapping_mul(0xA24B_AED4_963E_E407);
-            let groups = group_valuation::random_groups(members.len(), *min_group, seed);
-            let values = group_valuation::value_groups(
+        if let Some(groups) = &mut self.groups {
+            attribute_group_sums(
+                groups,
                 &self.network,
                 &self.previous_global,
-                &round_updates,
-                &groups,
                 &self.test_set,
                 recipe,
-                u64::from(round.0),
+                round,
+                &clients,
+                &round_updates,
+                0.0,
             )?;
-            let by_client: Vec<Vec<usize>> = groups
-                .iter()
-                .map(|g| g.iter().map(|&i| clients[i]).collect())
-                .collect();
-            attribution.add_round(&by_client, &values);
         }
         let update_hashes: Vec<String> = members
             .iter()
@@ -1189,6 +1211,72 @@ impl<T: Transport> Simulation<T> {
             payment,
         });
         Ok(())
+    }
+
+    /// Values a securely aggregated round from the sums of random groups of its contributors
+    /// (with group valuation on): the publisher never sees an individual update, so nothing is
+    /// paid per round; the final payout pays by the least-squares estimates.
+    fn value_round_by_groups(
+        &mut self,
+        round: RoundId,
+        contributors: &[NodeId],
+    ) -> Result<(), Error> {
+        let (Some(groups), Some(updates), Some(recipe)) =
+            (&mut self.groups, &self.host.round_updates, &mut self.recipe)
+        else {
+            return Ok(());
+        };
+        if recipe.validation_hash.is_empty() {
+            recipe.validation_hash = valuation::validation_hash(&self.test_set);
+        }
+        let members: Vec<(usize, &(Vec<f32>, usize))> = contributors
+            .iter()
+            .filter_map(|node| updates.get(node).map(|u| (node.0 as usize, u)))
+            .collect();
+        let round_updates: Vec<RoundUpdate> = members
+            .iter()
+            .map(|(_, (delta, rows))| RoundUpdate { delta, rows: *rows })
+            .collect();
+        let clients: Vec<usize> = members.iter().map(|(client, _)| *client).collect();
+        // Each group's sum carries the contract's full noise σ = z·C (its members' shares
+        // calibrated to the group), so the group sums, disjoint, cost the round's ε by parallel
+        // composition.
+        let noise_std = self.privacy.noise_multiplier * self.privacy.clip_norm;
+        attribute_group_sums(
+            groups,
+            &self.network,
+            &self.previous_global,
+            &self.test_set,
+            recipe,
+            round,
+            &clients,
+            &round_updates,
+            noise_std,
+        )
+    }
+
+    /// Keeps, for group valuation of a secure round, what each trained client puts into the
+    /// secure sum before noise: its update clipped to the contract's norm. (The noise each
+    /// group's sum carries is added per group, see [`attribute_group_sums`].)
+    fn hold_group_inputs(
+        &mut self,
+        results: &[(NodeId, RoundId, Result<fedpool_core::TrainOutcome, String>)],
+    ) {
+        let Some(updates) = &mut self.host.round_updates else {
+            return;
+        };
+        let clip_norm = self.privacy.clip_norm;
+        for (node, round, outcome) in results {
+            let Ok(outcome) = outcome else { continue };
+            if *round == fedpool_protocol::STATISTICS_ROUND {
+                continue;
+            }
+            let mut delta = outcome.delta.clone();
+            if clip_norm > 0.0 {
+                let _ = fedpool_privacy::clip_l2(&mut delta, clip_norm);
+            }
+            updates.insert(*node, (delta, outcome.n_examples));
+        }
     }
 
     /// Encodes every client's rows and the test set again with the federated scaling (an
@@ -1347,4 +1435,69 @@ fn evaluate(network: &Network, params: &[f32], data: &Dataset) -> Result<Metrics
 pub fn simulated_privacy_seed(seed: u64) -> [u8; 32] {
     use rand::SeedableRng;
     rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x7072_6976_6163_7921).get_seed()
+}
+
+/// Values random groups of a round's contributors from their sums and adds the round's
+/// equations to the least-squares attribution. With `noise_std` > 0, each group's sum carries
+/// a Gaussian of that deviation per coordinate (as its members' noise shares would).
+#[allow(clippy::too_many_arguments)]
+fn attribute_group_sums(
+    (min_group, seed, attribution): &mut (usize, u64, GroupAttribution),
+    network: &Network,
+    before: &[f32],
+    validation: &Dataset,
+    recipe: &ValuationRecipe,
+    round: RoundId,
+    clients: &[usize],
+    round_updates: &[RoundUpdate<'_>],
+    noise_std: f64,
+) -> Result<(), Error> {
+    let seed = *seed ^ u64::from(round.0).wrapping_mul(0xA24B_AED4_963E_E407);
+    let groups = group_valuation::random_groups(clients.len(), *min_group, seed);
+    let noised: Vec<Vec<f32>>;
+    let round_updates: Vec<RoundUpdate<'_>> = match rand_distr::Normal::new(0.0, noise_std) {
+        Ok(normal) if noise_std > 0.0 => {
+            // A member's share has variance σ²/m, so its group's sum has σ².
+            let mut rng = ChaCha20Rng::seed_from_u64(seed.rotate_left(11));
+            let mut shares = vec![Vec::new(); round_updates.len()];
+            for group in &groups {
+                let scale = 1.0 / (group.len() as f64).sqrt();
+                for &member in group {
+                    shares[member] = round_updates[member]
+                        .delta
+                        .iter()
+                        .map(|&d| {
+                            let noise: f64 = rand_distr::Distribution::sample(&normal, &mut rng);
+                            d + (noise * scale) as f32
+                        })
+                        .collect();
+                }
+            }
+            noised = shares;
+            noised
+                .iter()
+                .zip(round_updates)
+                .map(|(delta, update)| RoundUpdate {
+                    delta,
+                    rows: update.rows,
+                })
+                .collect()
+        }
+        _ => round_updates.to_vec(),
+    };
+    let values = group_valuation::value_groups(
+        network,
+        before,
+        &round_updates,
+        &groups,
+        validation,
+        recipe,
+        u64::from(round.0),
+    )?;
+    let by_client: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|g| g.iter().map(|&i| clients[i]).collect())
+        .collect();
+    attribution.add_round(&by_client, &values);
+    Ok(())
 }
