@@ -78,9 +78,10 @@ pub struct SimulateArgs {
     /// identities and consents, so it never appends to another ledger).
     #[arg(long, requires = "ledger")]
     pub force: bool,
-    /// Value every contributor of every plainly aggregated round by the contract's valuation
-    /// (Shapley values of its update for held-out accuracy) and pay the contract's pool by
-    /// it; prints the rewards (`--json`: a `rewards` list).
+    /// Value every contributor of every round by the contract's valuation (Shapley values of
+    /// its update for held-out accuracy; under secure aggregation, of random groups from their
+    /// noised sums) and pay the contract's pool by it; prints the rewards (`--json`: a
+    /// `rewards` list).
     #[arg(long)]
     pub value: bool,
     /// Record nothing: no identities, consents, rounds or verification (for measuring
@@ -513,6 +514,15 @@ fn rewards_method(contract: &Contract, report: &SimulationReport) -> String {
     let Some(recipe) = &report.valuation_recipe else {
         return String::new();
     };
+    if report.secure_aggregation {
+        return format!(
+            "secure aggregation: each round's contributors split into random groups of at least {}, each group valued (Shapley) from its sum alone, carrying the contract's full noise (noise multiplier {}); each owner's share attributed by least squares over rounds; the whole pool of {} {} paid at the end by the estimates. Under DP noise the estimates are mostly noise (docs/valuation.md)",
+            fedpool_runtime::group_valuation::MIN_GROUP,
+            contract.privacy.noise_multiplier,
+            contract.rewards.pool,
+            contract.rewards.currency,
+        );
+    }
     let valuation = match recipe.method {
         fedpool_runtime::valuation::Method::Shapley => format!(
             "Shapley values of each round's updates for held-out accuracy (FedSV): exact up to {} players, stratified sampling above",

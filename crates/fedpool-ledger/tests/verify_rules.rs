@@ -1266,3 +1266,23 @@ fn an_owner_records_the_statistics_phase_as_round_zero_and_composes_rounds_after
     );
     check(&ledger.events, &[Rule::PrivacyRecordInvalid]);
 }
+
+#[test]
+fn refusals_verify_and_one_of_an_unknown_model_is_flagged() {
+    let mut w = world();
+    let refusal = |model_id: ModelId| ConsentRefused {
+        model_id,
+        publisher: w.publisher.did(),
+        card_hash: w.model.card_hash.clone(),
+        decided_by: Some(PolicyDecision {
+            rule: "no-diabetes".into(),
+            policy_hash: content_hash(b"policy"),
+        }),
+    };
+    let known = refusal(w.model.model_id.clone());
+    let unknown = refusal(ModelId::from("not-published"));
+    w.ledger.push(&w.carol, 3_000, known);
+    check(&w.ledger.events, &[]);
+    w.ledger.push(&w.carol, 3_100, unknown);
+    check(&w.ledger.events, &[Rule::UnknownModel]);
+}

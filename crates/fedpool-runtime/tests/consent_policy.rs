@@ -22,13 +22,13 @@ fn digits() -> (Contract, Table) {
 }
 
 const GRANT_POSTAL: &str = "dataset = \"mine\"\n[[rule]]\nname = \"postal\"\naction = \"grant\"\npurpose_contains = [\"postal\"]\n";
-const REFUSE_SCANS: &str = "[[rule]]\nname = \"no-scans\"\naction = \"refuse\"\npopulation_contains = \"scanned\"\n";
+const REFUSE_SCANS: &str =
+    "[[rule]]\nname = \"no-scans\"\naction = \"refuse\"\npopulation_contains = \"scanned\"\n";
 /// Decides nothing for the plain digits contract: it has no ε budget.
 const ONLY_PRIVATE: &str = "dataset = \"mine\"\n[[rule]]\nname = \"only-private\"\naction = \"grant\"\nmax_epsilon = 4.0\n";
 
 #[test]
-fn each_owners_policy_decides_on_the_ledger_with_its_rule_and_an_undecided_owner_is_never_asked()
-{
+fn each_owners_policy_decides_on_the_ledger_with_its_rule_and_an_undecided_owner_is_never_asked() {
     let (contract, table) = digits();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");

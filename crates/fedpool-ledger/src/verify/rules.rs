@@ -159,10 +159,8 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
                     );
                 }
             }
-            Body::ConsentRefused(refusal) => {
-                if !models.contains_key(&refusal.model_id) {
-                    flag_unknown_model(check, event);
-                }
+            Body::ConsentRefused(refusal) if !models.contains_key(&refusal.model_id) => {
+                flag_unknown_model(check, event);
             }
             Body::ConsentRevoked(revocation) => {
                 if !models.contains_key(&revocation.model_id) {
