@@ -1153,14 +1153,7 @@ impl<T: Transport> Simulation<T> {
         if recipe.validation_hash.is_empty() {
             recipe.validation_hash = valuation::validation_hash(&self.test_set);
         }
-        let members: Vec<(usize, &(Vec<f32>, usize))> = contributors
-            .iter()
-            .filter_map(|node| updates.get(node).map(|u| (node.0 as usize, u)))
-            .collect();
-        let round_updates: Vec<RoundUpdate> = members
-            .iter()
-            .map(|(_, (delta, rows))| RoundUpdate { delta, rows: *rows })
-            .collect();
+        let (members, round_updates) = contributed_updates(updates, contributors);
         let scored = valuation::value_round(
             &self.network,
             &self.previous_global,
@@ -1229,14 +1222,7 @@ impl<T: Transport> Simulation<T> {
         if recipe.validation_hash.is_empty() {
             recipe.validation_hash = valuation::validation_hash(&self.test_set);
         }
-        let members: Vec<(usize, &(Vec<f32>, usize))> = contributors
-            .iter()
-            .filter_map(|node| updates.get(node).map(|u| (node.0 as usize, u)))
-            .collect();
-        let round_updates: Vec<RoundUpdate> = members
-            .iter()
-            .map(|(_, (delta, rows))| RoundUpdate { delta, rows: *rows })
-            .collect();
+        let (members, round_updates) = contributed_updates(updates, contributors);
         let clients: Vec<usize> = members.iter().map(|(client, _)| *client).collect();
         // Each group's sum carries the contract's full noise σ = z·C (its members' shares
         // calibrated to the group), so the group sums, disjoint, cost the round's ε by parallel
@@ -1500,4 +1486,22 @@ fn attribute_group_sums(
         .collect();
     attribution.add_round(&by_client, &values);
     Ok(())
+}
+
+/// The held updates of a round's contributors, in contributor order: each with its client, and
+/// as the valuation takes them.
+#[allow(clippy::type_complexity)]
+fn contributed_updates<'a>(
+    updates: &'a BTreeMap<NodeId, (Vec<f32>, usize)>,
+    contributors: &[NodeId],
+) -> (Vec<(usize, &'a (Vec<f32>, usize))>, Vec<RoundUpdate<'a>>) {
+    let members: Vec<(usize, &(Vec<f32>, usize))> = contributors
+        .iter()
+        .filter_map(|node| updates.get(node).map(|u| (node.0 as usize, u)))
+        .collect();
+    let round_updates = members
+        .iter()
+        .map(|(_, (delta, rows))| RoundUpdate { delta, rows: *rows })
+        .collect();
+    (members, round_updates)
 }
