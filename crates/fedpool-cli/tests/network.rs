@@ -364,6 +364,72 @@ fn a_plain_model_trained_across_processes_learns_digits() {
     assert!(String::from_utf8_lossy(&foreign.stderr).contains("only its publisher releases it"));
 }
 
+/// A network publisher pays by contribution: each plain round's updates are valued on its
+/// evaluation set and the round's share paid; when the contract's rounds are done (over two
+/// `train` runs), the rest is paid by total score, once. The payouts sum to the pool to the unit, verify, and reach the owners,
+/// whose `fedpool rewards` shows what each earned.
+#[test]
+fn a_network_publisher_pays_its_pool_by_contribution_and_owners_see_their_earnings() {
+    let mut cluster = Cluster::new();
+    let model = consenting_cluster(&mut cluster, 3, 3, "digits.toml", "20");
+    let publisher = cluster.home("publisher");
+    // A first run of 10 of the contract's 30 rounds pays their shares and no final payout; a
+    // second run goes on from what the ledger says was paid.
+    let first = train_lines(&publisher, &model, "10");
+    let finished = first.iter().find(|l| l["event"] == "finished").unwrap();
+    assert!(finished["final_paid"].is_null(), "{finished}");
+    let so_far: Value =
+        serde_json::from_str(&ok(&publisher, &["rewards", "--all", "--json"])).unwrap();
+    let paid_early = so_far["models"][0]["paid"].as_u64().unwrap();
+    assert!(paid_early > 0 && paid_early < 1000, "{so_far:#}");
+    let lines = train_lines(&publisher, &model, "20");
+    let completed: Vec<&Value> = first
+        .iter()
+        .chain(&lines)
+        .filter(|l| l["event"] == "completed")
+        .collect();
+    assert_eq!(completed.len(), 30, "{lines:?}");
+    assert!(
+        completed.iter().any(|l| l["paid"].as_u64() > Some(0)),
+        "rounds pay their share: {lines:?}"
+    );
+    let finished = lines.iter().find(|l| l["event"] == "finished").unwrap();
+    assert!(finished["final_paid"].is_u64(), "{finished}");
+    let verify = ok(&publisher, &["ledger", "verify"]);
+    assert!(verify.starts_with("OK"), "{verify}");
+    let all: Value =
+        serde_json::from_str(&ok(&publisher, &["rewards", "--all", "--json"])).unwrap();
+    let paid_model = &all["models"][0];
+    assert_eq!(paid_model["paid"], 1000, "{all:#}");
+    assert_eq!(
+        paid_model["balances"].as_array().unwrap().len(),
+        3,
+        "{all:#}"
+    );
+    // Every owner's node receives the payouts and sees its own earnings.
+    let mut total = 0;
+    for i in 1..=3 {
+        let owner = format!("owner{i}");
+        cluster.wait_for(
+            "the payouts to reach an owner",
+            Duration::from_secs(30),
+            |c| {
+                let mine: Value =
+                    serde_json::from_str(&ok(&c.home(&owner), &["rewards", "--json"])).unwrap();
+                mine["models"][0]["payouts"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|line| line["round"].is_null()))
+            },
+        );
+        let mine: Value =
+            serde_json::from_str(&ok(&cluster.home(&owner), &["rewards", "--json"])).unwrap();
+        let balance = mine["models"][0]["balance"].as_u64().unwrap();
+        assert!(balance > 0, "{mine:#}");
+        total += balance;
+    }
+    assert_eq!(total, 1000);
+}
+
 /// Owners' nodes run before the model exists; when its publication arrives by gossip, each
 /// node's consent policy decides at once: two grant (and only they train), one refuses, each
 /// decision replicated to the publisher naming its rule.

@@ -38,6 +38,7 @@ pub mod identity;
 pub mod node;
 pub mod outbox;
 pub mod owner;
+pub mod payouts;
 pub mod publishing;
 pub mod replay;
 mod swarm;

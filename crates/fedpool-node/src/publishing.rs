@@ -25,6 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::identity::{PUBLISHER, peer_id_of};
 use crate::owner::{consenting_members, directory_of, find_publication};
+use crate::payouts::RunPayouts;
 use crate::replay::Replay;
 use crate::{DataSource, Error, now_ms};
 
@@ -59,6 +60,9 @@ pub struct PublisherRun {
     replay: Option<Replay>,
     /// When the round in progress started.
     round_started: Option<std::time::Instant>,
+    /// Rewards by contribution, when the contract has a pool, rounds are plain and an
+    /// evaluation set is given.
+    payouts: Option<RunPayouts>,
 }
 
 /// What the node must do for the run.
@@ -205,6 +209,9 @@ impl PublisherRun {
             .transpose()
             .map_err(|e| Error::Refused(format!("cannot load the evaluation set: {e}")))?;
         let eval = encode_eval(eval_table.as_ref(), layout.is_some(), publisher.scaling())?;
+        let payouts = eval_table
+            .as_ref()
+            .and_then(|_| RunPayouts::new(model_id, &contract, publisher.global()));
         let mut run = PublisherRun {
             model_id: model_id.clone(),
             publication,
@@ -221,6 +228,7 @@ impl PublisherRun {
             rounds_completed: 0,
             replay: replay.cloned(),
             round_started: None,
+            payouts,
         };
         run.refresh_roster(store, &me)?;
         let _ = run.reply.send(json!({
@@ -318,6 +326,9 @@ impl PublisherRun {
         };
         match input {
             PublisherInput::Received { from, msg } => {
+                if let (Msg::Update(update), Some(payouts)) = (&msg, &mut self.payouts) {
+                    payouts.note_update(from, update);
+                }
                 self.driver
                     .deliver([(from, PUBLISHER, msg)], &Sequential, &mut host)?
             }
@@ -348,6 +359,10 @@ impl PublisherRun {
                 // Write-ahead: a restarted publisher never numbers this round again.
                 write_started(&self.model_dir, round.0)?;
                 self.round_started = Some(std::time::Instant::now());
+                let global = Arc::clone(self.publisher().global());
+                if let Some(payouts) = &mut self.payouts {
+                    payouts.round_started(&global);
+                }
                 tracing::info!(model = %short(self.model_id.as_str()), %round, asked = sampled.len(), "round started");
                 let _ = self
                     .reply
@@ -404,6 +419,25 @@ impl PublisherRun {
                     },
                 )?;
                 self.rounds_completed += 1;
+                // A round's payout follows its commitment, which names its participants.
+                let paid = match (&mut self.payouts, &self.eval) {
+                    (Some(payouts), Some(eval)) if !summary.secure_aggregation => {
+                        let contributors: Vec<(NodeId, Did)> = summary
+                            .contributors
+                            .iter()
+                            .filter_map(|id| self.members.get(id).map(|m| (*id, m.did)))
+                            .collect();
+                        payouts.pay_round(
+                            store,
+                            keypair,
+                            &self.network,
+                            eval,
+                            summary.round,
+                            &contributors,
+                        )?
+                    }
+                    _ => None,
+                };
                 let accuracy = metrics.as_ref().map(Metrics::headline);
                 tracing::info!(
                     model = %short(self.model_id.as_str()),
@@ -423,6 +457,8 @@ impl PublisherRun {
                     "epsilon": summary.privacy.map(|p| p.epsilon_total),
                     "global_hash": params_hash(&summary.global),
                     "round_ms": self.round_started.take().map(|t| t.elapsed().as_secs_f64() * 1e3),
+                    "paid": paid.as_ref().map(|p| p.amount),
+                    "carried": paid.as_ref().map(|p| p.carried),
                 }));
             }
             RoundEvent::Failed { round, reason } => {
@@ -447,6 +483,14 @@ impl PublisherRun {
                     Some(eval) => Some(evaluate(&self.network, &global, eval)?),
                     None => None,
                 };
+                let final_paid = match (&self.payouts, &self.eval) {
+                    (Some(payouts), Some(eval)) => {
+                        let committed =
+                            last_committed_round(store, &keypair.did(), &self.model_id)?;
+                        payouts.pay_final(store, keypair, eval, committed)?
+                    }
+                    _ => None,
+                };
                 let _ = self.reply.send(json!({
                     "event": "finished",
                     "model": self.model_id.as_str(),
@@ -455,6 +499,7 @@ impl PublisherRun {
                     "accuracy": metrics.as_ref().map(Metrics::headline),
                     "metric": metrics.as_ref().map(Metrics::headline_name),
                     "epsilon": self.epsilon_spent(),
+                    "final_paid": final_paid.as_ref().map(|p| p.amount),
                 }));
             }
         }
@@ -495,6 +540,19 @@ impl Host for RunHost<'_> {
         self.events.push(event);
         Ok(())
     }
+}
+
+/// The last round of `model_id` that `me` committed (0 for none).
+fn last_committed_round(store: &Store, me: &Did, model_id: &ModelId) -> Result<u32, Error> {
+    Ok(store
+        .events_by_author(me)?
+        .iter()
+        .filter_map(|e| match e.body() {
+            Body::RoundCommitted(r) if &r.model_id == model_id => Some(r.round),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0))
 }
 
 /// A plan the ledger recorded, as the publisher replans it.

@@ -122,6 +122,16 @@ impl Treasury {
         }
     }
 
+    /// A treasury that goes on from payouts already made (read off the ledger, see
+    /// [`PaidSoFar`]): `paid` units are out and the next payout owes `carried`.
+    pub fn resume(terms: PayTerms, n_clients: usize, paid: u64, carried: u64) -> Treasury {
+        Treasury {
+            paid,
+            carried,
+            ..Treasury::new(terms, n_clients)
+        }
+    }
+
     /// Pays round `round`'s share plus the carry by `scores` of `clients`.
     pub fn pay_round(
         &mut self,
@@ -204,6 +214,47 @@ impl Treasury {
     /// Units paid so far.
     pub fn paid(&self) -> u64 {
         self.paid
+    }
+}
+
+/// What a model's publisher has paid so far, from its `RewardsPaid` events in chain order:
+/// the units paid, the carry the next payout owes, and each owner's total score over the
+/// round payouts (what the final payout splits by). A restarted publisher goes on from it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PaidSoFar {
+    /// Units paid.
+    pub paid: u64,
+    /// Units the last payout carried.
+    pub carried: u64,
+    /// Each owner's summed score over round payouts, in first-paid order.
+    pub totals: Vec<(fedpool_ledger::Did, f64)>,
+    /// Whether the final payout has been made.
+    pub finished: bool,
+}
+
+impl PaidSoFar {
+    /// Reads `payouts` (one model's, in the publisher's chain order).
+    pub fn of<'a>(payouts: impl IntoIterator<Item = &'a fedpool_ledger::RewardsPaid>) -> Self {
+        let mut so_far = PaidSoFar::default();
+        for payout in payouts {
+            so_far.paid += payout.payouts.iter().map(|line| line.amount).sum::<u64>();
+            so_far.carried = payout.carried;
+            if payout.round.is_none() {
+                so_far.finished = true;
+                continue;
+            }
+            for line in &payout.payouts {
+                match so_far
+                    .totals
+                    .iter_mut()
+                    .find(|(owner, _)| *owner == line.owner)
+                {
+                    Some((_, total)) => *total += line.score,
+                    None => so_far.totals.push((line.owner, line.score)),
+                }
+            }
+        }
+        so_far
     }
 }
 

@@ -782,13 +782,7 @@ impl Simulation<InProcessTransport> {
             previous_global: Arc::new(initial),
             values: options.value_contributions.then(|| vec![0.0; n_clients]),
             recipe: options.value_contributions.then(|| {
-                let method = match contract.rewards.valuation {
-                    fedpool_core::contract::Valuation::Shapley => valuation::Method::Shapley,
-                    fedpool_core::contract::Valuation::LeaveOneOut => {
-                        valuation::Method::LeaveOneOut
-                    }
-                    fedpool_core::contract::Valuation::DataSize => valuation::Method::DataSize,
-                };
+                let method = valuation::Method::of(contract);
                 // The validation hash is filled in at the first valued round, once the
                 // statistics phase has fixed how the held-out set is encoded.
                 let mut recipe = ValuationRecipe::new(method, options.seed, String::new());

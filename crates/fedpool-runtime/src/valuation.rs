@@ -73,6 +73,17 @@ pub enum Method {
     DataSize,
 }
 
+impl Method {
+    /// The method a contract's `[rewards] valuation` names.
+    pub fn of(contract: &fedpool_core::Contract) -> Method {
+        match contract.rewards.valuation {
+            fedpool_core::contract::Valuation::Shapley => Method::Shapley,
+            fedpool_core::contract::Valuation::LeaveOneOut => Method::LeaveOneOut,
+            fedpool_core::contract::Valuation::DataSize => Method::DataSize,
+        }
+    }
+}
+
 impl ValuationRecipe {
     /// The recipe fedpool uses for `method` on a validation set hashing to `validation_hash`:
     /// exact Shapley values up to 12 players; above, stratified sampling with a control
