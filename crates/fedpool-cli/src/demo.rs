@@ -121,8 +121,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     );
     println!("   privacy:  {}", describe_privacy(&contract));
 
-    std::fs::create_dir_all(&args.out)
+    std::fs::create_dir_all(args.out.join("policies"))
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for (name, text) in OWNER_POLICIES {
+        let path = args.out.join("policies").join(format!("{name}.toml"));
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     // A fresh ledger per demo run, so the verification below covers exactly this story.
     fedpool_runtime::remove_ledger_files(&ledger_path);
     let mut sim = Simulation::prepare(&contract, &table, &options)
@@ -324,12 +328,27 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     let private_ok = report.ledger.as_ref().is_none_or(|l| l.verify.is_ok());
     let rewards_ok = rewards_act(&args.out.join("rewards"), args.seed)?;
+    let policy_args: Vec<String> = POLICY_CYCLE
+        .iter()
+        .map(|&i| {
+            format!(
+                "--owner-policy {}",
+                args.out
+                    .join("policies")
+                    .join(format!("{}.toml", OWNER_POLICIES[i].0))
+                    .display()
+            )
+        })
+        .collect();
     println!(
-        "\nVary it (every owner consenting): fedpool simulate contracts/digits_private.toml --clients {} --partition dirichlet:{alpha} --dropout {} --seed {}",
-        args.clients, args.dropout, args.seed
+        "\nReproduce or vary it: fedpool simulate contracts/digits_private.toml --clients {} --partition dirichlet:{alpha} --dropout {} --seed {} {}",
+        args.clients,
+        args.dropout,
+        args.seed,
+        policy_args.join(" ")
     );
     println!(
-        "                                   fedpool simulate contracts/digits.toml --clients 10 --partition iid --rounds 5 --value --attack noisy-labels:0.2,0.8 --attack free-rider:0.1 --attack duplicate:0.1 --seed {}",
+        "                      fedpool simulate contracts/digits.toml --clients 10 --partition iid --rounds 5 --value --attack noisy-labels:0.2,0.8 --attack free-rider:0.1 --attack duplicate:0.1 --seed {}",
         args.seed
     );
     if !private_ok || !rewards_ok {

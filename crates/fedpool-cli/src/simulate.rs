@@ -47,6 +47,10 @@ pub struct SimulateArgs {
     /// Share of clients that consent to the model (the rest refuse and are never asked).
     #[arg(long, default_value_t = 1.0)]
     pub consent_rate: f64,
+    /// An owner's consent policy (repeatable): client i holds the (i mod N)-th; each decides
+    /// for its owner, on the ledger naming its rule, instead of --consent-rate.
+    #[arg(long, conflicts_with = "consent_rate")]
+    pub owner_policy: Vec<PathBuf>,
     /// Share of each round's sampled clients that drop out, each at a random stage (training,
     /// or any stage of secure aggregation).
     #[arg(long, default_value_t = 0.0)]
@@ -130,6 +134,16 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         options.group_valuation = Some(fedpool_runtime::group_valuation::MIN_GROUP);
     }
     options.consent_rate = args.consent_rate;
+    for path in &args.owner_policy {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        options
+            .owner_policies
+            .push(fedpool_runtime::OwnerPolicy::from_toml(
+                &text,
+                &path.display().to_string(),
+            )?);
+    }
     options.dropout = args.dropout;
     options.owner_epsilon_cap = args.owner_epsilon_cap;
     if let Some(path) = &args.ledger

@@ -22,6 +22,49 @@ fn simulate_json(extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
 }
 
+/// Owners' policies decide in a simulation as on a node: client i holds the (i mod N)-th.
+#[test]
+fn simulate_owner_policies_decide_for_their_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let grant = write(
+        "grant.toml",
+        "dataset = \"mine\"\n[[rule]]\nname = \"postal\"\naction = \"grant\"\npurpose_contains = [\"postal\"]\n",
+    );
+    let refuse = write(
+        "refuse.toml",
+        "[[rule]]\nname = \"never\"\naction = \"refuse\"\npurpose_contains = [\"postal\"]\n",
+    );
+    let v = simulate_json(&["--owner-policy", &grant, "--owner-policy", &refuse]);
+    assert_eq!(v["refused"], 5, "{v:#}");
+    // The publication, five grants and five refusals, then the rounds: all verified.
+    assert_eq!(v["ledger"]["verified"], true, "{v:#}");
+    assert!(v["ledger"]["events"].as_u64().unwrap() >= 11, "{v:#}");
+    // A policy that does not parse is named with its line and key.
+    let broken = write(
+        "broken.toml",
+        "[[rule]]\nname = \"x\"\nactoin = \"grant\"\n",
+    );
+    let output = Command::new(BIN)
+        .args([
+            "simulate",
+            &format!("{CONTRACTS}/digits.toml"),
+            "--owner-policy",
+            &broken,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("actoin"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn simulate_json_has_the_documented_fields() {
     let v = simulate_json(&["--seed", "5", "--partition", "dirichlet:0.5"]);
