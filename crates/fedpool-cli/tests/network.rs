@@ -393,8 +393,12 @@ fn a_network_publisher_pays_its_pool_by_contribution_and_owners_see_their_earnin
         completed.iter().any(|l| l["paid"].as_u64() > Some(0)),
         "rounds pay their share: {lines:?}"
     );
+    // The final payout pays exactly what the rounds left (nothing, when every round's share
+    // was paid in full).
     let finished = lines.iter().find(|l| l["event"] == "finished").unwrap();
-    assert!(finished["final_paid"].is_u64(), "{finished}");
+    let paid_by_rounds: u64 = completed.iter().filter_map(|l| l["paid"].as_u64()).sum();
+    let final_paid = finished["final_paid"].as_u64().unwrap_or(0);
+    assert_eq!(paid_by_rounds + final_paid, 1000, "{lines:?}");
     let verify = ok(&publisher, &["ledger", "verify"]);
     assert!(verify.starts_with("OK"), "{verify}");
     let all: Value =
