@@ -673,3 +673,49 @@ purpose_contains = ["postal"]
     let stderr = err(&owner, &["consent", "refuse", "digits-classifier"]);
     assert!(stderr.contains("revoke that consent"), "{stderr}");
 }
+
+/// The attack: a publisher signs a publication whose card hash is not its contract's terms (its
+/// card could then say anything). An owner's policy never decides it: it waits, with the
+/// reason, and nothing is signed.
+#[test]
+fn a_publication_whose_card_hash_is_not_its_contracts_is_never_decided_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner");
+    ok(&owner, &["init"]);
+    ok(
+        &owner,
+        &["data", "add", "mine", &format!("{CONTRACTS}/../data/digits/digits.csv")],
+    );
+    let text = std::fs::read_to_string(format!("{CONTRACTS}/digits.toml")).unwrap();
+    let contract = fedpool_core::Contract::from_toml(&text, "digits.toml").unwrap();
+    let liar = fedpool_ledger::Keypair::insecure_from_seed(666);
+    let mut publication = fedpool_runtime::publication(&contract, &text, &liar.did());
+    publication.card_hash = fedpool_ledger::content_hash(b"a friendlier card");
+    {
+        let mut store = fedpool_ledger::Store::open(
+            &owner.join("ledger.db"),
+            &fedpool_ledger::NetworkId::new("fedpool-local").unwrap(),
+        )
+        .unwrap();
+        store.append_next(&liar, 1, publication).unwrap();
+    }
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "dataset = \"mine\"\n[[rule]]\nname = \"postal\"\naction = \"grant\"\npurpose_contains = [\"postal\"]\n",
+    )
+    .unwrap();
+    ok(&owner, &["policy", "set", policy.to_str().unwrap()]);
+    let applied: serde_json::Value =
+        serde_json::from_str(&ok(&owner, &["policy", "apply", "--json"])).unwrap();
+    let row = &applied[0];
+    assert_eq!(row["decision"], "waits", "{applied:#}");
+    assert!(row["event"].is_null(), "{applied:#}");
+    assert!(
+        row["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("card hash")),
+        "{applied:#}"
+    );
+    assert!(ok(&owner, &["consent", "list"]).contains("no consents"));
+}
