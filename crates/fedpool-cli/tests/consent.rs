@@ -684,7 +684,12 @@ fn a_publication_whose_card_hash_is_not_its_contracts_is_never_decided_by_policy
     ok(&owner, &["init"]);
     ok(
         &owner,
-        &["data", "add", "mine", &format!("{CONTRACTS}/../data/digits/digits.csv")],
+        &[
+            "data",
+            "add",
+            "mine",
+            &format!("{CONTRACTS}/../data/digits/digits.csv"),
+        ],
     );
     let text = std::fs::read_to_string(format!("{CONTRACTS}/digits.toml")).unwrap();
     let contract = fedpool_core::Contract::from_toml(&text, "digits.toml").unwrap();

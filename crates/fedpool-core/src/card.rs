@@ -321,6 +321,17 @@ fn reward_words(contract: &Contract) -> Vec<String> {
         }
         SplitRule::Equal => "equally among the round's participants with a positive contribution",
     };
+    if contract.privacy.secure_aggregation && r.pool > 0 {
+        // The publisher holds only noised sums: saying how a contribution is measured would
+        // promise what it cannot do.
+        return vec![
+            format!(
+                "The contract names a pool of {} {}, but its rounds are securely aggregated: the publisher sees only their noised sum, never your update, so it cannot measure your contribution and pays nothing by contribution.",
+                r.pool, r.currency
+            ),
+            "Valuing random groups of at least three owners from their sums is studied in simulation only; under this contract's noise those estimates are mostly noise (docs/valuation.md).".to_string(),
+        ];
+    }
     let mut words = vec![
         format!(
             "A pool of {} {} (in whole units, never fractions) is divided evenly over the {} planned rounds.",
@@ -341,7 +352,7 @@ fn reward_words(contract: &Contract) -> Vec<String> {
         ));
     }
     words.push(
-        "Every payout is signed on the ledger with each participant's score, the valuation method, its seed and the hashes of the updates it valued, so anyone holding those updates and the validation set can recompute it; under secure aggregation no individual update is seen, so rounds are not valued individually."
+        "Every payout is signed on the ledger with each participant's score, the valuation method, its seed and the hashes of the updates it valued, so anyone holding those updates and the validation set can recompute it."
             .to_string(),
     );
     words
@@ -708,5 +719,20 @@ mod tests {
             "{central}"
         );
         assert!(central.contains("own secret coin"), "{central}");
+    }
+
+    #[test]
+    fn a_securely_aggregated_card_promises_no_payout_by_contribution() {
+        let private = include_str!("../../../contracts/digits_private.toml");
+        let secure = card(private).terms.rewards.join(" ");
+        assert!(
+            secure.contains("pays nothing by contribution") && !secure.contains("Shapley value"),
+            "{secure}"
+        );
+        let transparent = card(DIGITS).terms.rewards.join(" ");
+        assert!(
+            transparent.contains("Shapley value") && transparent.contains("recompute"),
+            "{transparent}"
+        );
     }
 }
