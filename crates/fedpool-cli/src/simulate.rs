@@ -530,11 +530,9 @@ fn rewards_method(contract: &Contract, report: &SimulationReport) -> String {
     };
     if report.secure_aggregation {
         return format!(
-            "secure aggregation: each round's contributors split into random groups of at least {}, each group valued (Shapley) from its sum alone, carrying the contract's full noise (noise multiplier {}); each owner's share attributed by least squares over rounds; the whole pool of {} {} paid at the end by the estimates. Under DP noise the estimates are mostly noise (docs/valuation.md)",
+            "secure aggregation: each round's contributors split into random groups of at least {}, each group valued (Shapley) from its sum alone, carrying the contract's full noise (noise multiplier {}); each owner's share attributed by least squares over rounds. The values are these estimates; nothing is paid by them, as the card of a secure contract says (under DP noise they are mostly noise: docs/valuation.md)",
             fedpool_runtime::group_valuation::MIN_GROUP,
             contract.privacy.noise_multiplier,
-            contract.rewards.pool,
-            contract.rewards.currency,
         );
     }
     let valuation = match recipe.method {

@@ -880,30 +880,17 @@ impl<T: Transport> Simulation<T> {
             if let Some(finished) = self.take_events(&mut records, &started, &mut on_round)? {
                 let final_metrics = evaluate(&self.network, &finished, &self.test_set)?;
                 let seconds = started.elapsed().as_secs_f64();
-                let final_payment = match (&mut self.treasury, &self.groups) {
-                    // Under secure aggregation only group sums were valued: the final payout
-                    // pays the whole pool by the least-squares estimates.
-                    (Some(treasury), Some((_, _, attribution)))
-                        if self.privacy.secure_aggregation =>
-                    {
-                        let totals = attribution.totals();
-                        let clients: Vec<usize> =
-                            self.contributed.iter().map(|n| n.0 as usize).collect();
-                        let scores: Vec<f64> = clients.iter().map(|&c| totals[c]).collect();
-                        treasury.pay_final_by(&clients, &scores)?
-                    }
-                    (Some(treasury), _) => treasury.pay_final()?,
-                    (None, _) => None,
-                };
-                let final_method = if self.privacy.secure_aggregation {
-                    "group-least-squares"
-                } else {
-                    "total-score"
+                let final_payment = match &mut self.treasury {
+                    // Under secure aggregation the card promises no payout by contribution:
+                    // the group estimates are reported, nothing is paid.
+                    Some(_) if self.privacy.secure_aggregation => None,
+                    Some(treasury) => treasury.pay_final()?,
+                    None => None,
                 };
                 let ledger = match self.host.ledger.take() {
                     Some(mut ledger) => {
                         if let (Some(payment), Some(recipe)) = (&final_payment, &self.recipe) {
-                            ledger.pay(payment, final_method, &payout_details(recipe, &[]))?;
+                            ledger.pay(payment, "total-score", &payout_details(recipe, &[]))?;
                         }
                         let n_rounds = records.iter().filter(|r| r.completed).count() as u32;
                         ledger.release(&finished, n_rounds, &final_metrics)?;
@@ -1201,8 +1188,9 @@ impl<T: Transport> Simulation<T> {
     }
 
     /// Values a securely aggregated round from the sums of random groups of its contributors
-    /// (with group valuation on): the publisher never sees an individual update, so nothing is
-    /// paid per round; the final payout pays by the least-squares estimates.
+    /// (with group valuation on): the publisher never sees an individual update, and the card
+    /// promises no payout by contribution, so the least-squares estimates are reported and
+    /// nothing is paid.
     fn value_round_by_groups(
         &mut self,
         round: RoundId,
