@@ -23,6 +23,8 @@ use crate::report::{self, count};
 /// so `fedpool policy set` takes effect without a restart.
 struct HomePolicy {
     home: Home,
+    /// Models already tried under each policy (see [`crate::cmd_policy::apply`]).
+    looked_at: std::sync::Mutex<std::collections::HashSet<(fedpool_ledger::ModelId, String)>>,
 }
 
 impl fedpool_node::ConsentPolicyHook for HomePolicy {
@@ -32,7 +34,11 @@ impl fedpool_node::ConsentPolicyHook for HomePolicy {
         keypair: &fedpool_ledger::Keypair,
         now_ms: u64,
     ) -> Result<Vec<String>, String> {
-        let applied = crate::cmd_policy::apply(&self.home, store, keypair, now_ms)
+        let mut looked_at = self
+            .looked_at
+            .lock()
+            .map_err(|_| "the policy's memory was poisoned by a panic".to_string())?;
+        let applied = crate::cmd_policy::apply(&self.home, store, keypair, now_ms, &mut looked_at)
             .map_err(|e| format!("{e:#}"))?;
         Ok(applied
             .iter()
@@ -234,6 +240,7 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
         mdns: args.mdns,
         consent_policy: Some(Arc::new(HomePolicy {
             home: node.home.clone(),
+            looked_at: Default::default(),
         })),
     };
     drop(node);

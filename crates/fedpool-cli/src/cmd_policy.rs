@@ -2,9 +2,8 @@
 //! the home, and its automatic decisions on the ledger; `fedpool consent explain MODEL` says
 //! what it decides.
 
-use std::path::PathBuf;
-
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -58,7 +57,17 @@ pub struct Applied {
 /// Decides, by the home's policy, every model published by someone else that this owner has
 /// neither consented to nor refused (and that is not released): a grant covers the policy's
 /// dataset, checked as `consent grant` checks it. Nothing happens without a policy.
-pub fn apply(home: &Home, store: &mut Store, keypair: &Keypair, now: u64) -> Result<Vec<Applied>> {
+///
+/// `looked_at` holds (model, policy hash) pairs already tried: they are skipped, so a running
+/// node reads a dataset once per model and policy, not at every ledger change; a new policy
+/// tries every waiting model again.
+pub fn apply(
+    home: &Home,
+    store: &mut Store,
+    keypair: &Keypair,
+    now: u64,
+    looked_at: &mut HashSet<(ModelId, String)>,
+) -> Result<Vec<Applied>> {
     let Some(policy) = home.policy()? else {
         return Ok(Vec::new());
     };
@@ -79,6 +88,7 @@ pub fn apply(home: &Home, store: &mut Store, keypair: &Keypair, now: u64) -> Res
         if model.event.author() == me
             || decided.contains(model.id())
             || released.contains(model.id())
+            || !looked_at.insert((model.id().clone(), policy.policy_hash.clone()))
         {
             continue;
         }
@@ -173,7 +183,13 @@ pub fn policy(home: Home, command: PolicyCommand) -> Result<()> {
             if node.home.policy()?.is_none() {
                 bail!("no consent policy is set; set one with `fedpool policy set POLICY.toml`");
             }
-            let applied = apply(&node.home, &mut node.store, &node.keypair, now_ms())?;
+            let applied = apply(
+                &node.home,
+                &mut node.store,
+                &node.keypair,
+                now_ms(),
+                &mut HashSet::new(),
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&applied)?);
             } else if applied.is_empty() {
