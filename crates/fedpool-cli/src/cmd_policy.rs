@@ -83,15 +83,14 @@ pub fn apply(
         .iter()
         .map(|e| e.body().model_id().clone())
         .collect();
+    let waiting = node::published_models_where(store, |event, body| {
+        event.author() != me
+            && !decided.contains(&body.model_id)
+            && !released.contains(&body.model_id)
+            && looked_at.insert((body.model_id.clone(), policy.policy_hash.clone()))
+    })?;
     let mut applied = Vec::new();
-    for model in node::published_models(store)? {
-        if model.event.author() == me
-            || decided.contains(model.id())
-            || released.contains(model.id())
-            || !looked_at.insert((model.id().clone(), policy.policy_hash.clone()))
-        {
-            continue;
-        }
+    for model in waiting {
         let mut row = Applied {
             model: model.body.name.clone(),
             model_id: model.id().to_string(),

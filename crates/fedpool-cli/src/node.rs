@@ -84,9 +84,21 @@ impl PublishedModel {
 /// whose contract does not parse (anyone can publish anything) is skipped with a warning on
 /// stderr naming it, so one bad event cannot make every listing fail.
 pub fn published_models(store: &Store) -> Result<Vec<PublishedModel>> {
+    published_models_where(store, |_, _| true)
+}
+
+/// [`published_models`], parsing only the publications `keep` accepts (a contract is parsed,
+/// and a bad one warned about, only for those).
+pub fn published_models_where(
+    store: &Store,
+    mut keep: impl FnMut(&Event, &ModelPublished) -> bool,
+) -> Result<Vec<PublishedModel>> {
     let mut models = Vec::new();
     for event in store.events_by_kind(EventKind::ModelPublished)? {
         if let Body::ModelPublished(body) = event.body().clone() {
+            if !keep(&event, &body) {
+                continue;
+            }
             let source = format!("model {}", body.model_id);
             let contract = match Contract::from_toml(&body.contract_toml, &source) {
                 Ok(contract) => contract,
