@@ -938,7 +938,7 @@ impl<T: Transport> Simulation<T> {
                         .map(Participant::epsilon_spent)
                         .fold(0.0, f64::max),
                     statistics: self.statistics.as_ref().and_then(|s| s.outcome.clone()),
-                    // Under secure aggregation, what the payout used: the group estimates.
+                    // Under secure aggregation, the group estimates (nothing is paid by them).
                     values: match &self.groups {
                         Some((_, _, attribution)) if self.privacy.secure_aggregation => {
                             self.values.as_ref().map(|_| attribution.totals())
