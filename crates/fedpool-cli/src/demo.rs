@@ -301,10 +301,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 count(ledger.verify.n_rounds, "round")
             );
         } else {
-            println!("   ledger verification FAILED:");
-            for v in &ledger.verify.violations {
-                println!("     {v}");
-            }
+            print_violations(&ledger.verify);
         }
         println!("   ledger:            {}", ledger.path.display());
         println!(
@@ -428,10 +425,7 @@ fn rewards_act(out: &std::path::Path, seed: u64) -> Result<bool> {
                 "   participant, follows the contract's split, and every score recomputes from the updates."
             );
         } else {
-            println!("   ledger verification FAILED:");
-            for v in &ledger.verify.violations {
-                println!("     {v}");
-            }
+            print_violations(&ledger.verify);
         }
         println!("   ledger:            {}", ledger.path.display());
     }
@@ -440,6 +434,14 @@ fn rewards_act(out: &std::path::Path, seed: u64) -> Result<bool> {
         out.join("rewards.csv").display()
     );
     Ok(verified)
+}
+
+/// Says a ledger failed verification, and every violation.
+fn print_violations(report: &fedpool_ledger::VerifyReport) {
+    println!("   ledger verification FAILED:");
+    for v in &report.violations {
+        println!("     {v}");
+    }
 }
 
 /// One owner's label mix as text, e.g. `23 rows, mostly digits 3 (12), 7 (8)`.

@@ -133,51 +133,19 @@ pub fn write_chart(
     initial: Metrics,
     records: &[RoundRecord],
 ) -> Result<PathBuf> {
-    // Registering twice is harmless; the font is valid TrueType, so this only fails on a bug.
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
     let name = initial.headline_name();
     let path = dir.join(format!("{name}.png"));
     let points: Vec<(u32, f64)> = std::iter::once((0, initial.headline()))
         .chain(records.iter().map(|r| (r.round, r.metrics.headline())))
         .collect();
-    let max_round = points.last().map_or(1, |p| p.0.max(1));
-    let (y_min, y_max) = match initial {
-        Metrics::Classification { .. } => (0.0, 1.0),
+    let y_max = match initial {
+        Metrics::Classification { .. } => 1.0,
         Metrics::Regression { .. } => {
             let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
-            (0.0, if hi > 0.0 { hi * 1.05 } else { 1.0 })
+            if hi > 0.0 { hi * 1.05 } else { 1.0 }
         }
     };
-    {
-        let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0u32..max_round, y_min..y_max)
-            .map_err(|e| anyhow!("chart: {e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("round")
-            .y_desc(format!("test {name}"))
-            .label_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| anyhow!("chart: {e}"))?;
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                BLUE.stroke_width(2),
-            ))
-            .map_err(|e| anyhow!("chart: {e}"))?;
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
-            .map_err(|e| anyhow!("chart: {e}"))?;
-        root.present()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    draw_rounds(&path, title, &format!("test {name}"), y_max, &points, None)?;
     Ok(path)
 }
 
@@ -196,10 +164,7 @@ pub fn write_epsilon_chart(
     if points.is_empty() {
         return Ok(None);
     }
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
     let path = dir.join("epsilon.png");
-    let max_round = points.last().map_or(1, |p| p.0.max(1));
     let top = points
         .iter()
         .map(|p| p.1)
@@ -207,44 +172,62 @@ pub fn write_epsilon_chart(
         .fold(0.0, f64::max)
         .max(f64::MIN_POSITIVE)
         * 1.1;
-    {
-        let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0u32..max_round, 0.0..top)
-            .map_err(|e| anyhow!("chart: {e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("round")
-            .y_desc("ε spent")
-            .label_style(("sans-serif", 15))
-            .draw()
-            .map_err(|e| anyhow!("chart: {e}"))?;
-        if let Some(budget) = budget {
-            chart
-                .draw_series(LineSeries::new(
-                    [(0, budget), (max_round, budget)],
-                    RED.stroke_width(2),
-                ))
-                .map_err(|e| anyhow!("chart: {e}"))?
-                .label(format!("budget ε = {budget}"))
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
-        }
+    draw_rounds(&path, title, "ε spent", top, &points, budget)?;
+    Ok(Some(path))
+}
+
+/// A line of one value per round, from 0 to `y_max`, with a budget line (and a legend) when
+/// `limit` is given.
+fn draw_rounds(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    y_max: f64,
+    points: &[(u32, f64)],
+    limit: Option<f64>,
+) -> Result<()> {
+    // Registering twice is harmless; the font is valid TrueType, so this only fails on a bug.
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
+    let max_round = points.last().map_or(1, |p| p.0.max(1));
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0u32..max_round, 0.0..y_max)
+        .map_err(|e| anyhow!("chart: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("round")
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| anyhow!("chart: {e}"))?;
+    if let Some(limit) = limit {
         chart
             .draw_series(LineSeries::new(
-                points.iter().copied(),
-                BLUE.stroke_width(2),
+                [(0, limit), (max_round, limit)],
+                RED.stroke_width(2),
             ))
             .map_err(|e| anyhow!("chart: {e}"))?
-            .label("ε spent")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
-            .map_err(|e| anyhow!("chart: {e}"))?;
+            .label(format!("budget ε = {limit}"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
+    }
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(|e| anyhow!("chart: {e}"))?
+        .label(y_desc)
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    chart
+        .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
+        .map_err(|e| anyhow!("chart: {e}"))?;
+    if limit.is_some() {
         chart
             .configure_series_labels()
             .background_style(WHITE)
@@ -253,10 +236,9 @@ pub fn write_epsilon_chart(
             .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(|e| anyhow!("chart: {e}"))?;
-        root.present()
-            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(Some(path))
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Draws each client's reward as a bar to `dir/rewards.png`, coloured by behaviour (honest
@@ -280,11 +262,23 @@ pub fn write_rewards_chart(
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(70)
-            .build_cartesian_2d(0f64..rewards.len().max(1) as f64, 0f64..top)
+            .build_cartesian_2d(-0.5f64..rewards.len().max(1) as f64 - 0.5, 0f64..top)
             .map_err(|e| anyhow!("chart: {e}"))?;
+        // One label per client, under its bar; whole units on the reward axis.
+        let client_label = |x: &f64| {
+            let nearest = x.round();
+            if (x - nearest).abs() < 1e-6 && nearest >= 0.0 {
+                format!("{nearest:.0}")
+            } else {
+                String::new()
+            }
+        };
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .x_labels(rewards.len().clamp(1, 40))
+            .x_label_formatter(&client_label)
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .x_desc("client (blue: honest; orange: free rider, duplicate, noisy or attacker)")
             .y_desc(format!("reward ({currency})"))
             .label_style(("sans-serif", 15))
@@ -296,8 +290,8 @@ pub fn write_rewards_chart(
                     let colour = if honest { BLUE } else { RGBColor(230, 120, 20) };
                     Rectangle::new(
                         [
-                            (client as f64 + 0.1, 0.0),
-                            (client as f64 + 0.9, reward as f64),
+                            (client as f64 - 0.4, 0.0),
+                            (client as f64 + 0.4, reward as f64),
                         ],
                         colour.filled(),
                     )
