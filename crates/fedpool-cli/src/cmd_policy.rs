@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use fedpool_core::policy::{Policy, PolicyAction};
-use fedpool_ledger::{Body, EventKind, Keypair, ModelId, Store};
+use fedpool_ledger::{Body, Keypair, ModelId, Store};
 use fedpool_runtime::OwnerChoice;
 use fedpool_runtime::consent_policy::{ConsentTerms, decision_event};
 use serde::Serialize;
@@ -72,23 +72,33 @@ pub fn apply(
         return Ok(Vec::new());
     };
     let me = keypair.did();
-    let mut decided: HashSet<ModelId> = HashSet::new();
-    for event in store.events_by_author(&me)? {
-        if let Body::ConsentGranted(_) | Body::ConsentRefused(_) = event.body() {
-            decided.insert(event.body().model_id().clone());
-        }
-    }
-    let released: HashSet<ModelId> = store
-        .events_by_kind(EventKind::ModelReleased)?
-        .iter()
-        .map(|e| e.body().model_id().clone())
-        .collect();
+    // Only publications not yet tried under this policy are looked into (one query per new
+    // model), so a node asked at every ledger change does almost nothing when nothing is new.
+    let mut failure = None;
     let waiting = node::published_models_where(store, |event, body| {
-        event.author() != me
-            && !decided.contains(&body.model_id)
-            && !released.contains(&body.model_id)
-            && looked_at.insert((body.model_id.clone(), policy.policy_hash.clone()))
+        let key = (body.model_id.clone(), policy.policy_hash.clone());
+        if event.author() == me || looked_at.contains(&key) {
+            return false;
+        }
+        match store.events_by_model(&body.model_id) {
+            // Waiting: this owner has neither consented nor refused, and it is not released.
+            Ok(events) => {
+                looked_at.insert(key);
+                !events.iter().any(|e| match e.body() {
+                    Body::ConsentGranted(_) | Body::ConsentRefused(_) => e.author() == me,
+                    Body::ModelReleased(_) => true,
+                    _ => false,
+                })
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
     })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
     let mut applied = Vec::new();
     for model in waiting {
         let mut row = Applied {

@@ -420,8 +420,9 @@ impl PublisherRun {
                 )?;
                 self.rounds_completed += 1;
                 // A round's payout follows its commitment, which names its participants.
+                // `payouts` exists only for plainly aggregated contracts.
                 let paid = match (&mut self.payouts, &self.eval) {
-                    (Some(payouts), Some(eval)) if !summary.secure_aggregation => {
+                    (Some(payouts), Some(eval)) => {
                         let contributors: Vec<(NodeId, Did)> = summary
                             .contributors
                             .iter()
@@ -545,10 +546,10 @@ impl Host for RunHost<'_> {
 /// The last round of `model_id` that `me` committed (0 for none).
 fn last_committed_round(store: &Store, me: &Did, model_id: &ModelId) -> Result<u32, Error> {
     Ok(store
-        .events_by_author(me)?
+        .events_by_model(model_id)?
         .iter()
         .filter_map(|e| match e.body() {
-            Body::RoundCommitted(r) if &r.model_id == model_id => Some(r.round),
+            Body::RoundCommitted(r) if e.author() == *me => Some(r.round),
             _ => None,
         })
         .max()

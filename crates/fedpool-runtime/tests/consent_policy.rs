@@ -1,25 +1,13 @@
 //! Owners' consent policies in the simulation: each owner's policy decides, every automatic
 //! decision is on the ledger naming its rule, and an owner no rule decides is never asked.
 
+mod common;
+
+use common::digits;
 use fedpool_core::Contract;
-use fedpool_data::{Partition, Table};
+use fedpool_data::Partition;
 use fedpool_ledger::{Body, NetworkId, Store};
 use fedpool_runtime::{LedgerChoice, OwnerChoice, OwnerPolicy, Simulation, SimulationOptions};
-
-fn digits() -> (Contract, Table) {
-    let contract = Contract::from_toml(
-        include_str!("../../../contracts/digits.toml"),
-        "contracts/digits.toml",
-    )
-    .unwrap();
-    let file = std::fs::File::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../data/digits/digits.csv"
-    ))
-    .unwrap();
-    let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
-    (contract, table)
-}
 
 const GRANT_POSTAL: &str = "dataset = \"mine\"\n[[rule]]\nname = \"postal\"\naction = \"grant\"\npurpose_contains = [\"postal\"]\n";
 const REFUSE_SCANS: &str =

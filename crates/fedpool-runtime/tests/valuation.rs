@@ -1,8 +1,10 @@
 //! Valuation on the setup: 10 digits clients, 2 with noisy labels, 1 free rider, 1
 //! duplicate of an honest client.
 
-use fedpool_core::Contract;
-use fedpool_data::{Partition, Table};
+mod common;
+
+use common::digits;
+use fedpool_data::Partition;
 use fedpool_ledger::Rule;
 use fedpool_runtime::rewards::PublisherCheat;
 use fedpool_runtime::valuation::{self, ValuationRecipe};
@@ -10,21 +12,6 @@ use fedpool_runtime::{
     Attack, Behaviour, LedgerChoice, Simulation, SimulationOptions, SimulationReport,
 };
 use fedpool_value::Estimate;
-
-fn digits() -> (Contract, Table) {
-    let contract = Contract::from_toml(
-        include_str!("../../../contracts/digits.toml"),
-        "contracts/digits.toml",
-    )
-    .unwrap();
-    let file = std::fs::File::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../data/digits/digits.csv"
-    ))
-    .unwrap();
-    let table = Table::from_csv(file, "digits.csv", &contract.schema, &[]).unwrap();
-    (contract, table)
-}
 
 /// Two noisy-label clients (80% of labels redrawn), one free rider sending zeros, one
 /// duplicate of an honest client.
