@@ -120,6 +120,11 @@ pub struct Privacy {
     /// Share of a round's participants whose shares are needed to unmask the sum.
     #[serde(default = "default_threshold")]
     pub secure_aggregation_threshold: f64,
+    /// Secure aggregation per random group of at least this many members instead of one sum
+    /// per round, so that contributions can be valued from the groups' sums; each group's sum
+    /// carries the contract's full noise. Absent: one sum per round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_aggregation_group_size: Option<usize>,
     /// Adapt the clip norm each round towards a quantile of the update norms, starting from
     /// `clip_norm` (Andrew et al. 2021).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +150,10 @@ fn default_target_quantile() -> f64 {
 fn default_clip_learning_rate() -> f64 {
     0.2
 }
+
+/// The smallest group a contract may aggregate securely on its own: a sum of two would tell
+/// each member the other's update.
+pub const MIN_SECURE_GROUP: usize = 3;
 
 fn default_threshold() -> f64 {
     2.0 / 3.0
@@ -523,6 +532,23 @@ impl Contract {
                 "privacy.secure_aggregation_threshold",
                 format!("must be in (0, 1], got {}", p.secure_aggregation_threshold),
             ));
+        }
+        if let Some(group_size) = p.secure_aggregation_group_size {
+            if !p.secure_aggregation {
+                return Err(invalid(
+                    "privacy.secure_aggregation_group_size",
+                    "groups are for secure aggregation; set secure_aggregation = true or remove the key"
+                        .into(),
+                ));
+            }
+            if group_size < MIN_SECURE_GROUP {
+                return Err(invalid(
+                    "privacy.secure_aggregation_group_size",
+                    format!(
+                        "must be at least {MIN_SECURE_GROUP}, got {group_size}: a smaller group's sum all but names its members"
+                    ),
+                ));
+            }
         }
         if private && let Some(layout) = StatisticsLayout::of(&self.schema) {
             let unbounded = layout.unbounded_columns();

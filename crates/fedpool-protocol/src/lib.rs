@@ -32,4 +32,4 @@ pub use publisher::{
     CommittedPlan, PrivacySpend, Publisher, PublisherConfig, PublisherInput, PublisherOutput,
     RoundEvent, RoundSummary, StatisticsSummary,
 };
-pub use secure::{Directory, SecAggPlan, SecAggSetup};
+pub use secure::{Directory, GroupSum, SecAggPlan, SecAggSetup};

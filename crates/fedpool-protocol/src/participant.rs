@@ -779,13 +779,25 @@ impl Participant {
         else {
             return Err("the round is not securely aggregated".into());
         };
+        // With groups, this node's sum is its own group's, drawn from the setup as every
+        // member draws it: the publisher cannot choose who shares a sum with whom.
+        let group_size = self.terms.secure_aggregation_group_size;
+        let Some(setup) = setup
+            .groups(group_size)
+            .into_iter()
+            .find(|group| group.index_of(self.id).is_some())
+        else {
+            return Err("this node is not a member of the round".into());
+        };
+        let setup = &setup;
         // The noise shares were sized for `encoding.n_clients()` members of whom at least
-        // `min_survivors` reach the sum: a setup outside that range would release a sum with
-        // less noise than the contract promises.
+        // `min_survivors` reach the sum: a sum outside that range would carry less noise than
+        // the contract promises (or, with groups, hide this node among fewer than it says).
         let members = setup.members.len();
-        if members < *min_survivors || members > encoding.n_clients() {
+        let fewest = (*min_survivors).max(group_size.unwrap_or(0));
+        if members < fewest || members > encoding.n_clients() {
             return Err(format!(
-                "the setup has {members} members; this round's noise needs {min_survivors} to {}",
+                "this node's sum has {members} members; the contract needs {fewest} to {}",
                 encoding.n_clients()
             ));
         }

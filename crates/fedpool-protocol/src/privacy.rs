@@ -43,6 +43,9 @@ pub struct PrivacyTerms {
     pub secure_aggregation_threshold: f64,
     /// Adaptive clipping: `clip_norm` is then the starting norm.
     pub adaptive_clipping: Option<AdaptiveClipping>,
+    /// Secure rounds aggregate each random group of at least this many members on its own
+    /// (see [`crate::SecAggSetup::groups`]); `None`: one sum per round.
+    pub secure_aggregation_group_size: Option<usize>,
 }
 
 impl PrivacyTerms {
@@ -58,6 +61,7 @@ impl PrivacyTerms {
             secure_aggregation: p.secure_aggregation,
             secure_aggregation_threshold: p.secure_aggregation_threshold,
             adaptive_clipping: p.adaptive_clipping,
+            secure_aggregation_group_size: p.secure_aggregation_group_size,
         }
     }
 
@@ -72,6 +76,7 @@ impl PrivacyTerms {
             secure_aggregation: false,
             secure_aggregation_threshold: 2.0 / 3.0,
             adaptive_clipping: None,
+            secure_aggregation_group_size: None,
         }
     }
 
@@ -99,6 +104,25 @@ impl PrivacyTerms {
     pub fn min_survivors(&self, members: usize) -> usize {
         ((self.secure_aggregation_threshold * members as f64).ceil() as usize)
             .clamp(1, members.max(1))
+    }
+
+    /// The most members one secure sum of a round asking `sampled` nodes can hold: all of them,
+    /// or with groups of at least G, 2G − 1 (groups are as many as fit, so none reaches 2G).
+    pub fn secure_sum_capacity(&self, sampled: usize) -> usize {
+        match self.secure_aggregation_group_size {
+            Some(group) => sampled.min(2 * group.max(1) - 1),
+            None => sampled,
+        }
+    }
+
+    /// The fewest members whose noise shares a secure sum of up to `capacity` members must
+    /// hold: with groups, those of the smallest group there may be (at most G), so that each
+    /// group's sum alone carries the contract's full noise.
+    fn secure_min_survivors(&self, capacity: usize) -> usize {
+        match self.secure_aggregation_group_size {
+            Some(group) => self.min_survivors(capacity.min(group)),
+            None => self.min_survivors(capacity),
+        }
     }
 
     /// Private rounds that sample by a fraction q < 1 are *self-selected*: the publisher asks
@@ -169,7 +193,12 @@ impl PrivacyTerms {
                 aggregation: Aggregation::Plain,
             });
         }
-        let (aggregation, mechanism) = self.secure_plan(self.clip_norm, sampled, dimension, q)?;
+        let (aggregation, mechanism) = self.secure_plan(
+            self.clip_norm,
+            self.secure_sum_capacity(sampled),
+            dimension,
+            q,
+        )?;
         Ok(RoundPrivacy {
             clip_norm: self.clip_norm,
             mechanism,
@@ -177,10 +206,14 @@ impl PrivacyTerms {
         })
     }
 
-    /// A secure round of `members` members clipping to `clip_norm`: the encoding every member
-    /// uses and the mechanism it amounts to. With adaptive clipping the members also encode
-    /// their "fitted" bit with a noise share, and the update gets the rest of the noise
-    /// budget (Andrew et al. 2021, Theorem 1), as in central DP.
+    /// A secure round whose sums hold up to `members` members, clipping to `clip_norm`: the
+    /// encoding every member uses and the mechanism it amounts to. With adaptive clipping the
+    /// members also encode their "fitted" bit with a noise share, and the update gets the rest
+    /// of the noise budget (Andrew et al. 2021, Theorem 1), as in central DP.
+    ///
+    /// With groups, each group's sum is a release of this mechanism; the groups are disjoint,
+    /// so one owner's update is in one of them, and by parallel composition the round costs
+    /// what one sum costs.
     fn secure_plan(
         &self,
         clip_norm: f64,
@@ -189,7 +222,7 @@ impl PrivacyTerms {
         q: f64,
     ) -> Result<(Aggregation, Option<RoundMechanism>), String> {
         let noised = self.adds_noise();
-        let min_survivors = self.min_survivors(members);
+        let min_survivors = self.secure_min_survivors(members);
         let count_noise = self
             .adaptive_clipping
             .map(|_| self.count_noise_std(self.expected_contributors(members)));
@@ -300,6 +333,12 @@ impl PrivacyTerms {
                 if members == 0 || members > MAX_MEMBERS {
                     return Err(format!(
                         "the request's round size {members} is outside 1..={MAX_MEMBERS}"
+                    ));
+                }
+                if self.secure_sum_capacity(members) != members {
+                    return Err(format!(
+                        "the request sizes one secure sum for {members} members, but the contract aggregates groups of at most {}",
+                        self.secure_sum_capacity(members)
                     ));
                 }
                 let (expected, mechanism) =

@@ -13,7 +13,6 @@ use fedpool_core::LocalTraining;
 use fedpool_data::{FeatureScaling, StatisticsLayout};
 use fedpool_privacy::gaussian::standard_normal;
 use fedpool_privacy::{QuantileClipEstimator, RdpAccountant, clip::update_noise_multiplier};
-use fedpool_secagg::ServerInput;
 use fedpool_strategy::{ClientSampling, ClientUpdate, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -22,7 +21,7 @@ use crate::msg::{
     DeclineReason, Msg, NodeId, RoundId, RoundTask, STATISTICS_ROUND, TrainRequest, UpdateMsg,
 };
 use crate::privacy::{Aggregation, PrivacyTerms, RoundPrivacy, private_mean};
-use crate::secure::{Directory, SecAggSetup, SecureCollection, SecureOutcome};
+use crate::secure::{Directory, GroupSum, RoundOutcome, SecAggSetup, SecureGroups};
 
 /// Publisher settings for one training run.
 #[derive(Debug, Clone)]
@@ -158,6 +157,9 @@ pub struct RoundSummary {
     pub privacy: Option<PrivacySpend>,
     /// Whether the publisher saw only the sum of the updates.
     pub secure_aggregation: bool,
+    /// Secure rounds: the sums the publisher saw, one per group (one for the round unless the
+    /// contract aggregates groups), their noise included.
+    pub group_sums: Vec<GroupSum>,
     /// The clip norm of the round (0 for none).
     pub clip_norm: f64,
     /// Nodes asked to take part (what the round's privacy plan was sized for).
@@ -234,7 +236,7 @@ struct Collecting {
     declined: Vec<(NodeId, DeclineReason)>,
     rejected: Vec<(NodeId, String)>,
     /// Secure rounds, once set up.
-    secure: Option<Box<SecureCollection>>,
+    secure: Option<Box<SecureGroups>>,
 }
 
 // One `State` lives in each publisher, so its size does not matter; boxing would only add
@@ -369,15 +371,15 @@ impl Publisher {
         self.epsilon_spent
     }
 
-    /// The masked vectors the publisher holds for the current secure round: all it ever sees
-    /// of an individual update when secure aggregation is on.
-    pub fn masked_inputs(&self) -> Option<&BTreeMap<fedpool_secagg::ParticipantIdx, Vec<u32>>> {
+    /// The masked vectors the publisher holds for the current secure round, by member: all
+    /// it ever sees of an individual update when secure aggregation is on.
+    pub fn masked_inputs(&self) -> Vec<(NodeId, &[u32])> {
         match &self.state {
             State::Collecting(Collecting {
                 secure: Some(secure),
                 ..
-            }) => Some(secure.server.masked_inputs()),
-            _ => None,
+            }) => secure.masked_inputs(),
+            _ => Vec::new(),
         }
     }
 
@@ -452,7 +454,7 @@ impl Publisher {
             State::Collecting(Collecting {
                 secure: Some(secure),
                 ..
-            }) => secure.server.next_deadline_ms(),
+            }) => secure.next_deadline_ms(),
             State::Collecting(c) => Some(c.deadline_ms),
             State::Done => None,
         }
@@ -480,7 +482,7 @@ impl Publisher {
                 ..
             }) => {
                 let mut sends = Vec::new();
-                let outcome = secure.handle(ServerInput::Tick { now_ms }, &mut sends);
+                let outcome = secure.tick(now_ms, &mut sends);
                 self.after_secure(sends, outcome);
             }
             State::Collecting(c) if now_ms >= c.deadline_ms => {
@@ -501,10 +503,9 @@ impl Publisher {
         if let Some(secure) = &mut collecting.secure {
             if let Msg::SecAggToServer { round, msg } = msg
                 && round == collecting.round
-                && let Some(idx) = secure.setup.index_of(from)
             {
                 let mut sends = Vec::new();
-                let outcome = secure.handle(ServerInput::Received { from: idx, msg }, &mut sends);
+                let outcome = secure.received(from, msg, &mut sends);
                 self.after_secure(sends, outcome);
             }
             return;
@@ -585,7 +586,11 @@ impl Publisher {
             return;
         };
         let members: Vec<NodeId> = collecting.ready.keys().copied().collect();
-        let needed = min_survivors.max(self.config.sampling.min_clients).max(3);
+        let group_size = self.config.privacy.secure_aggregation_group_size;
+        let needed = min_survivors
+            .max(self.config.sampling.min_clients)
+            .max(group_size.unwrap_or(0))
+            .max(3);
         if members.len() < needed {
             let reason = format!(
                 "{} nodes are ready for secure aggregation, at least {needed} are needed ({} declined, {} silent)",
@@ -603,8 +608,9 @@ impl Publisher {
             seed: collecting.secagg_seed,
         };
         // Each stage gets the round's timeout: a member that misses it is a dropout.
-        let secure = match SecureCollection::new(
-            setup.clone(),
+        let secure = match SecureGroups::new(
+            &setup,
+            group_size,
             &self.config.directory,
             encoding,
             min_survivors,
@@ -635,24 +641,34 @@ impl Publisher {
         self.on_tick(now_ms);
     }
 
-    fn after_secure(&mut self, sends: Vec<(NodeId, Msg)>, outcome: SecureOutcome) {
+    fn after_secure(&mut self, sends: Vec<(NodeId, Msg)>, outcome: Option<RoundOutcome>) {
         for (to, msg) in sends {
             self.outputs.push_back(PublisherOutput::Send { to, msg });
         }
         match outcome {
-            SecureOutcome::Running => {}
-            SecureOutcome::Failed(reason) => self.fail_round(reason),
-            SecureOutcome::Sum {
-                sum,
-                survivors,
+            None => {}
+            Some(RoundOutcome::Failed(reason)) => self.fail_round(reason),
+            Some(RoundOutcome::Sums {
+                groups,
                 dropped,
                 centred_count,
-            } => {
+            }) => {
                 let State::Collecting(collecting) =
                     std::mem::replace(&mut self.state, State::NotStarted)
                 else {
                     return;
                 };
+                let mut survivors: Vec<NodeId> = groups
+                    .iter()
+                    .flat_map(|g| g.members.iter().copied())
+                    .collect();
+                survivors.sort_unstable();
+                let mut sum = vec![0.0f32; groups[0].sum.len()];
+                for group in &groups {
+                    for (total, &x) in sum.iter_mut().zip(group.sum.iter()) {
+                        *total += x;
+                    }
+                }
                 if collecting.statistics {
                     let n = collecting.denominator as f32;
                     let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
@@ -671,7 +687,10 @@ impl Publisher {
                 // The number expected, not the number that survived: see `private_mean`.
                 let n = collecting.denominator as f32;
                 let mean: Vec<f32> = sum.iter().map(|s| s / n).collect();
-                let event = self.apply_mean(collecting, mean, survivors, dropped, true);
+                let mut event = self.apply_mean(collecting, mean, survivors, dropped, true);
+                if let RoundEvent::Completed(summary) = &mut event {
+                    summary.group_sums = groups;
+                }
                 self.outputs.push_back(PublisherOutput::Event(event));
                 let now_ms = self.now_ms;
                 self.start_round(now_ms);
@@ -1098,6 +1117,7 @@ impl Publisher {
             n_examples,
             privacy: None,
             secure_aggregation: false,
+            group_sums: Vec::new(),
             clip_norm: 0.0,
             asked: collecting.asked,
             eligible: collecting.eligible,
@@ -1146,6 +1166,7 @@ impl Publisher {
             n_examples,
             privacy,
             secure_aggregation,
+            group_sums: Vec::new(),
             clip_norm: collecting.privacy.clip_norm,
             asked: collecting.asked,
             eligible: collecting.eligible,

@@ -15,6 +15,9 @@ use fedpool_secagg::{
     Aggregate, ParticipantIdx, RoundConfig, RoundSettings, Server, ServerEvent, ServerInput,
     ServerOutput, SessionId, Topology, secagg_plus_parameters,
 };
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha20Rng;
 
 use crate::msg::{Msg, NodeId, RoundId};
 use crate::privacy::SECURE_AGGREGATION_BITS;
@@ -142,6 +145,41 @@ impl SecAggSetup {
         *hasher.finalize().as_bytes()
     }
 
+    /// The disjoint groups this setup's members aggregate in, each as a setup of its own:
+    /// with groups of at least `group_size`, as many groups as fit (sizes differ by at most
+    /// one, so none reaches twice the minimum), members assigned by a shuffle hashed from the
+    /// committed seed and every member's nonce, so the publisher cannot choose who shares a
+    /// sum with whom; one group of everyone below twice the minimum, or without `group_size`.
+    /// Each group's session, graph and rotation are derived from its own members, so a
+    /// message of one group fails every check in another.
+    pub fn groups(&self, group_size: Option<usize>) -> Vec<SecAggSetup> {
+        let n = self.members.len();
+        let n_groups = group_size.map_or(1, |g| (n / g.max(1)).max(1));
+        if n_groups == 1 {
+            return vec![self.clone()];
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha20Rng::from_seed(
+            self.derive("fedpool secagg groups v1"),
+        ));
+        let mut assigned = vec![Vec::new(); n_groups];
+        for (position, member) in order.into_iter().enumerate() {
+            assigned[position % n_groups].push(member);
+        }
+        assigned
+            .into_iter()
+            .map(|mut group| {
+                group.sort_unstable();
+                SecAggSetup {
+                    round: self.round,
+                    members: group.iter().map(|&i| self.members[i]).collect(),
+                    nonces: group.iter().map(|&i| self.nonces[i]).collect(),
+                    seed: self.seed,
+                }
+            })
+            .collect()
+    }
+
     /// The seed of the encoding's random rotation, shared by every member.
     pub fn rotation_seed(&self) -> [u8; 32] {
         self.derive("fedpool secagg rotation seed v1")
@@ -204,7 +242,7 @@ impl SecAggSetup {
     }
 }
 
-/// The publisher's side of one secure aggregation.
+/// The publisher's side of one group's secure aggregation.
 pub(crate) struct SecureCollection {
     pub(crate) setup: SecAggSetup,
     pub(crate) server: Server,
@@ -214,7 +252,7 @@ pub(crate) struct SecureCollection {
     pub(crate) count_scale: Option<i64>,
 }
 
-/// How a secure aggregation ended, from the publisher's side.
+/// How one group's secure aggregation ended, from the publisher's side.
 pub(crate) enum SecureOutcome {
     /// Still running.
     Running,
@@ -228,6 +266,187 @@ pub(crate) enum SecureOutcome {
     },
     /// No sum: why.
     Failed(String),
+}
+
+/// One group's released sum: what the publisher learns of its members in a round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSum {
+    /// The members whose inputs are in the sum, in node order.
+    pub members: Vec<NodeId>,
+    /// The decoded sum of their clipped updates, with its noise.
+    pub sum: Arc<Vec<f32>>,
+}
+
+/// How a round's secure aggregation ended: every group finished.
+pub(crate) enum RoundOutcome {
+    /// At least one group's sum.
+    Sums {
+        groups: Vec<GroupSum>,
+        /// Members of any group whose input is not in a released sum.
+        dropped: Vec<NodeId>,
+        /// Adaptive clipping: the noised centred counts of the released groups, summed.
+        centred_count: Option<f64>,
+    },
+    /// No group released a sum: why, per group.
+    Failed(String),
+}
+
+/// The publisher's side of a round's secure aggregation: one [`SecureCollection`] per group
+/// ([`SecAggSetup::groups`]), each member's messages routed to its own group's server.
+pub(crate) struct SecureGroups {
+    groups: Vec<SecureCollection>,
+    outcomes: Vec<Option<SecureOutcome>>,
+    group_of: BTreeMap<NodeId, usize>,
+}
+
+impl SecureGroups {
+    pub(crate) fn new(
+        setup: &SecAggSetup,
+        group_size: Option<usize>,
+        directory: &Directory,
+        encoding: DdgParams,
+        min_survivors: usize,
+        count_scale: Option<i64>,
+        stage_timeout_ms: u64,
+    ) -> Result<SecureGroups, String> {
+        let groups = setup
+            .groups(group_size)
+            .into_iter()
+            .map(|group| {
+                SecureCollection::new(
+                    group,
+                    directory,
+                    encoding,
+                    min_survivors,
+                    count_scale,
+                    stage_timeout_ms,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let group_of = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.setup.members.iter().map(move |&m| (m, i)))
+            .collect();
+        Ok(SecureGroups {
+            outcomes: groups.iter().map(|_| None).collect(),
+            groups,
+            group_of,
+        })
+    }
+
+    /// The earliest stage deadline of a group still running.
+    pub(crate) fn next_deadline_ms(&self) -> Option<u64> {
+        self.running()
+            .filter_map(|i| self.groups[i].server.next_deadline_ms())
+            .min()
+    }
+
+    /// The masked vectors the publisher holds, by member: all it sees of one update.
+    pub(crate) fn masked_inputs(&self) -> Vec<(NodeId, &[u32])> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                g.server.masked_inputs().iter().filter_map(|(idx, words)| {
+                    g.setup
+                        .members
+                        .get(idx.0 as usize)
+                        .map(|&m| (m, words.as_slice()))
+                })
+            })
+            .collect()
+    }
+
+    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.groups.len()).filter(|&i| self.outcomes[i].is_none())
+    }
+
+    /// Time passed: every running group hears it.
+    pub(crate) fn tick(
+        &mut self,
+        now_ms: u64,
+        out: &mut Vec<(NodeId, Msg)>,
+    ) -> Option<RoundOutcome> {
+        for i in self.running().collect::<Vec<_>>() {
+            let outcome = self.groups[i].handle(ServerInput::Tick { now_ms }, out);
+            self.settle(i, outcome);
+        }
+        self.finished()
+    }
+
+    /// A member's message, to its own group's server (from anyone else: ignored).
+    pub(crate) fn received(
+        &mut self,
+        from: NodeId,
+        msg: fedpool_secagg::ToServer,
+        out: &mut Vec<(NodeId, Msg)>,
+    ) -> Option<RoundOutcome> {
+        let &i = self.group_of.get(&from)?;
+        if self.outcomes[i].is_some() {
+            return None;
+        }
+        let group = &mut self.groups[i];
+        let idx = group.setup.index_of(from)?;
+        let outcome = group.handle(ServerInput::Received { from: idx, msg }, out);
+        self.settle(i, outcome);
+        self.finished()
+    }
+
+    fn settle(&mut self, group: usize, outcome: SecureOutcome) {
+        if !matches!(outcome, SecureOutcome::Running) {
+            self.outcomes[group] = Some(outcome);
+        }
+    }
+
+    /// Once every group has ended: the released sums (a failed group's members count as
+    /// dropped), or why none was released.
+    fn finished(&mut self) -> Option<RoundOutcome> {
+        if self.outcomes.iter().any(Option::is_none) {
+            return None;
+        }
+        let mut groups = Vec::new();
+        let mut dropped = Vec::new();
+        let mut failures = Vec::new();
+        let mut centred_count: Option<f64> = None;
+        for (collection, outcome) in self.groups.iter().zip(std::mem::take(&mut self.outcomes)) {
+            match outcome {
+                Some(SecureOutcome::Sum {
+                    sum,
+                    survivors,
+                    dropped: gone,
+                    centred_count: count,
+                }) => {
+                    groups.push(GroupSum {
+                        members: survivors,
+                        sum: Arc::new(sum),
+                    });
+                    dropped.extend(gone);
+                    if let Some(count) = count {
+                        *centred_count.get_or_insert(0.0) += count;
+                    }
+                }
+                Some(SecureOutcome::Failed(reason)) => {
+                    dropped.extend(collection.setup.members.iter().copied());
+                    failures.push(reason);
+                }
+                Some(SecureOutcome::Running) | None => {}
+            }
+        }
+        dropped.sort_unstable();
+        Some(if groups.is_empty() {
+            RoundOutcome::Failed(if failures.len() == 1 {
+                failures.remove(0)
+            } else {
+                format!("no group released a sum: {}", failures.join("; "))
+            })
+        } else {
+            RoundOutcome::Sums {
+                groups,
+                dropped,
+                centred_count,
+            }
+        })
+    }
 }
 
 impl SecureCollection {
@@ -364,5 +583,71 @@ mod tests {
             collection.decode(aggregate(4)),
             SecureOutcome::Sum { .. }
         ));
+    }
+
+    fn setup_of(n: u32, nonce: u8) -> SecAggSetup {
+        SecAggSetup {
+            round: RoundId(3),
+            members: (0..n).map(|i| NodeId(i * 2)).collect(),
+            nonces: (0..n).map(|i| [nonce ^ i as u8; 32]).collect(),
+            seed: [5; 32],
+        }
+    }
+
+    #[test]
+    fn groups_partition_the_members_in_sizes_from_the_minimum_to_below_twice_it() {
+        for group_size in 3..=6 {
+            for n in 1..=40 {
+                let setup = setup_of(n, 1);
+                let groups = setup.groups(Some(group_size));
+                let mut everyone: Vec<NodeId> =
+                    groups.iter().flat_map(|g| g.members.clone()).collect();
+                everyone.sort_unstable();
+                assert_eq!(everyone, setup.members, "n {n}, G {group_size}");
+                if (n as usize) < 2 * group_size {
+                    assert_eq!(groups, vec![setup.clone()]);
+                    continue;
+                }
+                for group in &groups {
+                    assert!(
+                        (group_size..2 * group_size).contains(&group.members.len()),
+                        "n {n}, G {group_size}: {:?}",
+                        group.members
+                    );
+                    assert!(group.members.windows(2).all(|w| w[0] < w[1]));
+                    // Each group's members carry their own nonces.
+                    for (member, nonce) in group.members.iter().zip(&group.nonces) {
+                        let i = setup.index_of(*member).unwrap().as_usize();
+                        assert_eq!(*nonce, setup.nonces[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_partition_follows_every_members_nonce_and_each_group_has_its_own_session() {
+        let setup = setup_of(12, 1);
+        let groups = setup.groups(Some(3));
+        assert_eq!(groups, setup.groups(Some(3)), "every member draws the same");
+        let mut other = setup.clone();
+        other.nonces[7][0] ^= 1;
+        assert_ne!(
+            groups.iter().map(|g| &g.members).collect::<Vec<_>>(),
+            other
+                .groups(Some(3))
+                .iter()
+                .map(|g| &g.members)
+                .collect::<Vec<_>>(),
+            "one member's nonce reshuffles the groups"
+        );
+        let mut sessions: Vec<[u8; 32]> = groups
+            .iter()
+            .map(|g| g.derive("fedpool secagg session v2"))
+            .collect();
+        sessions.push(setup.derive("fedpool secagg session v2"));
+        sessions.sort_unstable();
+        sessions.dedup();
+        assert_eq!(sessions.len(), groups.len() + 1);
     }
 }

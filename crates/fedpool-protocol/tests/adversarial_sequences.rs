@@ -27,6 +27,7 @@ fn terms() -> PrivacyTerms {
         secure_aggregation: false,
         secure_aggregation_threshold: 0.6,
         adaptive_clipping: None,
+        secure_aggregation_group_size: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn terms(q: f64, secure: bool) -> PrivacyTerms {
         secure_aggregation: secure,
         secure_aggregation_threshold: 0.6,
         adaptive_clipping: None,
+        secure_aggregation_group_size: None,
     }
 }
 

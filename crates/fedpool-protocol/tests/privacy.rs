@@ -25,6 +25,7 @@ fn terms(clip: f64, z: f64, q: f64, budget: Option<f64>, secure: bool) -> Privac
         secure_aggregation: secure,
         secure_aggregation_threshold: 0.6,
         adaptive_clipping: None,
+        secure_aggregation_group_size: None,
     }
 }
 
@@ -1033,4 +1034,156 @@ fn what_the_driver_hands_the_host_does_not_depend_on_the_order_inboxes_ran_in() 
         .map(|(n, _)| *n)
         .collect();
     assert_eq!(first, (0..6).map(NodeId).collect::<Vec<_>>());
+}
+
+fn grouped(mut terms: PrivacyTerms, group_size: usize) -> PrivacyTerms {
+    terms.secure_aggregation_group_size = Some(group_size);
+    terms
+}
+
+fn publisher_for(terms: PrivacyTerms, n: u32, dimension: usize) -> Publisher {
+    let (_, directory) = identities(n);
+    Publisher::new(
+        PublisherConfig {
+            rounds: 1,
+            sampling: ClientSampling {
+                fraction: Some(1.0),
+                count: None,
+                min_clients: 1,
+            },
+            local: LocalTraining::default(),
+            round_timeout_ms: 1_000,
+            seed: 7,
+            privacy: terms,
+            directory,
+            statistics: None,
+        },
+        StrategyConfig::FedAvg.build(),
+        vec![0.0; dimension],
+        (0..n).map(NodeId).collect(),
+    )
+    .with_privacy_seed([0xee; 32])
+}
+
+#[test]
+fn a_grouped_round_releases_one_sum_per_random_group_and_the_model_takes_their_total() {
+    let terms = grouped(terms(1.0, 0.0, 1.0, None, true), 3);
+    let data = deltas(10, 16);
+    let mut net = Net::new(terms, data.clone(), 2);
+    net.run();
+    let rounds = net.completed();
+    assert_eq!(rounds.len(), 2, "{:?}", net.events);
+    let mut partitions = Vec::new();
+    for summary in &rounds {
+        assert_eq!(net.plain_updates_seen, 0);
+        // 10 members, groups of at least 3: three groups of 3 or 4, disjoint, covering all.
+        assert_eq!(summary.group_sums.len(), 3, "{:?}", summary.group_sums);
+        let mut everyone: Vec<NodeId> = summary
+            .group_sums
+            .iter()
+            .flat_map(|g| g.members.clone())
+            .collect();
+        everyone.sort_unstable();
+        assert_eq!(everyone, summary.contributors);
+        assert_eq!(everyone.len(), 10);
+        for group in &summary.group_sums {
+            assert!((3..=4).contains(&group.members.len()), "{group:?}");
+            let members: Vec<usize> = group.members.iter().map(|n| n.0 as usize).collect();
+            // Each sum is its members' clipped updates and nothing else (no noise here).
+            let expected = clipped_mean(&data, &members, 1.0, 1);
+            for (got, want) in group.sum.iter().zip(&expected) {
+                assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+            }
+        }
+        partitions.push(
+            summary
+                .group_sums
+                .iter()
+                .map(|g| g.members.clone())
+                .collect::<Vec<_>>(),
+        );
+    }
+    // A new partition every round: the publisher cannot keep a group together.
+    assert_ne!(partitions[0], partitions[1]);
+    // The model moved by the total over everyone asked, exactly as one sum would move it.
+    let first = rounds[0];
+    let expected = clipped_mean(&data, &(0..10).collect::<Vec<_>>(), 1.0, 10);
+    for (got, want) in first.global.iter().zip(&expected) {
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+}
+
+#[test]
+fn each_groups_sum_carries_the_contracts_full_noise() {
+    // Zero updates: a sum is its noise alone. z = 1, C = 1 (σ = 1); threshold 0.6 of a group
+    // of 3 is 2, so each member adds σ²/2 and a group's sum has at least σ².
+    let dimension = 2048;
+    let terms = grouped(terms(1.0, 1.0, 1.0, Some(1e9), true), 3);
+    let mut net = Net::new(terms, vec![vec![0.0; dimension]; 9], 1);
+    net.run();
+    let rounds = net.completed();
+    assert_eq!(rounds.len(), 1, "{:?}", net.events);
+    assert_eq!(rounds[0].group_sums.len(), 3);
+    for group in &rounds[0].group_sums {
+        let variance =
+            group.sum.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / dimension as f64;
+        // Three shares of σ²/2: 1.5 expected; well above the 1 the contract promises.
+        assert!(
+            (1.3..1.7).contains(&variance),
+            "group of {}: noise variance {variance}",
+            group.members.len()
+        );
+    }
+}
+
+#[test]
+fn a_publisher_that_sums_bigger_groups_than_the_contract_says_is_refused_at_the_request() {
+    let contract = grouped(terms(1.0, 1.0, 1.0, Some(1e9), true), 3);
+    // One sum over the round, and groups of 4 (sums of up to 7): both size the encoding for
+    // more members than a group of 3 can hold.
+    for publisher_terms in [
+        terms(1.0, 1.0, 1.0, Some(1e9), true),
+        grouped(terms(1.0, 1.0, 1.0, Some(1e9), true), 4),
+    ] {
+        let mut net = Net::new(contract.clone(), deltas(10, 8), 1);
+        net.replace_publisher(publisher_for(publisher_terms, 10, 8));
+        net.run();
+        assert!(net.completed().is_empty(), "{:?}", net.events);
+        assert_eq!(net.host.masked_inputs_sent, 0);
+        let refused = net
+            .events
+            .iter()
+            .find_map(|e| match e {
+                RoundEvent::Failed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .expect("the round failed");
+        assert!(refused.contains("0 nodes are ready"), "{refused}");
+    }
+}
+
+#[test]
+fn a_publisher_that_groups_members_its_own_way_gets_no_members_update() {
+    // The contract says groups of at least 4; the publisher forms groups of 3 (smaller sums,
+    // each telling it more about its members). With a threshold of one half its plan is one
+    // the contract allows (sums of up to 5 members, 2 of whom must survive), but every member
+    // draws its own group from the setup's hash, with the contract's size, and runs its
+    // session with that group only: the publisher's groups never assemble.
+    let mut contract = grouped(terms(1.0, 0.0, 1.0, None, true), 4);
+    contract.secure_aggregation_threshold = 0.5;
+    let mut publisher_terms = contract.clone();
+    publisher_terms.secure_aggregation_group_size = Some(3);
+    let plan = publisher_terms.plan_round(9, 9, 8).unwrap();
+    assert!(
+        contract.node_mechanism(&plan, 8).is_ok(),
+        "the plan alone does not give the publisher away"
+    );
+    let mut net = Net::new(contract, deltas(9, 8), 1);
+    net.replace_publisher(publisher_for(publisher_terms, 9, 8));
+    net.run();
+    assert!(net.completed().is_empty(), "{:?}", net.events);
+    // The members' signed keys name their own groups' sessions: the publisher's servers
+    // reject every advert, and no member ever sends a masked input.
+    assert_eq!(net.host.masked_inputs_sent, 0);
+    assert!(net.publisher().global().iter().all(|&x| x == 0.0));
 }

@@ -52,6 +52,7 @@ fn private_terms() -> PrivacyTerms {
         secure_aggregation: false,
         secure_aggregation_threshold: 0.6,
         adaptive_clipping: None,
+        secure_aggregation_group_size: None,
     }
 }
 
