@@ -129,10 +129,6 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     options.strategy = args.strategy.clone();
     options.attacks = args.attack.clone();
     options.value_contributions = args.value;
-    if args.value && contract.privacy.secure_aggregation {
-        // The publisher sees only sums: value random groups from their sums.
-        options.group_valuation = Some(fedpool_runtime::group_valuation::MIN_GROUP);
-    }
     options.consent_rate = args.consent_rate;
     for path in &args.owner_policy {
         let text = std::fs::read_to_string(path)
@@ -529,11 +525,13 @@ fn rewards_method(contract: &Contract, report: &SimulationReport) -> String {
         return String::new();
     };
     if report.secure_aggregation {
-        return format!(
-            "secure aggregation: each round's contributors split into random groups of at least {}, each group valued (Shapley) from its sum alone, carrying the contract's full noise (noise multiplier {}); each owner's share attributed by least squares over rounds. The values are these estimates; nothing is paid by them, as the card of a secure contract says (under DP noise they are mostly noise: docs/valuation.md)",
-            fedpool_runtime::group_valuation::MIN_GROUP,
-            contract.privacy.noise_multiplier,
-        );
+        return match contract.privacy.secure_aggregation_group_size {
+            Some(group_size) => format!(
+                "secure aggregation per group: each round's members split at random into groups of at least {group_size}, one secure sum per group, each carrying the contract's full noise (noise multiplier {}); each group valued (Shapley) from its sum alone, each owner's share attributed by least squares over rounds. The values are these estimates; nothing is paid by them, as the card of a secure contract says (under DP noise they are mostly noise: docs/valuation.md)",
+                contract.privacy.noise_multiplier,
+            ),
+            None => "secure aggregation, one sum per round: no contribution can be told from it, so none is valued and nothing is paid by contribution (privacy.secure_aggregation_group_size has rounds summed per group, and estimates made from the groups' sums)".to_string(),
+        };
     }
     let valuation = match recipe.method {
         fedpool_runtime::valuation::Method::Shapley => format!(

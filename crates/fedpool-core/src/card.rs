@@ -298,6 +298,16 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
             "Secure aggregation: the publisher only ever sees masked updates and their sum, never yours alone. The sum is released only when at least {:.0}% of a round's members' inputs are in it; members who drop out are removed without revealing their update. Each node signs its session keys with its ledger identity, so the publisher cannot substitute keys.",
             p.secure_aggregation_threshold * 100.0
         ));
+        if let Some(group_size) = p.secure_aggregation_group_size {
+            let noise = if noised {
+                " Each group's sum carries the full noise on its own (your node's noise share is sized for your group, not the round), so revealing the groups' sums costs no more ε than one sum would (each owner is in one group a round: parallel composition); the model carries the noise of every group, so it learns more slowly than from one sum."
+            } else {
+                ""
+            };
+            words.push(format!(
+                "Group sums are revealed: each round, the members are split at random into groups of at least {group_size} (drawn from the publisher's committed seed and every member's own random value, so the publisher cannot choose who shares your group), each group is securely aggregated on its own, and the publisher sees each group's sum, not only the round's. It uses them to estimate contributions. Within a round you hide among your group, not the whole round; the threshold applies to each group, and a publisher that controls other members of your group learns your update with only your own noise share on it.{noise}"
+            ));
+        }
     } else {
         words.push("No secure aggregation: the publisher sees each node's update.".into());
     }
@@ -322,14 +332,22 @@ fn reward_words(contract: &Contract) -> Vec<String> {
         SplitRule::Equal => "equally among the round's participants with a positive contribution",
     };
     if contract.privacy.secure_aggregation && r.pool > 0 {
-        // The publisher holds only noised sums: saying how a contribution is measured would
-        // promise what it cannot do.
+        // The publisher holds only sums: saying how a contribution is measured would promise
+        // what it cannot do.
+        let estimates = match contract.privacy.secure_aggregation_group_size {
+            Some(_) => {
+                "The publisher estimates each owner's contribution from the sums of the random groups each round reveals (Shapley values of the groups, then least squares over rounds of regrouping); the estimates are reported, not paid by: they are estimates of what no one saw, and under differential-privacy noise mostly noise (docs/valuation.md)."
+            }
+            None => {
+                "With one sum per round no contribution can be told apart, so none is estimated."
+            }
+        };
         return vec![
             format!(
-                "The contract names a pool of {} {}, but its rounds are securely aggregated: the publisher sees only their noised sum, never your update, so it cannot measure your contribution and pays nothing by contribution.",
+                "The contract names a pool of {} {}, but its rounds are securely aggregated: the publisher never sees your update, so it cannot measure your contribution and pays nothing by contribution.",
                 r.pool, r.currency
             ),
-            "Valuing random groups of at least three owners from their sums is studied in simulation only; under this contract's noise those estimates are mostly noise (docs/valuation.md).".to_string(),
+            estimates.to_string(),
         ];
     }
     let mut words = vec![
@@ -734,5 +752,39 @@ mod tests {
             transparent.contains("Shapley value") && transparent.contains("recompute"),
             "{transparent}"
         );
+    }
+
+    #[test]
+    fn a_grouped_card_says_group_sums_are_revealed_and_what_that_costs() {
+        let private = include_str!("../../../contracts/digits_private.toml");
+        let one_sum = card(private);
+        assert!(!one_sum.terms.privacy.join(" ").contains("Group sums"));
+        let grouped_text = private.replace(
+            "secure_aggregation = true",
+            "secure_aggregation = true\nsecure_aggregation_group_size = 4",
+        );
+        let grouped = card(&grouped_text);
+        let privacy = grouped.terms.privacy.join(" ");
+        for phrase in [
+            "Group sums are revealed",
+            "groups of at least 4",
+            "cannot choose who shares your group",
+            "you hide among your group",
+            "no more ε than one sum",
+        ] {
+            assert!(privacy.contains(phrase), "missing {phrase:?}: {privacy}");
+        }
+        let rewards = grouped.terms.rewards.join(" ");
+        assert!(
+            rewards.contains("random groups") && rewards.contains("pays nothing by contribution"),
+            "{rewards}"
+        );
+        // The group size is a term owners consent to: it changes the card hash.
+        let hash = |text: &str| {
+            crate::Contract::from_toml(text, "c.toml")
+                .unwrap()
+                .canonical_terms()
+        };
+        assert_ne!(hash(private), hash(&grouped_text));
     }
 }

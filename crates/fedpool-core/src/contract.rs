@@ -727,6 +727,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_group_size_needs_secure_aggregation_and_at_least_three_members() {
+        let with = |privacy: &str| {
+            let text = DIGITS.replace(
+                "secure_aggregation = false",
+                &format!("secure_aggregation = {privacy}"),
+            );
+            Contract::from_toml(&text, "digits.toml")
+        };
+        let refused = |result: Result<Contract, ContractError>| match result {
+            Err(ContractError::Invalid { key, problem, .. }) => format!("{key}: {problem}"),
+            other => panic!("accepted: {other:?}"),
+        };
+        let problem = refused(with("false\nsecure_aggregation_group_size = 4"));
+        assert!(
+            problem.starts_with("privacy.secure_aggregation_group_size")
+                && problem.contains("secure_aggregation = true"),
+            "{problem}"
+        );
+        let clipped = |rest: &str| {
+            let text = DIGITS
+                .replace("clip_norm = 0.0", "clip_norm = 1.0")
+                .replace(
+                    "secure_aggregation = false",
+                    &format!("secure_aggregation = true\n{rest}"),
+                );
+            Contract::from_toml(&text, "digits.toml")
+        };
+        let problem = refused(clipped("secure_aggregation_group_size = 2"));
+        assert!(problem.contains("at least 3, got 2"), "{problem}");
+        let contract = clipped("secure_aggregation_group_size = 3").unwrap();
+        assert_eq!(contract.privacy.secure_aggregation_group_size, Some(3));
+    }
+
     const ADULT: &str = include_str!("../../../contracts/adult.toml");
 
     #[test]

@@ -18,7 +18,7 @@ use crate::valuation::{self, Method, RoundUpdate, ValuationRecipe};
 
 /// The smallest group valued from its sum: the secure-aggregation minimum, below which a sum
 /// would all but name its members.
-pub const MIN_GROUP: usize = 3;
+pub const MIN_GROUP: usize = fedpool_core::contract::MIN_SECURE_GROUP;
 
 /// Splits participants `0..n` at random into groups of at least `min_group` (as many groups
 /// as fit; the remainder spread one each over the first groups). One group if `n` is below
@@ -64,6 +64,19 @@ pub fn value_groups(
             (mean, rows)
         })
         .collect();
+    value_group_means(network, before, &means, validation, recipe, round_seed)
+}
+
+/// Exact Shapley values of groups given as `(mean update, weight)`: what the publisher
+/// computes from the sums a securely aggregated round releases, one per group.
+pub fn value_group_means(
+    network: &Network,
+    before: &[f32],
+    means: &[(Vec<f32>, usize)],
+    validation: &Dataset,
+    recipe: &ValuationRecipe,
+    round_seed: u64,
+) -> Result<Vec<f64>, Error> {
     let group_updates: Vec<RoundUpdate> = means
         .iter()
         .map(|(delta, rows)| RoundUpdate { delta, rows: *rows })

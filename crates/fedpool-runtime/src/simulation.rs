@@ -82,9 +82,12 @@ pub struct SimulationOptions {
     pub keep_round_evidence: bool,
     /// A dishonest publisher: its first round payout cheats so (tests of `ledger verify`).
     pub publisher_cheat: Option<PublisherCheat>,
-    /// With valuation: also estimate each client's value from the sums of random groups of
-    /// at least this many (what per-group secure aggregation reveals), by least squares over
-    /// rounds ([`crate::group_valuation`]); see [`SimulationReport::group_estimates`].
+    /// With valuation of a transparent model: also estimate each client's value from the
+    /// sums of random groups of at least this many, formed from the updates (what per-group
+    /// secure aggregation would reveal), by least squares over rounds
+    /// ([`crate::group_valuation`]), to measure the method against the transparent values;
+    /// see [`SimulationReport::group_estimates`]. A securely aggregated model is always
+    /// valued from the group sums its rounds release.
     pub group_valuation: Option<usize>,
     /// With valuation: the validation metric (accuracy unless set).
     pub valuation_metric: Option<valuation::Utility>,
@@ -797,6 +800,10 @@ impl Simulation<InProcessTransport> {
                 .then(|| Treasury::new(PayTerms::of(contract), n_clients)),
             groups: options
                 .group_valuation
+                .or(contract
+                    .privacy
+                    .secure_aggregation
+                    .then_some(fedpool_core::contract::MIN_SECURE_GROUP))
                 .filter(|_| options.value_contributions)
                 .map(|min| (min, options.seed, GroupAttribution::new(n_clients))),
             contributed: BTreeSet::new(),
@@ -974,9 +981,6 @@ impl<T: Transport> Simulation<T> {
             if !self.host.jobs.is_empty() {
                 let jobs = std::mem::take(&mut self.host.jobs);
                 let results = self.run_jobs(&jobs);
-                if self.host.secure_aggregation && self.groups.is_some() {
-                    self.hold_group_inputs(&results);
-                }
                 self.driver.trained(results, &mut self.host)?;
                 continue;
             }
@@ -1042,7 +1046,7 @@ impl<T: Transport> Simulation<T> {
                 }
                 RoundEvent::Completed(summary) => {
                     if summary.secure_aggregation {
-                        self.value_round_by_groups(summary.round, &summary.contributors)?;
+                        self.value_round_by_groups(summary.round, &summary.group_sums)?;
                     } else {
                         self.value_round(summary.round, &summary.contributors)?;
                     }
@@ -1167,7 +1171,6 @@ impl<T: Transport> Simulation<T> {
                 round,
                 &clients,
                 &round_updates,
-                0.0,
             )?;
         }
         let update_hashes: Vec<String> = members
@@ -1187,64 +1190,49 @@ impl<T: Transport> Simulation<T> {
         Ok(())
     }
 
-    /// Values a securely aggregated round from the sums of random groups of its contributors
-    /// (with group valuation on): the publisher never sees an individual update, and the card
-    /// promises no payout by contribution, so the least-squares estimates are reported and
-    /// nothing is paid.
+    /// Values a securely aggregated round from the sums its groups released (the publisher
+    /// never sees an individual update) and adds the round's equations to the least-squares
+    /// attribution. The card of a secure contract promises no payout by contribution, so the
+    /// estimates are reported and nothing is paid. One sum per round (a contract without
+    /// groups) says nothing about who gave what and is not valued.
     fn value_round_by_groups(
         &mut self,
         round: RoundId,
-        contributors: &[NodeId],
+        group_sums: &[fedpool_protocol::GroupSum],
     ) -> Result<(), Error> {
-        let (Some(groups), Some(updates), Some(recipe)) =
-            (&mut self.groups, &self.host.round_updates, &mut self.recipe)
-        else {
+        let (Some((_, _, attribution)), Some(recipe)) = (&mut self.groups, &mut self.recipe) else {
             return Ok(());
         };
+        if group_sums.len() < 2 {
+            return Ok(());
+        }
         if recipe.validation_hash.is_empty() {
             recipe.validation_hash = valuation::validation_hash(&self.test_set);
         }
-        let (members, round_updates) = contributed_updates(updates, contributors);
-        let clients: Vec<usize> = members.iter().map(|(client, _)| *client).collect();
-        // Each group's sum carries the contract's full noise σ = z·C (its members' shares
-        // calibrated to the group), so the group sums, disjoint, cost the round's ε by parallel
-        // composition.
-        let noise_std = self.privacy.noise_multiplier * self.privacy.clip_norm;
-        attribute_group_sums(
-            groups,
+        // The round's model weighs every member alike (the sum over the expected count): a
+        // group enters as its mean, weighted by its size.
+        let means: Vec<(Vec<f32>, usize)> = group_sums
+            .iter()
+            .map(|group| {
+                let size = group.members.len().max(1);
+                let mean = group.sum.iter().map(|x| x / size as f32).collect();
+                (mean, size)
+            })
+            .collect();
+        let values = group_valuation::value_group_means(
             &self.network,
             &self.previous_global,
+            &means,
             &self.test_set,
             recipe,
-            round,
-            &clients,
-            &round_updates,
-            noise_std,
-        )
-    }
-
-    /// Keeps, for group valuation of a secure round, what each trained client puts into the
-    /// secure sum before noise: its update clipped to the contract's norm. (The noise each
-    /// group's sum carries is added per group, see [`attribute_group_sums`].)
-    fn hold_group_inputs(
-        &mut self,
-        results: &[(NodeId, RoundId, Result<fedpool_core::TrainOutcome, String>)],
-    ) {
-        let Some(updates) = &mut self.host.round_updates else {
-            return;
-        };
-        let clip_norm = self.privacy.clip_norm;
-        for (node, round, outcome) in results {
-            let Ok(outcome) = outcome else { continue };
-            if *round == fedpool_protocol::STATISTICS_ROUND {
-                continue;
-            }
-            let mut delta = outcome.delta.clone();
-            if clip_norm > 0.0 {
-                let _ = fedpool_privacy::clip_l2(&mut delta, clip_norm);
-            }
-            updates.insert(*node, (delta, outcome.n_examples));
-        }
+            u64::from(round.0),
+        )?;
+        let by_client: Vec<Vec<usize>> = group_sums
+            .iter()
+            .map(|g| g.members.iter().map(|n| n.0 as usize).collect())
+            .collect();
+        attribution.add_round(&by_client, &values);
+        Ok(())
     }
 
     /// Encodes every client's rows and the test set again with the federated scaling (an
@@ -1405,9 +1393,9 @@ pub fn simulated_privacy_seed(seed: u64) -> [u8; 32] {
     rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x7072_6976_6163_7921).get_seed()
 }
 
-/// Values random groups of a round's contributors from their sums and adds the round's
-/// equations to the least-squares attribution. With `noise_std` > 0, each group's sum carries
-/// a Gaussian of that deviation per coordinate (as its members' noise shares would).
+/// Values random groups of a transparent round's contributors from their sums and adds the
+/// round's equations to the least-squares attribution: the method measured against the
+/// transparent values.
 #[allow(clippy::too_many_arguments)]
 fn attribute_group_sums(
     (min_group, seed, attribution): &mut (usize, u64, GroupAttribution),
@@ -1418,45 +1406,13 @@ fn attribute_group_sums(
     round: RoundId,
     clients: &[usize],
     round_updates: &[RoundUpdate<'_>],
-    noise_std: f64,
 ) -> Result<(), Error> {
     let seed = *seed ^ u64::from(round.0).wrapping_mul(0xA24B_AED4_963E_E407);
     let groups = group_valuation::random_groups(clients.len(), *min_group, seed);
-    let noised: Vec<Vec<f32>>;
-    let round_updates: Vec<RoundUpdate<'_>> = match rand_distr::Normal::new(0.0, noise_std) {
-        Ok(normal) if noise_std > 0.0 => {
-            // A member's share has variance σ²/m, so its group's sum has σ².
-            let mut rng = ChaCha20Rng::seed_from_u64(seed.rotate_left(11));
-            let mut shares = vec![Vec::new(); round_updates.len()];
-            for group in &groups {
-                let scale = 1.0 / (group.len() as f64).sqrt();
-                for &member in group {
-                    shares[member] = round_updates[member]
-                        .delta
-                        .iter()
-                        .map(|&d| {
-                            let noise: f64 = rand_distr::Distribution::sample(&normal, &mut rng);
-                            d + (noise * scale) as f32
-                        })
-                        .collect();
-                }
-            }
-            noised = shares;
-            noised
-                .iter()
-                .zip(round_updates)
-                .map(|(delta, update)| RoundUpdate {
-                    delta,
-                    rows: update.rows,
-                })
-                .collect()
-        }
-        _ => round_updates.to_vec(),
-    };
     let values = group_valuation::value_groups(
         network,
         before,
-        &round_updates,
+        round_updates,
         &groups,
         validation,
         recipe,

@@ -85,12 +85,13 @@ fn each_owners_policy_decides_on_the_ledger_with_its_rule_and_an_undecided_owner
     );
 }
 
-/// Under secure aggregation the publisher sees sums only: a round is valued from random
-/// groups' sums and the estimates are reported, but nothing is paid, as the card of a secure
-/// contract says; the ledger verifies.
+/// Under secure aggregation the publisher sees sums only: a contract that aggregates per group
+/// is valued from the sums its groups release and the estimates are reported, but nothing is
+/// paid, as the card of a secure contract says; the ledger verifies. One sum per round is not
+/// valued at all.
 #[test]
 fn a_securely_aggregated_model_reports_group_estimates_and_pays_nothing_by_them() {
-    let contract = Contract::from_toml(
+    let mut contract = Contract::from_toml(
         include_str!("../../../contracts/digits_private.toml"),
         "contracts/digits_private.toml",
     )
@@ -100,9 +101,17 @@ fn a_securely_aggregated_model_reports_group_estimates_and_pays_nothing_by_them(
     let path = dir.path().join("ledger.db");
     let mut options = SimulationOptions::new(30, Partition::Iid, 5);
     options.rounds = Some(4);
-    options.ledger = LedgerChoice::At(path.clone());
     options.value_contributions = true;
-    options.group_valuation = Some(fedpool_runtime::group_valuation::MIN_GROUP);
+    let mut one_sum = Simulation::prepare(&contract, &table, &options).unwrap();
+    let report = one_sum.run(|_| {}).unwrap();
+    assert!(report.rounds.iter().all(|r| r.completed));
+    assert!(
+        report.values.as_ref().unwrap().iter().all(|v| *v == 0.0),
+        "one sum per round values no one"
+    );
+
+    contract.privacy.secure_aggregation_group_size = Some(5);
+    options.ledger = LedgerChoice::At(path.clone());
     let mut sim = Simulation::prepare(&contract, &table, &options).unwrap();
     let report = sim.run(|_| {}).unwrap();
     assert_eq!(report.plain_updates_seen, 0);
