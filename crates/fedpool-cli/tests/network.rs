@@ -801,6 +801,31 @@ fn ten_processes_compute_exactly_what_the_in_process_simulation_computes() {
 }
 
 #[test]
+fn with_group_sums_ten_processes_compute_exactly_what_the_simulation_computes() {
+    // Secure aggregation per random group of at least 3: over the network each owner draws
+    // its group from the setup as in process, one secure sum per group, and the model takes
+    // their total — parameter for parameter what the simulation computes.
+    let dir = tempfile::tempdir().unwrap();
+    let contract = dir.path().join("digits_grouped.toml");
+    let text = std::fs::read_to_string(format!("{ROOT}/contracts/digits_private.toml")).unwrap();
+    assert!(text.contains("secure_aggregation = true\n"));
+    std::fs::write(
+        &contract,
+        text.replace(
+            "secure_aggregation = true\n",
+            "secure_aggregation = true\nsecure_aggregation_group_size = 3\n",
+        ),
+    )
+    .unwrap();
+    let data = format!("{ROOT}/data/digits/digits.csv");
+    replays_exactly(&Replayed {
+        contract: &contract,
+        data: &data,
+        rounds: 3,
+    });
+}
+
+#[test]
 fn with_federated_statistics_ten_processes_compute_exactly_what_the_simulation_computes() {
     // Adult, private: the statistics phase is clipped, noised by the nodes and securely
     // summed over the network as in process, and its scaling standardises every round.

@@ -300,7 +300,7 @@ fn privacy_words(contract: &Contract) -> Vec<String> {
         ));
         if let Some(group_size) = p.secure_aggregation_group_size {
             let noise = if noised {
-                " Each group's sum carries the full noise on its own (your node's noise share is sized for your group, not the round), so revealing the groups' sums costs no more ε than one sum would (each owner is in one group a round: parallel composition); the model carries the noise of every group, so it learns more slowly than from one sum."
+                " Each group's sum carries the full noise on its own (your node's noise share is sized for your group, not the round), so revealing the groups' sums costs no more ε than one sum would (each owner is in one group a round: parallel composition); the model carries the noise of every group, so it is less accurate than with one sum a round, the more so the more groups there are."
             } else {
                 ""
             };
