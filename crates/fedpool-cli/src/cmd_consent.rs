@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use fedpool_data::{ColumnKind, LabelKind, SniffedType, sniff_csv};
-use fedpool_ledger::{ConsentGranted, ConsentRefused, ConsentRevoked, content_hash};
+use fedpool_ledger::{Body, content_hash};
 use serde_json::json;
 
 use crate::home::{Home, RegisteredDataset, format_time, now_ms, parse_until_date};
-use crate::node::{self, ConsentState, Node};
+use crate::node::{self, Node};
+use crate::owner;
 
 /// `fedpool data …`
 #[derive(Debug, Subcommand)]
@@ -152,74 +153,34 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
             epsilon_cap,
         } => {
             let model = node::find_model(&node.store, &model)?;
-            let dataset = node.home.dataset(&data)?;
-            let fields = fields_to_consent(&model, &dataset)?;
             let expires_at_ms = until.as_deref().map(parse_until_date).transpose()?;
-            if let Some(cap) = epsilon_cap
-                && !(cap > 0.0 && cap.is_finite())
-            {
-                bail!("--epsilon-cap must be a positive number, got {cap}");
-            }
-            let now = now_ms();
-            if expires_at_ms.is_some_and(|t| t <= now) {
-                bail!("--until {} is already past", until.unwrap_or_default());
-            }
-            let active = node::consents(&node.store, Some(&me), Some(model.id()), now)?
-                .into_iter()
-                .find(|c| c.state == ConsentState::Active);
-            if let Some(active) = active {
-                bail!(
-                    "you already consent to {} (consent {}); revoke it first to change its terms",
-                    model.body.name,
-                    active.event.id()
-                );
-            }
-            let event = node.append(ConsentGranted {
-                model_id: model.id().clone(),
-                // Only this publisher's rounds may use the consent: the one the card names.
-                publisher: model.event.author(),
-                card_hash: model.body.card_hash.clone(),
-                dataset_fingerprint: dataset.fingerprint.clone(),
-                fields: fields.clone(),
+            let terms = owner::GrantTerms {
+                dataset: data.clone(),
                 expires_at_ms,
                 epsilon_cap,
-                // The owner, by hand.
-                decided_by: None,
-            })?;
+            };
+            let event = owner::grant(&mut node, &model, &terms)?;
+            let Body::ConsentGranted(granted) = event.body() else {
+                bail!("the signed event is not a consent; this is a bug");
+            };
             println!("{}", event.id());
             eprintln!(
-                "consented to \"{}\" with dataset \"{}\"{}",
+                "consented to \"{}\" with dataset \"{data}\"{}",
                 model.body.name,
-                dataset.name,
                 expires_at_ms
                     .map(|t| format!(" until {}", format_time(t - 1)))
                     .unwrap_or_default()
             );
             eprintln!(
                 "fields that will be used ({}): {}",
-                fields.len(),
-                abbreviate(&fields, 12)
+                granted.fields.len(),
+                abbreviate(&granted.fields, 12)
             );
             Ok(())
         }
         ConsentCommand::Refuse { model } => {
             let model = node::find_model(&node.store, &model)?;
-            let now = now_ms();
-            let active = node::consents(&node.store, Some(&me), Some(model.id()), now)?
-                .into_iter()
-                .any(|c| c.state == ConsentState::Active);
-            if active {
-                bail!(
-                    "you consent to {}; revoke that consent (fedpool consent revoke) to stop taking part",
-                    model.body.name
-                );
-            }
-            let event = node.append(ConsentRefused {
-                model_id: model.id().clone(),
-                publisher: model.event.author(),
-                card_hash: model.body.card_hash.clone(),
-                decided_by: None,
-            })?;
+            let event = owner::refuse(&mut node, &model)?;
             println!("{}", event.id());
             eprintln!(
                 "refused \"{}\"; it no longer waits for you, and your policy will not decide it",
@@ -229,19 +190,7 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
         }
         ConsentCommand::Revoke { model } => {
             let model = node::find_model(&node.store, &model)?;
-            let active: Vec<_> =
-                node::consents(&node.store, Some(&me), Some(model.id()), now_ms())?
-                    .into_iter()
-                    .filter(|c| c.state == ConsentState::Active)
-                    .collect();
-            if active.is_empty() {
-                bail!("you have no active consent to {}", model.body.name);
-            }
-            for consent in active {
-                let event = node.append(ConsentRevoked {
-                    model_id: model.id().clone(),
-                    consent: consent.event.id(),
-                })?;
+            for event in owner::revoke(&mut node, &model)? {
                 println!("{}", event.id());
             }
             eprintln!(

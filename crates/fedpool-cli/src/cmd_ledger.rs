@@ -158,7 +158,7 @@ fn decided_by(decision: Option<&fedpool_ledger::PolicyDecision>) -> String {
     )
 }
 
-fn summary(e: &Event) -> String {
+pub(crate) fn summary(e: &Event) -> String {
     match e.body() {
         Body::ModelPublished(m) => {
             format!("{} v{} ({})", m.name, m.version, short(m.model_id.as_str()))
@@ -222,7 +222,7 @@ fn summary(e: &Event) -> String {
     }
 }
 
-fn event_json(e: &Event) -> serde_json::Value {
+pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     json!({
         "id": e.id().to_string(),
         "author": e.author().to_string(),

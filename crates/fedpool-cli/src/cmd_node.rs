@@ -98,6 +98,15 @@ pub struct RunArgs {
     /// unmasking), as a node killed there would.
     #[arg(long, hide = true, value_parser = parse_stage)]
     fault_freeze_before: Option<Stage>,
+    /// Address of the owner's web page (`fedpool open` logs in). Port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    web: std::net::SocketAddr,
+    /// Allow the web page on a non-loopback address (anyone who reaches it can try the token).
+    #[arg(long)]
+    web_allow_remote: bool,
+    /// Do not serve the web page.
+    #[arg(long, conflicts_with_all = ["web", "web_allow_remote"])]
+    no_web: bool,
 }
 
 fn parse_stage(name: &str) -> Result<Stage, String> {
@@ -243,20 +252,41 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
             looked_at: Default::default(),
         })),
     };
+    let home = node.home.clone();
     drop(node);
     let json = args.json;
+    let web = (!args.no_web).then_some(crate::web::WebConfig {
+        addr: args.web,
+        allow_remote: args.web_allow_remote,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let on_ready = move |info: &NodeInfo| print_ready(info, json);
-        fedpool_node::run(config, on_ready, shutdown_signal()).await
+        let page: Option<(String, crate::web::Secret)> = match web {
+            Some(web) => {
+                let (addr, server) = crate::web::bind(home.clone(), web).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = server.await {
+                        tracing::error!("the web page stopped: {e}");
+                    }
+                });
+                Some((format!("http://{addr}/"), crate::web::Secret::load(&home)?))
+            }
+            None => None,
+        };
+        let on_ready = move |info: &NodeInfo| print_ready(info, json, page.as_ref());
+        fedpool_node::run(config, on_ready, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     Ok(())
 }
 
-fn print_ready(info: &NodeInfo, json: bool) {
+/// Prints the ready line; in the human form, with the web page's token (the JSON form, read by
+/// programs, names only the page: the token is in the home).
+fn print_ready(info: &NodeInfo, json: bool, page: Option<&(String, crate::web::Secret)>) {
     use std::io::Write;
     let listen: Vec<String> = info
         .listen
@@ -271,6 +301,7 @@ fn print_ready(info: &NodeInfo, json: bool) {
             "listen": listen,
             "control_socket": info.control_socket,
             "pid": std::process::id(),
+            "web": page.map(|(url, _)| url),
         });
         let _ = writeln!(out, "{line}");
     } else {
@@ -278,6 +309,13 @@ fn print_ready(info: &NodeInfo, json: bool) {
         let _ = writeln!(out, "peer {}", info.peer_id);
         for addr in &listen {
             let _ = writeln!(out, "listening on {addr}");
+        }
+        if let Some((url, secret)) = page {
+            let _ = writeln!(
+                out,
+                "web page {url} (token {}; `fedpool open` logs you in)",
+                secret.token()
+            );
         }
     }
     let _ = out.flush();

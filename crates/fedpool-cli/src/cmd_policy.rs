@@ -184,6 +184,31 @@ pub fn describe(row: &Applied) -> String {
     }
 }
 
+/// Checks a policy's text as `policy set` keeps it: it parses (errors name the line and key),
+/// and a policy that grants names a registered dataset for its consents to cover.
+pub fn check(home: &Home, text: &str, source_name: &str) -> Result<Policy> {
+    let parsed = Policy::from_toml(text, source_name)?;
+    match &parsed.dataset {
+        // A grant needs a registered dataset to name.
+        Some(dataset) => {
+            home.dataset(dataset)?;
+        }
+        None => {
+            if let Some(rule) = parsed
+                .rules
+                .iter()
+                .find(|r| r.action == PolicyAction::Grant)
+            {
+                bail!(
+                    "{source_name}: rule {:?} grants, so the policy needs `dataset = \"NAME\"` (a dataset registered with `fedpool data add`) for its consents to cover",
+                    rule.name
+                );
+            }
+        }
+    }
+    Ok(parsed)
+}
+
 /// Runs `fedpool policy …`.
 pub fn policy(home: Home, command: PolicyCommand) -> Result<()> {
     match command {
@@ -212,26 +237,7 @@ pub fn policy(home: Home, command: PolicyCommand) -> Result<()> {
         PolicyCommand::Set { policy } => {
             let text = std::fs::read_to_string(&policy)
                 .with_context(|| format!("cannot read {}", policy.display()))?;
-            let parsed = Policy::from_toml(&text, &policy.display().to_string())?;
-            match &parsed.dataset {
-                // A grant needs a registered dataset to name.
-                Some(dataset) => {
-                    home.dataset(dataset)?;
-                }
-                None => {
-                    if let Some(rule) = parsed
-                        .rules
-                        .iter()
-                        .find(|r| r.action == PolicyAction::Grant)
-                    {
-                        bail!(
-                            "{}: rule {:?} grants, so the policy needs `dataset = \"NAME\"` (a dataset registered with `fedpool data add`) for its consents to cover",
-                            policy.display(),
-                            rule.name
-                        );
-                    }
-                }
-            }
+            let parsed = check(&home, &text, &policy.display().to_string())?;
             home.save_policy(&text)?;
             println!(
                 "policy set: {} rules ({})",

@@ -13,8 +13,10 @@ mod demo;
 mod home;
 mod load;
 mod node;
+mod owner;
 mod report;
 mod simulate;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ enum Command {
     Privacy(cmd_privacy::PrivacyCommand),
     /// What an owner earned, per model and round, from the payouts on the ledger.
     Rewards(cmd_rewards::RewardsArgs),
+    /// Open the running node's web page in the browser, logged in (a one-time link).
+    Open(web::OpenArgs),
     /// Release a model this node trained: sign ModelReleased, write its weights and model card.
     Release(cmd_release::ReleaseArgs),
     /// Show, verify, export and import the ledger.
@@ -162,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(command) => cmd_ledger::ledger(home()?, command),
         Command::Privacy(command) => ok(cmd_privacy::privacy(command)),
         Command::Rewards(args) => ok(cmd_rewards::rewards(home()?, args)),
+        Command::Open(args) => ok(web::open(home()?, args)),
         Command::Release(args) => ok(cmd_release::release(home()?, args)),
         Command::Node(command) => ok(cmd_node::node(home()?, command)),
         Command::Cluster(command) => ok(cmd_cluster::cluster(command)),

@@ -189,10 +189,45 @@ fn draw_rounds(
     // Registering twice is harmless; the font is valid TrueType, so this only fails on a bug.
     plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
-    let max_round = points.last().map_or(1, |p| p.0.max(1));
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    draw_rounds_on(&root, title, y_desc, y_max, points, limit)?;
+    root.present()
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// [`draw_rounds`] as an SVG document (the node's web page shows these; the browser draws the
+/// text with its own sans-serif font).
+pub fn rounds_svg(
+    title: &str,
+    y_desc: &str,
+    y_max: f64,
+    points: &[(u32, f64)],
+    limit: Option<f64>,
+) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root =
+            plotters::backend::SVGBackend::with_string(&mut svg, (720, 400)).into_drawing_area();
+        draw_rounds_on(&root, title, y_desc, y_max, points, limit)?;
+        root.present().map_err(|e| anyhow!("chart: {e}"))?;
+    }
+    Ok(svg)
+}
+
+fn draw_rounds_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    y_max: f64,
+    points: &[(u32, f64)],
+    limit: Option<f64>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let max_round = points.last().map_or(1, |p| p.0.max(1));
     root.fill(&WHITE).map_err(|e| anyhow!("chart: {e}"))?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(44)
@@ -237,8 +272,7 @@ fn draw_rounds(
             .draw()
             .map_err(|e| anyhow!("chart: {e}"))?;
     }
-    root.present()
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(())
 }
 
 /// Draws each client's reward as a bar to `dir/rewards.png`, coloured by behaviour (honest

@@ -1,0 +1,375 @@
+//! The JSON API, which the page's forms use too: a form post gets a redirect back to its page
+//! (or the page again with the error beside the form), a JSON request gets JSON.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::auth::{Authenticated, csrf_ok};
+use super::{App, pages, with_node};
+use crate::home::parse_until_date;
+use crate::node;
+use crate::owner;
+
+/// An error for a JSON caller.
+fn json_error(status: StatusCode, error: &anyhow::Error) -> Response {
+    (status, Json(json!({ "error": format!("{error:#}") }))).into_response()
+}
+
+/// How a change arrived: a form (answer with pages) or JSON (answer with JSON).
+enum Via {
+    Form,
+    Json,
+}
+
+/// Decodes a change's body, form or JSON, after checking the CSRF token a cookie-authenticated
+/// change must carry (a hidden `csrf` field, or the `X-CSRF-Token` header).
+fn decode<T: DeserializeOwned>(
+    app: &App,
+    authenticated: Authenticated,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(T, Via), Box<Response>> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let refuse = |status: StatusCode, why: String| {
+        Err(Box::new(
+            (status, Json(json!({ "error": why }))).into_response(),
+        ))
+    };
+    if is_form {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        let token = fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str());
+        if !csrf_ok(app, authenticated, token) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "the form's CSRF token is missing or wrong; reload the page".into(),
+            );
+        }
+        return match serde_urlencoded::from_bytes(body) {
+            Ok(value) => Ok((value, Via::Form)),
+            Err(e) => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the form is malformed: {e}"),
+            ),
+        };
+    }
+    let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if !csrf_ok(app, authenticated, token) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a change made with the session cookie needs the X-CSRF-Token header".into(),
+        );
+    }
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok((value, Via::Json)),
+        Err(e) => refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not the JSON expected: {e}"),
+        ),
+    }
+}
+
+/// `GET /api/models`: every published model and where it stands for this owner.
+pub(crate) async fn models(State(app): State<Arc<App>>) -> Response {
+    match with_node(&app, |node| owner::model_rows(node)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/models/{id}`: the card, live status, this owner's standing and the rounds.
+pub(crate) async fn model(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match with_node(&app, move |node| model_json(node, &id)).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => json_error(StatusCode::NOT_FOUND, &e),
+    }
+}
+
+fn model_json(node: &mut node::Node, id: &str) -> Result<Value> {
+    let model = node::find_model(&node.store, id)?;
+    let card = node::card(&node.store, &model)?;
+    let row = owner::model_rows(node)?
+        .into_iter()
+        .find(|r| r.model_id == model.id().as_str());
+    let me = node.did();
+    Ok(json!({
+        "card": card,
+        "standing": row,
+        "rounds": owner::rounds(node, &model, &me)?,
+    }))
+}
+
+/// A grant's fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GrantForm {
+    /// The registered dataset.
+    dataset: String,
+    /// Last day (YYYY-MM-DD), empty for none.
+    #[serde(default)]
+    until: Option<String>,
+    /// The owner's ε cap, empty for none.
+    #[serde(default)]
+    epsilon_cap: Option<String>,
+}
+
+/// An empty body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Empty {}
+
+/// `POST /api/models/{id}/grant`
+pub(crate) async fn grant(
+    State(app): State<Arc<App>>,
+    Extension(authenticated): Extension<Authenticated>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (form, via) = match decode::<GrantForm>(&app, authenticated, &headers, &body) {
+        Ok(decoded) => decoded,
+        Err(refused) => return *refused,
+    };
+    let model_id = id.clone();
+    let result = with_node(&app, move |node| {
+        let model = node::find_model(&node.store, &model_id)?;
+        let terms = owner::GrantTerms {
+            dataset: form.dataset.clone(),
+            expires_at_ms: form
+                .until
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+                .map(parse_until_date)
+                .transpose()?,
+            epsilon_cap: form
+                .epsilon_cap
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    c.parse::<f64>()
+                        .with_context(|| format!("the ε cap \"{c}\" is not a number"))
+                })
+                .transpose()?,
+        };
+        let event = owner::grant(node, &model, &terms)?;
+        Ok(vec![event.id().to_string()])
+    })
+    .await;
+    answer(&app, via, &id, result).await
+}
+
+/// `POST /api/models/{id}/refuse`
+pub(crate) async fn refuse(
+    State(app): State<Arc<App>>,
+    Extension(authenticated): Extension<Authenticated>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let via = match decode::<Empty>(&app, authenticated, &headers, &body) {
+        Ok((_, via)) => via,
+        Err(refused) => return *refused,
+    };
+    let model_id = id.clone();
+    let result = with_node(&app, move |node| {
+        let model = node::find_model(&node.store, &model_id)?;
+        Ok(vec![owner::refuse(node, &model)?.id().to_string()])
+    })
+    .await;
+    answer(&app, via, &id, result).await
+}
+
+/// `POST /api/models/{id}/revoke`
+pub(crate) async fn revoke(
+    State(app): State<Arc<App>>,
+    Extension(authenticated): Extension<Authenticated>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let via = match decode::<Empty>(&app, authenticated, &headers, &body) {
+        Ok((_, via)) => via,
+        Err(refused) => return *refused,
+    };
+    let model_id = id.clone();
+    let result = with_node(&app, move |node| {
+        let model = node::find_model(&node.store, &model_id)?;
+        Ok(owner::revoke(node, &model)?
+            .iter()
+            .map(|e| e.id().to_string())
+            .collect())
+    })
+    .await;
+    answer(&app, via, &id, result).await
+}
+
+/// A consent decision's answer: the signed events, or the model's page again with the error.
+async fn answer(app: &Arc<App>, via: Via, id: &str, result: Result<Vec<String>>) -> Response {
+    match (via, result) {
+        (Via::Json, Ok(events)) => Json(json!({ "events": events })).into_response(),
+        (Via::Json, Err(e)) => json_error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        (Via::Form, Ok(_)) => {
+            Redirect::to(&format!("/models/{}", pages::path_segment(id))).into_response()
+        }
+        (Via::Form, Err(e)) => {
+            let page = pages::model_page(app, id.to_string(), Some(format!("{e:#}"))).await;
+            (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
+        }
+    }
+}
+
+/// `GET /api/policy`: the policy's text, if one is set.
+pub(crate) async fn policy(State(app): State<Arc<App>>) -> Response {
+    let text = std::fs::read_to_string(app.home.policy_path()).ok();
+    Json(json!({ "policy": text })).into_response()
+}
+
+/// A policy to set.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PolicyForm {
+    /// Its TOML text.
+    policy: String,
+}
+
+/// `POST /api/policy`: checks the policy as `fedpool policy set` does and keeps it.
+pub(crate) async fn set_policy(
+    State(app): State<Arc<App>>,
+    Extension(authenticated): Extension<Authenticated>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (form, via) = match decode::<PolicyForm>(&app, authenticated, &headers, &body) {
+        Ok(decoded) => decoded,
+        Err(refused) => return *refused,
+    };
+    let home = app.home.clone();
+    let text = form.policy.replace("\r\n", "\n");
+    let kept = text.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let parsed = crate::cmd_policy::check(&home, &kept, "the policy")?;
+        home.save_policy(&kept)?;
+        Ok(parsed.rules.len())
+    })
+    .await
+    .context("the request's task failed")
+    .and_then(|r| r);
+    match (via, result) {
+        (Via::Json, Ok(rules)) => Json(json!({ "rules": rules })).into_response(),
+        (Via::Json, Err(e)) => json_error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        (Via::Form, Ok(_)) => Redirect::to("/policies?saved=1").into_response(),
+        (Via::Form, Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::policies_page(&app, Some(text), Some(format!("{e:#}")), false),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /api/rewards`: every payout to this owner.
+pub(crate) async fn rewards(State(app): State<Arc<App>>) -> Response {
+    match with_node(&app, |node| owner::earnings(node)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/rewards.csv`: the same, as CSV.
+pub(crate) async fn rewards_csv(State(app): State<Arc<App>>) -> Response {
+    let result = with_node(&app, |node| {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record([
+            "model_id", "model", "round", "score", "amount", "currency", "event",
+        ])?;
+        for row in owner::earnings(node)? {
+            writer.write_record([
+                row.model_id,
+                row.name,
+                row.round
+                    .map_or_else(|| "final".to_string(), |r| r.to_string()),
+                row.score.to_string(),
+                row.amount.to_string(),
+                row.currency,
+                row.event,
+            ])?;
+        }
+        writer.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+    })
+    .await;
+    match result {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"rewards.csv\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/ledger`: this owner's own events.
+pub(crate) async fn ledger(State(app): State<Arc<App>>) -> Response {
+    let result = with_node(&app, |node| {
+        let me = node.did();
+        Ok(node
+            .store
+            .events_by_author(&me)?
+            .iter()
+            .map(crate::cmd_ledger::event_json)
+            .collect::<Vec<_>>())
+    })
+    .await;
+    match result {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/ledger/verify`: `fedpool ledger verify` on this node's ledger.
+pub(crate) async fn verify(State(app): State<Arc<App>>) -> Response {
+    let result = with_node(&app, |node| {
+        Ok(node.store.verify(&fedpool_runtime::ContractReader)?)
+    })
+    .await;
+    match result {
+        Ok(report) => match serde_json::from_str::<Value>(&report.to_json()) {
+            Ok(value) => Json(value).into_response(),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.into()),
+        },
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/data`: registered datasets — schema, rows, fingerprint, never a row.
+pub(crate) async fn data(State(app): State<Arc<App>>) -> Response {
+    match app.home.datasets() {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/privacy`: ε spent per model against the owner's caps.
+pub(crate) async fn privacy(State(app): State<Arc<App>>) -> Response {
+    match with_node(&app, |node| owner::privacy_rows(node)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
