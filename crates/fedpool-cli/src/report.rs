@@ -204,6 +204,9 @@ pub fn rounds_svg(
     points: &[(u32, f64)],
     limit: Option<f64>,
 ) -> Result<String> {
+    // Text is measured with the embedded font, whichever backend draws it.
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow!("the embedded chart font could not be loaded"))?;
     let mut svg = String::new();
     {
         let root =

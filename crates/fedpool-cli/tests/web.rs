@@ -1,0 +1,468 @@
+//! The owner's web page as an attacker meets it: a real `fedpool node run` process, spoken to
+//! over raw HTTP so every header is the test's choice (no token, a forged cookie, a
+//! cross-site form, a foreign Host, a publisher's card carrying markup).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedpool");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .output()
+        .unwrap()
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args);
+    assert!(
+        out.status.success(),
+        "fedpool {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An owner node serving its page, with one model published by another node in its ledger.
+struct Owner {
+    dir: tempfile::TempDir,
+    child: Child,
+    /// `127.0.0.1:PORT`
+    addr: String,
+    model: String,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Owner {
+    /// Publishes `contract_text` from a publisher home, imports it into a new owner home with
+    /// the bundled digits registered, and starts the owner's node with `extra` arguments.
+    fn start(contract_text: &str, extra: &[&str]) -> Owner {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = dir.path().join("publisher");
+        let owner = dir.path().join("owner");
+        let contract = dir.path().join("contract.toml");
+        std::fs::write(&contract, contract_text).unwrap();
+        ok(&publisher, &["init"]);
+        let model = ok(&publisher, &["publish", contract.to_str().unwrap()])
+            .trim()
+            .to_string();
+        let bundle = dir.path().join("publication.bundle");
+        ok(&publisher, &["ledger", "export", bundle.to_str().unwrap()]);
+        ok(&owner, &["init"]);
+        ok(&owner, &["ledger", "import", bundle.to_str().unwrap()]);
+        let data = format!("{ROOT}/data/digits/digits.csv");
+        ok(&owner, &["data", "add", "mine", &data]);
+        let log = std::fs::File::create(dir.path().join("owner.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--home")
+            .arg(&owner)
+            .args(["node", "run", "--json", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(extra)
+            .env("FEDPOOL_NETWORK", "fedpool-test-net")
+            .env("FEDPOOL_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the node printed {line:?}: {e}"));
+        let url = ready["web"]
+            .as_str()
+            .expect("the ready line names the page");
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Owner {
+            dir,
+            child,
+            addr,
+            model,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("owner")
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.home().join("web.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("owner.log")).unwrap_or_default()
+    }
+
+    /// Logs in with a one-time link as a browser would; returns the session cookie.
+    fn login(&self) -> String {
+        let link = ok(&self.home(), &["open", "--print"]);
+        let path = link.trim().split_once(&self.addr).unwrap().1.to_string();
+        let response = self.request("GET", &path, &[], "");
+        assert_eq!(response.status, 303, "{}", response.body);
+        let cookie = response
+            .header("set-cookie")
+            .expect("a login sets the session cookie");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        http(&self.addr, &self.addr, method, path, headers, body)
+    }
+
+    fn consents(&self) -> Vec<Value> {
+        serde_json::from_str(&ok(&self.home(), &["consent", "list", "--json"])).unwrap()
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection, every header as given.
+fn http(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn digits() -> String {
+    std::fs::read_to_string(format!("{ROOT}/contracts/digits.toml")).unwrap()
+}
+
+/// Every route the page serves, with a method it answers.
+fn routes(model: &str) -> Vec<(&'static str, String)> {
+    let m = model;
+    vec![
+        ("GET", "/".into()),
+        ("GET", "/models".into()),
+        ("GET", format!("/models/{m}")),
+        ("GET", format!("/models/{m}/charts/accuracy.svg")),
+        ("GET", "/policies".into()),
+        ("GET", "/rewards".into()),
+        ("GET", "/ledger".into()),
+        ("GET", "/ledger?verify=1".into()),
+        ("GET", "/data".into()),
+        ("GET", "/privacy".into()),
+        ("GET", "/assets/style.css".into()),
+        ("GET", "/api/models".into()),
+        ("GET", format!("/api/models/{m}")),
+        ("POST", format!("/api/models/{m}/grant")),
+        ("POST", format!("/api/models/{m}/refuse")),
+        ("POST", format!("/api/models/{m}/revoke")),
+        ("GET", "/api/policy".into()),
+        ("POST", "/api/policy".into()),
+        ("GET", "/api/rewards".into()),
+        ("GET", "/api/rewards.csv".into()),
+        ("GET", "/api/ledger".into()),
+        ("GET", "/api/ledger/verify".into()),
+        ("GET", "/api/data".into()),
+        ("GET", "/api/privacy".into()),
+        ("GET", "/no/such/route".into()),
+    ]
+}
+
+#[test]
+fn every_route_answers_401_without_the_token_and_every_answer_carries_the_csp() {
+    let owner = Owner::start(&digits(), &[]);
+    let wrong_bearer = format!("Bearer {}", "0".repeat(64));
+    let session = owner.login();
+    // A cookie of the right name and shape whose value is the token itself, not the session.
+    let wrong_cookie = format!("fedpool_session={}", owner.token());
+    for (method, path) in routes(&owner.model) {
+        for headers in [
+            vec![],
+            vec![("Authorization", wrong_bearer.as_str())],
+            vec![("Cookie", wrong_cookie.as_str())],
+        ] {
+            let response = owner.request(method, &path, &headers, "");
+            assert_eq!(response.status, 401, "{method} {path} with {headers:?}");
+            assert!(
+                !response.body.contains("digits-classifier"),
+                "{method} {path} leaked the page"
+            );
+            let csp = response.header("content-security-policy").unwrap();
+            assert!(csp.contains("default-src 'none'"), "{csp}");
+        }
+    }
+    // With the token or the session every page is there, under a strict policy.
+    let bearer = format!("Bearer {}", owner.token());
+    for (method, path) in routes(&owner.model) {
+        if method != "GET" || path.starts_with("/no/") {
+            continue;
+        }
+        for auth in [
+            ("Authorization", bearer.as_str()),
+            ("Cookie", session.as_str()),
+        ] {
+            let response = owner.request(method, &path, &[auth], "");
+            assert!(
+                [200, 303].contains(&response.status),
+                "{path}: {} {}",
+                response.status,
+                response.body
+            );
+            let csp = response.header("content-security-policy").unwrap();
+            assert!(
+                csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+                "{csp}"
+            );
+            assert_eq!(response.header("x-frame-options").as_deref(), Some("DENY"));
+        }
+    }
+    // A login link works once.
+    let link = ok(&owner.home(), &["open", "--print"]);
+    let path = link.trim().split_once(&owner.addr).unwrap().1.to_string();
+    assert_eq!(owner.request("GET", &path, &[], "").status, 303);
+    assert_eq!(owner.request("GET", &path, &[], "").status, 401);
+}
+
+#[test]
+fn a_cross_site_change_without_the_csrf_token_is_refused_and_nothing_is_signed() {
+    let owner = Owner::start(&digits(), &[]);
+    let session = owner.login();
+    let page = owner.request(
+        "GET",
+        &format!("/models/{}", owner.model),
+        &[("Cookie", &session)],
+        "",
+    );
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's forms carry the CSRF token")
+        .to_string();
+    let grant = format!("/api/models/{}/grant", owner.model);
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let json = ("Content-Type", "application/json");
+    // What a hostile page can make the owner's browser send: the cookie rides along, the
+    // CSRF token does not.
+    let attempts: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (vec![("Cookie", &session), form], "dataset=mine".into()),
+        (
+            vec![("Cookie", &session), form],
+            format!("dataset=mine&csrf={}", "f".repeat(64)),
+        ),
+        (
+            vec![("Cookie", &session), json],
+            "{\"dataset\":\"mine\"}".into(),
+        ),
+        // Even with the right token, a request the browser marks cross-site.
+        (
+            vec![("Cookie", &session), form, ("Sec-Fetch-Site", "cross-site")],
+            format!("dataset=mine&csrf={csrf}"),
+        ),
+    ];
+    for (headers, body) in &attempts {
+        let response = owner.request("POST", &grant, headers, body);
+        assert_eq!(
+            response.status, 403,
+            "{headers:?} {body}: {}",
+            response.body
+        );
+    }
+    let refuse = format!("/api/models/{}/refuse", owner.model);
+    let response = owner.request("POST", &refuse, &[("Cookie", &session), form], "");
+    assert_eq!(response.status, 403);
+    let policy = owner.request(
+        "POST",
+        "/api/policy",
+        &[("Cookie", &session), form],
+        "policy=%5B%5Brule%5D%5D",
+    );
+    assert_eq!(policy.status, 403);
+    assert!(owner.consents().is_empty(), "nothing was signed");
+    assert!(!owner.home().join("policy.toml").exists());
+
+    // The page's own form: signed, and the browser is sent back to the card.
+    let response = owner.request(
+        "POST",
+        &grant,
+        &[
+            ("Cookie", &session),
+            form,
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        &format!("dataset=mine&until=&epsilon_cap=&csrf={csrf}"),
+    );
+    assert_eq!(response.status, 303, "{}", response.body);
+    let consents = owner.consents();
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0]["state"], "active");
+    // A script holding the token needs no CSRF token: a browser never sends it by itself.
+    let bearer = format!("Bearer {}", owner.token());
+    let response = owner.request(
+        "POST",
+        &format!("/api/models/{}/revoke", owner.model),
+        &[("Authorization", &bearer), json],
+        "{}",
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(owner.consents()[0]["state"], "revoked");
+}
+
+#[test]
+fn the_page_listens_on_loopback_only_unless_the_flag_says_so() {
+    let owner = Owner::start(&digits(), &[]);
+    let ip = owner.addr.rsplit_once(':').unwrap().0;
+    assert_eq!(ip, "127.0.0.1");
+    // A page reached through another name (DNS rebinding) is refused.
+    let bearer = format!("Bearer {}", owner.token());
+    let response = http(
+        &owner.addr,
+        "attacker.example:80",
+        "GET",
+        "/models",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(response.status, 421);
+
+    // Asked for every interface without the flag: refused before anything listens.
+    let home = owner.dir.path().join("other");
+    ok(&home, &["init"]);
+    let out = run(
+        &home,
+        &[
+            "node",
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--web",
+            "0.0.0.0:0",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--web-allow-remote"), "{stderr}");
+    assert!(!home.join("web.url").exists());
+
+    // With the flag it does.
+    drop(owner);
+    let remote = Owner::start(&digits(), &["--web", "0.0.0.0:0", "--web-allow-remote"]);
+    assert!(remote.addr.starts_with("0.0.0.0:"), "{}", remote.addr);
+}
+
+#[test]
+fn markup_in_a_publishers_card_is_shown_as_text() {
+    let hostile = digits()
+        .replace(
+            "description = \"Recognises handwritten digits 0-9 from 8x8 pixel-count images.\"",
+            "description = \"<script>alert('card')</script> digits\"",
+        )
+        .replace(
+            "population = \"Scanned handwritten digits from adult form-fillers\"",
+            "population = \"<img src=x onerror=alert(1)> adults\"",
+        );
+    assert!(hostile.contains("<script>"));
+    let owner = Owner::start(&hostile, &[]);
+    let bearer = format!("Bearer {}", owner.token());
+    let page = owner.request(
+        "GET",
+        &format!("/models/{}", owner.model),
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert('card')&lt;/script&gt; digits"),
+        "the description is shown as text"
+    );
+    assert!(
+        page.body
+            .contains("&lt;img src=x onerror=alert(1)&gt; adults")
+    );
+    assert!(
+        !page.body.contains("<script"),
+        "no script element reaches the page"
+    );
+    assert!(!page.body.contains("<img src=x"));
+}
+
+#[test]
+fn the_token_never_appears_in_the_logs() {
+    let owner = Owner::start(&digits(), &[]);
+    let token = owner.token();
+    let bearer = format!("Bearer {token}");
+    let session = owner.login();
+    for (method, path) in routes(&owner.model) {
+        owner.request(method, &path, &[("Authorization", &bearer)], "");
+        owner.request(method, &path, &[("Cookie", &session)], "");
+    }
+    let log = owner.log();
+    assert!(log.len() > 100, "the node logged at debug level: {log}");
+    let session_value = session.split_once('=').unwrap().1;
+    for secret in [token.as_str(), session_value] {
+        assert!(!log.contains(secret), "a secret is in the log");
+    }
+}
