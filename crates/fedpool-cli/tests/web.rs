@@ -466,3 +466,88 @@ fn the_token_never_appears_in_the_logs() {
         assert!(!log.contains(secret), "a secret is in the log");
     }
 }
+
+#[test]
+fn a_policy_error_is_shown_beside_the_field_and_nothing_is_kept() {
+    let owner = Owner::start(&digits(), &[]);
+    let session = owner.login();
+    let page = owner.request("GET", "/policies", &[("Cookie", &session)], "");
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    // A rule with a key no rule has, on the policy's sixth line.
+    let bad = "dataset = \"mine\"\n\n[[rule]]\nname = \"r\"\naction = \"grant\"\npurpose_contians = [\"postal\"]\n";
+    let body: String = serde_urlencoded_like(&[("policy", bad), ("csrf", &csrf)]);
+    let response = owner.request(
+        "POST",
+        "/api/policy",
+        &[
+            ("Cookie", &session),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &body,
+    );
+    assert_eq!(response.status, 422, "{}", response.body);
+    let error = response
+        .body
+        .split("id=\"policy-error\"")
+        .nth(1)
+        .expect("the error sits beside the field");
+    assert!(error.contains("purpose_contians"), "{error}");
+    assert!(response.body.contains("aria-describedby=\"policy-error\""));
+    // What the owner typed is still in the field.
+    assert!(
+        response
+            .body
+            .contains("purpose_contians = [&quot;postal&quot;]")
+    );
+    assert!(!owner.home().join("policy.toml").exists());
+
+    // The same through the JSON API, and a good policy is kept.
+    let bearer = format!("Bearer {}", owner.token());
+    let json = ("Content-Type", "application/json");
+    let refused = owner.request(
+        "POST",
+        "/api/policy",
+        &[("Authorization", &bearer), json],
+        &serde_json::json!({ "policy": bad }).to_string(),
+    );
+    assert_eq!(refused.status, 422);
+    let good = bad.replace("purpose_contians", "purpose_contains");
+    let kept = owner.request(
+        "POST",
+        "/api/policy",
+        &[("Authorization", &bearer), json],
+        &serde_json::json!({ "policy": good }).to_string(),
+    );
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert_eq!(
+        std::fs::read_to_string(owner.home().join("policy.toml")).unwrap(),
+        good
+    );
+}
+
+/// `application/x-www-form-urlencoded`, as a browser encodes a form.
+fn serde_urlencoded_like(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -15,6 +15,22 @@ use crate::owner::{self, Standing};
 
 const STYLE: &str = include_str!("style.css");
 
+/// What the policies page offers when no policy is set (a test parses it).
+pub(crate) const POLICY_EXAMPLE: &str = r#"dataset = "mine"
+
+[[rule]]
+name = "never-income"
+action = "refuse"
+reads_any_of = ["income"]
+
+[[rule]]
+name = "private-postal"
+action = "grant"
+purpose_contains = ["postal"]
+max_epsilon = 8.0
+secure_aggregation = true
+"#;
+
 /// Which entry of the navigation a page is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -416,7 +432,7 @@ pub(crate) fn policies_page(
     error: Option<String>,
     saved: bool,
 ) -> Markup {
-    let example = "dataset = \"mine\"\n\n[[rule]]\nname = \"private postal models\"\naction = \"grant\"\npurpose_any = [\"postal\"]\nmax_epsilon = 8.0\nsecure_aggregation = true\n";
+    let example = POLICY_EXAMPLE;
     layout(
         Section::Policies,
         "Policies",
@@ -621,4 +637,14 @@ pub(crate) async fn privacy(State(app): State<Arc<App>>) -> Response {
         },
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_policy_parses() {
+        let policy =
+            fedpool_core::policy::Policy::from_toml(super::POLICY_EXAMPLE, "example").unwrap();
+        assert_eq!(policy.rules.len(), 2);
+    }
 }
