@@ -165,15 +165,20 @@ pub fn write_epsilon_chart(
         return Ok(None);
     }
     let path = dir.join("epsilon.png");
-    let top = points
+    let top = epsilon_axis_top(&points, budget);
+    draw_rounds(&path, title, "ε spent", top, &points, budget)?;
+    Ok(Some(path))
+}
+
+/// The top of an ε chart's axis: above every point and the budget.
+pub fn epsilon_axis_top(points: &[(u32, f64)], budget: Option<f64>) -> f64 {
+    points
         .iter()
         .map(|p| p.1)
         .chain(budget)
         .fold(0.0, f64::max)
         .max(f64::MIN_POSITIVE)
-        * 1.1;
-    draw_rounds(&path, title, "ε spent", top, &points, budget)?;
-    Ok(Some(path))
+        * 1.1
 }
 
 /// A line of one value per round, from 0 to `y_max`, with a budget line (and a legend) when

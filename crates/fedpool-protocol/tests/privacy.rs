@@ -398,26 +398,7 @@ impl Net {
                     .with_identity(key, Arc::clone(&directory)),
             );
         }
-        let publisher = Publisher::new(
-            PublisherConfig {
-                rounds,
-                sampling: ClientSampling {
-                    fraction: Some(1.0),
-                    count: None,
-                    min_clients: 1,
-                },
-                local: LocalTraining::default(),
-                round_timeout_ms: 1_000,
-                seed: 7,
-                privacy: terms,
-                directory,
-                statistics: None,
-            },
-            StrategyConfig::FedAvg.build(),
-            vec![0.0; deltas[0].len()],
-            (0..n).map(NodeId).collect(),
-        )
-        .with_privacy_seed([0xee; 32]);
+        let publisher = publisher_for(terms, rounds, n, deltas[0].len());
         Net {
             driver: driver.with_publisher(PUBLISHER, publisher),
             host: NetHost {
@@ -1041,11 +1022,12 @@ fn grouped(mut terms: PrivacyTerms, group_size: usize) -> PrivacyTerms {
     terms
 }
 
-fn publisher_for(terms: PrivacyTerms, n: u32, dimension: usize) -> Publisher {
+/// The test publisher: asks every node, seeds fixed.
+fn publisher_for(terms: PrivacyTerms, rounds: usize, n: u32, dimension: usize) -> Publisher {
     let (_, directory) = identities(n);
     Publisher::new(
         PublisherConfig {
-            rounds: 1,
+            rounds,
             sampling: ClientSampling {
                 fraction: Some(1.0),
                 count: None,
@@ -1146,7 +1128,7 @@ fn a_publisher_that_sums_bigger_groups_than_the_contract_says_is_refused_at_the_
         grouped(terms(1.0, 1.0, 1.0, Some(1e9), true), 4),
     ] {
         let mut net = Net::new(contract.clone(), deltas(10, 8), 1);
-        net.replace_publisher(publisher_for(publisher_terms, 10, 8));
+        net.replace_publisher(publisher_for(publisher_terms, 1, 10, 8));
         net.run();
         assert!(net.completed().is_empty(), "{:?}", net.events);
         assert_eq!(net.host.masked_inputs_sent, 0);
@@ -1179,7 +1161,7 @@ fn a_publisher_that_groups_members_its_own_way_gets_no_members_update() {
         "the plan alone does not give the publisher away"
     );
     let mut net = Net::new(contract, deltas(9, 8), 1);
-    net.replace_publisher(publisher_for(publisher_terms, 9, 8));
+    net.replace_publisher(publisher_for(publisher_terms, 1, 9, 8));
     net.run();
     assert!(net.completed().is_empty(), "{:?}", net.events);
     // The members' signed keys name their own groups' sessions: the publisher's servers

@@ -180,17 +180,10 @@ pub(crate) async fn refuse(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let via = match decode::<Empty>(&app, authenticated, &headers, &body) {
-        Ok((_, via)) => via,
-        Err(refused) => return *refused,
-    };
-    let model_id = id.clone();
-    let result = with_node(&app, move |node| {
-        let model = node::find_model(&node.store, &model_id)?;
-        Ok(vec![owner::refuse(node, &model)?.id().to_string()])
+    decide(app, authenticated, id, &headers, &body, |node, model| {
+        Ok(vec![owner::refuse(node, model)?.id().to_string()])
     })
-    .await;
-    answer(&app, via, &id, result).await
+    .await
 }
 
 /// `POST /api/models/{id}/revoke`
@@ -201,17 +194,32 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let via = match decode::<Empty>(&app, authenticated, &headers, &body) {
+    decide(app, authenticated, id, &headers, &body, |node, model| {
+        Ok(owner::revoke(node, model)?
+            .iter()
+            .map(|e| e.id().to_string())
+            .collect())
+    })
+    .await
+}
+
+/// A decision without fields (refuse, revoke): `sign` on the model the path names.
+async fn decide(
+    app: Arc<App>,
+    authenticated: Authenticated,
+    id: String,
+    headers: &HeaderMap,
+    body: &Bytes,
+    sign: impl FnOnce(&mut node::Node, &node::PublishedModel) -> Result<Vec<String>> + Send + 'static,
+) -> Response {
+    let via = match decode::<Empty>(&app, authenticated, headers, body) {
         Ok((_, via)) => via,
         Err(refused) => return *refused,
     };
     let model_id = id.clone();
     let result = with_node(&app, move |node| {
         let model = node::find_model(&node.store, &model_id)?;
-        Ok(owner::revoke(node, &model)?
-            .iter()
-            .map(|e| e.id().to_string())
-            .collect())
+        sign(node, &model)
     })
     .await;
     answer(&app, via, &id, result).await

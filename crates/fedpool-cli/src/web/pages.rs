@@ -383,13 +383,7 @@ pub(crate) async fn chart(
             "epsilon.svg" => {
                 let points: Vec<(u32, f64)> =
                     rounds.iter().map(|r| (r.round, r.epsilon_total)).collect();
-                let top = points
-                    .iter()
-                    .map(|p| p.1)
-                    .chain(budget)
-                    .fold(0.0, f64::max)
-                    .max(f64::MIN_POSITIVE)
-                    * 1.1;
+                let top = crate::report::epsilon_axis_top(&points, budget);
                 crate::report::rounds_svg("Privacy spent", "ε spent", top, &points, budget)
             }
             "rewards.svg" => {
