@@ -193,6 +193,9 @@ pub(crate) async fn model_page(app: &Arc<App>, id: String, error: Option<String>
             .into_iter()
             .find(|r| r.model_id == model.id().as_str());
         let datasets = node.home.datasets()?;
+        let spent = owner::privacy_rows(node)?
+            .into_iter()
+            .find(|r| r.model_id == model.id().as_str());
         let explained = node.home.policy().ok().flatten().map(|policy| {
             let explained = policy
                 .policy
@@ -220,11 +223,12 @@ pub(crate) async fn model_page(app: &Arc<App>, id: String, error: Option<String>
             row,
             datasets,
             explained,
+            spent,
             model.contract.privacy.epsilon_budget,
         ))
     })
     .await;
-    let (card, rounds, row, datasets, explained, budget) = match loaded {
+    let (card, rounds, row, datasets, explained, spent, budget) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             let page = layout(
@@ -308,6 +312,14 @@ pub(crate) async fn model_page(app: &Arc<App>, id: String, error: Option<String>
                     dt { "Rounds committed" } dd { (s.rounds_done) }
                     dt { "Participants so far" } dd { (s.participants) }
                     dt { "Consents in force" } dd { (s.active_consents) }
+                    @if let Some(spent) = &spent {
+                        dt { "ε your node accounted" }
+                        dd {
+                            (format!("{:.3}", spent.epsilon_spent))
+                            @if let Some(cap) = spent.epsilon_cap { " of your cap " (cap) }
+                            " (" (spent.steps) " rounds)"
+                        }
+                    }
                     dt { "ε spent (publisher's accountant)" } dd { (s.epsilon_spent.map(|e| format!("{e:.3}")).unwrap_or_else(|| "— (no noise)".into())) @if let Some(b) = budget { " of " (b) } }
                     @for (name, value) in &s.latest_metrics { dt { "Latest " (name) } dd { (format!("{value:.4}")) } }
                     dt { "Paid so far (all owners)" } dd { (s.paid) " " (t.currency) }
