@@ -312,7 +312,7 @@ pub(crate) async fn model_page(app: &Arc<App>, id: String, error: Option<String>
                     dt { "Rounds committed" } dd { (s.rounds_done) }
                     dt { "Participants so far" } dd { (s.participants) }
                     dt { "Consents in force" } dd { (s.active_consents) }
-                    @if let Some(spent) = &spent {
+                    @if let Some(spent) = spent.as_ref().filter(|s| s.steps > 0 || s.epsilon_cap.is_some()) {
                         dt { "ε your node accounted" }
                         dd {
                             (format!("{:.3}", spent.epsilon_spent))
