@@ -265,6 +265,13 @@ fn an_owner_grants_and_revokes_in_the_browser_with_the_keyboard_alone() {
     )
     .trim()
     .to_string();
+    // A second model owner1 will refuse.
+    let refused_model = ok(
+        &publisher,
+        &["publish", &format!("{ROOT}/contracts/breast_cancer.toml")],
+    )
+    .trim()
+    .to_string();
     let ready = procs.node("publisher", None);
     let bootstrap = ready["listen"][0].as_str().unwrap().to_string();
     let mut web = String::new();
@@ -286,7 +293,7 @@ fn an_owner_grants_and_revokes_in_the_browser_with_the_keyboard_alone() {
             || {
                 procs.status(&name)["models"]
                     .as_array()
-                    .is_some_and(|m| !m.is_empty())
+                    .is_some_and(|m| m.len() == 2)
             },
         );
     }
@@ -439,6 +446,40 @@ fn an_owner_grants_and_revokes_in_the_browser_with_the_keyboard_alone() {
         );
         assert_eq!(train_one_round(&publisher, &model), 2);
         assert!(!last_round_participants(&publisher, &model).contains(&owner1_did));
+
+        // Refuses the other model, and saves a policy, by keyboard too.
+        client
+            .goto(&format!("{web}models/{refused_model}"))
+            .await
+            .unwrap();
+        press_by_keyboard(&client, "Refuse").await;
+        client
+            .wait()
+            .for_element(Locator::Css("#h-decide"))
+            .await
+            .unwrap();
+        let page = client.source().await.unwrap();
+        assert!(
+            page.contains("<strong>refused</strong>"),
+            "refused on the page"
+        );
+        let decisions: Vec<Value> =
+            serde_json::from_str(&ok(&owner1, &["consent", "list", "--json"])).unwrap();
+        assert!(
+            decisions
+                .iter()
+                .any(|d| d["state"] == "refused" && d["model_id"] == refused_model.as_str()),
+            "{decisions:?}"
+        );
+        client.goto(&format!("{web}policies")).await.unwrap();
+        press_by_keyboard(&client, "Save policy").await;
+        let saved = client
+            .wait()
+            .for_element(Locator::Css("[role=status]"))
+            .await
+            .unwrap();
+        assert!(saved.text().await.unwrap().contains("Policy saved"));
+        assert!(owner1.join("policy.toml").exists());
 
         // Every other page, and the ledger verified by keyboard.
         for name in ["policies", "rewards", "data", "privacy", "ledger"] {
