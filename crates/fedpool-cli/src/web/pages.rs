@@ -265,7 +265,7 @@ pub(crate) async fn model_page(app: &Arc<App>, id: String, error: Option<String>
             }
             section aria-labelledby="h-decide" {
                 h2 #h-decide { "Your decision" }
-                @if let Some(explained) = &explained { p { (explained) } }
+                @if let Some(explained) = explained.as_ref().filter(|_| standing == Standing::Pending) { p { (explained) } }
                 @match standing {
                     Standing::Granted => {
                         form method="post" action=(format!("/api/models/{id}/revoke")) {
