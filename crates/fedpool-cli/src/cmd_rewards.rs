@@ -27,13 +27,13 @@ pub struct RewardsArgs {
 }
 
 /// One payout line to one owner.
-struct Earning {
-    owner: Did,
-    round: Option<u32>,
-    score: f64,
-    amount: u64,
-    method: String,
-    event: String,
+pub(crate) struct Earning {
+    pub(crate) owner: Did,
+    pub(crate) round: Option<u32>,
+    pub(crate) score: f64,
+    pub(crate) amount: u64,
+    pub(crate) method: String,
+    pub(crate) event: String,
 }
 
 /// Shows earnings from the ledger.
@@ -161,7 +161,11 @@ fn all_balances(node: &Node, models: &[PublishedModel], json: bool) -> Result<()
 }
 
 /// The payout lines the model's publisher signed, to `owner` or to everyone.
-fn earnings(node: &Node, model: &PublishedModel, owner: Option<&Did>) -> Result<Vec<Earning>> {
+pub(crate) fn earnings(
+    node: &Node,
+    model: &PublishedModel,
+    owner: Option<&Did>,
+) -> Result<Vec<Earning>> {
     let mut earnings = Vec::new();
     for event in node.store.events_by_model(model.id())? {
         let Body::RewardsPaid(payout) = event.body() else {

@@ -311,7 +311,19 @@ pub struct PrivacyRow {
 pub fn privacy_rows(node: &Node) -> Result<Vec<PrivacyRow>> {
     let me = node.did();
     let models = node::published_models(&node.store)?;
-    let rows = model_rows(node)?;
+    // The cap of the consent in force, else of the latest one.
+    let mut caps: BTreeMap<ModelId, (bool, u64, Option<f64>)> = BTreeMap::new();
+    for consent in node::consents(&node.store, Some(&me), None, now_ms())? {
+        let key = (
+            consent.state == ConsentState::Active,
+            consent.event.timestamp_ms(),
+            consent.body.epsilon_cap,
+        );
+        let entry = caps.entry(consent.body.model_id.clone()).or_insert(key);
+        if (key.0, key.1) > (entry.0, entry.1) {
+            *entry = key;
+        }
+    }
     let mut spent: BTreeMap<ModelId, (f64, f64, usize)> = BTreeMap::new();
     for event in node.store.events_by_author(&me)? {
         if let Body::PrivacySpent(step) = event.body() {
@@ -331,10 +343,7 @@ pub fn privacy_rows(node: &Node) -> Result<Vec<PrivacyRow>> {
                 name: m.body.name.clone(),
                 epsilon_spent,
                 delta,
-                epsilon_cap: rows
-                    .iter()
-                    .find(|r| r.model_id == m.id().as_str())
-                    .and_then(|r| r.epsilon_cap),
+                epsilon_cap: caps.get(m.id()).and_then(|c| c.2),
                 epsilon_budget: m.contract.privacy.epsilon_budget,
                 steps,
             }
@@ -361,29 +370,22 @@ pub struct EarningRow {
     pub event: String,
 }
 
-/// Every payout to this owner that a model's own publisher signed.
+/// Every payout to this owner that a model's own publisher signed (as `fedpool rewards` reads
+/// them).
 pub fn earnings(node: &Node) -> Result<Vec<EarningRow>> {
     let me = node.did();
     let mut rows = Vec::new();
     for model in node::published_models(&node.store)? {
-        for event in node.store.events_by_model(model.id())? {
-            let Body::RewardsPaid(payout) = event.body() else {
-                continue;
-            };
-            if event.author() != model.event.author() {
-                continue;
-            }
-            for line in payout.payouts.iter().filter(|line| line.owner == me) {
-                rows.push(EarningRow {
-                    model_id: model.id().to_string(),
-                    name: model.body.name.clone(),
-                    round: payout.round,
-                    score: line.score,
-                    amount: line.amount,
-                    currency: model.contract.rewards.currency.clone(),
-                    event: event.id().to_string(),
-                });
-            }
+        for line in crate::cmd_rewards::earnings(node, &model, Some(&me))? {
+            rows.push(EarningRow {
+                model_id: model.id().to_string(),
+                name: model.body.name.clone(),
+                round: line.round,
+                score: line.score,
+                amount: line.amount,
+                currency: model.contract.rewards.currency.clone(),
+                event: line.event,
+            });
         }
     }
     Ok(rows)

@@ -5,10 +5,12 @@
 //! `target/web-screenshots/` (each checked non-blank) and checked with axe-core for serious
 //! or critical accessibility violations.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -16,31 +18,10 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fedpool");
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+use common::{BIN, ROOT, digits_shares, ok, run};
+
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("FEDPOOL_NETWORK", "fedpool-test-net")
-        .output()
-        .unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "fedpool {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn json_of(home: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(home, args)).unwrap()
 }
@@ -111,27 +92,6 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Splits the bundled digits into `n` CSV files of equal size (plus the header).
-fn digits_shares(dir: &Path, n: usize) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string(format!("{ROOT}/data/digits/digits.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let rows: Vec<&str> = lines.collect();
-    let per = rows.len() / n;
-    (0..n)
-        .map(|i| {
-            let path = dir.join(format!("share{i}.csv"));
-            let mut body = format!("{header}\n");
-            for row in &rows[i * per..(i + 1) * per] {
-                body.push_str(row);
-                body.push('\n');
-            }
-            std::fs::write(&path, body).unwrap();
-            path
-        })
-        .collect()
 }
 
 /// The model's events on `home`'s ledger.

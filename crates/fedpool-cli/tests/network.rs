@@ -2,15 +2,16 @@
 //! the ledger over libp2p and train a model with DP and secure aggregation; faults are played
 //! against them.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fedpool");
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+use common::{BIN, ROOT, digits_shares, ok, run};
 
 /// Node processes, killed when the test ends however it ends.
 struct Cluster {
@@ -31,27 +32,6 @@ impl Drop for Cluster {
         }
     }
 }
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("FEDPOOL_NETWORK", "fedpool-test-net")
-        .output()
-        .unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "fedpool {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl Cluster {
     fn new() -> Cluster {
         Cluster {
@@ -129,27 +109,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-/// Splits the bundled digits into `n` CSV files of equal size (plus the header).
-fn digits_shares(dir: &Path, n: usize) -> Vec<PathBuf> {
-    let text = std::fs::read_to_string(format!("{ROOT}/data/digits/digits.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let rows: Vec<&str> = lines.collect();
-    let per = rows.len() / n;
-    (0..n)
-        .map(|i| {
-            let path = dir.join(format!("share{i}.csv"));
-            let mut body = format!("{header}\n");
-            for row in &rows[i * per..(i + 1) * per] {
-                body.push_str(row);
-                body.push('\n');
-            }
-            std::fs::write(&path, body).unwrap();
-            path
-        })
-        .collect()
 }
 
 fn heads(cluster: &Cluster, name: &str) -> String {
