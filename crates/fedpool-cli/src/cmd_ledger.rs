@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use fedpool_ledger::{Body, Event, Store};
+use fedpool_ledger::{Body, Event, Store, wallet};
 use serde_json::json;
 
 use crate::home::{Home, format_time};
@@ -218,6 +218,34 @@ pub(crate) fn summary(e: &Event) -> String {
             count(s.participants.len() as u32, "participant"),
             s.epsilon_total,
             short(&s.scaling_hash)
+        ),
+        Body::WalletLinked(l) => format!(
+            "wallet {} linked on chain {}",
+            wallet::format_address(&l.address),
+            l.chain_id
+        ),
+        Body::WalletUnlinked(u) => format!(
+            "wallet {} unlinked on chain {}",
+            wallet::format_address(&u.address),
+            u.chain_id
+        ),
+        Body::ChainAnchored(a) => format!(
+            "{} anchored on chain {} (anchor {}, block {}, tx {})",
+            count(a.heads.len() as u32, "chain head"),
+            a.chain_id,
+            a.anchor_index,
+            a.block_number,
+            short(&wallet::hex(&a.tx_hash))
+        ),
+        Body::RewardsSettled(s) => format!(
+            "{} settled to {} for {} (batch {}, chain {}, block {}, tx {})",
+            s.transfers.iter().map(|t| t.amount).sum::<u64>(),
+            count(s.transfers.len() as u32, "wallet"),
+            short(s.model_id.as_str()),
+            s.nonce,
+            s.chain_id,
+            s.block_number,
+            short(&wallet::hex(&s.tx_hash))
         ),
     }
 }

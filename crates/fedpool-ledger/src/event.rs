@@ -12,7 +12,7 @@
 //! | seq | `u64` BE, ≥ 1 and ≤ 2⁶³−1 |
 //! | prev | `0x00` if seq = 1, else `0x01` + 32-byte blake3 digest of the previous event |
 //! | timestamp_ms | `u64` BE, ≤ 2⁶³−1 |
-//! | kind | `u8` tag (1 model-published … 8 statistics-committed) |
+//! | kind | `u8` tag (1 model-published … 13 rewards-settled; see [`crate::kinds`]) |
 //! | body | `u32` BE length + the body's fields (layouts in [`crate::kinds`]) |
 //! | signature | 64 bytes (not part of the signed bytes) |
 //!
@@ -439,9 +439,14 @@ impl Event {
         self.body.kind()
     }
 
-    /// The model the event is about.
-    pub fn model_id(&self) -> &ModelId {
+    /// The model the event is about; `None` for kinds about no model (wallet links, anchors).
+    pub fn model_id(&self) -> Option<&ModelId> {
         self.body.model_id()
+    }
+
+    /// What the store's `model_id` column holds: the model id, or `""` for no model.
+    pub(crate) fn model_column(&self) -> &str {
+        self.model_id().map_or("", ModelId::as_str)
     }
 
     /// The author's signature.

@@ -247,3 +247,57 @@ fn check_owner_only(path: &Path, metadata: &fs::Metadata) -> Result<(), Error> {
 fn check_owner_only(_path: &Path, _metadata: &fs::Metadata) -> Result<(), Error> {
     Ok(())
 }
+
+/// Creates `path` (which must not exist) owner-only (0600) holding `content`: for other
+/// secrets kept like the node key (an EVM wallet's key).
+pub fn write_secret_file(path: &Path, content: &[u8]) -> Result<(), Error> {
+    let io_error = |action| {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let mut file = create_owner_only(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::KeyFileExists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            io_error("cannot create key file")(source)
+        }
+    })?;
+    file.write_all(content)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| sync_parent_dir(path))
+        .map_err(io_error("cannot write key file"))
+}
+
+/// Reads a secret file written by [`write_secret_file`], refusing one another user owns or
+/// others can read; the bytes are wiped when dropped.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let io_error = |action| {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let mut file = File::open(path).map_err(io_error("cannot open key file"))?;
+    let metadata = file
+        .metadata()
+        .map_err(io_error("cannot read key file metadata"))?;
+    check_owner_only(path, &metadata)?;
+    if metadata.len() > MAX_KEY_FILE_BYTES {
+        return Err(Error::KeyFileFormat {
+            path: path.to_path_buf(),
+            reason: "file is too large".into(),
+        });
+    }
+    let mut content = Zeroizing::new(Vec::new());
+    (&mut file)
+        .take(MAX_KEY_FILE_BYTES)
+        .read_to_end(&mut content)
+        .map_err(io_error("cannot read key file"))?;
+    Ok(content)
+}

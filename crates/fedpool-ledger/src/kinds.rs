@@ -12,9 +12,14 @@
 //! | `rewards-paid` (5) | model_id: string; round: `Option<u32>`; allotment: `u64`; payouts: `Vec<(DID, score f64, amount u64)>`; carried: `u64`; method, details: string |
 //! | `model-released` (6) | model_id, final_model_hash: string; rounds: `u32`; metrics: `Vec<(string, f64)>` |
 //! | `consent-refused` (9) | model_id: string; publisher: DID; card_hash: string; decided_by: `Option<(rule, policy_hash: string)>` |
+//! | `wallet-linked` (10) | chain_id: `u64`; address: 20 bytes; wallet_signature: 65 bytes (r ‖ s ‖ v) |
+//! | `wallet-unlinked` (11) | chain_id: `u64`; address: 20 bytes; wallet_signature: 65 bytes |
+//! | `chain-anchored` (12) | chain_id: `u64`; contract: 20 bytes; anchor_index, block_number: `u64`; tx_hash, root: 32 bytes; heads: `Vec<(DID, seq u64, event id)>` |
+//! | `rewards-settled` (13) | model_id: string; chain_id: `u64`; payouts_contract, token: 20 bytes; nonce, block_number: `u64`; tx_hash: 32 bytes; transfers: `Vec<(DID, address 20 bytes, amount u64)>`; covers: `Vec<event id>` |
 //!
-//! Adding a field or a kind is a new encoding version: old events keep their bytes, and
-//! therefore their ids and signatures.
+//! Changing a kind's fields is a new encoding version: old events keep their bytes, and
+//! therefore their ids and signatures. A new kind is a new tag in the same version (no
+//! existing event changes; an older build refuses the tag as an unknown kind).
 
 use std::fmt;
 
@@ -86,11 +91,19 @@ pub enum EventKind {
     StatisticsCommitted,
     /// A data owner declined a model ([`ConsentRefused`]).
     ConsentRefused,
+    /// A node linked an EVM wallet to its DID ([`WalletLinked`]).
+    WalletLinked,
+    /// A node unlinked an EVM wallet from its DID ([`WalletUnlinked`]).
+    WalletUnlinked,
+    /// A node anchored every chain head it held in a public chain ([`ChainAnchored`]).
+    ChainAnchored,
+    /// A publisher paid rewards out on a public chain ([`RewardsSettled`]).
+    RewardsSettled,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::ModelPublished,
         EventKind::ConsentGranted,
         EventKind::ConsentRevoked,
@@ -100,6 +113,10 @@ impl EventKind {
         EventKind::PrivacySpent,
         EventKind::StatisticsCommitted,
         EventKind::ConsentRefused,
+        EventKind::WalletLinked,
+        EventKind::WalletUnlinked,
+        EventKind::ChainAnchored,
+        EventKind::RewardsSettled,
     ];
 
     /// The stable short name, e.g. `consent-granted` (stored in the database's `kind` column).
@@ -114,6 +131,10 @@ impl EventKind {
             EventKind::PrivacySpent => "privacy-spent",
             EventKind::StatisticsCommitted => "statistics-committed",
             EventKind::ConsentRefused => "consent-refused",
+            EventKind::WalletLinked => "wallet-linked",
+            EventKind::WalletUnlinked => "wallet-unlinked",
+            EventKind::ChainAnchored => "chain-anchored",
+            EventKind::RewardsSettled => "rewards-settled",
         }
     }
 
@@ -134,6 +155,10 @@ impl EventKind {
             EventKind::PrivacySpent => 7,
             EventKind::StatisticsCommitted => 8,
             EventKind::ConsentRefused => 9,
+            EventKind::WalletLinked => 10,
+            EventKind::WalletUnlinked => 11,
+            EventKind::ChainAnchored => 12,
+            EventKind::RewardsSettled => 13,
         }
     }
 
@@ -373,6 +398,128 @@ pub struct PrivacySpent {
     pub delta: f64,
 }
 
+/// A node links an EVM address to its DID, so rewards settled on `chain_id` are paid to it.
+/// Both keys sign: the node's Ed25519 key signs the event, the wallet signs
+/// [`crate::wallet::link_message`] (naming the network, the DID, the address, the chain and this
+/// event's seq) under EIP-191, so neither a node nor a wallet alone can claim the other. The
+/// owner's latest link on a chain replaces the earlier one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WalletLinked {
+    /// The EIP-155 id of the chain payouts are made on.
+    pub chain_id: u64,
+    /// The wallet's 20-byte address.
+    pub address: [u8; 20],
+    /// The wallet's EIP-191 signature of the link message: r ‖ s ‖ v (65 bytes).
+    #[serde(with = "hex_bytes")]
+    pub wallet_signature: [u8; 65],
+}
+
+/// A node unlinks an EVM address from its DID; signed by both keys like [`WalletLinked`] (the
+/// wallet signs [`crate::wallet::unlink_message`]). Rewards wait on the ledger until another
+/// wallet is linked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WalletUnlinked {
+    /// The chain the link was for.
+    pub chain_id: u64,
+    /// The address unlinked.
+    pub address: [u8; 20],
+    /// The wallet's EIP-191 signature of the unlink message (65 bytes).
+    #[serde(with = "hex_bytes")]
+    pub wallet_signature: [u8; 65],
+}
+
+/// One author's chain head, as anchored.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// The author.
+    pub author: Did,
+    /// The author's last seq (the anchored height).
+    pub seq: u64,
+    /// The id of the author's event at that seq.
+    pub id: EventId,
+}
+
+/// A node put the Merkle root of the chain heads it held ([`crate::anchor::heads_root`]) into
+/// an anchor contract on a public chain: from that block on, rewriting any of those chains up
+/// to its anchored height is provable by anyone who asks the chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChainAnchored {
+    /// The EIP-155 chain id.
+    pub chain_id: u64,
+    /// The anchor contract's address.
+    pub contract: [u8; 20],
+    /// The anchor's index in the contract.
+    pub anchor_index: u64,
+    /// The block the anchoring transaction was included in.
+    pub block_number: u64,
+    /// The anchoring transaction's hash.
+    pub tx_hash: [u8; 32],
+    /// The Merkle root put on chain.
+    pub root: [u8; 32],
+    /// The heads the root commits to, by author.
+    pub heads: Vec<ChainHead>,
+}
+
+/// One transfer of a [`RewardsSettled`] batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The owner paid.
+    pub owner: Did,
+    /// The owner's linked wallet it was paid to.
+    pub address: [u8; 20],
+    /// Tokens transferred, in the pool's smallest unit (the token has no decimals).
+    pub amount: u64,
+}
+
+/// A publisher paid owners' unsettled rewards of a model as tokens, in one on-chain batch.
+/// The batch's nonce is unique per publisher and model, on chain (the payout contract refuses
+/// a settled nonce) and on the ledger (`verify` refuses a repeated one), so no reward is paid
+/// twice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RewardsSettled {
+    /// The model whose rewards are paid.
+    pub model_id: ModelId,
+    /// The EIP-155 chain id.
+    pub chain_id: u64,
+    /// The payout contract.
+    pub payouts_contract: [u8; 20],
+    /// The reward token (ERC-20).
+    pub token: [u8; 20],
+    /// The batch's nonce.
+    pub nonce: u64,
+    /// The block the batch was included in.
+    pub block_number: u64,
+    /// The settling transaction's hash.
+    pub tx_hash: [u8; 32],
+    /// What each owner was paid.
+    pub transfers: Vec<Transfer>,
+    /// The [`RewardsPaid`] events whose amounts the batch settles (an owner is never paid more
+    /// than these paid it, less what earlier batches settled).
+    pub covers: Vec<EventId>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 65], s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&format!("0x{hex}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 65], D::Error> {
+        let text = String::deserialize(d)?;
+        let digits = text.strip_prefix("0x").unwrap_or(&text);
+        if digits.len() != 130 || !digits.is_ascii() {
+            return Err(D::Error::custom("expected 65 bytes of hex"));
+        }
+        let mut bytes = [0u8; 65];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(D::Error::custom)?;
+        }
+        Ok(bytes)
+    }
+}
+
 /// The body of an event: one of the kinds above.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -395,6 +542,14 @@ pub enum Body {
     StatisticsCommitted(StatisticsCommitted),
     /// See [`ConsentRefused`].
     ConsentRefused(ConsentRefused),
+    /// See [`WalletLinked`].
+    WalletLinked(WalletLinked),
+    /// See [`WalletUnlinked`].
+    WalletUnlinked(WalletUnlinked),
+    /// See [`ChainAnchored`].
+    ChainAnchored(ChainAnchored),
+    /// See [`RewardsSettled`].
+    RewardsSettled(RewardsSettled),
 }
 
 macro_rules! body_from {
@@ -415,7 +570,11 @@ body_from!(
     ModelReleased,
     PrivacySpent,
     StatisticsCommitted,
-    ConsentRefused
+    ConsentRefused,
+    WalletLinked,
+    WalletUnlinked,
+    ChainAnchored,
+    RewardsSettled
 );
 
 impl Body {
@@ -431,21 +590,28 @@ impl Body {
             Body::PrivacySpent(_) => EventKind::PrivacySpent,
             Body::StatisticsCommitted(_) => EventKind::StatisticsCommitted,
             Body::ConsentRefused(_) => EventKind::ConsentRefused,
+            Body::WalletLinked(_) => EventKind::WalletLinked,
+            Body::WalletUnlinked(_) => EventKind::WalletUnlinked,
+            Body::ChainAnchored(_) => EventKind::ChainAnchored,
+            Body::RewardsSettled(_) => EventKind::RewardsSettled,
         }
     }
 
-    /// The model this event is about (every kind names one).
-    pub fn model_id(&self) -> &ModelId {
+    /// The model this event is about; `None` for wallet links and anchors, which are about the
+    /// author or the whole ledger.
+    pub fn model_id(&self) -> Option<&ModelId> {
         match self {
-            Body::ModelPublished(body) => &body.model_id,
-            Body::ConsentGranted(body) => &body.model_id,
-            Body::ConsentRevoked(body) => &body.model_id,
-            Body::RoundCommitted(body) => &body.model_id,
-            Body::RewardsPaid(body) => &body.model_id,
-            Body::ModelReleased(body) => &body.model_id,
-            Body::PrivacySpent(body) => &body.model_id,
-            Body::StatisticsCommitted(body) => &body.model_id,
-            Body::ConsentRefused(body) => &body.model_id,
+            Body::ModelPublished(body) => Some(&body.model_id),
+            Body::ConsentGranted(body) => Some(&body.model_id),
+            Body::ConsentRevoked(body) => Some(&body.model_id),
+            Body::RoundCommitted(body) => Some(&body.model_id),
+            Body::RewardsPaid(body) => Some(&body.model_id),
+            Body::ModelReleased(body) => Some(&body.model_id),
+            Body::PrivacySpent(body) => Some(&body.model_id),
+            Body::StatisticsCommitted(body) => Some(&body.model_id),
+            Body::ConsentRefused(body) => Some(&body.model_id),
+            Body::RewardsSettled(body) => Some(&body.model_id),
+            Body::WalletLinked(_) | Body::WalletUnlinked(_) | Body::ChainAnchored(_) => None,
         }
     }
 
@@ -467,7 +633,12 @@ impl Body {
                 .map(|v| ("epsilon_cap", v))
                 .into_iter()
                 .collect(),
-            Body::ConsentRevoked(_) | Body::ConsentRefused(_) => Vec::new(),
+            Body::ConsentRevoked(_)
+            | Body::ConsentRefused(_)
+            | Body::WalletLinked(_)
+            | Body::WalletUnlinked(_)
+            | Body::ChainAnchored(_)
+            | Body::RewardsSettled(_) => Vec::new(),
             Body::RoundCommitted(body) => {
                 let mut floats = vec![
                     ("epsilon_round", body.epsilon_round),
@@ -587,15 +758,105 @@ impl Body {
                 w.f64(body.delta);
                 encode_plan(w, &body.plan);
             }
+            Body::WalletLinked(WalletLinked {
+                chain_id,
+                address,
+                wallet_signature,
+            })
+            | Body::WalletUnlinked(WalletUnlinked {
+                chain_id,
+                address,
+                wallet_signature,
+            }) => {
+                w.u64(*chain_id);
+                w.raw(address);
+                w.raw(wallet_signature);
+            }
+            Body::ChainAnchored(body) => {
+                w.u64(body.chain_id);
+                w.raw(&body.contract);
+                w.u64(body.anchor_index);
+                w.u64(body.block_number);
+                w.raw(&body.tx_hash);
+                w.raw(&body.root);
+                w.len(body.heads.len());
+                for head in &body.heads {
+                    w.raw(head.author.public_key());
+                    w.u64(head.seq);
+                    w.raw(head.id.as_bytes());
+                }
+            }
+            Body::RewardsSettled(body) => {
+                w.str(&body.model_id.0);
+                w.u64(body.chain_id);
+                w.raw(&body.payouts_contract);
+                w.raw(&body.token);
+                w.u64(body.nonce);
+                w.u64(body.block_number);
+                w.raw(&body.tx_hash);
+                w.len(body.transfers.len());
+                for transfer in &body.transfers {
+                    w.raw(transfer.owner.public_key());
+                    w.raw(&transfer.address);
+                    w.u64(transfer.amount);
+                }
+                w.len(body.covers.len());
+                for id in &body.covers {
+                    w.raw(id.as_bytes());
+                }
+            }
         }
     }
 
     /// Reads a body of `kind`; the caller checks that the body's bytes were consumed exactly.
     pub(crate) fn decode(kind: EventKind, r: &mut Reader<'_>) -> Result<Body, Error> {
-        let model_id = ModelId(r.str("model_id")?);
         let body = match kind {
+            EventKind::WalletLinked => Body::WalletLinked(WalletLinked {
+                chain_id: r.u64("chain_id")?,
+                address: r.array("address")?,
+                wallet_signature: r.array("wallet_signature")?,
+            }),
+            EventKind::WalletUnlinked => Body::WalletUnlinked(WalletUnlinked {
+                chain_id: r.u64("chain_id")?,
+                address: r.array("address")?,
+                wallet_signature: r.array("wallet_signature")?,
+            }),
+            EventKind::ChainAnchored => Body::ChainAnchored(ChainAnchored {
+                chain_id: r.u64("chain_id")?,
+                contract: r.array("contract")?,
+                anchor_index: r.u64("anchor_index")?,
+                block_number: r.u64("block_number")?,
+                tx_hash: r.array("tx_hash")?,
+                root: r.array("root")?,
+                heads: r.vec("heads", 72, |r| {
+                    Ok(ChainHead {
+                        author: read_did(r, "heads")?,
+                        seq: r.u64("heads")?,
+                        id: EventId::from_bytes(r.array("heads")?),
+                    })
+                })?,
+            }),
+            EventKind::RewardsSettled => Body::RewardsSettled(RewardsSettled {
+                model_id: read_model_id(r)?,
+                chain_id: r.u64("chain_id")?,
+                payouts_contract: r.array("payouts_contract")?,
+                token: r.array("token")?,
+                nonce: r.u64("nonce")?,
+                block_number: r.u64("block_number")?,
+                tx_hash: r.array("tx_hash")?,
+                transfers: r.vec("transfers", 60, |r| {
+                    Ok(Transfer {
+                        owner: read_did(r, "transfers")?,
+                        address: r.array("transfers")?,
+                        amount: r.u64("transfers")?,
+                    })
+                })?,
+                covers: r.vec("covers", 32, |r| {
+                    Ok(EventId::from_bytes(r.array("covers")?))
+                })?,
+            }),
             EventKind::ModelPublished => Body::ModelPublished(ModelPublished {
-                model_id,
+                model_id: read_model_id(r)?,
                 name: r.str("name")?,
                 version: r.str("version")?,
                 contract_toml: r.str("contract_toml")?,
@@ -612,7 +873,7 @@ impl Body {
                 },
             }),
             EventKind::ConsentGranted => Body::ConsentGranted(ConsentGranted {
-                model_id,
+                model_id: read_model_id(r)?,
                 publisher: read_did(r, "publisher")?,
                 card_hash: r.str("card_hash")?,
                 dataset_fingerprint: r.str("dataset_fingerprint")?,
@@ -622,17 +883,17 @@ impl Body {
                 decided_by: r.option("decided_by", decode_decision)?,
             }),
             EventKind::ConsentRefused => Body::ConsentRefused(ConsentRefused {
-                model_id,
+                model_id: read_model_id(r)?,
                 publisher: read_did(r, "publisher")?,
                 card_hash: r.str("card_hash")?,
                 decided_by: r.option("decided_by", decode_decision)?,
             }),
             EventKind::ConsentRevoked => Body::ConsentRevoked(ConsentRevoked {
-                model_id,
+                model_id: read_model_id(r)?,
                 consent: EventId::from_bytes(r.array("consent")?),
             }),
             EventKind::RoundCommitted => Body::RoundCommitted(RoundCommitted {
-                model_id,
+                model_id: read_model_id(r)?,
                 round: r.u32("round")?,
                 participants: decode_participants(r)?,
                 global_model_hash: r.str("global_model_hash")?,
@@ -644,7 +905,7 @@ impl Body {
                 scaling_hash: r.option("scaling_hash", |r| r.str("scaling_hash"))?,
             }),
             EventKind::RewardsPaid => Body::RewardsPaid(RewardsPaid {
-                model_id,
+                model_id: read_model_id(r)?,
                 round: r.option("round", |r| r.u32("round"))?,
                 allotment: r.u64("allotment")?,
                 payouts: r.vec("payouts", 48, |r| {
@@ -659,13 +920,13 @@ impl Body {
                 details: r.str("details")?,
             }),
             EventKind::ModelReleased => Body::ModelReleased(ModelReleased {
-                model_id,
+                model_id: read_model_id(r)?,
                 final_model_hash: r.str("final_model_hash")?,
                 rounds: r.u32("rounds")?,
                 metrics: decode_metrics(r)?,
             }),
             EventKind::PrivacySpent => Body::PrivacySpent(PrivacySpent {
-                model_id,
+                model_id: read_model_id(r)?,
                 consent: EventId::from_bytes(r.array("consent")?),
                 round: r.u32("round")?,
                 rounds: r.u32("rounds")?,
@@ -674,7 +935,7 @@ impl Body {
                 delta: r.f64("delta")?,
             }),
             EventKind::StatisticsCommitted => Body::StatisticsCommitted(StatisticsCommitted {
-                model_id,
+                model_id: read_model_id(r)?,
                 participants: decode_participants(r)?,
                 scaling: r.str("scaling")?,
                 scaling_hash: r.str("scaling_hash")?,
@@ -686,6 +947,11 @@ impl Body {
         };
         Ok(body)
     }
+}
+
+/// The model id that opens every body that names a model.
+fn read_model_id(r: &mut Reader<'_>) -> Result<ModelId, Error> {
+    Ok(ModelId(r.str("model_id")?))
 }
 
 fn encode_participants(w: &mut Writer, participants: &[(Did, EventId)]) {

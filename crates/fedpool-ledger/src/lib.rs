@@ -65,7 +65,9 @@
 //! - [`identity`]: [`Did`] (`did:key` parse and format), [`Keypair`] (generate, sign),
 //!   [`Signature`]; [`keyfile`]: a key pair on disk with owner-only permissions.
 //! - [`event`]: [`Event`] (sign, encode, decode, verify the signature), [`EventId`],
-//!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the seven bodies.
+//!   [`NetworkId`], and the byte layout of the encoding; [`kinds`]: the bodies.
+//! - [`wallet`]: the EIP-191 messages a wallet signs to link or unlink itself, and their
+//!   check; [`anchor`]: the Merkle root of chain heads put on a public chain.
 //! - [`store`]: the SQLite [`Store`] (append, import, export, queries, verify); [`bundle`]:
 //!   the export file format; [`ChainWriter`]: the one way an author signs its next events;
 //!   [`active_consents`]: who may be asked to train a model now.
@@ -98,6 +100,7 @@
 
 #![deny(missing_docs)]
 
+pub mod anchor;
 pub mod bundle;
 mod consents;
 mod encoding;
@@ -108,6 +111,7 @@ pub mod keyfile;
 pub mod kinds;
 pub mod store;
 pub mod verify;
+pub mod wallet;
 mod writer;
 
 pub use bundle::{decode_bundle, encode_bundle};
@@ -116,14 +120,18 @@ pub use encoding::content_hash;
 pub use error::Error;
 pub use event::{ENCODING_VERSION, Event, EventId, MAX_EVENT_BYTES, NetworkId};
 pub use identity::{Did, Keypair, Signature};
-pub use keyfile::{read_key_file, replace_file, write_key_file};
+pub use keyfile::{
+    read_key_file, read_secret_file, replace_file, write_key_file, write_secret_file,
+};
 pub use kinds::{
-    Body, ConsentGranted, ConsentRefused, ConsentRevoked, EventKind, ModelId, ModelPublished,
-    ModelReleased, ModelTerms, Payout, PolicyDecision, PrivacySpent, RewardsPaid, RoundCommitted,
-    RoundPlan, StatisticsCommitted,
+    Body, ChainAnchored, ChainHead, ConsentGranted, ConsentRefused, ConsentRevoked, EventKind,
+    ModelId, ModelPublished, ModelReleased, ModelTerms, Payout, PolicyDecision, PrivacySpent,
+    RewardsPaid, RewardsSettled, RoundCommitted, RoundPlan, StatisticsCommitted, Transfer,
+    WalletLinked, WalletUnlinked,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
 pub use verify::{
-    ContractRules, PayoutFault, PrivacyStep, Rule, VerifyReport, Violation, verify_events,
+    ChainAnchoredRef, ContractRules, PayoutFault, PrivacyStep, Rule, VerifyReport, Violation,
+    WalletLinks, anchored_heights, verify_events,
 };
 pub use writer::ChainWriter;

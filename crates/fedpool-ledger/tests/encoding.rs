@@ -196,6 +196,48 @@ fn decode_inverts_encode_for_every_kind() {
             delta: 1e-5,
         }
         .into(),
+        WalletLinked {
+            chain_id: 31337,
+            address: [0xab; 20],
+            wallet_signature: [7; 65],
+        }
+        .into(),
+        WalletUnlinked {
+            chain_id: u64::MAX,
+            address: [0; 20],
+            wallet_signature: [0xff; 65],
+        }
+        .into(),
+        ChainAnchored {
+            chain_id: 1,
+            contract: [1; 20],
+            anchor_index: 0,
+            block_number: 9,
+            tx_hash: [2; 32],
+            root: [3; 32],
+            heads: vec![ChainHead {
+                author: did,
+                seq: 4,
+                id,
+            }],
+        }
+        .into(),
+        RewardsSettled {
+            model_id: "m".into(),
+            chain_id: 1,
+            payouts_contract: [4; 20],
+            token: [5; 20],
+            nonce: 2,
+            block_number: 10,
+            tx_hash: [6; 32],
+            transfers: vec![Transfer {
+                owner: did,
+                address: [8; 20],
+                amount: u64::MAX,
+            }],
+            covers: vec![id],
+        }
+        .into(),
     ];
     let kinds: std::collections::BTreeSet<EventKind> = bodies.iter().map(Body::kind).collect();
     assert_eq!(kinds.len(), EventKind::ALL.len(), "every kind is covered");

@@ -93,6 +93,66 @@ fn seed_events() -> Vec<Event> {
         )
         .unwrap(),
     );
+    // Wallets, anchors and settlements (their rules are tested in `web3`; here only the bytes).
+    let bodies: Vec<Body> = vec![
+        WalletLinked {
+            chain_id: 31337,
+            address: [0x11; 20],
+            wallet_signature: [0x22; 65],
+        }
+        .into(),
+        WalletUnlinked {
+            chain_id: 31337,
+            address: [0x11; 20],
+            wallet_signature: [0x33; 65],
+        }
+        .into(),
+        ChainAnchored {
+            chain_id: 31337,
+            contract: [0x44; 20],
+            anchor_index: 3,
+            block_number: 12,
+            tx_hash: [0x55; 32],
+            root: [0x66; 32],
+            heads: vec![ChainHead {
+                author: statistician.did(),
+                seq: 1,
+                id: events.last().unwrap().id(),
+            }],
+        }
+        .into(),
+        RewardsSettled {
+            model_id: ModelId::from("m"),
+            chain_id: 31337,
+            payouts_contract: [0x77; 20],
+            token: [0x88; 20],
+            nonce: 1,
+            block_number: 13,
+            tx_hash: [0x99; 32],
+            transfers: vec![Transfer {
+                owner: statistician.did(),
+                address: [0x11; 20],
+                amount: 5,
+            }],
+            covers: vec![EventId::from_bytes([7; 32])],
+        }
+        .into(),
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        let prev = events.last().unwrap().id();
+        let seq = i as u64 + 2;
+        events.push(
+            Event::sign(
+                &sim.ledger.network,
+                &statistician,
+                seq,
+                Some(prev),
+                5_000 + seq,
+                body,
+            )
+            .unwrap(),
+        );
+    }
     let kinds: std::collections::BTreeSet<EventKind> = events.iter().map(Event::kind).collect();
     assert_eq!(kinds.len(), EventKind::ALL.len(), "seed covers every kind");
     events

@@ -52,7 +52,10 @@ fn append_then_query() {
     );
     let consents = store.events_by_kind(EventKind::ConsentGranted).unwrap();
     assert_eq!(consents.len(), 2);
-    let model_id = ledger.events[0].model_id().clone();
+    let model_id = ledger.events[0]
+        .model_id()
+        .expect("a publication names its model")
+        .clone();
     assert_eq!(store.events_by_model(&model_id).unwrap().len(), 5);
     let all = store.events().unwrap();
     let keys: Vec<(String, u64)> = all

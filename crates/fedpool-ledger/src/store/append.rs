@@ -86,7 +86,7 @@ pub(super) fn append_in(
                 event.seq() as i64,
                 occupant,
                 event.kind().name(),
-                event.model_id().as_str(),
+                event.model_column(),
                 event.timestamp_ms() as i64,
                 event.encode(),
             ])
@@ -125,7 +125,7 @@ pub(super) fn append_in(
             author_text,
             event.seq() as i64,
             event.kind().name(),
-            event.model_id().as_str(),
+            event.model_column(),
             event.timestamp_ms() as i64,
             event.encode(),
         ])

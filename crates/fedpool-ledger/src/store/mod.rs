@@ -10,7 +10,8 @@
 //! meta(key TEXT PRIMARY KEY, value TEXT)   -- 'network'
 //! ```
 //!
-//! with indexes on `events(kind, author, seq)` and `events(model_id, author, seq)` (the
+//! `model_id` is `''` for kinds that name no model (wallet links, anchors). With indexes on
+//! `events(kind, author, seq)` and `events(model_id, author, seq)` (the
 //! `UNIQUE(author, seq)` constraint is the by-author index). `bytes` is the full encoded
 //! event; the other columns are copies for querying, checked against the bytes by
 //! [`Store::verify`]. `PRAGMA application_id` marks the file as a fedpool ledger and

@@ -117,11 +117,11 @@ fn check_row(
             event.kind()
         ));
     }
-    if row.model_id != event.model_id().as_str() {
+    if row.model_id != event.model_column() {
         mismatches.push(format!(
-            "model_id column {} but bytes say {}",
+            "model_id column `{}` but bytes say `{}`",
             row.model_id,
-            event.model_id()
+            event.model_column()
         ));
     }
     if !mismatches.is_empty() {

@@ -37,9 +37,12 @@ use crate::{Did, Event, EventId, NetworkId};
 
 mod chains;
 mod rules;
+mod web3;
 
 use chains::check_chains;
 use rules::check_semantics;
+use web3::check_web3;
+pub use web3::{ChainAnchoredRef, WalletLinks, anchored_heights};
 
 /// A verification rule. The short name ([`Rule::name`]) is stable and appears in the JSON
 /// output.
@@ -135,11 +138,32 @@ pub enum Rule {
     /// none, or with a scaling that does not hash to its hash; or a round does not name the
     /// model's committed scaling.
     StatisticsInvalid,
+    /// A wallet link or unlink whose wallet signature is not by the address it names (for
+    /// this network, DID, chain and seq).
+    WalletSignatureInvalid,
+    /// An anchor event's root is not the root of the heads it lists.
+    AnchorRootMismatch,
+    /// An author's event at an anchored height is not the one anchored (or is missing): the
+    /// chain was rewritten or truncated after it was anchored.
+    AnchoredHistoryRewritten,
+    /// An anchor event's root, index or block is not what the chain holds (checked when the
+    /// verifier asks the chain: `ledger verify --anchors`).
+    AnchorNotOnChain,
+    /// A settlement's transaction is not in the block it records (checked when the verifier
+    /// asks the chain).
+    SettlementNotOnChain,
+    /// A settlement batch reuses a nonce of its publisher and model.
+    SettlementReplayed,
+    /// A settlement pays an owner more than the rewards it covers owe it, less earlier
+    /// settlements, or covers something that is not the model's payout.
+    SettlementExceedsRewards,
+    /// A settlement pays an address that was not the owner's linked wallet on that chain.
+    SettlementToUnlinkedWallet,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 38] = [
+    pub const ALL: [Rule; 46] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -178,6 +202,14 @@ impl Rule {
         Rule::ConsentDoesNotCover,
         Rule::PrivacyRecordInvalid,
         Rule::StatisticsInvalid,
+        Rule::WalletSignatureInvalid,
+        Rule::AnchorRootMismatch,
+        Rule::AnchoredHistoryRewritten,
+        Rule::AnchorNotOnChain,
+        Rule::SettlementNotOnChain,
+        Rule::SettlementReplayed,
+        Rule::SettlementExceedsRewards,
+        Rule::SettlementToUnlinkedWallet,
     ];
 
     /// The stable short name, e.g. `consent-revoked`.
@@ -221,6 +253,14 @@ impl Rule {
             Rule::ConsentDoesNotCover => "consent-does-not-cover",
             Rule::PrivacyRecordInvalid => "privacy-record-invalid",
             Rule::StatisticsInvalid => "statistics-invalid",
+            Rule::WalletSignatureInvalid => "wallet-signature-invalid",
+            Rule::AnchorRootMismatch => "anchor-root-mismatch",
+            Rule::AnchoredHistoryRewritten => "anchored-history-rewritten",
+            Rule::AnchorNotOnChain => "anchor-not-on-chain",
+            Rule::SettlementNotOnChain => "settlement-not-on-chain",
+            Rule::SettlementReplayed => "settlement-replayed",
+            Rule::SettlementExceedsRewards => "settlement-exceeds-rewards",
+            Rule::SettlementToUnlinkedWallet => "settlement-to-unlinked-wallet",
         }
     }
 }
@@ -430,6 +470,7 @@ pub fn verify_events(
 
     check_chains(&mut check, &admissible);
     check_semantics(&mut check, &admissible, rules);
+    check_web3(&mut check, network, &admissible);
 
     VerifyReport {
         n_events: distinct.len(),

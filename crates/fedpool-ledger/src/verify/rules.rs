@@ -175,11 +175,14 @@ pub(super) fn check_semantics(check: &mut Check, admissible: &[&Event], rules: &
                         "names a consent granted by {}, not by the revoker",
                         granted.author()
                     )),
-                    Some((_, body)) if body.model_id() != &revocation.model_id => Some(format!(
-                        "names a consent for model {}, not {}",
-                        body.model_id(),
-                        revocation.model_id
-                    )),
+                    Some((_, Body::ConsentGranted(consent)))
+                        if consent.model_id != revocation.model_id =>
+                    {
+                        Some(format!(
+                            "names a consent for model {}, not {}",
+                            consent.model_id, revocation.model_id
+                        ))
+                    }
                     Some(_) => None,
                 };
                 match problem {
@@ -435,7 +438,7 @@ fn flag_unknown_model(check: &mut Check, event: &Event) {
         format!(
             "{} names model {}, which was never published",
             event.kind(),
-            event.model_id()
+            event.model_column()
         ),
     );
 }
@@ -595,7 +598,7 @@ fn check_participants(
 ) {
     let round_ms = event.timestamp_ms();
     let terms = &model.terms;
-    let model_id = event.model_id();
+    let model_id = event.model_column();
     let mut seen = HashSet::with_capacity(participants.len());
     for (did, consent_id) in participants {
         if !seen.insert(*did) {
@@ -659,7 +662,7 @@ fn check_participants(
                 ),
             );
         }
-        if &consent.model_id != model_id {
+        if consent.model_id.as_str() != model_id {
             flag(
                 Rule::ConsentWrongModel,
                 format!("the consent is for model {}", consent.model_id),

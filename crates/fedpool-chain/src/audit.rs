@@ -1,0 +1,140 @@
+//! `ledger verify --anchors`: every anchor and settlement the ledger records, checked against
+//! the chain, and per author the latest height the chain vouches for.
+
+use std::collections::BTreeMap;
+
+use fedpool_ledger::wallet::hex;
+use fedpool_ledger::{Body, Did, Event, Rule, Violation};
+
+use crate::{ChainClient, ChainError};
+
+/// What the chain confirmed.
+#[derive(Debug, Default)]
+pub struct AnchorAudit {
+    /// Anchors and settlements the chain does not hold as the ledger says.
+    pub violations: Vec<Violation>,
+    /// Per author, the highest anchored height confirmed on chain, with the anchor's index and
+    /// block.
+    pub anchored: BTreeMap<Did, AnchoredHeight>,
+    /// Anchors confirmed on chain.
+    pub n_anchors_confirmed: usize,
+    /// Settlements confirmed on chain.
+    pub n_settlements_confirmed: usize,
+    /// Records for another chain than the endpoint's (not checked).
+    pub n_other_chain: usize,
+}
+
+/// One author's latest anchored height.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnchoredHeight {
+    /// The seq anchored.
+    pub seq: u64,
+    /// The anchor's index in its contract.
+    pub anchor_index: u64,
+    /// The block that holds it.
+    pub block_number: u64,
+}
+
+fn flag(rule: Rule, event: &Event, detail: String) -> Violation {
+    Violation {
+        rule,
+        event_id: Some(event.id()),
+        author: Some(event.author()),
+        seq: Some(event.seq()),
+        detail,
+    }
+}
+
+/// Checks every `chain-anchored` and `rewards-settled` event of `events` against the chain
+/// `client` is connected to.
+pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit, ChainError> {
+    let mut audit = AnchorAudit::default();
+    for event in events {
+        match event.body() {
+            Body::ChainAnchored(anchored) => {
+                if anchored.chain_id != client.chain_id() {
+                    audit.n_other_chain += 1;
+                    continue;
+                }
+                let on_chain = client
+                    .anchor_at(anchored.contract, anchored.anchor_index)
+                    .await?;
+                let problem = match on_chain {
+                    None => Some(format!(
+                        "anchor contract {} holds no anchor {}",
+                        fedpool_ledger::wallet::format_address(&anchored.contract),
+                        anchored.anchor_index
+                    )),
+                    Some(found) if found.root != anchored.root => Some(format!(
+                        "anchor {} on chain holds root {}, the ledger records {}",
+                        anchored.anchor_index,
+                        hex(&found.root),
+                        hex(&anchored.root)
+                    )),
+                    Some(found) if found.block_number != anchored.block_number => Some(format!(
+                        "anchor {} was made in block {}, the ledger records block {}",
+                        anchored.anchor_index, found.block_number, anchored.block_number
+                    )),
+                    Some(_) => match client.transaction_block(anchored.tx_hash).await? {
+                        Some(block) if block == anchored.block_number => None,
+                        found => Some(format!(
+                            "transaction {} is {}, not in block {}",
+                            hex(&anchored.tx_hash),
+                            found.map_or("not on chain".to_string(), |b| format!("in block {b}")),
+                            anchored.block_number
+                        )),
+                    },
+                };
+                match problem {
+                    Some(detail) => {
+                        audit
+                            .violations
+                            .push(flag(Rule::AnchorNotOnChain, event, detail))
+                    }
+                    None => {
+                        audit.n_anchors_confirmed += 1;
+                        for head in &anchored.heads {
+                            let entry =
+                                audit.anchored.entry(head.author).or_insert(AnchoredHeight {
+                                    seq: 0,
+                                    anchor_index: anchored.anchor_index,
+                                    block_number: anchored.block_number,
+                                });
+                            if head.seq > entry.seq {
+                                *entry = AnchoredHeight {
+                                    seq: head.seq,
+                                    anchor_index: anchored.anchor_index,
+                                    block_number: anchored.block_number,
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+            Body::RewardsSettled(settled) => {
+                if settled.chain_id != client.chain_id() {
+                    audit.n_other_chain += 1;
+                    continue;
+                }
+                match client.transaction_block(settled.tx_hash).await? {
+                    Some(block) if block == settled.block_number => {
+                        audit.n_settlements_confirmed += 1
+                    }
+                    found => audit.violations.push(flag(
+                        Rule::SettlementNotOnChain,
+                        event,
+                        format!(
+                            "settlement batch {} records transaction {} in block {}, but the chain has it {}",
+                            settled.nonce,
+                            hex(&settled.tx_hash),
+                            settled.block_number,
+                            found.map_or("nowhere".to_string(), |b| format!("in block {b}"))
+                        ),
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(audit)
+}
