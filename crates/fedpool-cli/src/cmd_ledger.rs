@@ -35,6 +35,13 @@ pub enum LedgerCommand {
         /// Verify this ledger file instead of the node's own.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Also check every recorded anchor and settlement against the chain at --rpc, and
+        /// report per author the latest height the chain vouches for.
+        #[arg(long)]
+        anchors: bool,
+        /// The chain's JSON-RPC endpoint (with --anchors).
+        #[arg(long, default_value = "http://127.0.0.1:8545", requires = "anchors")]
+        rpc: String,
     },
     /// Write every event to a portable file.
     Export {
@@ -82,12 +89,50 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        LedgerCommand::Verify { json, file } => {
+        LedgerCommand::Verify {
+            json,
+            file,
+            anchors,
+            rpc,
+        } => {
             let path = file.unwrap_or_else(|| home.ledger_path());
             let store = Store::open_existing(&path)?;
-            let report = store.verify(&fedpool_runtime::ContractReader)?;
+            let mut report = store.verify(&fedpool_runtime::ContractReader)?;
+            let audit = if anchors {
+                let events = store.events()?;
+                let audit = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(async {
+                        let client = fedpool_chain::ChainClient::connect(
+                            &rpc,
+                            None,
+                            fedpool_chain::Retry::default(),
+                        )
+                        .await?;
+                        fedpool_chain::audit(&client, &events).await
+                    })?;
+                report.violations.extend(audit.violations.iter().cloned());
+                Some(audit)
+            } else {
+                None
+            };
             if json {
-                println!("{}", report.to_json());
+                let mut value: serde_json::Value = serde_json::from_str(&report.to_json())?;
+                if let Some(audit) = &audit {
+                    value["anchors"] = json!({
+                        "confirmed": audit.n_anchors_confirmed,
+                        "settlements_confirmed": audit.n_settlements_confirmed,
+                        "other_chain": audit.n_other_chain,
+                        "anchored": audit.anchored.iter().map(|(author, h)| json!({
+                            "author": author.to_string(),
+                            "height": h.seq,
+                            "anchor_index": h.anchor_index,
+                            "block": h.block_number,
+                        })).collect::<Vec<_>>(),
+                    });
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else if report.is_ok() {
                 println!(
                     "OK: {} by {}, {}, {}; every signature, chain, consent, budget and payout checks out",
@@ -104,6 +149,24 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
                 );
                 for v in &report.violations {
                     println!("  {v}");
+                }
+            }
+            if let (Some(audit), false) = (&audit, json) {
+                println!(
+                    "chain: {} and {} confirmed{}",
+                    count(audit.n_anchors_confirmed, "anchor"),
+                    count(audit.n_settlements_confirmed, "settlement"),
+                    if audit.n_other_chain > 0 {
+                        format!(", {} on other chains not checked", audit.n_other_chain)
+                    } else {
+                        String::new()
+                    }
+                );
+                for (author, height) in &audit.anchored {
+                    println!(
+                        "  {author} anchored up to seq {} (anchor {}, block {})",
+                        height.seq, height.anchor_index, height.block_number
+                    );
                 }
             }
             Ok(if report.is_ok() {

@@ -1,5 +1,6 @@
 //! The `fedpool` command-line tool.
 
+mod cmd_chain;
 mod cmd_cluster;
 mod cmd_consent;
 mod cmd_ledger;
@@ -76,6 +77,16 @@ enum Command {
     Node(cmd_node::NodeCommand),
     /// Ask this home's running node to train a model it published, over the network.
     Train(cmd_node::TrainArgs),
+    /// Deploy or point at the anchor, reward token and payout contracts on an EVM chain.
+    #[command(subcommand)]
+    Chain(cmd_chain::ChainCommand),
+    /// Create this node's EVM wallet, link or unlink wallets to its DID.
+    #[command(subcommand)]
+    Wallet(cmd_chain::WalletCommand),
+    /// Put the Merkle root of every ledger chain head into the anchor contract, and record it.
+    Anchor(cmd_chain::AnchorArgs),
+    /// Pay a model's unsettled rewards as tokens to owners' linked wallets, in batches.
+    Settle(cmd_chain::SettleArgs),
     /// Start or stop a local network of node processes on loopback.
     #[command(subcommand)]
     Cluster(cmd_cluster::ClusterCommand),
@@ -85,7 +96,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FEDPOOL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // alloy's poller logs every failed poll of a chain that went away as an error;
+                // the client's own retry warning says it once.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,alloy_rpc_client::poller=off")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -170,6 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Release(args) => ok(cmd_release::release(home()?, args)),
         Command::Node(command) => ok(cmd_node::node(home()?, command)),
         Command::Cluster(command) => ok(cmd_cluster::cluster(command)),
+        Command::Chain(command) => ok(cmd_chain::chain(home()?, command)),
+        Command::Wallet(command) => ok(cmd_chain::wallet(home()?, command)),
+        Command::Anchor(args) => ok(cmd_chain::anchor(home()?, args)),
+        Command::Settle(args) => ok(cmd_chain::settle(home()?, args)),
         // No round completed is a failure a script can see.
         Command::Train(args) => cmd_node::train(home()?, args).map(|any| {
             if any {

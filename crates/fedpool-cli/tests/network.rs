@@ -952,3 +952,391 @@ fn replays_exactly(replayed: &Replayed<'_>) -> (u64, f64, fedpool_runtime::Simul
     stop();
     (seed, consent_rate, simulated)
 }
+
+/// One JSON-RPC call to a chain, over plain HTTP (the test's own view of the chain).
+fn chain_rpc(url: &str, method: &str, params: Value) -> Value {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let json = response.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+/// The publisher's ledger balances per owner (what `fedpool rewards --all` says was paid).
+fn ledger_balances(home: &Path) -> std::collections::BTreeMap<String, u64> {
+    let all: Value = serde_json::from_str(&ok(home, &["rewards", "--all", "--json"])).unwrap();
+    all["models"][0]["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["owner"].as_str().unwrap().to_string(),
+                b["amount"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 14 end to end against a real local EVM (anvil, from npm): rewards paid on the ledger
+/// are settled as tokens to the owners' linked wallets, to the smallest unit; a chain killed
+/// mid-batch and restarted, and a publisher that crashes between the chain and its ledger,
+/// never pay twice; an unlinked owner keeps its credit; anchored history that is rewritten is
+/// flagged with its author and height, and a replayed batch by verify.
+#[test]
+fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rewrite() {
+    use fedpool_chain::anvil::Anvil;
+    let mut cluster = Cluster::new();
+    let state = cluster.dir.path().join("anvil-state.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let anvil = Anvil::start(port, Some(&state));
+    let rpc = anvil.url();
+    let model = consenting_cluster(&mut cluster, 3, 3, "digits.toml", "20");
+    let publisher = cluster.home("publisher");
+    let lines = train_lines(&publisher, &model, "3");
+    assert!(lines.iter().any(|l| l["event"] == "finished"), "{lines:?}");
+
+    // The publisher deploys; owners 1 and 2 link a wallet each, owner 3 none.
+    let publisher_wallet = ok(&publisher, &["wallet", "new"]).trim().to_string();
+    // A new wallet holds no ether: the test chain funds it (a real publisher buys gas).
+    let unfunded = run(
+        &publisher,
+        &["chain", "deploy", "--rpc", &rpc, "--retry-for", "2"],
+    );
+    assert!(
+        String::from_utf8_lossy(&unfunded.stderr).contains("nsufficient funds"),
+        "{unfunded:?}"
+    );
+    chain_rpc(
+        &rpc,
+        "anvil_setBalance",
+        serde_json::json!([publisher_wallet, "0x56BC75E2D63100000"]),
+    );
+    ok(&publisher, &["chain", "deploy", "--rpc", &rpc]);
+    let mut wallets = std::collections::BTreeMap::new();
+    for owner in ["owner1", "owner2"] {
+        let home = cluster.home(owner);
+        let address = ok(&home, &["wallet", "new"]).trim().to_string();
+        let linked = ok(&home, &["wallet", "link", "--chain-id", "31337"]);
+        assert!(linked.contains(&address), "{linked}");
+        let did = ok(&home, &["node", "status", "--json"]);
+        let did: Value = serde_json::from_str(&did).unwrap();
+        wallets.insert(did["did"].as_str().unwrap().to_string(), address);
+    }
+    // A signature by another wallet than the one named is refused before anything is signed.
+    let other = cluster.dir.path().join("other");
+    ok(&other, &["init"]);
+    ok(&other, &["wallet", "new"]);
+    let forged = run(
+        &cluster.home("owner3"),
+        &[
+            "wallet",
+            "link",
+            "--chain-id",
+            "31337",
+            "--address",
+            &publisher_wallet,
+            "--signature",
+            &format!("0x{}", "11".repeat(65)),
+        ],
+    );
+    assert!(!forged.status.success());
+    cluster.wait_for(
+        "the wallet links to reach the publisher",
+        Duration::from_secs(30),
+        |c| {
+            let shown: Value =
+                serde_json::from_str(&ok(&c.home("publisher"), &["ledger", "show", "--json"]))
+                    .unwrap();
+            shown
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["body"]["kind"] == "wallet-linked")
+                .count()
+                == 2
+        },
+    );
+
+    // Anchor every head; the chain confirms it and vouches for each author's height.
+    let anchored: Value =
+        serde_json::from_str(&ok(&publisher, &["anchor", "--rpc", &rpc, "--json"])).unwrap();
+    assert_eq!(anchored["heads"], 4, "{anchored:#}");
+    let verified: Value = serde_json::from_str(&ok(
+        &publisher,
+        &["ledger", "verify", "--anchors", "--rpc", &rpc, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        verified["violations"],
+        serde_json::json!([]),
+        "{verified:#}"
+    );
+    assert_eq!(verified["anchors"]["confirmed"], 1, "{verified:#}");
+    assert_eq!(verified["anchors"]["anchored"].as_array().unwrap().len(), 4);
+
+    // Settle in batches of one while the chain mines by hand; kill it when the first batch's
+    // transaction is waiting, restart it from its last state dump: the command retries.
+    chain_rpc(&rpc, "evm_setAutomine", serde_json::json!([false]));
+    let deployment: Value =
+        serde_json::from_str(&std::fs::read_to_string(publisher.join("chain.json")).unwrap())
+            .unwrap();
+    let payouts = deployment["payouts"].as_str().unwrap().to_lowercase();
+    let settling = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args([
+            "settle",
+            &model,
+            "--rpc",
+            &rpc,
+            "--batch-size",
+            "1",
+            "--json",
+            "--retry-for",
+            "90",
+        ])
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no batch was sent"
+        );
+        let pool = chain_rpc(&rpc, "txpool_content", serde_json::json!([]));
+        let pending: Vec<String> = pool["result"]["pending"]
+            .as_object()
+            .into_iter()
+            .flat_map(|by_sender| by_sender.values())
+            .flat_map(|by_nonce| by_nonce.as_object().unwrap().values())
+            .map(|tx| tx["to"].as_str().unwrap_or("").to_lowercase())
+            .collect();
+        if pending.contains(&payouts) {
+            break;
+        }
+        if !pending.is_empty() {
+            // The approval: mine it.
+            chain_rpc(&rpc, "evm_mine", serde_json::json!([]));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let a state dump hold the approval, then crash the chain with the batch unmined.
+    std::thread::sleep(Duration::from_millis(1500));
+    anvil.kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    let anvil = Anvil::start(port, Some(&state));
+    let out = settling.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "settle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The first batch met the dead chain and was retried, not given up.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("settlement did not complete"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batches = settled["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "{settled:#}");
+
+    // On chain, each linked owner holds exactly what the ledger paid it; owner 3 keeps credit.
+    let ledger = ledger_balances(&publisher);
+    let check_balances = |settled: &Value| {
+        for balance in settled["balances"].as_array().unwrap() {
+            let owner = balance["owner"].as_str().unwrap();
+            assert_eq!(
+                balance["balance"].as_str().unwrap(),
+                ledger[owner].to_string(),
+                "{owner}: on chain vs ledger"
+            );
+            assert_eq!(
+                balance["address"].as_str().unwrap().to_lowercase(),
+                wallets[owner].to_lowercase()
+            );
+        }
+    };
+    check_balances(&settled);
+    let credit = settled["credit"].as_array().unwrap();
+    assert_eq!(credit.len(), 1, "{settled:#}");
+    assert_eq!(
+        credit[0]["amount"].as_u64().unwrap(),
+        ledger[credit[0]["owner"].as_str().unwrap()]
+    );
+
+    // A second settle pays nothing more.
+    let again: Value = serde_json::from_str(&ok(
+        &publisher,
+        &["settle", &model, "--rpc", &rpc, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(again["batches"], serde_json::json!([]), "{again:#}");
+    check_balances(&again);
+
+    // More rounds pay more; the publisher crashes after the chain took a batch and before its
+    // ledger recorded it: the next run finds the batch on chain instead of paying it again.
+    let lines = train_lines(&publisher, &model, "2");
+    assert!(lines.iter().any(|l| l["event"] == "finished"), "{lines:?}");
+    let crashed = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args(["settle", &model, "--rpc", &rpc, "--json"])
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .env("FEDPOOL_FAULT_EXIT_AFTER_SETTLE_TX", "1")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), Some(3));
+    assert!(publisher.join("settle-pending.json").exists());
+    let resumed: Value = serde_json::from_str(&ok(
+        &publisher,
+        &["settle", &model, "--rpc", &rpc, "--json"],
+    ))
+    .unwrap();
+    let resumed_batches = resumed["batches"].as_array().unwrap();
+    assert_eq!(resumed_batches[0]["sent_now"], false, "{resumed:#}");
+    let ledger = ledger_balances(&publisher);
+    for balance in resumed["balances"].as_array().unwrap() {
+        let owner = balance["owner"].as_str().unwrap();
+        assert_eq!(
+            balance["balance"].as_str().unwrap(),
+            ledger[owner].to_string()
+        );
+    }
+    let verified = ok(
+        &publisher,
+        &["ledger", "verify", "--anchors", "--rpc", &rpc],
+    );
+    assert!(verified.starts_with("OK"), "{verified}");
+
+    // Stop the nodes; play the publisher rewriting its anchored history, and replaying a batch.
+    drop(cluster.children.drain(..).collect::<Vec<_>>());
+    tamper_and_verify(&publisher, &rpc, cluster.dir.path());
+    drop(anvil);
+}
+
+/// Copies the publisher's ledger twice: once with its chain re-signed from an early event
+/// (same content, one millisecond later: every id after it changes), once with a settlement
+/// batch replayed; `verify --anchors` flags each with its author and height.
+fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
+    use fedpool_ledger::{Body, Event, NetworkId, Store, read_key_file};
+    let network = NetworkId::new("fedpool-test-net").unwrap();
+    let key = read_key_file(&publisher.join("identity.key")).unwrap();
+    let store = Store::open(&publisher.join("ledger.db"), &network).unwrap();
+    let events = store.events().unwrap();
+    let anchored_height = events
+        .iter()
+        .find_map(|e| match e.body() {
+            Body::ChainAnchored(a) => a
+                .heads
+                .iter()
+                .find(|h| h.author == key.did())
+                .map(|h| h.seq),
+            _ => None,
+        })
+        .unwrap();
+
+    // Rewrite: the publisher re-signs its chain from seq 2 on.
+    let rewritten_path = dir.join("rewritten.db");
+    let mut rewritten = Store::open(&rewritten_path, &network).unwrap();
+    let mut prev = None;
+    for event in &events {
+        if event.author() != key.did() {
+            rewritten.append(event).unwrap();
+            continue;
+        }
+        let copy = if event.seq() < 2 {
+            event.clone()
+        } else {
+            Event::sign(
+                &network,
+                &key,
+                event.seq(),
+                prev,
+                event.timestamp_ms() + 1,
+                event.body().clone(),
+            )
+            .unwrap()
+        };
+        prev = Some(copy.id());
+        rewritten.append(&copy).unwrap();
+    }
+    drop(rewritten);
+    let out = run(
+        publisher,
+        &[
+            "ledger",
+            "verify",
+            "--file",
+            rewritten_path.to_str().unwrap(),
+            "--anchors",
+            "--rpc",
+            rpc,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let flagged = text
+        .lines()
+        .find(|l| l.contains("[anchored-history-rewritten]"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        flagged.contains(&key.did().to_string())
+            && flagged.contains(&format!("seq {anchored_height}")),
+        "{flagged}"
+    );
+
+    // Replay: a second settlement event with a nonce already settled.
+    let replayed_path = dir.join("replayed.db");
+    let mut replayed = Store::open(&replayed_path, &network).unwrap();
+    for event in &events {
+        replayed.append(event).unwrap();
+    }
+    let batch = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e.body(), Body::RewardsSettled(_)))
+        .unwrap()
+        .body()
+        .clone();
+    let last = events.iter().filter(|e| e.author() == key.did()).count() as u64;
+    replayed
+        .append_next(
+            &key,
+            events.iter().map(|e| e.timestamp_ms()).max().unwrap() + 1,
+            batch,
+        )
+        .unwrap();
+    drop(replayed);
+    assert!(last > 0);
+    let out = run(
+        publisher,
+        &[
+            "ledger",
+            "verify",
+            "--file",
+            replayed_path.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("[settlement-replayed]"), "{text}");
+}
