@@ -227,7 +227,11 @@ impl ChainClient {
                 what: "the deployment in chain.json".into(),
             });
         }
-        let (anchor, token, payouts) = deployment.addresses()?;
+        let crate::ContractAddresses {
+            anchor,
+            token,
+            payouts,
+        } = deployment.addresses()?;
         for (what, address) in [("anchor", anchor), ("token", token), ("payouts", payouts)] {
             let provider = self.provider.clone();
             let code: Bytes = self
@@ -339,7 +343,7 @@ impl ChainClient {
         heads: u64,
     ) -> Result<AnchorReceipt, ChainError> {
         let me = self.writer()?;
-        let (anchor, _, _) = deployment.addresses()?;
+        let crate::ContractAddresses { anchor, .. } = deployment.addresses()?;
         let started = Instant::now();
         loop {
             if let Some(found) = self.find_anchor(anchor, me, root).await? {
@@ -536,7 +540,7 @@ impl ChainClient {
         transfers: &[([u8; 20], u64)],
     ) -> Result<SettleReceipt, ChainError> {
         let me = self.writer()?;
-        let (_, token, payouts) = deployment.addresses()?;
+        let crate::ContractAddresses { token, payouts, .. } = deployment.addresses()?;
         let total: u64 = transfers.iter().map(|(_, amount)| amount).sum();
         let started = Instant::now();
         loop {

@@ -144,19 +144,30 @@ impl Deployment {
     }
 
     /// The three addresses, parsed (they were checked when loaded or made).
-    pub fn addresses(&self) -> Result<([u8; 20], [u8; 20], [u8; 20]), ChainError> {
+    pub fn addresses(&self) -> Result<ContractAddresses, ChainError> {
         let parse = |what: &str, text: &str| {
             fedpool_ledger::wallet::parse_address(text).map_err(|reason| ChainError::File {
                 path: "chain.json".into(),
                 reason: format!("{what}: {reason}"),
             })
         };
-        Ok((
-            parse("anchor", &self.anchor)?,
-            parse("token", &self.token)?,
-            parse("payouts", &self.payouts)?,
-        ))
+        Ok(ContractAddresses {
+            anchor: parse("anchor", &self.anchor)?,
+            token: parse("token", &self.token)?,
+            payouts: parse("payouts", &self.payouts)?,
+        })
     }
+}
+
+/// A [`Deployment`]'s addresses as bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContractAddresses {
+    /// `FedpoolAnchor`.
+    pub anchor: [u8; 20],
+    /// `FedpoolRewardToken`.
+    pub token: [u8; 20],
+    /// `FedpoolPayouts`.
+    pub payouts: [u8; 20],
 }
 
 /// The bytes32 a model is known by on chain: blake3 of its id's text (model ids are content

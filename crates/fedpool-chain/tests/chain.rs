@@ -20,7 +20,11 @@ async fn anchors_and_settlements_land_once_and_a_replayed_batch_is_refused_on_ch
         .await
         .unwrap();
     client.check_deployment(&deployment).await.unwrap();
-    let (anchor, token, payouts) = deployment.addresses().unwrap();
+    let fedpool_chain::ContractAddresses {
+        anchor,
+        token,
+        payouts,
+    } = deployment.addresses().unwrap();
 
     // An anchor lands once: asking again with the same root finds the first.
     let first = client.anchor(&deployment, [7; 32], 3).await.unwrap();

@@ -431,11 +431,25 @@ fn link(home: Home, args: LinkArgs, action: WalletAction) -> Result<()> {
     Ok(())
 }
 
-/// Runs `fedpool anchor`.
-pub fn anchor(home: Home, args: AnchorArgs) -> Result<()> {
-    let mut node = Node::open(home)?;
-    let deployment = load_deployment(&node.home)?;
-    let wallet = load_wallet(&node.home)?;
+/// One anchoring, as done.
+pub(crate) struct Anchored {
+    root: [u8; 32],
+    heads: usize,
+    receipt: fedpool_chain::AnchorReceipt,
+    event: EventId,
+}
+
+/// Anchors this node's ledger heads with its wallet and records the anchor. With
+/// `skip_unchanged`, does nothing (`None`) when no chain but this node's own anchor event moved
+/// since its last anchor (so a periodic anchor costs nothing on an idle ledger).
+pub(crate) async fn anchor_heads(
+    home: &Home,
+    rpc: &RpcArgs,
+    skip_unchanged: bool,
+) -> Result<Option<Anchored>> {
+    let mut node = Node::open(home.clone())?;
+    let deployment = load_deployment(home)?;
+    let wallet = load_wallet(home)?;
     let heads: Vec<ChainHead> = node
         .store
         .heads()?
@@ -445,13 +459,27 @@ pub fn anchor(home: Home, args: AnchorArgs) -> Result<()> {
     if heads.is_empty() {
         bail!("the ledger is empty: nothing to anchor");
     }
+    if skip_unchanged {
+        let mine = node.store.events_by_author(&node.did())?;
+        if let Some(Body::ChainAnchored(last)) = mine.last().map(|e| e.body()) {
+            let others = |list: &[ChainHead]| -> Vec<ChainHead> {
+                list.iter()
+                    .filter(|h| h.author != node.did())
+                    .cloned()
+                    .collect()
+            };
+            if others(&last.heads) == others(&heads) {
+                return Ok(None);
+            }
+        }
+    }
     let root = heads_root(&heads);
-    let receipt = runtime()?.block_on(async {
-        let client = ChainClient::connect(&args.rpc.rpc, Some(wallet), args.rpc.retry()).await?;
-        client.check_deployment(&deployment).await?;
-        client.anchor(&deployment, root, heads.len() as u64).await
-    })?;
-    let (contract, _, _) = deployment.addresses()?;
+    let client = ChainClient::connect(&rpc.rpc, Some(wallet), rpc.retry()).await?;
+    client.check_deployment(&deployment).await?;
+    let receipt = client.anchor(&deployment, root, heads.len() as u64).await?;
+    let fedpool_chain::ContractAddresses {
+        anchor: contract, ..
+    } = deployment.addresses()?;
     let event = node.append(ChainAnchored {
         chain_id: deployment.chain_id,
         contract,
@@ -461,30 +489,64 @@ pub fn anchor(home: Home, args: AnchorArgs) -> Result<()> {
         root,
         heads: heads.clone(),
     })?;
+    Ok(Some(Anchored {
+        root,
+        heads: heads.len(),
+        receipt,
+        event: event.id(),
+    }))
+}
+
+impl Anchored {
+    fn describe(&self) -> String {
+        format!(
+            "anchored {} (root {}) as anchor {} in block {} (tx {}, {} gas); recorded as event {}",
+            count(self.heads, "chain head"),
+            hex(&self.root),
+            self.receipt.index,
+            self.receipt.block_number,
+            hex(&self.receipt.tx_hash),
+            self.receipt.gas_used,
+            self.event
+        )
+    }
+}
+
+/// Anchors every `every` while a node runs (`node run --anchor-every`); a failure is logged and
+/// tried again at the next tick.
+pub(crate) async fn anchor_periodically(home: Home, rpc: RpcArgs, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match anchor_heads(&home, &rpc, true).await {
+            Ok(Some(done)) => tracing::info!("{}", done.describe()),
+            Ok(None) => tracing::debug!("nothing new to anchor"),
+            Err(e) => tracing::warn!("periodic anchoring failed (retried next time): {e:#}"),
+        }
+    }
+}
+
+/// Runs `fedpool anchor`.
+pub fn anchor(home: Home, args: AnchorArgs) -> Result<()> {
+    let done = runtime()?
+        .block_on(anchor_heads(&home, &args.rpc, false))?
+        .expect("anchoring without skip always anchors");
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "root": hex(&root),
-                "heads": heads.len(),
-                "anchor_index": receipt.index,
-                "block": receipt.block_number,
-                "tx": hex(&receipt.tx_hash),
-                "gas_used": receipt.gas_used,
-                "event": event.id().to_string(),
+                "root": hex(&done.root),
+                "heads": done.heads,
+                "anchor_index": done.receipt.index,
+                "block": done.receipt.block_number,
+                "tx": hex(&done.receipt.tx_hash),
+                "gas_used": done.receipt.gas_used,
+                "event": done.event.to_string(),
             }))?
         );
     } else {
-        println!(
-            "anchored {} (root {}) as anchor {} in block {} (tx {}, {} gas); recorded as event {}",
-            count(heads.len(), "chain head"),
-            hex(&root),
-            receipt.index,
-            receipt.block_number,
-            hex(&receipt.tx_hash),
-            receipt.gas_used,
-            event.id()
-        );
+        println!("{}", done.describe());
     }
     Ok(())
 }
@@ -554,7 +616,7 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
     }
     let deployment = load_deployment(&node.home)?;
     let wallet = load_wallet(&node.home)?;
-    let (_, token, _) = deployment.addresses()?;
+    let fedpool_chain::ContractAddresses { token, .. } = deployment.addresses()?;
     let rt = runtime()?;
     let client = rt.block_on(async {
         let client = ChainClient::connect(&args.rpc.rpc, Some(wallet), args.rpc.retry()).await?;
@@ -598,8 +660,7 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
             None => credit.push((*owner, unsettled)),
         }
     }
-    let mut nonce = state.next_nonce;
-    for chunk in due.chunks(args.batch_size) {
+    for (nonce, chunk) in (state.next_nonce..).zip(due.chunks(args.batch_size)) {
         let batch = PendingBatch {
             model_id: model.id().as_str().to_string(),
             chain_id: deployment.chain_id,
@@ -616,12 +677,21 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
         let line = send_batch(&rt, &mut node, &client, &deployment, key, batch)?;
         std::fs::remove_file(&pending)?;
         report.push(line);
-        nonce += 1;
     }
 
+    // Every owner of the model with a linked wallet: what its wallet holds now.
+    let linked: Vec<(Did, [u8; 20])> = state
+        .owed
+        .keys()
+        .filter_map(|owner| {
+            links
+                .linked_now(owner, deployment.chain_id)
+                .map(|address| (*owner, address))
+        })
+        .collect();
     let balances: Vec<_> = rt.block_on(async {
         let mut balances = Vec::new();
-        for (owner, address, _) in &due {
+        for (owner, address) in &linked {
             balances.push((*owner, *address, client.balance_of(token, *address).await?));
         }
         Ok::<_, fedpool_chain::ChainError>(balances)
@@ -698,7 +768,11 @@ fn send_batch(
         // Tests: a crash after the chain took the batch and before the ledger recorded it.
         std::process::exit(3);
     }
-    let (_, token, payouts_contract) = deployment.addresses()?;
+    let fedpool_chain::ContractAddresses {
+        token,
+        payouts: payouts_contract,
+        ..
+    } = deployment.addresses()?;
     let total: u64 = transfers.iter().map(|t| t.amount).sum();
     let n = transfers.len();
     let event = node.append(RewardsSettled {

@@ -107,6 +107,17 @@ pub struct RunArgs {
     /// Do not serve the web page.
     #[arg(long, conflicts_with_all = ["web", "web_allow_remote"])]
     no_web: bool,
+    /// Anchor the ledger's heads in the chain every this many seconds when they moved (needs
+    /// wallet.key and chain.json in the home; see `fedpool anchor`).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    anchor_every: Option<u64>,
+    /// The chain's JSON-RPC endpoint, with --anchor-every.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8545",
+        requires = "anchor_every"
+    )]
+    rpc: String,
 }
 
 fn parse_stage(name: &str) -> Result<Stage, String> {
@@ -263,7 +274,23 @@ fn run(home: Home, args: RunArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let anchoring = args.anchor_every.map(|seconds| {
+        (
+            crate::cmd_chain::RpcArgs {
+                rpc: args.rpc.clone(),
+                retry_for: seconds.min(60),
+            },
+            Duration::from_secs(seconds),
+        )
+    });
     runtime.block_on(async move {
+        if let Some((rpc, every)) = anchoring {
+            tokio::spawn(crate::cmd_chain::anchor_periodically(
+                home.clone(),
+                rpc,
+                every,
+            ));
+        }
         let page: Option<(String, crate::web::Secret)> = match web {
             Some(web) => {
                 let (addr, server) = crate::web::bind(home.clone(), web).await?;

@@ -1192,10 +1192,28 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
     assert_eq!(again["batches"], serde_json::json!([]), "{again:#}");
     check_balances(&again);
 
-    // More rounds pay more; the publisher crashes after the chain took a batch and before its
-    // ledger recorded it: the next run finds the batch on chain instead of paying it again.
-    let lines = train_lines(&publisher, &model, "2");
-    assert!(lines.iter().any(|l| l["event"] == "finished"), "{lines:?}");
+    // Owner 3 links a wallet at last: its kept credit is due. The publisher crashes after the
+    // chain took that batch and before its ledger recorded it: the next run finds the batch on
+    // chain instead of paying it again.
+    let owner3 = cluster.home("owner3");
+    ok(&owner3, &["wallet", "new"]);
+    ok(&owner3, &["wallet", "link", "--chain-id", "31337"]);
+    cluster.wait_for(
+        "owner 3's link to reach the publisher",
+        Duration::from_secs(30),
+        |c| {
+            let shown: Value =
+                serde_json::from_str(&ok(&c.home("publisher"), &["ledger", "show", "--json"]))
+                    .unwrap();
+            shown
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["body"]["kind"] == "wallet-linked")
+                .count()
+                == 3
+        },
+    );
     let crashed = Command::new(BIN)
         .arg("--home")
         .arg(&publisher)
@@ -1212,8 +1230,11 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
     ))
     .unwrap();
     let resumed_batches = resumed["batches"].as_array().unwrap();
+    assert_eq!(resumed_batches.len(), 1, "{resumed:#}");
     assert_eq!(resumed_batches[0]["sent_now"], false, "{resumed:#}");
+    assert_eq!(resumed["credit"], serde_json::json!([]), "{resumed:#}");
     let ledger = ledger_balances(&publisher);
+    assert_eq!(resumed["balances"].as_array().unwrap().len(), 3);
     for balance in resumed["balances"].as_array().unwrap() {
         let owner = balance["owner"].as_str().unwrap();
         assert_eq!(
@@ -1339,4 +1360,70 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("[settlement-replayed]"), "{text}");
+}
+
+fn anchors_on(home: &Path) -> usize {
+    let shown: Value = serde_json::from_str(&ok(home, &["ledger", "show", "--json"])).unwrap();
+    shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["body"]["kind"] == "chain-anchored")
+        .count()
+}
+
+/// A running node anchors its ledger by itself when it moved, and not when it did not.
+#[test]
+fn a_running_node_anchors_its_ledger_periodically_only_when_it_moved() {
+    use fedpool_chain::anvil::Anvil;
+    let anvil = Anvil::start(0, None);
+    let rpc = anvil.url();
+    let mut cluster = Cluster::new();
+    let publisher = cluster.home("publisher");
+    ok(&publisher, &["init"]);
+    ok(
+        &publisher,
+        &["publish", &format!("{ROOT}/contracts/digits.toml")],
+    );
+    let wallet = ok(&publisher, &["wallet", "new"]).trim().to_string();
+    chain_rpc(
+        &rpc,
+        "anvil_setBalance",
+        serde_json::json!([wallet, "0x56BC75E2D63100000"]),
+    );
+    ok(&publisher, &["chain", "deploy", "--rpc", &rpc]);
+    cluster.extra.push((
+        "publisher".into(),
+        vec![
+            "--anchor-every".into(),
+            "1".into(),
+            "--rpc".into(),
+            rpc.clone(),
+            "--no-web".into(),
+        ],
+    ));
+    cluster.start("publisher", None);
+    cluster.wait_for("a first anchor", Duration::from_secs(30), |c| {
+        anchors_on(&c.home("publisher")) == 1
+    });
+    // Idle: three more ticks anchor nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(anchors_on(&publisher), 1);
+    // The ledger moves: the next tick anchors it.
+    ok(
+        &publisher,
+        &["publish", &format!("{ROOT}/contracts/adult.toml")],
+    );
+    cluster.wait_for("a second anchor", Duration::from_secs(30), |c| {
+        anchors_on(&c.home("publisher")) == 2
+    });
+    let verified = ok(
+        &publisher,
+        &["ledger", "verify", "--anchors", "--rpc", &rpc],
+    );
+    assert!(verified.starts_with("OK"), "{verified}");
+    assert!(
+        verified.contains("2 anchors and 0 settlements confirmed"),
+        "{verified}"
+    );
 }

@@ -63,9 +63,12 @@ fn check_wallet_signatures(check: &mut Check, network: &NetworkId, admissible: &
 /// The wallet each owner has linked on each chain, as it stood at any time: links and unlinks
 /// with valid wallet signatures, in each owner's chain order.
 pub struct WalletLinks {
-    /// (owner, chain id) → (timestamp, linked address or `None` after an unlink), in order.
-    history: HashMap<(Did, u64), Vec<(u64, Option<[u8; 20]>)>>,
+    /// (owner, chain id) → its link history, in order.
+    history: HashMap<(Did, u64), Vec<LinkState>>,
 }
+
+/// From a timestamp on, the linked address (`None` after an unlink).
+type LinkState = (u64, Option<[u8; 20]>);
 
 impl WalletLinks {
     /// Reads the links of `events` (any order; each author's are taken in seq order), keeping
@@ -73,7 +76,7 @@ impl WalletLinks {
     pub fn from_events(network: &NetworkId, events: &[&Event]) -> WalletLinks {
         let mut sorted: Vec<&Event> = events.to_vec();
         sorted.sort_by_key(|e| (e.author(), e.seq()));
-        let mut history: HashMap<(Did, u64), Vec<(u64, Option<[u8; 20]>)>> = HashMap::new();
+        let mut history: HashMap<(Did, u64), Vec<LinkState>> = HashMap::new();
         for event in sorted {
             let (action, chain_id, address, signature) = match event.body() {
                 Body::WalletLinked(l) => (
