@@ -56,18 +56,20 @@ pub fn rewards(home: Home, args: RewardsArgs) -> Result<()> {
     for model in &models {
         let earnings = earnings(&node, model, Some(&owner))?;
         if !earnings.is_empty() {
-            report.push((model, earnings));
+            let settled = settled(&node, model, &owner)?;
+            report.push((model, earnings, settled));
         }
     }
     if args.json {
         let models: Vec<_> = report
             .iter()
-            .map(|(model, earnings)| {
+            .map(|(model, earnings, settled)| {
                 json!({
                     "model_id": model.id().as_str(),
                     "name": model.body.name,
                     "currency": model.contract.rewards.currency,
                     "balance": earnings.iter().map(|e| e.amount).sum::<u64>(),
+                    "settled_on_chain": settled,
                     "payouts": earnings.iter().map(|e| json!({
                         "round": e.round,
                         "score": e.score,
@@ -89,13 +91,21 @@ pub fn rewards(home: Home, args: RewardsArgs) -> Result<()> {
         return Ok(());
     }
     println!("rewards of {owner}:");
-    for (model, earnings) in &report {
+    for (model, earnings, settled) in &report {
         let currency = &model.contract.rewards.currency;
+        let balance = earnings.iter().map(|e| e.amount).sum::<u64>();
         println!(
-            "{} ({}): {} {currency}",
+            "{} ({}): {balance} {currency}{}",
             model.body.name,
             short(model.id().as_str()),
-            earnings.iter().map(|e| e.amount).sum::<u64>()
+            if *settled > 0 {
+                format!(
+                    " ({settled} paid out as tokens, {} still credit)",
+                    balance.saturating_sub(*settled)
+                )
+            } else {
+                String::new()
+            }
         );
         for e in earnings {
             let round = e
@@ -188,6 +198,26 @@ pub(crate) fn earnings(
         }
     }
     Ok(earnings)
+}
+
+/// What the model's publisher has paid `owner` on chain (its `rewards-settled` transfers).
+pub(crate) fn settled(node: &Node, model: &PublishedModel, owner: &Did) -> Result<u64> {
+    let mut total = 0;
+    for event in node.store.events_by_model(model.id())? {
+        let Body::RewardsSettled(settlement) = event.body() else {
+            continue;
+        };
+        if event.author() != model.event.author() {
+            continue;
+        }
+        total += settlement
+            .transfers
+            .iter()
+            .filter(|t| t.owner == *owner)
+            .map(|t| t.amount)
+            .sum::<u64>();
+    }
+    Ok(total)
 }
 
 fn short(id: &str) -> &str {

@@ -1325,6 +1325,59 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
         "{flagged}"
     );
 
+    // A false record: the publisher's anchor event re-signed to name an anchor the chain does
+    // not hold (every later event of its chain re-signed too, so the chain itself is intact).
+    let falsified_path = dir.join("falsified.db");
+    let mut falsified = Store::open(&falsified_path, &network).unwrap();
+    let mut prev = None;
+    let mut editing = false;
+    for event in &events {
+        if event.author() != key.did() {
+            falsified.append(event).unwrap();
+            continue;
+        }
+        let mut body = event.body().clone();
+        if let Body::ChainAnchored(anchor) = &mut body {
+            anchor.anchor_index = 99;
+            editing = true;
+        }
+        let copy = if editing {
+            Event::sign(
+                &network,
+                &key,
+                event.seq(),
+                prev,
+                event.timestamp_ms(),
+                body,
+            )
+            .unwrap()
+        } else {
+            event.clone()
+        };
+        prev = Some(copy.id());
+        falsified.append(&copy).unwrap();
+    }
+    drop(falsified);
+    let out = run(
+        publisher,
+        &[
+            "ledger",
+            "verify",
+            "--file",
+            falsified_path.to_str().unwrap(),
+            "--anchors",
+            "--rpc",
+            rpc,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("[anchor-not-on-chain]") && text.contains("holds no anchor 99"),
+        "{text}"
+    );
+    assert!(!text.contains("[anchored-history-rewritten]"), "{text}");
+
     // Replay: a second settlement event with a nonce already settled.
     let replayed_path = dir.join("replayed.db");
     let mut replayed = Store::open(&replayed_path, &network).unwrap();
