@@ -146,3 +146,155 @@ fn a_wallet_key_file_is_private_and_round_trips() {
         "an existing key is never overwritten"
     );
 }
+
+async fn rpc(url: &str, method: &'static str, params: serde_json::Value) -> serde_json::Value {
+    use alloy::providers::Provider;
+    let provider = ProviderBuilder::new().connect_http(url.parse().unwrap());
+    provider
+        .raw_request::<_, serde_json::Value>(method.into(), params)
+        .await
+        .unwrap()
+}
+
+/// A chain that dies with the anchoring transaction unmined and comes back from its last state:
+/// the client keeps asking, finds no anchor of its root, sends again, and the root is anchored
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_lost_with_a_killed_chain_is_sent_again_and_lands_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let anvil = Anvil::start(port, Some(&state));
+    let url = anvil.url();
+    let wallet = EvmWallet::from_hex(DEV_ACCOUNT_0_KEY).unwrap();
+    let retry = Retry {
+        total: std::time::Duration::from_secs(60),
+        receipt_timeout: std::time::Duration::from_secs(2),
+    };
+    let client = ChainClient::connect(&url, Some(wallet), retry)
+        .await
+        .unwrap();
+    let deployment = client.deploy("fedpool reward", "FPR", 1000).await.unwrap();
+    // Let the state dump hold the contracts.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    rpc(&url, "evm_setAutomine", serde_json::json!([false])).await;
+    let anchoring = {
+        let deployment = deployment.clone();
+        tokio::spawn(async move { client.anchor(&deployment, [5; 32], 3).await })
+    };
+    loop {
+        let pool = rpc(&url, "txpool_status", serde_json::json!([])).await;
+        let pending = pool["pending"].as_str().unwrap_or("0x0");
+        if pending != "0x0" && pending != "0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anvil.kill();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _anvil = Anvil::start(port, Some(&state));
+    let receipt = anchoring.await.unwrap().unwrap();
+    let reader = ChainClient::connect(&url, None, retry).await.unwrap();
+    let anchor = deployment.addresses().unwrap().anchor;
+    let on_chain = reader
+        .anchor_at(anchor, receipt.index)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_chain.root, [5; 32]);
+    assert_eq!(receipt.index, 0);
+    assert!(
+        reader.anchor_at(anchor, 1).await.unwrap().is_none(),
+        "the root is anchored once"
+    );
+}
+
+/// A reorganisation drops a settled batch: the audit flags the ledger's record of it as not on
+/// chain, and settling the batch again (same nonce) pays it once — the balance is the amount,
+/// not twice it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
+    use fedpool_ledger::{Event, Keypair, NetworkId, RewardsSettled, Rule, Transfer};
+    let anvil = Anvil::start(0, None);
+    let url = anvil.url();
+    let wallet = EvmWallet::from_hex(DEV_ACCOUNT_0_KEY).unwrap();
+    let client = ChainClient::connect(&url, Some(wallet), Retry::default())
+        .await
+        .unwrap();
+    let deployment = client.deploy("fedpool reward", "FPR", 1000).await.unwrap();
+    let addresses = deployment.addresses().unwrap();
+    let owner = [0x33; 20];
+    // Approve first, so the snapshot below keeps the allowance and the reorg drops the batch only.
+    client
+        .settle(&deployment, [1; 32], 1, &[([0x44; 20], 1)])
+        .await
+        .unwrap();
+    let snapshot = rpc(&url, "evm_snapshot", serde_json::json!([])).await;
+    let paid = client
+        .settle(&deployment, [1; 32], 2, &[(owner, 40)])
+        .await
+        .unwrap();
+    let publisher = Keypair::insecure_from_seed(1);
+    let network = NetworkId::new("fedpool-chain-test").unwrap();
+    let record = Event::sign(
+        &network,
+        &publisher,
+        1,
+        None,
+        1,
+        RewardsSettled {
+            model_id: "m".into(),
+            chain_id: client.chain_id(),
+            payouts_contract: addresses.payouts,
+            token: addresses.token,
+            nonce: 2,
+            block_number: paid.block_number,
+            tx_hash: paid.tx_hash,
+            transfers: vec![Transfer {
+                owner: publisher.did(),
+                address: owner,
+                amount: 40,
+            }],
+            covers: vec![],
+        },
+    )
+    .unwrap();
+    let audit = fedpool_chain::audit(&client, std::slice::from_ref(&record))
+        .await
+        .unwrap();
+    assert_eq!(
+        (audit.n_settlements_confirmed, audit.violations.len()),
+        (1, 0)
+    );
+
+    rpc(&url, "evm_revert", serde_json::json!([snapshot])).await;
+    assert_eq!(
+        client.balance_of(addresses.token, owner).await.unwrap(),
+        U256::ZERO
+    );
+    let audit = fedpool_chain::audit(&client, std::slice::from_ref(&record))
+        .await
+        .unwrap();
+    assert_eq!(audit.violations.len(), 1);
+    assert_eq!(audit.violations[0].rule, Rule::SettlementNotOnChain);
+
+    let again = client
+        .settle(&deployment, [1; 32], 2, &[(owner, 40)])
+        .await
+        .unwrap();
+    assert!(again.sent_now, "the dropped batch is sent again");
+    let again = client
+        .settle(&deployment, [1; 32], 2, &[(owner, 40)])
+        .await
+        .unwrap();
+    assert!(!again.sent_now);
+    assert_eq!(
+        client.balance_of(addresses.token, owner).await.unwrap(),
+        U256::from(40),
+        "paid once"
+    );
+}

@@ -644,6 +644,46 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
         }
     }
 
+    // A batch the ledger records but the chain does not hold (a reorganisation dropped it): send
+    // it again under its own nonce, so its owners are paid what the ledger says, once. The
+    // record keeps naming the dropped transaction; `verify --anchors` says so.
+    let me = client.address().expect("a client with a wallet");
+    for event in node.store.events_by_model(model.id())? {
+        let Body::RewardsSettled(recorded) = event.body() else {
+            continue;
+        };
+        if event.author() != node.did() || recorded.chain_id != deployment.chain_id {
+            continue;
+        }
+        if rt.block_on(client.is_settled(recorded.payouts_contract, me, key, recorded.nonce))? {
+            continue;
+        }
+        let transfers: Vec<([u8; 20], u64)> = recorded
+            .transfers
+            .iter()
+            .map(|t| (t.address, t.amount))
+            .collect();
+        let receipt = rt.block_on(client.settle(&deployment, key, recorded.nonce, &transfers))?;
+        tracing::warn!(
+            "batch {} was recorded in tx {} but is not on chain (reorganised?); sent again as tx {}",
+            recorded.nonce,
+            hex(&recorded.tx_hash),
+            hex(&receipt.tx_hash)
+        );
+        report.push(json!({
+            "nonce": recorded.nonce,
+            "transfers": transfers.len(),
+            "total": transfers.iter().map(|(_, amount)| amount).sum::<u64>(),
+            "block": receipt.block_number,
+            "tx": hex(&receipt.tx_hash),
+            "gas_used": receipt.gas_used,
+            "gas_per_transfer": receipt.gas_used / transfers.len().max(1) as u64,
+            "sent_now": receipt.sent_now,
+            "resent": true,
+            "recorded_tx": hex(&recorded.tx_hash),
+        }));
+    }
+
     let state = owed(&node, &model)?;
     let events = node.store.events()?;
     let refs: Vec<_> = events.iter().collect();
@@ -723,7 +763,9 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
                 line["tx"].as_str().unwrap_or(""),
                 line["gas_used"],
                 line["gas_per_transfer"],
-                if line["sent_now"] == json!(false) {
+                if line["resent"] == json!(true) {
+                    " — recorded before but dropped by the chain: sent again under its nonce"
+                } else if line["sent_now"] == json!(false) {
                     " — found on chain from an earlier attempt, not sent again"
                 } else {
                     ""

@@ -1214,6 +1214,8 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
                 == 3
         },
     );
+    // (A chain snapshot before that batch, to play a reorganisation afterwards.)
+    let before_batch = chain_rpc(&rpc, "evm_snapshot", serde_json::json!([]))["result"].clone();
     let crashed = Command::new(BIN)
         .arg("--home")
         .arg(&publisher)
@@ -1247,6 +1249,52 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
         &["ledger", "verify", "--anchors", "--rpc", &rpc],
     );
     assert!(verified.starts_with("OK"), "{verified}");
+    // An owner's node sees what reached its wallet once the settlement events reach it.
+    cluster.wait_for(
+        "the settlements to reach owner 1",
+        Duration::from_secs(30),
+        |c| {
+            let mine: Value =
+                serde_json::from_str(&ok(&c.home("owner1"), &["rewards", "--json"])).unwrap();
+            let model = &mine["models"][0];
+            model["settled_on_chain"] == model["balance"]
+        },
+    );
+
+    // A reorganisation drops owner 3's batch: verify says the record's transaction is not on
+    // chain; the next settle sends that batch again under its nonce, and every wallet again
+    // holds exactly its ledger balance.
+    chain_rpc(&rpc, "evm_revert", serde_json::json!([before_batch]));
+    let out = run(
+        &publisher,
+        &["ledger", "verify", "--anchors", "--rpc", &rpc],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("[settlement-not-on-chain]"),
+        "{text}"
+    );
+    let healed: Value = serde_json::from_str(&ok(
+        &publisher,
+        &["settle", &model, "--rpc", &rpc, "--json"],
+    ))
+    .unwrap();
+    let batches = healed["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{healed:#}");
+    assert_eq!(batches[0]["resent"], true, "{healed:#}");
+    for balance in healed["balances"].as_array().unwrap() {
+        let owner = balance["owner"].as_str().unwrap();
+        assert_eq!(
+            balance["balance"].as_str().unwrap(),
+            ledger[owner].to_string()
+        );
+    }
+    let again: Value = serde_json::from_str(&ok(
+        &publisher,
+        &["settle", &model, "--rpc", &rpc, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(again["batches"], serde_json::json!([]), "{again:#}");
 
     // Stop the nodes; play the publisher rewriting its anchored history, and replaying a batch.
     drop(cluster.children.drain(..).collect::<Vec<_>>());
