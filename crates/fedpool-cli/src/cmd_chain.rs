@@ -412,13 +412,11 @@ fn link(home: Home, args: LinkArgs, action: WalletAction) -> Result<()> {
         }
         .into(),
     };
-    let event = node.append(body)?;
-    if event.seq() != seq {
-        bail!(
-            "the ledger moved on while linking (the wallet signed seq {seq}, the event is seq {}); its signature will not verify: run the command again",
-            event.seq()
-        );
-    }
+    let event = node.append_at_seq(seq, body).with_context(|| {
+        format!(
+            "the wallet signed ledger seq {seq}, but this node's chain moved on meanwhile (nothing was written): sign again"
+        )
+    })?;
     println!(
         "{} {} on chain {chain_id} (event {})",
         match action {

@@ -61,6 +61,13 @@ impl Node {
         // same chain from another process.
         Ok(self.store.append_next(&self.keypair, now_ms(), body)?)
     }
+
+    /// [`Node::append`], only as seq `seq` (nothing is written if the chain moved on).
+    pub fn append_at_seq(&mut self, seq: u64, body: impl Into<Body>) -> Result<Event> {
+        Ok(self
+            .store
+            .append_at_seq(&self.keypair, now_ms(), seq, body)?)
+    }
 }
 
 /// A published model, found in a ledger.

@@ -682,3 +682,37 @@ fn the_change_stamp_moves_with_every_commit_of_any_connection() {
     assert_ne!(after_other, after_own, "another connection's commit");
     assert_eq!(node.change_stamp().unwrap(), after_other);
 }
+
+#[test]
+fn append_at_seq_writes_nothing_when_the_chain_moved_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let owner = Keypair::insecure_from_seed(40);
+    let link = |seed: u8| WalletLinked {
+        chain_id: 1,
+        address: [seed; 20],
+        wallet_signature: [seed; 65],
+    };
+    let first = store.append_at_seq(&owner, 10, 1, link(1)).unwrap();
+    assert_eq!(first.seq(), 1);
+    // Signed for seq 2, but another writer took it first.
+    store.append_next(&owner, 11, link(2)).unwrap();
+    let refused = store.append_at_seq(&owner, 12, 2, link(3)).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::ChainGap {
+                seq: 2,
+                expected_seq: 3,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert_eq!(store.events_by_author(&owner.did()).unwrap().len(), 2);
+    assert!(store.forks().unwrap().is_empty());
+    assert_eq!(
+        store.append_at_seq(&owner, 13, 3, link(4)).unwrap().seq(),
+        3
+    );
+}

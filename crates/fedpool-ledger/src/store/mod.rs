@@ -302,9 +302,33 @@ impl Store {
         now_ms: u64,
         body: impl Into<Body>,
     ) -> Result<Event, Error> {
+        self.append_next_at(keypair, now_ms, None, body.into())
+    }
+
+    /// [`Store::append_next`], only if the event gets seq `seq`; otherwise (another writer
+    /// appended first) nothing is written and the error says which seq is next. For bodies that
+    /// name their own seq (a wallet's signature of a link does).
+    pub fn append_at_seq(
+        &mut self,
+        keypair: &Keypair,
+        now_ms: u64,
+        seq: u64,
+        body: impl Into<Body>,
+    ) -> Result<Event, Error> {
+        self.append_next_at(keypair, now_ms, Some(seq), body.into())
+    }
+
+    fn append_next_at(
+        &mut self,
+        keypair: &Keypair,
+        now_ms: u64,
+        expected_seq: Option<u64>,
+        body: Body,
+    ) -> Result<Event, Error> {
         let author = keypair.did();
         let tx = begin(&mut self.conn, &self.path)?;
         let (head_seq, head_id) = chain_head(&tx, &self.path, &author, &author.to_string())?;
+        let moved_on = expected_seq.filter(|&seq| seq != head_seq + 1);
         let last_timestamp_ms = match head_id {
             Some(id) => tx
                 .query_row(
@@ -319,11 +343,20 @@ impl Store {
         let event = Event::sign(
             &self.network,
             keypair,
-            head_seq + 1,
+            moved_on.unwrap_or(head_seq + 1),
             head_id,
             now_ms.max(last_timestamp_ms),
             body,
         )?;
+        if let Some(seq) = moved_on {
+            // Dropping the transaction writes nothing.
+            return Err(Error::ChainGap {
+                author,
+                seq,
+                expected_seq: head_seq + 1,
+                id: event.id(),
+            });
+        }
         append_in(&tx, &self.path, &event)?;
         tx.commit()
             .map_err(sql_error(&self.path, "cannot commit append"))?;
