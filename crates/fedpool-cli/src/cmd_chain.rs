@@ -630,8 +630,15 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
         let batch: PendingBatch = serde_json::from_slice(&std::fs::read(&pending)?)
             .with_context(|| format!("{} is not a pending batch", pending.display()))?;
         if batch.model_id == model.id().as_str() {
-            let line = send_batch(&rt, &mut node, &client, &deployment, key, batch)?;
-            report.push(line);
+            // Recorded already (the run stopped between the ledger and removing the file)?
+            let recorded = node.store.events_by_model(model.id())?.iter().any(|e| {
+                e.author() == node.did()
+                    && matches!(e.body(), Body::RewardsSettled(s) if s.nonce == batch.nonce)
+            });
+            if !recorded {
+                let line = send_batch(&rt, &mut node, &client, &deployment, key, batch)?;
+                report.push(line);
+            }
             std::fs::remove_file(&pending)?;
         } else {
             bail!(

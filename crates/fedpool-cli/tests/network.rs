@@ -1192,6 +1192,57 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
     assert_eq!(again["batches"], serde_json::json!([]), "{again:#}");
     check_balances(&again);
 
+    // A run that stopped after recording a batch but before removing its write-ahead file:
+    // the next run sees the batch on its ledger and neither sends nor records it again.
+    let shown: Value =
+        serde_json::from_str(&ok(&publisher, &["ledger", "show", "--json"])).unwrap();
+    let last = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["body"]["kind"] == "rewards-settled")
+        .unwrap()["body"]
+        .clone();
+    let hex20 = |bytes: &Value| -> String {
+        let bytes: Vec<u8> = bytes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    };
+    let pending = serde_json::json!({
+        "model_id": last["model_id"],
+        "chain_id": last["chain_id"],
+        "nonce": last["nonce"],
+        "transfers": last["transfers"].as_array().unwrap().iter().map(|t| serde_json::json!([t["owner"], hex20(&t["address"]), t["amount"]])).collect::<Vec<_>>(),
+        "covers": last["covers"],
+    });
+    std::fs::write(publisher.join("settle-pending.json"), pending.to_string()).unwrap();
+    let n_settled = |home: &Path| {
+        let shown: Value = serde_json::from_str(&ok(home, &["ledger", "show", "--json"])).unwrap();
+        shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["body"]["kind"] == "rewards-settled")
+            .count()
+    };
+    let before = n_settled(&publisher);
+    let again: Value = serde_json::from_str(&ok(
+        &publisher,
+        &["settle", &model, "--rpc", &rpc, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(again["batches"], serde_json::json!([]), "{again:#}");
+    assert_eq!(n_settled(&publisher), before);
+    assert!(!publisher.join("settle-pending.json").exists());
+
     // Owner 3 links a wallet at last: its kept credit is due. The publisher crashes after the
     // chain took that batch and before its ledger recorded it: the next run finds the batch on
     // chain instead of paying it again.
