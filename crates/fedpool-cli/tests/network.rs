@@ -1353,11 +1353,45 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
     drop(anvil);
 }
 
-/// Copies the publisher's ledger twice: once with its chain re-signed from an early event
-/// (same content, one millisecond later: every id after it changes), once with a settlement
-/// batch replayed; `verify --anchors` flags each with its author and height.
+/// Writes `events` to a new ledger at `path`, with `key`'s chain re-signed from the first event
+/// `edit` changes (to the body and timestamp it returns) on, each later event naming its new
+/// predecessor: a chain that is intact in itself, but not the one that was anchored.
+fn rewritten_ledger(
+    path: &Path,
+    network: &fedpool_ledger::NetworkId,
+    events: &[fedpool_ledger::Event],
+    key: &fedpool_ledger::Keypair,
+    mut edit: impl FnMut(&fedpool_ledger::Event) -> Option<(fedpool_ledger::Body, u64)>,
+) {
+    use fedpool_ledger::{Event, Store};
+    let mut store = Store::open(path, network).unwrap();
+    let mut prev = None;
+    let mut resigning = false;
+    for event in events {
+        if event.author() != key.did() {
+            store.append(event).unwrap();
+            continue;
+        }
+        let edited = edit(event);
+        resigning |= edited.is_some();
+        let copy = if resigning {
+            let (body, timestamp_ms) =
+                edited.unwrap_or_else(|| (event.body().clone(), event.timestamp_ms()));
+            Event::sign(network, key, event.seq(), prev, timestamp_ms, body).unwrap()
+        } else {
+            event.clone()
+        };
+        prev = Some(copy.id());
+        store.append(&copy).unwrap();
+    }
+}
+
+/// Copies the publisher's ledger thrice: once with its chain re-signed from an early event
+/// (same content, one millisecond later: every id after it changes), once with its anchor event
+/// naming an anchor the chain does not hold, once with a settlement batch replayed; verify
+/// flags each (the rewrite with its author and height).
 fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
-    use fedpool_ledger::{Body, Event, NetworkId, Store, read_key_file};
+    use fedpool_ledger::{Body, NetworkId, Store, read_key_file};
     let network = NetworkId::new("fedpool-test-net").unwrap();
     let key = read_key_file(&publisher.join("identity.key")).unwrap();
     let store = Store::open(&publisher.join("ledger.db"), &network).unwrap();
@@ -1376,30 +1410,9 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
 
     // Rewrite: the publisher re-signs its chain from seq 2 on.
     let rewritten_path = dir.join("rewritten.db");
-    let mut rewritten = Store::open(&rewritten_path, &network).unwrap();
-    let mut prev = None;
-    for event in &events {
-        if event.author() != key.did() {
-            rewritten.append(event).unwrap();
-            continue;
-        }
-        let copy = if event.seq() < 2 {
-            event.clone()
-        } else {
-            Event::sign(
-                &network,
-                &key,
-                event.seq(),
-                prev,
-                event.timestamp_ms() + 1,
-                event.body().clone(),
-            )
-            .unwrap()
-        };
-        prev = Some(copy.id());
-        rewritten.append(&copy).unwrap();
-    }
-    drop(rewritten);
+    rewritten_ledger(&rewritten_path, &network, &events, &key, |event| {
+        (event.seq() >= 2).then(|| (event.body().clone(), event.timestamp_ms() + 1))
+    });
     let out = run(
         publisher,
         &[
@@ -1427,36 +1440,14 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
     // A false record: the publisher's anchor event re-signed to name an anchor the chain does
     // not hold (every later event of its chain re-signed too, so the chain itself is intact).
     let falsified_path = dir.join("falsified.db");
-    let mut falsified = Store::open(&falsified_path, &network).unwrap();
-    let mut prev = None;
-    let mut editing = false;
-    for event in &events {
-        if event.author() != key.did() {
-            falsified.append(event).unwrap();
-            continue;
-        }
-        let mut body = event.body().clone();
-        if let Body::ChainAnchored(anchor) = &mut body {
-            anchor.anchor_index = 99;
-            editing = true;
-        }
-        let copy = if editing {
-            Event::sign(
-                &network,
-                &key,
-                event.seq(),
-                prev,
-                event.timestamp_ms(),
-                body,
-            )
-            .unwrap()
-        } else {
-            event.clone()
+    rewritten_ledger(&falsified_path, &network, &events, &key, |event| {
+        let Body::ChainAnchored(anchor) = event.body() else {
+            return None;
         };
-        prev = Some(copy.id());
-        falsified.append(&copy).unwrap();
-    }
-    drop(falsified);
+        let mut anchor = anchor.clone();
+        anchor.anchor_index = 99;
+        Some((Body::ChainAnchored(anchor), event.timestamp_ms()))
+    });
     let out = run(
         publisher,
         &[

@@ -149,30 +149,12 @@ pub(crate) fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
 /// On unix, fails with [`Error::KeyFilePermissions`] if the file is accessible by group or
 /// others. Checks that the secret key matches the DID written next to it.
 pub fn read_key_file(path: &Path) -> Result<Keypair, Error> {
-    let io_error = |action| {
-        move |source| Error::Io {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
-    let mut file = File::open(path).map_err(io_error("cannot open key file"))?;
-    let metadata = file
-        .metadata()
-        .map_err(io_error("cannot read key file metadata"))?;
-    check_owner_only(path, &metadata)?;
     let format_error = |reason: &str| Error::KeyFileFormat {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     };
-    if metadata.len() > MAX_KEY_FILE_BYTES {
-        return Err(format_error("file is too large"));
-    }
-    let mut content = Zeroizing::new(String::new());
-    (&mut file)
-        .take(MAX_KEY_FILE_BYTES)
-        .read_to_string(&mut content)
-        .map_err(io_error("cannot read key file"))?;
+    let bytes = read_secret_file(path)?;
+    let content = std::str::from_utf8(&bytes).map_err(|_| format_error("not UTF-8 text"))?;
 
     let mut lines = content.lines();
     if lines.next() != Some(HEADER) {

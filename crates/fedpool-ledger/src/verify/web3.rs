@@ -15,40 +15,71 @@ pub(super) fn check_web3(check: &mut Check, network: &NetworkId, admissible: &[&
     check_settlements(check, network, admissible);
 }
 
-fn check_wallet_signatures(check: &mut Check, network: &NetworkId, admissible: &[&Event]) {
-    for &event in admissible {
+/// A link or unlink: what it claims, and whether the named wallet signed it (for this network,
+/// author, chain and seq).
+struct WalletClaim {
+    action: WalletAction,
+    chain_id: u64,
+    address: [u8; 20],
+    /// The signer recovered from the wallet signature, or why none could be.
+    signer: Result<[u8; 20], String>,
+}
+
+impl WalletClaim {
+    fn of(network: &NetworkId, event: &Event) -> Option<WalletClaim> {
         let (action, chain_id, address, signature) = match event.body() {
-            Body::WalletLinked(link) => (
+            Body::WalletLinked(l) => (
                 WalletAction::Link,
-                link.chain_id,
-                &link.address,
-                &link.wallet_signature,
+                l.chain_id,
+                l.address,
+                &l.wallet_signature,
             ),
-            Body::WalletUnlinked(unlink) => (
+            Body::WalletUnlinked(u) => (
                 WalletAction::Unlink,
-                unlink.chain_id,
-                &unlink.address,
-                &unlink.wallet_signature,
+                u.chain_id,
+                u.address,
+                &u.wallet_signature,
             ),
-            _ => continue,
+            _ => return None,
         };
         let message = wallet_message(
             action,
             network,
             &event.author(),
             chain_id,
-            address,
+            &address,
             event.seq(),
         );
-        match recover_signer(&message, signature) {
-            Ok(signer) if &signer == address => {}
+        Some(WalletClaim {
+            action,
+            chain_id,
+            address,
+            signer: recover_signer(&message, signature),
+        })
+    }
+
+    fn is_signed_by_its_wallet(&self) -> bool {
+        self.signer
+            .as_ref()
+            .is_ok_and(|signer| *signer == self.address)
+    }
+}
+
+fn check_wallet_signatures(check: &mut Check, network: &NetworkId, admissible: &[&Event]) {
+    for &event in admissible {
+        let Some(claim) = WalletClaim::of(network, event) else {
+            continue;
+        };
+        let action = claim.action;
+        match &claim.signer {
+            Ok(signer) if *signer == claim.address => {}
             Ok(signer) => check.flag(
                 Rule::WalletSignatureInvalid,
                 event,
                 format!(
                     "the wallet signature of this {action} is by {}, not by {}",
-                    format_address(&signer),
-                    format_address(address)
+                    format_address(signer),
+                    format_address(&claim.address)
                 ),
             ),
             Err(reason) => check.flag(
@@ -78,32 +109,13 @@ impl WalletLinks {
         sorted.sort_by_key(|e| (e.author(), e.seq()));
         let mut history: HashMap<(Did, u64), Vec<LinkState>> = HashMap::new();
         for event in sorted {
-            let (action, chain_id, address, signature) = match event.body() {
-                Body::WalletLinked(l) => (
-                    WalletAction::Link,
-                    l.chain_id,
-                    l.address,
-                    &l.wallet_signature,
-                ),
-                Body::WalletUnlinked(u) => (
-                    WalletAction::Unlink,
-                    u.chain_id,
-                    u.address,
-                    &u.wallet_signature,
-                ),
-                _ => continue,
+            let Some(claim) = WalletClaim::of(network, event) else {
+                continue;
             };
-            let message = wallet_message(
-                action,
-                network,
-                &event.author(),
-                chain_id,
-                &address,
-                event.seq(),
-            );
-            if recover_signer(&message, signature).ok() != Some(address) {
+            if !claim.is_signed_by_its_wallet() {
                 continue;
             }
+            let (action, chain_id, address) = (claim.action, claim.chain_id, claim.address);
             let entries = history.entry((event.author(), chain_id)).or_default();
             let current = entries.last().and_then(|(_, linked)| *linked);
             match action {
