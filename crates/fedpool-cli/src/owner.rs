@@ -390,3 +390,43 @@ pub fn earnings(node: &Node) -> Result<Vec<EarningRow>> {
     }
     Ok(rows)
 }
+
+/// What reached this owner's wallets: per model (by name), the tokens its publisher settled to
+/// it; and the wallets it has linked now, per chain.
+pub struct TokenPayouts {
+    /// Model name → tokens settled.
+    pub settled: std::collections::BTreeMap<String, u64>,
+    /// (chain id, address) of each wallet linked now.
+    pub wallets: Vec<(u64, String)>,
+}
+
+/// This owner's token payouts and linked wallets, from the ledger.
+pub fn token_payouts(node: &Node) -> Result<TokenPayouts> {
+    let me = node.did();
+    let mut settled = std::collections::BTreeMap::new();
+    for model in node::published_models(&node.store)? {
+        let amount = crate::cmd_rewards::settled(node, &model, &me)?;
+        if amount > 0 {
+            *settled.entry(model.body.name.clone()).or_default() += amount;
+        }
+    }
+    let mine = node.store.events_by_author(&me)?;
+    let refs: Vec<_> = mine.iter().collect();
+    let links = fedpool_ledger::WalletLinks::from_events(node.store.network(), &refs);
+    let chains: std::collections::BTreeSet<u64> = mine
+        .iter()
+        .filter_map(|e| match e.body() {
+            fedpool_ledger::Body::WalletLinked(l) => Some(l.chain_id),
+            _ => None,
+        })
+        .collect();
+    let wallets = chains
+        .into_iter()
+        .filter_map(|chain| {
+            links
+                .linked_now(&me, chain)
+                .map(|a| (chain, fedpool_ledger::wallet::format_address(&a)))
+        })
+        .collect();
+    Ok(TokenPayouts { settled, wallets })
+}

@@ -972,6 +972,28 @@ fn chain_rpc(url: &str, method: &str, params: Value) -> Value {
     serde_json::from_str(json).unwrap()
 }
 
+/// GET `path` from the owner's web page of a running node, with its token; the body.
+fn owner_page(home: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let url = std::fs::read_to_string(home.join("web.url")).unwrap();
+    let token = std::fs::read_to_string(home.join("web.token")).unwrap();
+    let address = url
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token.trim()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
 /// The publisher's ledger balances per owner (what `fedpool rewards --all` says was paid).
 fn ledger_balances(home: &Path) -> std::collections::BTreeMap<String, u64> {
     let all: Value = serde_json::from_str(&ok(home, &["rewards", "--all", "--json"])).unwrap();
@@ -1311,6 +1333,17 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
             model["settled_on_chain"] == model["balance"]
         },
     );
+    // Its web page says where rewards go and what was paid out as tokens.
+    let page = owner_page(&cluster.home("owner1"), "/rewards");
+    let owner1 = cluster.status("owner1")["did"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        page.contains(&format!("your wallet <code>{}</code>", wallets[&owner1])),
+        "{page}"
+    );
+    assert!(page.contains("Paid out as tokens"), "{page}");
 
     // A reorganisation drops owner 3's batch: verify says the record's transaction is not on
     // chain; the next settle sends that batch again under its nonce, and every wallet again

@@ -466,8 +466,12 @@ pub(crate) fn policies_page(
 
 /// `GET /rewards`
 pub(crate) async fn rewards(State(app): State<Arc<App>>) -> Response {
-    let rows = match with_node(&app, |node| owner::earnings(node)).await {
-        Ok(rows) => rows,
+    let loaded = with_node(&app, |node| {
+        Ok((owner::earnings(node)?, owner::token_payouts(node)?))
+    })
+    .await;
+    let (rows, tokens) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => return error_page(Section::Rewards, &e),
     };
     let mut totals: std::collections::BTreeMap<(String, String), u64> = Default::default();
@@ -483,12 +487,19 @@ pub(crate) async fn rewards(State(app): State<Arc<App>>) -> Response {
             h1 { "What you earned" }
             p { "Every payout here was signed on the ledger by the model's own publisher; balances are derived from those events." }
             p { a href="/api/rewards.csv" download { "Download as CSV" } }
+            @if tokens.wallets.is_empty() {
+                p { "No wallet is linked: your rewards stay as credit on the ledger until you link one (" code { "fedpool wallet link" } "); then the publisher's next settlement pays them as tokens." }
+            } @else {
+                @for (chain, address) in &tokens.wallets {
+                    p { "Rewards are paid as tokens to your wallet " code { (address) } " on chain " (chain) "." }
+                }
+            }
             @if rows.is_empty() { p { "No payouts yet." } }
             @else {
                 h2 { "Per model" }
                 table {
-                    thead { tr { th scope="col" { "Model" } th scope="col" { "Total" } } }
-                    tbody { @for ((name, currency), total) in &totals { tr { td { (name) } td.num { (total) " " (currency) } } } }
+                    thead { tr { th scope="col" { "Model" } th scope="col" { "Total" } th scope="col" { "Paid out as tokens" } } }
+                    tbody { @for ((name, currency), total) in &totals { tr { td { (name) } td.num { (total) " " (currency) } td.num { (tokens.settled.get(name).copied().unwrap_or(0)) } } } }
                 }
                 h2 { "Per round" }
                 table {
