@@ -614,7 +614,7 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
     }
     let deployment = load_deployment(&node.home)?;
     let wallet = load_wallet(&node.home)?;
-    let fedpool_chain::ContractAddresses { token, .. } = deployment.addresses()?;
+    let token = deployment.addresses()?.token;
     let rt = runtime()?;
     let client = rt.block_on(async {
         let client = ChainClient::connect(&args.rpc.rpc, Some(wallet), args.rpc.retry()).await?;
@@ -653,11 +653,17 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
     // it again under its own nonce, so its owners are paid what the ledger says, once. The
     // record keeps naming the dropped transaction; `verify --anchors` says so.
     let me = client.address().expect("a client with a wallet");
+    let current = deployment.addresses()?;
     for event in node.store.events_by_model(model.id())? {
         let Body::RewardsSettled(recorded) = event.body() else {
             continue;
         };
-        if event.author() != node.did() || recorded.chain_id != deployment.chain_id {
+        // Only batches of this deployment can be checked and resent through it.
+        if event.author() != node.did()
+            || recorded.chain_id != deployment.chain_id
+            || recorded.payouts_contract != current.payouts
+            || recorded.token != current.token
+        {
             continue;
         }
         if rt.block_on(client.is_settled(recorded.payouts_contract, me, key, recorded.nonce))? {
