@@ -31,6 +31,15 @@ pub fn anvil_binary() -> PathBuf {
     PathBuf::from("anvil")
 }
 
+/// A loopback port free right now (bound, then released), for a chain that must come back on
+/// the same port after a restart.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 impl Anvil {
     /// Starts anvil on 127.0.0.1 (`port` 0: any free port). With `state`, the chain is loaded
     /// from that file if it exists and dumped to it every second and on exit, so a restarted

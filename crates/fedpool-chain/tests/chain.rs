@@ -101,11 +101,7 @@ async fn an_unreachable_chain_is_a_clear_error_after_the_retry_window() {
         receipt_timeout: std::time::Duration::from_secs(1),
     };
     // A port nobody listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = fedpool_chain::anvil::free_loopback_port();
     let error = ChainClient::connect(&format!("http://127.0.0.1:{port}"), None, retry)
         .await
         .err()
@@ -163,11 +159,7 @@ async fn rpc(url: &str, method: &'static str, params: serde_json::Value) -> serd
 async fn an_anchor_lost_with_a_killed_chain_is_sent_again_and_lands_once() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = fedpool_chain::anvil::free_loopback_port();
     let anvil = Anvil::start(port, Some(&state));
     let url = anvil.url();
     let wallet = EvmWallet::from_hex(DEV_ACCOUNT_0_KEY).unwrap();

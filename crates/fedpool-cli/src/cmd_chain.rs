@@ -310,23 +310,12 @@ pub fn wallet(home: Home, command: WalletCommand) -> Result<()> {
         WalletCommand::Unlink(args) => link(home, args, WalletAction::Unlink),
         WalletCommand::Show { json } => {
             let node = Node::open(home)?;
-            let events = node.store.events()?;
-            let refs: Vec<_> = events.iter().collect();
-            let links = WalletLinks::from_events(node.store.network(), &refs);
-            let chains: std::collections::BTreeSet<u64> = events
-                .iter()
-                .filter_map(|e| match e.body() {
-                    Body::WalletLinked(l) if e.author() == node.did() => Some(l.chain_id),
-                    _ => None,
-                })
-                .collect();
-            let linked: Vec<(u64, String)> = chains
+            let mine = node.store.events_by_author(&node.did())?;
+            let refs: Vec<_> = mine.iter().collect();
+            let linked: Vec<(u64, String)> = WalletLinks::from_events(node.store.network(), &refs)
+                .linked_wallets(&node.did())
                 .into_iter()
-                .filter_map(|chain| {
-                    links
-                        .linked_now(&node.did(), chain)
-                        .map(|a| (chain, format_address(&a)))
-                })
+                .map(|(chain, address)| (chain, format_address(&address)))
                 .collect();
             let own = load_wallet(&node.home).ok().map(|w| w.address_text());
             if json {

@@ -412,21 +412,10 @@ pub fn token_payouts(node: &Node) -> Result<TokenPayouts> {
     }
     let mine = node.store.events_by_author(&me)?;
     let refs: Vec<_> = mine.iter().collect();
-    let links = fedpool_ledger::WalletLinks::from_events(node.store.network(), &refs);
-    let chains: std::collections::BTreeSet<u64> = mine
-        .iter()
-        .filter_map(|e| match e.body() {
-            fedpool_ledger::Body::WalletLinked(l) => Some(l.chain_id),
-            _ => None,
-        })
-        .collect();
-    let wallets = chains
+    let wallets = fedpool_ledger::WalletLinks::from_events(node.store.network(), &refs)
+        .linked_wallets(&me)
         .into_iter()
-        .filter_map(|chain| {
-            links
-                .linked_now(&me, chain)
-                .map(|a| (chain, fedpool_ledger::wallet::format_address(&a)))
-        })
+        .map(|(chain, address)| (chain, fedpool_ledger::wallet::format_address(&address)))
         .collect();
     Ok(TokenPayouts { settled, wallets })
 }

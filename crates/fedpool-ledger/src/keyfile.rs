@@ -47,20 +47,7 @@ pub fn write_key_file(path: &Path, keypair: &Keypair, force: bool) -> Result<(),
     };
 
     if !force {
-        let mut file = create_owner_only(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::KeyFileExists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io_error("cannot create key file")(source)
-            }
-        })?;
-        file.write_all(content.as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| sync_parent_dir(path))
-            .map_err(io_error("cannot write key file"))?;
-        return Ok(());
+        return write_secret_file(path, content.as_bytes());
     }
 
     let mut temp_name = path.as_os_str().to_owned();

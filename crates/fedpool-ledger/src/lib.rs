@@ -131,7 +131,7 @@ pub use kinds::{
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
 pub use verify::{
-    ChainAnchoredRef, ContractRules, PayoutFault, PrivacyStep, Rule, VerifyReport, Violation,
-    WalletLinks, anchored_heights, verify_events,
+    ContractRules, PayoutFault, PrivacyStep, Rule, VerifyReport, Violation, WalletLinks,
+    verify_events,
 };
 pub use writer::ChainWriter;

@@ -41,8 +41,8 @@ mod web3;
 
 use chains::check_chains;
 use rules::check_semantics;
+pub use web3::WalletLinks;
 use web3::check_web3;
-pub use web3::{ChainAnchoredRef, WalletLinks, anchored_heights};
 
 /// A verification rule. The short name ([`Rule::name`]) is stable and appears in the JSON
 /// output.

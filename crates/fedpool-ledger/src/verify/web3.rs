@@ -3,7 +3,7 @@
 //! settlement is the model publisher's, never reuses a nonce, pays only linked wallets, and
 //! never pays an owner more than the rewards it covers (less earlier settlements).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use super::{Check, Rule};
 use crate::wallet::{WalletAction, format_address, hex, recover_signer, wallet_message};
@@ -141,6 +141,21 @@ impl WalletLinks {
             .and_then(|(_, linked)| *linked)
     }
 
+    /// Every wallet `owner` has linked now, as (chain id, address), by chain.
+    pub fn linked_wallets(&self, owner: &Did) -> Vec<(u64, [u8; 20])> {
+        let mut wallets: Vec<(u64, [u8; 20])> = self
+            .history
+            .keys()
+            .filter(|(linked_by, _)| linked_by == owner)
+            .filter_map(|&(_, chain_id)| {
+                self.linked_now(owner, chain_id)
+                    .map(|address| (chain_id, address))
+            })
+            .collect();
+        wallets.sort();
+        wallets
+    }
+
     /// The wallet `owner` has linked on `chain_id` now.
     pub fn linked_now(&self, owner: &Did, chain_id: u64) -> Option<[u8; 20]> {
         self.linked_at(owner, chain_id, u64::MAX)
@@ -215,43 +230,6 @@ fn check_anchors(check: &mut Check, admissible: &[&Event]) {
             }
         }
     }
-}
-
-/// Per author, the highest height anchored by any anchor event in `events`.
-pub fn anchored_heights(events: &[Event]) -> BTreeMap<Did, (u64, ChainAnchoredRef)> {
-    let mut heights: BTreeMap<Did, (u64, ChainAnchoredRef)> = BTreeMap::new();
-    for event in events {
-        let Body::ChainAnchored(anchored) = event.body() else {
-            continue;
-        };
-        for head in &anchored.heads {
-            let entry = heights
-                .entry(head.author)
-                .or_insert((0, ChainAnchoredRef::default()));
-            if head.seq > entry.0 {
-                *entry = (
-                    head.seq,
-                    ChainAnchoredRef {
-                        event: Some(event.id()),
-                        anchor_index: anchored.anchor_index,
-                        block_number: anchored.block_number,
-                    },
-                );
-            }
-        }
-    }
-    heights
-}
-
-/// Where a height was anchored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ChainAnchoredRef {
-    /// The anchor event.
-    pub event: Option<EventId>,
-    /// The anchor's index in its contract.
-    pub anchor_index: u64,
-    /// The block it was included in.
-    pub block_number: u64,
 }
 
 fn check_settlements(check: &mut Check, network: &NetworkId, admissible: &[&Event]) {
