@@ -63,32 +63,44 @@ async fn nodes_find_each_other_by_mdns_only_when_asked() {
     assert_eq!(peers(dirs[3].path()).await, 0);
 }
 
-/// Whether a datagram sent to a multicast group comes back to a socket of this host that
-/// joined it, on the interface the default route uses (where mDNS announces).
+/// Whether an mDNS query sent to the mDNS group comes back to a socket bound the way
+/// libp2p's mDNS binds (port 5353 shared, the group joined on the interface of the default
+/// route). A sandbox that filters multicast, or a daemon holding port 5353 alone, fails this.
 fn multicast_reaches_this_host() -> bool {
-    use std::net::{Ipv4Addr, UdpSocket};
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+    let mdns_group = Ipv4Addr::new(224, 0, 0, 251);
     let probe = || -> std::io::Result<bool> {
         let interface = {
             let s = UdpSocket::bind("0.0.0.0:0")?;
-            s.connect("224.0.0.251:5353")?;
+            s.connect((mdns_group, 5353))?;
             match s.local_addr()?.ip() {
-                std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => ip,
+                IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => ip,
                 _ => return Ok(false),
             }
         };
-        let group = Ipv4Addr::new(239, 255, 77, 13);
-        let receiver = UdpSocket::bind("0.0.0.0:0")?;
-        receiver.join_multicast_v4(&group, &interface)?;
+        let receiver = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        receiver.set_reuse_address(true)?;
+        receiver.set_reuse_port(true)?;
+        receiver.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5353)).into())?;
+        receiver.set_multicast_loop_v4(true)?;
+        receiver.join_multicast_v4(&mdns_group, &interface)?;
+        let receiver = UdpSocket::from(receiver);
         receiver.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let port = receiver.local_addr()?.port();
         let sender = UdpSocket::bind((interface, 0))?;
-        sender.set_multicast_loop_v4(true)?;
-        let token = rand::random::<u64>().to_le_bytes();
-        let mut buffer = [0u8; 8];
+        // A PTR query for a name of its own that nobody answers.
+        let name = format!("fedpool-probe-{:016x}", rand::random::<u64>());
+        let mut query = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in [name.as_str(), "_udp", "local"] {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 12, 0, 1]);
+        let mut buffer = [0u8; 512];
         for _ in 0..4 {
-            sender.send_to(&token, (group, port))?;
+            sender.send_to(&query, (mdns_group, 5353))?;
             while let Ok((n, _)) = receiver.recv_from(&mut buffer) {
-                if buffer[..n] == token {
+                if buffer[..n] == query[..] {
                     return Ok(true);
                 }
             }
