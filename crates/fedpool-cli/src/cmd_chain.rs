@@ -13,19 +13,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fedpool_chain::{ChainClient, Deployment, EvmWallet, Retry, model_key};
-use fedpool_ledger::wallet::{
-    WalletAction, format_address, hex, parse_address, parse_signature, recover_signer,
-    wallet_message,
-};
+use fedpool_ledger::wallet::{WalletAction, format_address, hex, parse_address, parse_signature};
 use fedpool_ledger::{
-    Body, ChainAnchored, ChainHead, Did, EventId, RewardsSettled, Transfer, WalletLinked,
-    WalletLinks, WalletUnlinked, anchor::heads_root,
+    Body, ChainAnchored, ChainHead, Did, EventId, RewardsSettled, Transfer, WalletLinks,
+    anchor::heads_root,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::home::Home;
 use crate::node::{self, Node};
+use crate::owner;
 use crate::report::count;
 
 /// The RPC endpoint when none is given: a local node (anvil, hardhat, geth --dev) on its
@@ -258,6 +256,14 @@ pub fn chain(home: Home, command: ChainCommand) -> Result<()> {
     }
 }
 
+/// The chain of the contracts this home deployed or uses (chain.json), if any.
+pub(crate) fn deployed_chain_id(home: &Home) -> Option<u64> {
+    let path = deployment_path(home);
+    path.exists()
+        .then(|| Deployment::load(&path).ok().map(|d| d.chain_id))
+        .flatten()
+}
+
 fn chain_id_for(home: &Home, given: Option<u64>) -> Result<u64> {
     match given {
         Some(id) => Ok(id),
@@ -287,33 +293,20 @@ pub fn wallet(home: Home, command: WalletCommand) -> Result<()> {
             let node = Node::open(home)?;
             let address = parse_address(&address).map_err(anyhow::Error::msg)?;
             let chain_id = chain_id_for(&node.home, chain_id)?;
-            let (seq, _) = node.store.next_seq_and_prev(&node.did())?;
             let action = if unlink {
                 WalletAction::Unlink
             } else {
                 WalletAction::Link
             };
-            println!(
-                "{}",
-                wallet_message(
-                    action,
-                    node.store.network(),
-                    &node.did(),
-                    chain_id,
-                    &address,
-                    seq
-                )
-            );
+            let challenge = owner::wallet_challenge(&node, action, chain_id, &address)?;
+            println!("{}", challenge.message);
             Ok(())
         }
         WalletCommand::Link(args) => link(home, args, WalletAction::Link),
         WalletCommand::Unlink(args) => link(home, args, WalletAction::Unlink),
         WalletCommand::Show { json } => {
             let node = Node::open(home)?;
-            let mine = node.store.events_by_author(&node.did())?;
-            let refs: Vec<_> = mine.iter().collect();
-            let linked: Vec<(u64, String)> = WalletLinks::from_events(node.store.network(), &refs)
-                .linked_wallets(&node.did())
+            let linked: Vec<(u64, String)> = owner::linked_wallets(&node)?
                 .into_iter()
                 .map(|(chain, address)| (chain, format_address(&address)))
                 .collect();
@@ -343,8 +336,6 @@ pub fn wallet(home: Home, command: WalletCommand) -> Result<()> {
 fn link(home: Home, args: LinkArgs, action: WalletAction) -> Result<()> {
     let mut node = Node::open(home)?;
     let chain_id = chain_id_for(&node.home, args.chain_id)?;
-    let did = node.did();
-    let (seq, _) = node.store.next_seq_and_prev(&did)?;
     let (address, signature) = match (&args.address, &args.signature) {
         (Some(address), Some(signature)) => {
             let address = parse_address(address).map_err(anyhow::Error::msg)?;
@@ -354,58 +345,29 @@ fn link(home: Home, args: LinkArgs, action: WalletAction) -> Result<()> {
         _ => {
             let wallet = load_wallet(&node.home)?;
             let address = wallet.address();
-            let message =
-                wallet_message(action, node.store.network(), &did, chain_id, &address, seq);
-            let signature = wallet.sign_message(&message).map_err(anyhow::Error::msg)?;
+            let challenge = owner::wallet_challenge(&node, action, chain_id, &address)?;
+            let signature = wallet
+                .sign_message(&challenge.message)
+                .map_err(anyhow::Error::msg)?;
             (address, signature)
         }
     };
-    let message = wallet_message(action, node.store.network(), &did, chain_id, &address, seq);
-    match recover_signer(&message, &signature) {
-        Ok(signer) if signer == address => {}
-        Ok(signer) => bail!(
-            "the signature is by {}, not by {}; sign exactly the text `fedpool wallet message --address {}{}` prints (it names this node's next ledger seq, {seq})",
-            format_address(&signer),
-            format_address(&address),
-            format_address(&address),
-            if action == WalletAction::Unlink {
-                " --unlink"
-            } else {
-                ""
-            }
-        ),
-        Err(reason) => bail!("the wallet signature cannot be read: {reason}"),
-    }
-    if action == WalletAction::Unlink {
-        let events = node.store.events_by_author(&did)?;
-        let refs: Vec<_> = events.iter().collect();
-        let links = WalletLinks::from_events(node.store.network(), &refs);
-        if links.linked_now(&did, chain_id) != Some(address) {
-            bail!(
-                "{} is not linked on chain {chain_id}; nothing to unlink",
-                format_address(&address)
-            );
-        }
-    }
-    let body: Body = match action {
-        WalletAction::Link => WalletLinked {
-            chain_id,
-            address,
-            wallet_signature: signature,
-        }
-        .into(),
-        WalletAction::Unlink => WalletUnlinked {
-            chain_id,
-            address,
-            wallet_signature: signature,
-        }
-        .into(),
+    let proof = owner::WalletProof {
+        chain_id,
+        address,
+        signature,
+        signed_seq: None,
     };
-    let event = node.append_at_seq(seq, body).with_context(|| {
-        format!(
-            "the wallet signed ledger seq {seq}, but this node's chain moved on meanwhile (nothing was written): sign again"
-        )
-    })?;
+    let where_to_sign = format!(
+        "the text `fedpool wallet message --address {}{}` prints",
+        format_address(&address),
+        if action == WalletAction::Unlink {
+            " --unlink"
+        } else {
+            ""
+        }
+    );
+    let event = owner::link_wallet(&mut node, action, &proof, &where_to_sign)?;
     println!(
         "{} {} on chain {chain_id} (event {})",
         match action {

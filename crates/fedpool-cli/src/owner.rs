@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
-use fedpool_ledger::{Body, ConsentGranted, ConsentRefused, ConsentRevoked, Did, Event, ModelId};
+use anyhow::{Context, Result, bail};
+use fedpool_ledger::wallet::{WalletAction, format_address, recover_signer, wallet_message};
+use fedpool_ledger::{
+    Body, ConsentGranted, ConsentRefused, ConsentRevoked, Did, Event, ModelId, WalletLinked,
+    WalletLinks, WalletUnlinked,
+};
 use serde::Serialize;
 
 use crate::cmd_consent::fields_to_consent;
@@ -410,12 +414,129 @@ pub fn token_payouts(node: &Node) -> Result<TokenPayouts> {
             *settled.entry(model.body.name.clone()).or_default() += amount;
         }
     }
-    let mine = node.store.events_by_author(&me)?;
-    let refs: Vec<_> = mine.iter().collect();
-    let wallets = fedpool_ledger::WalletLinks::from_events(node.store.network(), &refs)
-        .linked_wallets(&me)
+    let wallets = linked_wallets(node)?
         .into_iter()
-        .map(|(chain, address)| (chain, fedpool_ledger::wallet::format_address(&address)))
+        .map(|(chain, address)| (chain, format_address(&address)))
         .collect();
     Ok(TokenPayouts { settled, wallets })
+}
+
+/// What a wallet signs (EIP-191 `personal_sign`) to link itself to this node, or unlink: the
+/// text names the network, this node's DID, the address, the chain and the ledger seq the
+/// event will take, so a signature cannot be replayed on another node, chain or event.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalletChallenge {
+    /// The ledger seq the link event takes if written now.
+    pub seq: u64,
+    /// The exact text to sign.
+    pub message: String,
+}
+
+/// The text a wallet signs for `action` on `address` and `chain_id`, at this node's next seq.
+pub fn wallet_challenge(
+    node: &Node,
+    action: WalletAction,
+    chain_id: u64,
+    address: &[u8; 20],
+) -> Result<WalletChallenge> {
+    let (seq, _) = node.store.next_seq_and_prev(&node.did())?;
+    let message = wallet_message(
+        action,
+        node.store.network(),
+        &node.did(),
+        chain_id,
+        address,
+        seq,
+    );
+    Ok(WalletChallenge { seq, message })
+}
+
+/// A wallet's answer to a [`WalletChallenge`].
+#[derive(Debug, Clone)]
+pub struct WalletProof {
+    /// The chain the link is for.
+    pub chain_id: u64,
+    /// The wallet.
+    pub address: [u8; 20],
+    /// Its 65-byte `personal_sign` signature of the challenge.
+    pub signature: [u8; 65],
+    /// The seq the signed challenge named, when the caller knows it (the page does): a
+    /// ledger that moved on since is then reported as such rather than as a wrong signature.
+    pub signed_seq: Option<u64>,
+}
+
+/// Signs a wallet link (or unlink) on the ledger, with this node's key beside the wallet's
+/// signature. Nothing is written unless the wallet signed exactly this node's challenge for
+/// the seq the event takes, and an unlink names the wallet linked now. `where_to_sign` tells
+/// the owner, in an error, where the text to sign is found.
+pub fn link_wallet(
+    node: &mut Node,
+    action: WalletAction,
+    proof: &WalletProof,
+    where_to_sign: &str,
+) -> Result<Event> {
+    let did = node.did();
+    let (seq, _) = node.store.next_seq_and_prev(&did)?;
+    if let Some(signed) = proof.signed_seq
+        && signed != seq
+    {
+        bail!(
+            "your node's ledger moved on since the message was made (it named seq {signed}, the next event is {seq}); nothing was written: sign the new message"
+        );
+    }
+    let message = wallet_message(
+        action,
+        node.store.network(),
+        &did,
+        proof.chain_id,
+        &proof.address,
+        seq,
+    );
+    match recover_signer(&message, &proof.signature) {
+        Ok(signer) if signer == proof.address => {}
+        Ok(signer) => bail!(
+            "the signature is by {}, not by {}; the wallet must sign exactly {where_to_sign} (it names this node's next ledger seq, {seq}); nothing was written",
+            format_address(&signer),
+            format_address(&proof.address),
+        ),
+        Err(reason) => bail!("the wallet signature cannot be read: {reason}"),
+    }
+    if action == WalletAction::Unlink
+        && linked_wallets(node)?
+            .iter()
+            .all(|&(chain, address)| (chain, address) != (proof.chain_id, proof.address))
+    {
+        bail!(
+            "{} is not linked on chain {}; nothing to unlink",
+            format_address(&proof.address),
+            proof.chain_id
+        );
+    }
+    let body: Body = match action {
+        WalletAction::Link => WalletLinked {
+            chain_id: proof.chain_id,
+            address: proof.address,
+            wallet_signature: proof.signature,
+        }
+        .into(),
+        WalletAction::Unlink => WalletUnlinked {
+            chain_id: proof.chain_id,
+            address: proof.address,
+            wallet_signature: proof.signature,
+        }
+        .into(),
+    };
+    node.append_at_seq(seq, body).with_context(|| {
+        format!(
+            "the wallet signed ledger seq {seq}, but this node's chain moved on meanwhile (nothing was written): sign again"
+        )
+    })
+}
+
+/// The wallets this owner has linked now: (chain id, address), one per chain.
+pub fn linked_wallets(node: &Node) -> Result<Vec<(u64, [u8; 20])>> {
+    let me = node.did();
+    let mine = node.store.events_by_author(&me)?;
+    let refs: Vec<_> = mine.iter().collect();
+    Ok(WalletLinks::from_events(node.store.network(), &refs).linked_wallets(&me))
 }

@@ -171,6 +171,20 @@ async fn tab_to(client: &Client, label: &str) {
     panic!("\"{label}\" cannot be reached with the Tab key; the focus went through {seen:?}");
 }
 
+/// Presses Tab until the form field with id `id` has the focus, then types `text` into it.
+async fn type_into(client: &Client, id: &str, text: &str) {
+    for _ in 0..60 {
+        press(client, Key::Tab).await;
+        let focused = client.active_element().await.unwrap();
+        if focused.attr("id").await.unwrap().as_deref() == Some(id) {
+            focused.clear().await.unwrap();
+            focused.send_keys(text).await.unwrap();
+            return;
+        }
+    }
+    panic!("the field #{id} cannot be reached with the Tab key");
+}
+
 /// Tabs to `label` and presses Enter: what an owner without a mouse does.
 async fn activate(client: &Client, label: &str) {
     tab_to(client, label).await;
@@ -633,6 +647,47 @@ fn an_owner_grants_reads_the_ledger_and_revokes_with_the_keyboard_alone() {
         client.goto(&format!("{web}rewards")).await.unwrap();
         tab_to(&client, "Download as CSV").await;
         pages.check(&client, "rewards").await;
+
+        // Links a wallet: the page shows the text to sign, the wallet (held by the test, as a
+        // browser or hardware wallet would be) signs it, the owner pastes the signature.
+        activate(&client, "link one").await;
+        wait_for_page(&client, "the wallet page", |t| {
+            t.contains("No wallet is linked.")
+        })
+        .await;
+        let wallet = fedpool_chain::EvmWallet::generate().unwrap();
+        type_into(&client, "address", &wallet.address_text()).await;
+        type_into(&client, "chain_id", "31337").await;
+        activate(&client, "Show the text to sign").await;
+        wait_for_page(&client, "the text to sign", |t| {
+            t.contains("Sign with your wallet")
+        })
+        .await;
+        let message = client
+            .find(Locator::Css("#wallet-message"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(message.starts_with("fedpool wallet link\n"), "{message:?}");
+        pages.check(&client, "wallet-sign").await;
+        let signature: String = wallet
+            .sign_message(&message)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        type_into(&client, "signature", &format!("0x{signature}")).await;
+        activate(&client, "Link this wallet").await;
+        let linked = wait_for_page(&client, "the link", |t| t.contains("Wallet linked")).await;
+        assert!(linked.contains(&wallet.address_text()), "{linked}");
+        let shown = json_of(&owner1, &["wallet", "show", "--json"]);
+        assert_eq!(
+            shown["linked"],
+            json!([{ "chain_id": 31337, "address": wallet.address_text() }])
+        );
+        pages.check(&client, "wallet").await;
         for name in ["data", "privacy"] {
             client.goto(&format!("{web}{name}")).await.unwrap();
             pages.check(&client, name).await;

@@ -202,6 +202,15 @@ fn routes(model: &str) -> Vec<(&'static str, String)> {
         ("POST", "/api/policy".into()),
         ("GET", "/api/rewards".into()),
         ("GET", "/api/rewards.csv".into()),
+        ("GET", "/rewards/wallet".into()),
+        ("GET", "/api/wallet".into()),
+        (
+            "GET",
+            "/api/wallet/message?address=0x0000000000000000000000000000000000000001&chain_id=1"
+                .into(),
+        ),
+        ("POST", "/api/wallet/link".into()),
+        ("POST", "/api/wallet/unlink".into()),
         ("GET", "/api/ledger".into()),
         ("GET", "/api/ledger/verify".into()),
         ("GET", "/api/data".into()),
@@ -510,6 +519,234 @@ fn a_policy_error_is_shown_beside_the_field_and_nothing_is_kept() {
         std::fs::read_to_string(owner.home().join("policy.toml")).unwrap(),
         good
     );
+}
+
+/// The value of a hidden form field `name` on a page.
+fn hidden_field(page: &str, name: &str) -> String {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} field on the page:\n{page}"))
+        .to_string()
+}
+
+/// The text the wallet page asks the wallet to sign, as a person would copy it.
+fn message_to_sign(page: &str) -> String {
+    let text = page
+        .split("<pre id=\"wallet-message\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no text to sign on the page:\n{page}"));
+    text.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn owners_events(owner: &Owner) -> usize {
+    serde_json::from_str::<Vec<Value>>(&ok(&owner.home(), &["ledger", "show", "--json"]))
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] != "model-published")
+        .count()
+}
+
+fn linked_wallets(owner: &Owner) -> Value {
+    let shown: Value =
+        serde_json::from_str(&ok(&owner.home(), &["wallet", "show", "--json"])).unwrap();
+    shown["linked"].clone()
+}
+
+#[test]
+fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_signature() {
+    let owner = Owner::start(&digits(), &[]);
+    let session = owner.login();
+    let cookie = ("Cookie", session.as_str());
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let wallet = fedpool_chain::EvmWallet::generate().unwrap();
+    let stranger = fedpool_chain::EvmWallet::generate().unwrap();
+    let address = wallet.address_text();
+
+    let page = owner.request("GET", "/rewards/wallet", &[cookie], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No wallet is linked."), "{}", page.body);
+    // A mistyped address is named beside its field.
+    let typo = owner.request(
+        "GET",
+        "/rewards/wallet?address=0x12345&chain_id=31337",
+        &[cookie],
+        "",
+    );
+    assert_eq!(typo.status, 422);
+    let error = typo.body.split("id=\"address-error\"").nth(1).unwrap();
+    assert!(error.contains("0x12345"), "{error}");
+
+    let asked = owner.request(
+        "GET",
+        &format!("/rewards/wallet?address={address}&chain_id=31337"),
+        &[cookie],
+        "",
+    );
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let message = message_to_sign(&asked.body);
+    assert!(
+        message.contains(&address) && message.contains("chain id: 31337"),
+        "{message}"
+    );
+    let csrf = hidden_field(&asked.body, "csrf");
+    let seq = hidden_field(&asked.body, "seq");
+    let before = owners_events(&owner);
+    let post = |signature: &[u8; 65], seq: &str, csrf: &str| {
+        owner.request(
+            "POST",
+            "/api/wallet/link",
+            &[cookie, form],
+            &serde_urlencoded_like(&[
+                ("address", &address),
+                ("chain_id", "31337"),
+                ("seq", seq),
+                ("signature", &hex(signature)),
+                ("csrf", csrf),
+            ]),
+        )
+    };
+
+    // Another wallet's signature of the same text links nothing.
+    let forged = post(&stranger.sign_message(&message).unwrap(), &seq, &csrf);
+    assert_eq!(forged.status, 422);
+    let error = forged.body.split("id=\"signature-error\"").nth(1).unwrap();
+    assert!(
+        error.contains(&format!("the signature is by {}", stranger.address_text())),
+        "{error}"
+    );
+    // The wallet's own signature for another chain links nothing either.
+    let other_chain = message.replace("chain id: 31337", "chain id: 1");
+    let replayed = post(&wallet.sign_message(&other_chain).unwrap(), &seq, &csrf);
+    assert_eq!(replayed.status, 422);
+    // A cross-site form (no CSRF token) is refused before anything is read.
+    let good = wallet.sign_message(&message).unwrap();
+    assert_eq!(post(&good, &seq, "").status, 403);
+    assert_eq!(
+        owners_events(&owner),
+        before,
+        "a refused link wrote an event"
+    );
+    assert_eq!(linked_wallets(&owner), serde_json::json!([]));
+
+    // The node's ledger moves on (the owner refuses a model) before the signature arrives:
+    // the page says so and shows the new text; nothing is written.
+    let bearer = format!("Bearer {}", owner.token());
+    let refused = owner.request(
+        "POST",
+        &format!("/api/models/{}/refuse", owner.model),
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(refused.status, 200, "{}", refused.body);
+    let late = post(&good, &seq, &csrf);
+    assert_eq!(late.status, 422);
+    let error = late.body.split("id=\"signature-error\"").nth(1).unwrap();
+    assert!(error.contains("moved on"), "{error}");
+    let fresh = message_to_sign(&late.body);
+    assert_ne!(fresh, message);
+    let fresh_seq = hidden_field(&late.body, "seq");
+    assert_eq!(
+        fresh_seq.parse::<u64>().unwrap(),
+        seq.parse::<u64>().unwrap() + 1
+    );
+    let after_refusal = owners_events(&owner);
+    assert_eq!(after_refusal, before + 1);
+
+    // Signed afresh, the link is written and shown.
+    let linked = post(&wallet.sign_message(&fresh).unwrap(), &fresh_seq, &csrf);
+    assert_eq!(linked.status, 303, "{}", linked.body);
+    assert_eq!(
+        linked.header("location").as_deref(),
+        Some("/rewards/wallet?done=link")
+    );
+    assert_eq!(
+        linked_wallets(&owner),
+        serde_json::json!([{ "chain_id": 31337, "address": address }])
+    );
+    let shown = owner.request("GET", "/rewards/wallet?done=link", &[cookie], "");
+    assert!(shown.body.contains("Wallet linked"), "{}", shown.body);
+    assert!(shown.body.contains(&address));
+    let rewards = owner.request("GET", "/rewards", &[cookie], "");
+    assert!(
+        rewards.body.contains(&format!(
+            "Rewards are paid as tokens to your wallet <code>{address}</code>"
+        )),
+        "{}",
+        rewards.body
+    );
+    let verified = ok(&owner.home(), &["ledger", "verify"]);
+    assert!(verified.contains("OK"), "{verified}");
+
+    // Unlinking through the JSON API, with the token: the same two signatures.
+    let json = ("Content-Type", "application/json");
+    let auth = ("Authorization", bearer.as_str());
+    let challenge: Value = serde_json::from_str(
+        &owner
+            .request(
+                "GET",
+                &format!("/api/wallet/message?address={address}&chain_id=31337&action=unlink"),
+                &[auth],
+                "",
+            )
+            .body,
+    )
+    .unwrap();
+    let text = challenge["message"].as_str().unwrap();
+    assert!(text.starts_with("fedpool wallet unlink\n"), "{text}");
+    let unlinked = owner.request(
+        "POST",
+        "/api/wallet/unlink",
+        &[auth, json],
+        &serde_json::json!({
+            "address": address,
+            "chain_id": 31337,
+            "seq": challenge["seq"],
+            "signature": hex(&wallet.sign_message(text).unwrap()),
+        })
+        .to_string(),
+    );
+    assert_eq!(unlinked.status, 200, "{}", unlinked.body);
+    assert_eq!(linked_wallets(&owner), serde_json::json!([]));
+    // A wallet that is not linked has nothing to unlink.
+    let challenge: Value = serde_json::from_str(
+        &owner
+            .request(
+                "GET",
+                &format!("/api/wallet/message?address={address}&chain_id=31337&action=unlink"),
+                &[auth],
+                "",
+            )
+            .body,
+    )
+    .unwrap();
+    let again = owner.request(
+        "POST",
+        "/api/wallet/unlink",
+        &[auth, json],
+        &serde_json::json!({
+            "address": address,
+            "chain_id": 31337,
+            "signature": hex(&wallet.sign_message(challenge["message"].as_str().unwrap()).unwrap()),
+        })
+        .to_string(),
+    );
+    assert_eq!(again.status, 422);
+    assert!(again.body.contains("nothing to unlink"), "{}", again.body);
+    let verified = ok(&owner.home(), &["ledger", "verify"]);
+    assert!(verified.contains("OK"), "{verified}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("0x{digits}")
 }
 
 /// `application/x-www-form-urlencoded`, as a browser encodes a form.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use super::auth::{Authenticated, csrf_ok};
 use super::{App, pages, with_node};
+use fedpool_ledger::wallet::{WalletAction, format_address, parse_address, parse_signature};
+
 use crate::home::parse_until_date;
 use crate::node;
 use crate::owner;
@@ -379,5 +381,186 @@ pub(crate) async fn privacy(State(app): State<Arc<App>>) -> Response {
     match with_node(&app, |node| owner::privacy_rows(node)).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// A form's wallet address and chain id (the deployment's chain when the field is empty).
+pub(crate) fn parse_wallet_fields(
+    address: &str,
+    chain_id: &str,
+    default_chain: Option<u64>,
+) -> Result<(u64, [u8; 20])> {
+    let address = parse_address(address).map_err(anyhow::Error::msg)?;
+    let chain_id = match chain_id.trim() {
+        "" => default_chain.context(
+            "say which chain: this node has no chain.json (`fedpool chain use`) to take it from",
+        )?,
+        text => text
+            .parse::<u64>()
+            .with_context(|| format!("the chain id \"{text}\" is not a whole number"))?,
+    };
+    Ok((chain_id, address))
+}
+
+/// A number a form sends as text and a JSON caller as a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum NumberField {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberField {
+    fn text(&self) -> String {
+        match self {
+            NumberField::Number(n) => n.to_string(),
+            NumberField::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// The query of `GET /api/wallet/message`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WalletQuery {
+    address: String,
+    #[serde(default)]
+    chain_id: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+fn wallet_action(text: Option<&str>) -> Result<WalletAction> {
+    match text.unwrap_or("link") {
+        "link" => Ok(WalletAction::Link),
+        "unlink" => Ok(WalletAction::Unlink),
+        other => anyhow::bail!("the action \"{other}\" is neither link nor unlink"),
+    }
+}
+
+/// `GET /api/wallet`: the wallets linked now, and the chain of this node's deployment.
+pub(crate) async fn wallet(State(app): State<Arc<App>>) -> Response {
+    let result = with_node(&app, |node| {
+        let linked: Vec<Value> = owner::linked_wallets(node)?
+            .iter()
+            .map(
+                |(chain, address)| json!({ "chain_id": chain, "address": format_address(address) }),
+            )
+            .collect();
+        Ok(json!({
+            "linked": linked,
+            "chain_id": crate::cmd_chain::deployed_chain_id(&node.home),
+        }))
+    })
+    .await;
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// `GET /api/wallet/message?address=…[&chain_id=…][&action=unlink]`: the text the wallet
+/// signs, and the ledger seq it names.
+pub(crate) async fn wallet_message(
+    State(app): State<Arc<App>>,
+    Query(query): Query<WalletQuery>,
+) -> Response {
+    let result = with_node(&app, move |node| {
+        let action = wallet_action(query.action.as_deref())?;
+        let (chain_id, address) = parse_wallet_fields(
+            &query.address,
+            query.chain_id.as_deref().unwrap_or(""),
+            crate::cmd_chain::deployed_chain_id(&node.home),
+        )?;
+        owner::wallet_challenge(node, action, chain_id, &address)
+    })
+    .await;
+    match result {
+        Ok(challenge) => Json(challenge).into_response(),
+        Err(e) => json_error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    }
+}
+
+/// A wallet's signed answer, posted to link or unlink it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WalletForm {
+    address: String,
+    #[serde(default)]
+    chain_id: Option<NumberField>,
+    signature: String,
+    /// The seq the signed text named (the page sends it).
+    #[serde(default)]
+    seq: Option<NumberField>,
+}
+
+/// `POST /api/wallet/{link|unlink}`: signs the link on the ledger if the wallet signed this
+/// node's text for it; nothing is written otherwise.
+pub(crate) async fn wallet_change(
+    State(app): State<Arc<App>>,
+    Extension(authenticated): Extension<Authenticated>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (form, via) = match decode::<WalletForm>(&app, authenticated, &headers, &body) {
+        Ok(decoded) => decoded,
+        Err(refused) => return *refused,
+    };
+    let unlink = action == "unlink";
+    let chain_text = form
+        .chain_id
+        .as_ref()
+        .map(NumberField::text)
+        .unwrap_or_default();
+    let request = pages::WalletRequest {
+        unlink,
+        address: form.address.clone(),
+        chain_id: chain_text.clone(),
+        signature: form.signature.clone(),
+    };
+    let result = with_node(&app, move |node| {
+        let action = wallet_action(Some(&action))?;
+        let (chain_id, address) = parse_wallet_fields(
+            &form.address,
+            &chain_text,
+            crate::cmd_chain::deployed_chain_id(&node.home),
+        )?;
+        let signature = parse_signature(&form.signature).map_err(anyhow::Error::msg)?;
+        let signed_seq = form
+            .seq
+            .as_ref()
+            .map(|seq| {
+                let text = seq.text();
+                text.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("the seq \"{text}\" is not a whole number"))
+            })
+            .transpose()?;
+        let proof = owner::WalletProof {
+            chain_id,
+            address,
+            signature,
+            signed_seq,
+        };
+        let event = owner::link_wallet(node, action, &proof, "the text this page shows")?;
+        Ok((event.id().to_string(), chain_id, format_address(&address)))
+    })
+    .await;
+    match (via, result) {
+        (Via::Json, Ok((event, chain_id, address))) => Json(json!({
+            "event": event,
+            "chain_id": chain_id,
+            "address": address,
+        }))
+        .into_response(),
+        (Via::Json, Err(e)) => json_error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        (Via::Form, Ok(_)) => Redirect::to(if unlink {
+            "/rewards/wallet?done=unlink"
+        } else {
+            "/rewards/wallet?done=link"
+        })
+        .into_response(),
+        (Via::Form, Err(e)) => {
+            pages::wallet_page(&app, request, Some(format!("{e:#}")), None).await
+        }
     }
 }

@@ -12,6 +12,7 @@ use super::{App, with_node};
 use crate::home::format_time;
 use crate::node;
 use crate::owner::{self, Standing};
+use fedpool_ledger::wallet::{WalletAction, format_address};
 
 const STYLE: &str = include_str!("style.css");
 
@@ -488,11 +489,12 @@ pub(crate) async fn rewards(State(app): State<Arc<App>>) -> Response {
             p { "Every payout here was signed on the ledger by the model's own publisher; balances are derived from those events." }
             p { a href="/api/rewards.csv" download { "Download as CSV" } }
             @if tokens.wallets.is_empty() {
-                p { "No wallet is linked: your rewards stay as credit on the ledger until you link one (" code { "fedpool wallet link" } "); then the publisher's next settlement pays them as tokens." }
+                p { "No wallet is linked: your rewards stay as credit on the ledger until you " a href="/rewards/wallet" { "link one" } "; then the publisher's next settlement pays them as tokens." }
             } @else {
                 @for (chain, address) in &tokens.wallets {
                     p { "Rewards are paid as tokens to your wallet " code { (address) } " on chain " (chain) "." }
                 }
+                p { a href="/rewards/wallet" { "Change or unlink your wallet" } }
             }
             @if rows.is_empty() { p { "No payouts yet." } }
             @else {
@@ -664,4 +666,155 @@ mod tests {
             fedpool_core::policy::Policy::from_toml(super::POLICY_EXAMPLE, "example").unwrap();
         assert_eq!(policy.rules.len(), 2);
     }
+}
+
+/// What the wallet page was asked for: the wallet whose message to show (link or unlink),
+/// as typed, and the signature as pasted when a submission came back with an error.
+#[derive(Default)]
+pub(crate) struct WalletRequest {
+    pub(crate) unlink: bool,
+    pub(crate) address: String,
+    pub(crate) chain_id: String,
+    pub(crate) signature: String,
+}
+
+impl WalletRequest {
+    fn from_query(query: &std::collections::HashMap<String, String>) -> Self {
+        let field = |name: &str| query.get(name).cloned().unwrap_or_default();
+        WalletRequest {
+            unlink: query.get("action").is_some_and(|a| a == "unlink"),
+            address: field("address"),
+            chain_id: field("chain_id"),
+            signature: String::new(),
+        }
+    }
+
+    fn action(&self) -> WalletAction {
+        if self.unlink {
+            WalletAction::Unlink
+        } else {
+            WalletAction::Link
+        }
+    }
+}
+
+/// `GET /rewards/wallet[?address=…&chain_id=…[&action=unlink]]`: the linked wallets, and the
+/// message a wallet signs to link (or unlink) itself.
+pub(crate) async fn wallet(
+    State(app): State<Arc<App>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let notice = match query.get("done").map(String::as_str) {
+        Some("link") => {
+            Some("Wallet linked: the publisher's next settlement pays your rewards to it.")
+        }
+        Some("unlink") => Some("Wallet unlinked: rewards stay as credit until you link one."),
+        _ => None,
+    };
+    wallet_page(&app, WalletRequest::from_query(&query), None, notice).await
+}
+
+/// The wallet page, with `error` beside the signature field when a submission was refused.
+pub(crate) async fn wallet_page(
+    app: &Arc<App>,
+    request: WalletRequest,
+    error: Option<String>,
+    notice: Option<&'static str>,
+) -> Response {
+    let asked = !request.address.trim().is_empty();
+    let (address_text, chain_text, action) = (
+        request.address.clone(),
+        request.chain_id.clone(),
+        request.action(),
+    );
+    let loaded = with_node(app, move |node| {
+        let linked = owner::linked_wallets(node)?;
+        let default_chain = crate::cmd_chain::deployed_chain_id(&node.home);
+        let challenge = asked.then(|| {
+            super::api::parse_wallet_fields(&address_text, &chain_text, default_chain).and_then(
+                |(chain_id, address)| {
+                    let challenge = owner::wallet_challenge(node, action, chain_id, &address)?;
+                    Ok((chain_id, address, challenge))
+                },
+            )
+        });
+        Ok((linked, default_chain, challenge))
+    })
+    .await;
+    let (linked, default_chain, challenge) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return error_page(Section::Rewards, &e),
+    };
+    let field_error = match &challenge {
+        Some(Err(e)) => Some(format!("{e:#}")),
+        _ => None,
+    };
+    let chain_value = if request.chain_id.trim().is_empty() {
+        default_chain.map(|c| c.to_string()).unwrap_or_default()
+    } else {
+        request.chain_id.clone()
+    };
+    let verb = if request.unlink { "Unlink" } else { "Link" };
+    let status = if error.is_some() || field_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = layout(
+        Section::Rewards,
+        "Wallet",
+        html! {
+            h1 { "Where your rewards are paid" }
+            p { "A publisher pays your rewards as tokens to a wallet you link here. Your wallet's key never comes to fedpool: the wallet signs a short text naming your node, and your node signs the link on the ledger beside it. Unlinking is signed the same way. Until a wallet is linked, rewards stay as credit on the ledger." }
+            @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+            h2 { "Linked now" }
+            @if linked.is_empty() {
+                p { "No wallet is linked." }
+            } @else {
+                ul {
+                    @for (chain, address) in &linked {
+                        @let address = format_address(address);
+                        li {
+                            code { (address) } " on chain " (chain) " — "
+                            a href=(format!("/rewards/wallet?action=unlink&address={address}&chain_id={chain}")) { "unlink " (short(&address)) "…" }
+                        }
+                    }
+                }
+            }
+            h2 { (verb) " a wallet" }
+            form method="get" action="/rewards/wallet" {
+                @if request.unlink { input type="hidden" name="action" value="unlink"; }
+                p {
+                    label for="address" { "Wallet address" }
+                    input #address name="address" type="text" size="46" autocomplete="off" spellcheck="false" placeholder="0x…" value=(request.address) aria-invalid=[field_error.as_ref().map(|_| "true")] aria-describedby=[field_error.as_ref().map(|_| "address-error")];
+                }
+                p {
+                    label for="chain_id" { "Chain id" }
+                    input #chain_id name="chain_id" type="text" inputmode="numeric" size="12" value=(chain_value);
+                }
+                @if let Some(e) = &field_error { p.error #address-error role="alert" { (e) } }
+                button type="submit" { "Show the text to sign" }
+            }
+            @if let Some(Ok((chain_id, address, challenge))) = &challenge {
+                h2 { "Sign with your wallet" }
+                p { "Sign this text with your wallet's “sign message” (" code { "personal_sign" } "), exactly as shown, then paste the signature below. It names your node's next ledger event, so it is good for this " (verb.to_lowercase()) " only." }
+                pre #wallet-message { (challenge.message) }
+                form method="post" action=(format!("/api/wallet/{}", action)) {
+                    input type="hidden" name="csrf" value=(app.secret.csrf());
+                    input type="hidden" name="address" value=(format_address(address));
+                    input type="hidden" name="chain_id" value=(chain_id);
+                    input type="hidden" name="seq" value=(challenge.seq);
+                    p {
+                        label for="signature" { "Signature" }
+                        textarea #signature name="signature" rows="3" spellcheck="false" autocomplete="off" placeholder="0x… (65 bytes)" aria-invalid=[error.as_ref().map(|_| "true")] aria-describedby=[error.as_ref().map(|_| "signature-error")] { (request.signature) }
+                    }
+                    @if let Some(e) = &error { p.error #signature-error role="alert" { (e) } }
+                    button type="submit" { (verb) " this wallet" }
+                }
+            } @else if let Some(e) = &error {
+                p.error role="alert" { (e) }
+            }
+        },
+    );
+    (status, page).into_response()
 }
