@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 pub const DEV_ACCOUNT_0_KEY: &str =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
+/// The private key of anvil's second development account (public knowledge, like the first).
+pub const DEV_ACCOUNT_1_KEY: &str =
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
 /// A running anvil, killed when dropped.
 pub struct Anvil {
     child: Child,

@@ -49,6 +49,8 @@ fn flag(rule: Rule, event: &Event, detail: String) -> Violation {
 /// `client` is connected to.
 pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit, ChainError> {
     let mut audit = AnchorAudit::default();
+    // (anchor contract, submitting wallet) → the authors whose recorded anchors it made.
+    let mut anchorers: BTreeMap<([u8; 20], [u8; 20]), Vec<Did>> = BTreeMap::new();
     for event in events {
         match event.body() {
             Body::ChainAnchored(anchored) => {
@@ -59,6 +61,7 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
                 let on_chain = client
                     .anchor_at(anchored.contract, anchored.anchor_index)
                     .await?;
+                let submitter = on_chain.as_ref().map(|found| found.submitter);
                 let problem = match on_chain {
                     None => Some(format!(
                         "anchor contract {} holds no anchor {}",
@@ -93,6 +96,13 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
                     }
                     None => {
                         audit.n_anchors_confirmed += 1;
+                        if let Some(submitter) = submitter {
+                            let authors =
+                                anchorers.entry((anchored.contract, submitter)).or_default();
+                            if !authors.contains(&event.author()) {
+                                authors.push(event.author());
+                            }
+                        }
                         for head in &anchored.heads {
                             let entry =
                                 audit.anchored.entry(head.author).or_insert(AnchoredHeight {
@@ -136,5 +146,49 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
             _ => {}
         }
     }
+    unrecorded_anchors(client, events, &anchorers, &mut audit).await?;
     Ok(audit)
+}
+
+/// Flags every anchor on chain by a wallet that made some recorded anchor, when no
+/// `chain-anchored` event records it: an author who anchored, rewrote what came after and
+/// dropped the later anchor events with it cannot hide that the later anchors exist.
+async fn unrecorded_anchors(
+    client: &ChainClient,
+    events: &[Event],
+    anchorers: &BTreeMap<([u8; 20], [u8; 20]), Vec<Did>>,
+    audit: &mut AnchorAudit,
+) -> Result<(), ChainError> {
+    let recorded: std::collections::BTreeSet<([u8; 20], u64)> = events
+        .iter()
+        .filter_map(|event| match event.body() {
+            Body::ChainAnchored(a) if a.chain_id == client.chain_id() => {
+                Some((a.contract, a.anchor_index))
+            }
+            _ => None,
+        })
+        .collect();
+    for (&(contract, submitter), authors) in anchorers {
+        let names: Vec<String> = authors.iter().map(ToString::to_string).collect();
+        for logged in client.anchors_by(contract, submitter).await? {
+            if recorded.contains(&(contract, logged.index)) {
+                continue;
+            }
+            audit.violations.push(Violation {
+                rule: Rule::AnchorUnrecorded,
+                event_id: None,
+                author: (authors.len() == 1).then(|| authors[0]),
+                seq: None,
+                detail: format!(
+                    "anchor {} (block {}, transaction {}) was made by wallet {}, which {} anchors with, and no chain-anchored event records it: it was removed from the ledger, with whatever history it vouched for, or its anchoring never finished (`fedpool anchor` records a lost one)",
+                    logged.index,
+                    logged.block_number,
+                    hex(&logged.tx_hash),
+                    fedpool_ledger::wallet::format_address(&submitter),
+                    names.join(" and "),
+                ),
+            });
+        }
+    }
+    Ok(())
 }

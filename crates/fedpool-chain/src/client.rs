@@ -65,6 +65,19 @@ pub struct AnchorOnChain {
     pub submitter: [u8; 20],
 }
 
+/// An anchor as its `Anchored` event tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorLogged {
+    /// Its index in the contract.
+    pub index: u64,
+    /// The root.
+    pub root: [u8; 32],
+    /// The block that holds it.
+    pub block_number: u64,
+    /// The transaction that made it.
+    pub tx_hash: [u8; 32],
+}
+
 /// A settlement batch, as included.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettleReceipt {
@@ -346,7 +359,7 @@ impl ChainClient {
         let crate::ContractAddresses { anchor, .. } = deployment.addresses()?;
         let started = Instant::now();
         loop {
-            if let Some(found) = self.find_anchor(anchor, me, root).await? {
+            if let Some(found) = self.find_anchor_by(anchor, me, root).await? {
                 return Ok(found);
             }
             let contract = FedpoolAnchor::new(Address::from(anchor), self.provider.clone());
@@ -406,33 +419,60 @@ impl ChainClient {
             .map_err(|e| e.to_string())
     }
 
-    async fn find_anchor(
+    /// This wallet's anchor of `root` in the deployment's anchor contract, if it landed.
+    pub async fn find_anchor(
+        &self,
+        deployment: &Deployment,
+        root: [u8; 32],
+    ) -> Result<Option<AnchorReceipt>, ChainError> {
+        let me = self.writer()?;
+        let crate::ContractAddresses { anchor, .. } = deployment.addresses()?;
+        self.find_anchor_by(anchor, me, root).await
+    }
+
+    async fn find_anchor_by(
         &self,
         anchor: [u8; 20],
         submitter: Address,
         root: [u8; 32],
     ) -> Result<Option<AnchorReceipt>, ChainError> {
+        let found = self.anchors_by(anchor, submitter.into_array()).await?;
+        match found.into_iter().find(|logged| logged.root == root) {
+            Some(logged) => Ok(Some(AnchorReceipt {
+                index: logged.index,
+                block_number: logged.block_number,
+                tx_hash: logged.tx_hash,
+                gas_used: self.gas_used(B256::from(logged.tx_hash)).await?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Every anchor `submitter` put into the `anchor` contract, oldest first (from the
+    /// contract's `Anchored` events).
+    pub async fn anchors_by(
+        &self,
+        anchor: [u8; 20],
+        submitter: [u8; 20],
+    ) -> Result<Vec<AnchorLogged>, ChainError> {
         let filter = Filter::new()
             .address(Address::from(anchor))
             .event_signature(FedpoolAnchor::Anchored::SIGNATURE_HASH)
-            .topic2(submitter.into_word())
+            .topic2(Address::from(submitter).into_word())
             .from_block(0u64);
         let logs = self.logs("did not return anchor events", filter).await?;
-        for log in logs {
-            let Ok(decoded) = log.log_decode::<FedpoolAnchor::Anchored>() else {
-                continue;
-            };
-            if decoded.inner.data.root.0 == root {
-                let tx = log.transaction_hash.unwrap_or_default();
-                return Ok(Some(AnchorReceipt {
+        Ok(logs
+            .iter()
+            .filter_map(|log| {
+                let decoded = log.log_decode::<FedpoolAnchor::Anchored>().ok()?;
+                Some(AnchorLogged {
                     index: decoded.inner.data.index.saturating_to(),
+                    root: decoded.inner.data.root.0,
                     block_number: log.block_number.unwrap_or_default(),
-                    tx_hash: tx.0,
-                    gas_used: self.gas_used(tx).await?,
-                }));
-            }
-        }
-        Ok(None)
+                    tx_hash: log.transaction_hash.unwrap_or_default().0,
+                })
+            })
+            .collect())
     }
 
     async fn logs(

@@ -24,7 +24,7 @@ pub mod contracts;
 pub mod wallet;
 
 pub use audit::{AnchorAudit, AnchoredHeight, audit};
-pub use client::{AnchorOnChain, AnchorReceipt, ChainClient, Retry, SettleReceipt};
+pub use client::{AnchorLogged, AnchorOnChain, AnchorReceipt, ChainClient, Retry, SettleReceipt};
 pub use wallet::EvmWallet;
 
 use std::path::Path;

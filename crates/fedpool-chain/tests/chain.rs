@@ -3,7 +3,7 @@
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::ProviderBuilder;
-use fedpool_chain::anvil::{Anvil, DEV_ACCOUNT_0_KEY};
+use fedpool_chain::anvil::{Anvil, DEV_ACCOUNT_0_KEY, DEV_ACCOUNT_1_KEY};
 use fedpool_chain::contracts::FedpoolPayouts;
 use fedpool_chain::{ChainClient, EvmWallet, Retry};
 
@@ -288,5 +288,79 @@ async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
         client.balance_of(addresses.token, owner).await.unwrap(),
         U256::from(40),
         "paid once"
+    );
+}
+
+/// An author anchors twice, then drops the second anchor's event from its ledger (as one
+/// hiding what it rewrote after the first would): the audit finds the second anchor on chain
+/// by the wallet the first one names and flags it as unrecorded, with the author. Another
+/// wallet's anchors in the same contract are none of its business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_dropped_from_its_authors_ledger_is_flagged_as_unrecorded() {
+    use fedpool_ledger::{ChainAnchored, Event, Keypair, NetworkId, Rule};
+    let anvil = Anvil::start(0, None);
+    let url = anvil.url();
+    let wallet = EvmWallet::from_hex(DEV_ACCOUNT_0_KEY).unwrap();
+    let client = ChainClient::connect(&url, Some(wallet), Retry::default())
+        .await
+        .unwrap();
+    let deployment = client.deploy("fedpool reward", "FPR", 1000).await.unwrap();
+    let contract = deployment.addresses().unwrap().anchor;
+    let first = client.anchor(&deployment, [1; 32], 2).await.unwrap();
+    let second = client.anchor(&deployment, [2; 32], 2).await.unwrap();
+    // Someone else anchors in the same contract.
+    let stranger = EvmWallet::from_hex(DEV_ACCOUNT_1_KEY).unwrap();
+    let other = ChainClient::connect(&url, Some(stranger), Retry::default())
+        .await
+        .unwrap();
+    let third = other.anchor(&deployment, [3; 32], 1).await.unwrap();
+    assert_eq!((first.index, second.index, third.index), (0, 1, 2));
+
+    let author = Keypair::insecure_from_seed(7);
+    let network = NetworkId::new("fedpool-chain-test").unwrap();
+    let record = |seq: u64, prev, root: [u8; 32], receipt: &fedpool_chain::AnchorReceipt| {
+        Event::sign(
+            &network,
+            &author,
+            seq,
+            prev,
+            seq,
+            ChainAnchored {
+                chain_id: client.chain_id(),
+                contract,
+                anchor_index: receipt.index,
+                block_number: receipt.block_number,
+                tx_hash: receipt.tx_hash,
+                root,
+                heads: vec![],
+            },
+        )
+        .unwrap()
+    };
+    let a1 = record(1, None, [1; 32], &first);
+    let a2 = record(2, Some(a1.id()), [2; 32], &second);
+
+    let whole = fedpool_chain::audit(&client, &[a1.clone(), a2])
+        .await
+        .unwrap();
+    assert_eq!(
+        (whole.n_anchors_confirmed, whole.violations.len()),
+        (2, 0),
+        "{:?}",
+        whole.violations
+    );
+
+    let truncated = fedpool_chain::audit(&client, &[a1]).await.unwrap();
+    assert_eq!(truncated.n_anchors_confirmed, 1);
+    assert_eq!(truncated.violations.len(), 1, "{:?}", truncated.violations);
+    let flagged = &truncated.violations[0];
+    assert_eq!(flagged.rule, Rule::AnchorUnrecorded);
+    assert_eq!(flagged.author, Some(author.did()));
+    assert!(
+        flagged
+            .detail
+            .starts_with(&format!("anchor 1 (block {}", second.block_number)),
+        "{}",
+        flagged.detail
     );
 }

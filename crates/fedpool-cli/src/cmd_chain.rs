@@ -169,6 +169,21 @@ fn pending_path(home: &Home) -> PathBuf {
     home.dir().join("settle-pending.json")
 }
 
+fn anchor_pending_path(home: &Home) -> PathBuf {
+    home.dir().join("anchor-pending.json")
+}
+
+/// An anchor written ahead of its transaction, so a run that stops after the chain took it
+/// and before the ledger recorded it is finished by the next run: an anchor the chain holds
+/// is always on the ledger, and `verify --anchors` can flag one that is not.
+#[derive(Serialize, Deserialize)]
+struct PendingAnchor {
+    chain_id: u64,
+    contract: String,
+    root: String,
+    heads: Vec<ChainHead>,
+}
+
 fn load_wallet(home: &Home) -> Result<EvmWallet> {
     let path = wallet_path(home);
     if !path.exists() {
@@ -399,6 +414,21 @@ pub(crate) async fn anchor_heads(
     let mut node = Node::open(home.clone())?;
     let deployment = load_deployment(home)?;
     let wallet = load_wallet(home)?;
+    let fedpool_chain::ContractAddresses {
+        anchor: contract, ..
+    } = deployment.addresses()?;
+    let connect = || async {
+        let client = ChainClient::connect(&rpc.rpc, Some(wallet.clone()), rpc.retry()).await?;
+        client.check_deployment(&deployment).await?;
+        Ok::<_, fedpool_chain::ChainError>(client)
+    };
+    // An anchor an earlier run left unrecorded is recorded first, before the heads are read.
+    let mut client = None;
+    if anchor_pending_path(home).exists() {
+        let connected = connect().await?;
+        finish_pending_anchor(&mut node, &connected, &deployment, contract).await?;
+        client = Some(connected);
+    }
     let heads: Vec<ChainHead> = node
         .store
         .heads()?
@@ -423,27 +453,99 @@ pub(crate) async fn anchor_heads(
         }
     }
     let root = heads_root(&heads);
-    let client = ChainClient::connect(&rpc.rpc, Some(wallet), rpc.retry()).await?;
-    client.check_deployment(&deployment).await?;
+    let client = match client {
+        Some(client) => client,
+        None => connect().await?,
+    };
+    let pending = anchor_pending_path(home);
+    fedpool_ledger::replace_file(
+        &pending,
+        &serde_json::to_vec_pretty(&PendingAnchor {
+            chain_id: deployment.chain_id,
+            contract: format_address(&contract),
+            root: hex(&root),
+            heads: heads.clone(),
+        })?,
+    )?;
     let receipt = client.anchor(&deployment, root, heads.len() as u64).await?;
-    let fedpool_chain::ContractAddresses {
-        anchor: contract, ..
-    } = deployment.addresses()?;
-    let event = node.append(ChainAnchored {
-        chain_id: deployment.chain_id,
+    if std::env::var_os("FEDPOOL_FAULT_EXIT_AFTER_ANCHOR_TX").is_some() {
+        // Tests: a crash after the chain took the anchor and before the ledger recorded it.
+        std::process::exit(3);
+    }
+    let event = record_anchor(
+        &mut node,
+        &deployment,
         contract,
-        anchor_index: receipt.index,
-        block_number: receipt.block_number,
-        tx_hash: receipt.tx_hash,
         root,
-        heads: heads.clone(),
-    })?;
+        heads.clone(),
+        &receipt,
+    )?;
+    std::fs::remove_file(&pending)?;
     Ok(Some(Anchored {
         root,
         heads: heads.len(),
         receipt,
         event: event.id(),
     }))
+}
+
+fn record_anchor(
+    node: &mut Node,
+    deployment: &Deployment,
+    contract: [u8; 20],
+    root: [u8; 32],
+    heads: Vec<ChainHead>,
+    receipt: &fedpool_chain::AnchorReceipt,
+) -> Result<fedpool_ledger::Event> {
+    node.append(ChainAnchored {
+        chain_id: deployment.chain_id,
+        contract,
+        anchor_index: receipt.index,
+        block_number: receipt.block_number,
+        tx_hash: receipt.tx_hash,
+        root,
+        heads,
+    })
+}
+
+/// Records the anchor an earlier run wrote ahead, if the chain took it and the ledger does
+/// not hold it yet; one the chain never took is dropped (the new anchor covers its heads).
+async fn finish_pending_anchor(
+    node: &mut Node,
+    client: &ChainClient,
+    deployment: &Deployment,
+    contract: [u8; 20],
+) -> Result<()> {
+    let path = anchor_pending_path(&node.home);
+    if !path.exists() {
+        return Ok(());
+    }
+    let pending: PendingAnchor = serde_json::from_slice(&std::fs::read(&path)?)
+        .with_context(|| format!("{} is not a pending anchor", path.display()))?;
+    if pending.chain_id != deployment.chain_id || pending.contract != format_address(&contract) {
+        bail!(
+            "{} holds an unfinished anchor for contract {} on chain {}; point chain.json back at it (`fedpool chain use`) and anchor once, or remove the file",
+            path.display(),
+            pending.contract,
+            pending.chain_id
+        );
+    }
+    let root = heads_root(&pending.heads);
+    if hex(&root) != pending.root {
+        bail!("{}: its heads do not give its root", path.display());
+    }
+    let recorded = node.store.events_by_author(&node.did())?.iter().any(
+        |e| matches!(e.body(), Body::ChainAnchored(a) if a.root == root && a.contract == contract),
+    );
+    if !recorded && let Some(receipt) = client.find_anchor(deployment, root).await? {
+        tracing::warn!(
+            "anchor {} was on chain but not on the ledger (an earlier run stopped); recorded now",
+            receipt.index
+        );
+        record_anchor(node, deployment, contract, root, pending.heads, &receipt)?;
+    }
+    std::fs::remove_file(&path)?;
+    Ok(())
 }
 
 impl Anchored {

@@ -1354,6 +1354,60 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
     .unwrap();
     assert_eq!(again["batches"], serde_json::json!([]), "{again:#}");
 
+    // The publisher anchors again and crashes after the chain took the anchor, before its
+    // ledger recorded it: the chain now holds an anchor by the publisher's wallet that the
+    // ledger lacks, and verify says so; the next `fedpool anchor` records it, then anchors anew.
+    let anchors_before = events_of_kind(&publisher, "chain-anchored");
+    let crashed = Command::new(BIN)
+        .arg("--home")
+        .arg(&publisher)
+        .args(["anchor", "--rpc", &rpc])
+        .env("FEDPOOL_NETWORK", "fedpool-test-net")
+        .env("FEDPOOL_FAULT_EXIT_AFTER_ANCHOR_TX", "1")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), Some(3), "{crashed:?}");
+    assert!(publisher.join("anchor-pending.json").exists());
+    assert_eq!(events_of_kind(&publisher, "chain-anchored"), anchors_before);
+    let out = run(
+        &publisher,
+        &["ledger", "verify", "--anchors", "--rpc", &rpc],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let unrecorded = text
+        .lines()
+        .find(|l| l.contains("[anchor-unrecorded]"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        unrecorded.contains(&format!("anchor {anchors_before} (block")),
+        "{unrecorded}"
+    );
+    let resumed = run(&publisher, &["anchor", "--rpc", &rpc]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("recorded now"),
+        "{resumed:?}"
+    );
+    assert!(!publisher.join("anchor-pending.json").exists());
+    assert_eq!(
+        events_of_kind(&publisher, "chain-anchored"),
+        anchors_before + 2
+    );
+    let out = run(
+        &publisher,
+        &["ledger", "verify", "--anchors", "--rpc", &rpc, "--json"],
+    );
+    let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        verified["anchors"]["confirmed"],
+        anchors_before + 2,
+        "{verified:#}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("anchor-unrecorded"),
+        "{verified:#}"
+    );
+
     // Stop the nodes; play the publisher rewriting its anchored history, and replaying a batch.
     drop(cluster.children.drain(..).collect::<Vec<_>>());
     tamper_and_verify(&publisher, &rpc, cluster.dir.path());
@@ -1444,13 +1498,22 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
         "{flagged}"
     );
 
-    // A false record: the publisher's anchor event re-signed to name an anchor the chain does
-    // not hold (every later event of its chain re-signed too, so the chain itself is intact).
+    // A false record: the publisher's latest anchor event (its last event) re-signed to name
+    // an anchor the chain does not hold; the anchor it really made is then unrecorded.
+    let last_anchor_seq = events
+        .iter()
+        .filter(|e| e.author() == key.did() && matches!(e.body(), Body::ChainAnchored(_)))
+        .map(|e| e.seq())
+        .max()
+        .unwrap();
     let falsified_path = dir.join("falsified.db");
     rewritten_ledger(&falsified_path, &network, &events, &key, |event| {
         let Body::ChainAnchored(anchor) = event.body() else {
             return None;
         };
+        if event.seq() != last_anchor_seq {
+            return None;
+        }
         let mut anchor = anchor.clone();
         anchor.anchor_index = 99;
         Some((Body::ChainAnchored(anchor), event.timestamp_ms()))
@@ -1473,7 +1536,57 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
         text.contains("[anchor-not-on-chain]") && text.contains("holds no anchor 99"),
         "{text}"
     );
+    assert!(text.contains("[anchor-unrecorded]"), "{text}");
     assert!(!text.contains("[anchored-history-rewritten]"), "{text}");
+
+    // Truncation: the publisher drops its latest anchor event (as it would to hide what it
+    // rewrote after its earlier anchors). The ledger alone cannot tell; the chain can.
+    let last_anchor = events
+        .iter()
+        .rev()
+        .find(|e| e.author() == key.did() && matches!(e.body(), Body::ChainAnchored(_)))
+        .unwrap();
+    let Body::ChainAnchored(dropped) = last_anchor.body() else {
+        unreachable!()
+    };
+    let truncated_path = dir.join("truncated.db");
+    let mut truncated = Store::open(&truncated_path, &network).unwrap();
+    for event in &events {
+        if event.author() == key.did() && event.seq() >= last_anchor.seq() {
+            continue;
+        }
+        truncated.append(event).unwrap();
+    }
+    drop(truncated);
+    let truncated_path = truncated_path.to_str().unwrap();
+    let plain = run(publisher, &["ledger", "verify", "--file", truncated_path]);
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("[anchor"),
+        "{plain:?}"
+    );
+    let out = run(
+        publisher,
+        &[
+            "ledger",
+            "verify",
+            "--file",
+            truncated_path,
+            "--anchors",
+            "--rpc",
+            rpc,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let flagged = text
+        .lines()
+        .find(|l| l.contains("[anchor-unrecorded]"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        flagged.contains(&key.did().to_string())
+            && flagged.contains(&format!("anchor {} (block", dropped.anchor_index)),
+        "{flagged}"
+    );
 
     // Replay: a second settlement event with a nonce already settled.
     let replayed_path = dir.join("replayed.db");

@@ -149,6 +149,10 @@ pub enum Rule {
     /// An anchor event's root, index or block is not what the chain holds (checked when the
     /// verifier asks the chain: `ledger verify --anchors`).
     AnchorNotOnChain,
+    /// The chain holds an anchor by a wallet some author anchors with, and the ledger has no
+    /// record of it: the author's `chain-anchored` event was removed (with whatever history
+    /// it vouched for) or never written (checked when the verifier asks the chain).
+    AnchorUnrecorded,
     /// A settlement's transaction is not in the block it records (checked when the verifier
     /// asks the chain).
     SettlementNotOnChain,
@@ -163,7 +167,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 46] = [
+    pub const ALL: [Rule; 47] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -206,6 +210,7 @@ impl Rule {
         Rule::AnchorRootMismatch,
         Rule::AnchoredHistoryRewritten,
         Rule::AnchorNotOnChain,
+        Rule::AnchorUnrecorded,
         Rule::SettlementNotOnChain,
         Rule::SettlementReplayed,
         Rule::SettlementExceedsRewards,
@@ -257,6 +262,7 @@ impl Rule {
             Rule::AnchorRootMismatch => "anchor-root-mismatch",
             Rule::AnchoredHistoryRewritten => "anchored-history-rewritten",
             Rule::AnchorNotOnChain => "anchor-not-on-chain",
+            Rule::AnchorUnrecorded => "anchor-unrecorded",
             Rule::SettlementNotOnChain => "settlement-not-on-chain",
             Rule::SettlementReplayed => "settlement-replayed",
             Rule::SettlementExceedsRewards => "settlement-exceeds-rewards",
