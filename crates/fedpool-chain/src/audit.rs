@@ -18,8 +18,10 @@ pub struct AnchorAudit {
     pub anchored: BTreeMap<Did, AnchoredHeight>,
     /// Anchors confirmed on chain.
     pub n_anchors_confirmed: usize,
-    /// Settlements confirmed on chain.
+    /// Settlements confirmed on chain (in their own transaction or a resend's).
     pub n_settlements_confirmed: usize,
+    /// Of those, batches the chain lost and a resend carries.
+    pub n_settlements_resent: usize,
     /// Records for another chain than the endpoint's (not checked).
     pub n_other_chain: usize,
 }
@@ -126,21 +128,40 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
                     audit.n_other_chain += 1;
                     continue;
                 }
-                match client.transaction_block(settled.tx_hash).await? {
-                    Some(block) if block == settled.block_number => {
-                        audit.n_settlements_confirmed += 1
+                let problem =
+                    batch_problem(client, settled, settled.tx_hash, settled.block_number).await?;
+                let Some(problem) = problem else {
+                    audit.n_settlements_confirmed += 1;
+                    continue;
+                };
+                // A batch the chain lost may have been sent again: it stands if a resend
+                // by its publisher carries it.
+                let mut carried = false;
+                for resend in events.iter().filter(|e| e.author() == event.author()) {
+                    let Body::SettlementResent(resent) = resend.body() else {
+                        continue;
+                    };
+                    if resent.settlement != event.id() {
+                        continue;
                     }
-                    found => audit.violations.push(flag(
-                        Rule::SettlementNotOnChain,
-                        event,
-                        format!(
-                            "settlement batch {} records transaction {} in block {}, but the chain has it {}",
-                            settled.nonce,
-                            hex(&settled.tx_hash),
-                            settled.block_number,
-                            found.map_or("nowhere".to_string(), |b| format!("in block {b}"))
-                        ),
-                    )),
+                    match batch_problem(client, settled, resent.tx_hash, resent.block_number)
+                        .await?
+                    {
+                        None => carried = true,
+                        Some(detail) => audit.violations.push(flag(
+                            Rule::SettlementNotOnChain,
+                            resend,
+                            format!("the resend of batch {}: {detail}", settled.nonce),
+                        )),
+                    }
+                }
+                if carried {
+                    audit.n_settlements_confirmed += 1;
+                    audit.n_settlements_resent += 1;
+                } else {
+                    audit
+                        .violations
+                        .push(flag(Rule::SettlementNotOnChain, event, problem));
                 }
             }
             _ => {}
@@ -148,6 +169,51 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
     }
     unrecorded_anchors(client, events, &anchorers, &mut audit).await?;
     Ok(audit)
+}
+
+/// Why transaction `tx` (recorded in block `block`) does not carry the batch `settled`
+/// records, or `None` if it does: its receipt must hold the payout contract's `Settled` event
+/// for the batch's model and nonce, with its token, total and number of transfers.
+async fn batch_problem(
+    client: &ChainClient,
+    settled: &fedpool_ledger::RewardsSettled,
+    tx: [u8; 32],
+    block: u64,
+) -> Result<Option<String>, ChainError> {
+    let Some((found_block, batches)) = client.settlements_in(tx).await? else {
+        return Ok(Some(format!(
+            "settlement batch {} records transaction {} in block {block}, but the chain has it nowhere",
+            settled.nonce,
+            hex(&tx)
+        )));
+    };
+    if found_block != block {
+        return Ok(Some(format!(
+            "settlement batch {} records transaction {} in block {block}, but the chain has it in block {found_block}",
+            settled.nonce,
+            hex(&tx)
+        )));
+    }
+    let key = crate::model_key(&settled.model_id);
+    let total: u128 = settled.transfers.iter().map(|t| u128::from(t.amount)).sum();
+    let carries = batches.iter().any(|b| {
+        b.contract == settled.payouts_contract
+            && b.model_key == key
+            && b.nonce == settled.nonce
+            && b.token == settled.token
+            && b.total == alloy::primitives::U256::from(total)
+            && b.count == alloy::primitives::U256::from(settled.transfers.len())
+    });
+    Ok((!carries).then(|| {
+        format!(
+            "transaction {} (block {block}) carries no settlement of batch {} of model {} paying {total} in {} transfers from payout contract {}",
+            hex(&tx),
+            settled.nonce,
+            settled.model_id,
+            settled.transfers.len(),
+            fedpool_ledger::wallet::format_address(&settled.payouts_contract)
+        )
+    }))
 }
 
 /// Flags every anchor on chain by a wallet that made some recorded anchor, when no

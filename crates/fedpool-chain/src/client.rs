@@ -78,6 +78,25 @@ pub struct AnchorLogged {
     pub tx_hash: [u8; 32],
 }
 
+/// A payout batch as its `Settled` event tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledLog {
+    /// The payout contract that emitted it.
+    pub contract: [u8; 20],
+    /// Who paid.
+    pub payer: [u8; 20],
+    /// The model's key ([`crate::model_key`]).
+    pub model_key: [u8; 32],
+    /// The batch's nonce.
+    pub nonce: u64,
+    /// The token paid.
+    pub token: [u8; 20],
+    /// The sum of its transfers.
+    pub total: U256,
+    /// How many transfers.
+    pub count: U256,
+}
+
 /// A settlement batch, as included.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettleReceipt {
@@ -540,6 +559,45 @@ impl ChainClient {
             })
             .await?;
         Ok(receipt.and_then(|r| r.block_number))
+    }
+
+    /// The block `tx` was included in and the payout batches it settled (the `Settled` events
+    /// of its receipt), if it was included.
+    pub async fn settlements_in(
+        &self,
+        tx: [u8; 32],
+    ) -> Result<Option<(u64, Vec<SettledLog>)>, ChainError> {
+        let provider = self.provider.clone();
+        let receipt = self
+            .retrying("did not return a receipt", || {
+                let provider = provider.clone();
+                async move { transport(provider.get_transaction_receipt(B256::from(tx)).await) }
+            })
+            .await?;
+        let Some(receipt) = receipt else {
+            return Ok(None);
+        };
+        let Some(block) = receipt.block_number else {
+            return Ok(None);
+        };
+        let batches = receipt
+            .logs()
+            .iter()
+            .filter_map(|log| {
+                let decoded = log.log_decode::<FedpoolPayouts::Settled>().ok()?;
+                let event = &decoded.inner.data;
+                Some(SettledLog {
+                    contract: log.address().into_array(),
+                    payer: event.payer.into_array(),
+                    model_key: event.modelId.0,
+                    nonce: event.nonce,
+                    token: event.token.into_array(),
+                    total: event.total,
+                    count: event.count,
+                })
+            })
+            .collect();
+        Ok(Some((block, batches)))
     }
 
     /// The token balance of `holder`.

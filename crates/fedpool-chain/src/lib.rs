@@ -24,7 +24,9 @@ pub mod contracts;
 pub mod wallet;
 
 pub use audit::{AnchorAudit, AnchoredHeight, audit};
-pub use client::{AnchorLogged, AnchorOnChain, AnchorReceipt, ChainClient, Retry, SettleReceipt};
+pub use client::{
+    AnchorLogged, AnchorOnChain, AnchorReceipt, ChainClient, Retry, SettleReceipt, SettledLog,
+};
 pub use wallet::EvmWallet;
 
 use std::path::Path;

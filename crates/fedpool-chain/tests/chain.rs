@@ -210,7 +210,10 @@ async fn an_anchor_lost_with_a_killed_chain_is_sent_again_and_lands_once() {
 /// not twice it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
-    use fedpool_ledger::{Event, Keypair, NetworkId, RewardsSettled, Rule, Transfer};
+    use fedpool_ledger::{
+        Event, Keypair, NetworkId, RewardsSettled, Rule, SettlementResent, Transfer,
+    };
+    let key = fedpool_chain::model_key(&"m".into());
     let anvil = Anvil::start(0, None);
     let url = anvil.url();
     let wallet = EvmWallet::from_hex(DEV_ACCOUNT_0_KEY).unwrap();
@@ -222,12 +225,12 @@ async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
     let owner = [0x33; 20];
     // Approve first, so the snapshot below keeps the allowance and the reorg drops the batch only.
     client
-        .settle(&deployment, [1; 32], 1, &[([0x44; 20], 1)])
+        .settle(&deployment, key, 1, &[([0x44; 20], 1)])
         .await
         .unwrap();
     let snapshot = rpc(&url, "evm_snapshot", serde_json::json!([])).await;
     let paid = client
-        .settle(&deployment, [1; 32], 2, &[(owner, 40)])
+        .settle(&deployment, key, 2, &[(owner, 40)])
         .await
         .unwrap();
     let publisher = Keypair::insecure_from_seed(1);
@@ -274,13 +277,13 @@ async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
     assert_eq!(audit.violations.len(), 1);
     assert_eq!(audit.violations[0].rule, Rule::SettlementNotOnChain);
 
-    let again = client
-        .settle(&deployment, [1; 32], 2, &[(owner, 40)])
+    let resent = client
+        .settle(&deployment, key, 2, &[(owner, 40)])
         .await
         .unwrap();
-    assert!(again.sent_now, "the dropped batch is sent again");
+    assert!(resent.sent_now, "the dropped batch is sent again");
     let again = client
-        .settle(&deployment, [1; 32], 2, &[(owner, 40)])
+        .settle(&deployment, key, 2, &[(owner, 40)])
         .await
         .unwrap();
     assert!(!again.sent_now);
@@ -288,6 +291,71 @@ async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
         client.balance_of(addresses.token, owner).await.unwrap(),
         U256::from(40),
         "paid once"
+    );
+
+    // Recorded as resent, the batch is confirmed, carried by the new transaction.
+    let resend = |tx_hash: [u8; 32], block_number: u64| {
+        Event::sign(
+            &network,
+            &publisher,
+            2,
+            Some(record.id()),
+            2,
+            SettlementResent {
+                model_id: "m".into(),
+                settlement: record.id(),
+                nonce: 2,
+                block_number,
+                tx_hash,
+            },
+        )
+        .unwrap()
+    };
+    let honest = resend(resent.tx_hash, resent.block_number);
+    let audit = fedpool_chain::audit(&client, &[record.clone(), honest])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            audit.n_settlements_confirmed,
+            audit.n_settlements_resent,
+            audit.violations.len()
+        ),
+        (1, 1, 0),
+        "{:?}",
+        audit.violations
+    );
+    // A resend naming a transaction that carries another batch (nonce 1's) proves nothing:
+    // both it and the lost record are flagged.
+    let first = client
+        .settle(&deployment, key, 1, &[([0x44; 20], 1)])
+        .await
+        .unwrap();
+    assert!(!first.sent_now);
+    let forged = resend(first.tx_hash, first.block_number);
+    let audit = fedpool_chain::audit(&client, &[record.clone(), forged.clone()])
+        .await
+        .unwrap();
+    let flagged: Vec<(Rule, u64)> = audit
+        .violations
+        .iter()
+        .map(|v| (v.rule, v.seq.unwrap()))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            (Rule::SettlementNotOnChain, 2),
+            (Rule::SettlementNotOnChain, 1)
+        ],
+        "{:?}",
+        audit.violations
+    );
+    assert!(
+        audit.violations[0]
+            .detail
+            .contains("carries no settlement of batch 2"),
+        "{}",
+        audit.violations[0].detail
     );
 }
 

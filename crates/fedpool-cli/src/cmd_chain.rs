@@ -15,8 +15,8 @@ use clap::{Args, Subcommand};
 use fedpool_chain::{ChainClient, Deployment, EvmWallet, Retry, model_key};
 use fedpool_ledger::wallet::{WalletAction, format_address, hex, parse_address, parse_signature};
 use fedpool_ledger::{
-    Body, ChainAnchored, ChainHead, Did, EventId, RewardsSettled, Transfer, WalletLinks,
-    anchor::heads_root,
+    Body, ChainAnchored, ChainHead, Did, EventId, RewardsSettled, SettlementResent, Transfer,
+    WalletLinks, anchor::heads_root,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -734,6 +734,15 @@ pub fn settle(home: Home, args: SettleArgs) -> Result<()> {
             hex(&recorded.tx_hash),
             hex(&receipt.tx_hash)
         );
+        // The ledger names the transaction that now carries the batch, so `verify --anchors`
+        // finds it paid (once) rather than lost.
+        node.append(SettlementResent {
+            model_id: model.id().clone(),
+            settlement: event.id(),
+            nonce: recorded.nonce,
+            block_number: receipt.block_number,
+            tx_hash: receipt.tx_hash,
+        })?;
         report.push(json!({
             "nonce": recorded.nonce,
             "transfers": transfers.len(),

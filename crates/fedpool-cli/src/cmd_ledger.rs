@@ -123,6 +123,7 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
                     value["anchors"] = json!({
                         "confirmed": audit.n_anchors_confirmed,
                         "settlements_confirmed": audit.n_settlements_confirmed,
+                        "settlements_resent": audit.n_settlements_resent,
                         "other_chain": audit.n_other_chain,
                         "anchored": audit.anchored.iter().map(|(author, h)| json!({
                             "author": author.to_string(),
@@ -153,9 +154,17 @@ pub fn ledger(home: Home, command: LedgerCommand) -> Result<ExitCode> {
             }
             if let (Some(audit), false) = (&audit, json) {
                 println!(
-                    "chain: {} and {} confirmed{}",
+                    "chain: {} and {} confirmed{}{}",
                     count(audit.n_anchors_confirmed, "anchor"),
                     count(audit.n_settlements_confirmed, "settlement"),
+                    if audit.n_settlements_resent > 0 {
+                        format!(
+                            " ({} carried by a resend after the chain lost it)",
+                            audit.n_settlements_resent
+                        )
+                    } else {
+                        String::new()
+                    },
                     if audit.n_other_chain > 0 {
                         format!(", {} on other chains not checked", audit.n_other_chain)
                     } else {
@@ -307,6 +316,13 @@ pub(crate) fn summary(e: &Event) -> String {
             short(s.model_id.as_str()),
             s.nonce,
             s.chain_id,
+            s.block_number,
+            short(&wallet::hex(&s.tx_hash))
+        ),
+        Body::SettlementResent(s) => format!(
+            "batch {} of {} sent again after the chain lost it (block {}, tx {})",
+            s.nonce,
+            short(s.model_id.as_str()),
             s.block_number,
             short(&wallet::hex(&s.tx_hash))
         ),

@@ -99,11 +99,14 @@ pub enum EventKind {
     ChainAnchored,
     /// A publisher paid rewards out on a public chain ([`RewardsSettled`]).
     RewardsSettled,
+    /// A publisher sent a recorded settlement batch again after the chain lost it
+    /// ([`SettlementResent`]).
+    SettlementResent,
 }
 
 impl EventKind {
     /// Every kind, in tag order.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::ModelPublished,
         EventKind::ConsentGranted,
         EventKind::ConsentRevoked,
@@ -117,6 +120,7 @@ impl EventKind {
         EventKind::WalletUnlinked,
         EventKind::ChainAnchored,
         EventKind::RewardsSettled,
+        EventKind::SettlementResent,
     ];
 
     /// The stable short name, e.g. `consent-granted` (stored in the database's `kind` column).
@@ -135,6 +139,7 @@ impl EventKind {
             EventKind::WalletUnlinked => "wallet-unlinked",
             EventKind::ChainAnchored => "chain-anchored",
             EventKind::RewardsSettled => "rewards-settled",
+            EventKind::SettlementResent => "settlement-resent",
         }
     }
 
@@ -159,6 +164,7 @@ impl EventKind {
             EventKind::WalletUnlinked => 11,
             EventKind::ChainAnchored => 12,
             EventKind::RewardsSettled => 13,
+            EventKind::SettlementResent => 14,
         }
     }
 
@@ -498,6 +504,23 @@ pub struct RewardsSettled {
     pub covers: Vec<EventId>,
 }
 
+/// A settlement batch the ledger records was lost by the chain (a reorganisation dropped its
+/// transaction) and the publisher sent it again, under the same nonce: the batch is still paid
+/// once, and this names the transaction that now carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SettlementResent {
+    /// The model of the batch.
+    pub model_id: ModelId,
+    /// The `rewards-settled` event recording the batch.
+    pub settlement: EventId,
+    /// The batch's nonce (as that event records it).
+    pub nonce: u64,
+    /// The block the batch is now included in.
+    pub block_number: u64,
+    /// The transaction that now carries it.
+    pub tx_hash: [u8; 32],
+}
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
@@ -550,6 +573,8 @@ pub enum Body {
     ChainAnchored(ChainAnchored),
     /// See [`RewardsSettled`].
     RewardsSettled(RewardsSettled),
+    /// See [`SettlementResent`].
+    SettlementResent(SettlementResent),
 }
 
 macro_rules! body_from {
@@ -574,7 +599,8 @@ body_from!(
     WalletLinked,
     WalletUnlinked,
     ChainAnchored,
-    RewardsSettled
+    RewardsSettled,
+    SettlementResent
 );
 
 impl Body {
@@ -594,6 +620,7 @@ impl Body {
             Body::WalletUnlinked(_) => EventKind::WalletUnlinked,
             Body::ChainAnchored(_) => EventKind::ChainAnchored,
             Body::RewardsSettled(_) => EventKind::RewardsSettled,
+            Body::SettlementResent(_) => EventKind::SettlementResent,
         }
     }
 
@@ -611,6 +638,7 @@ impl Body {
             Body::StatisticsCommitted(body) => Some(&body.model_id),
             Body::ConsentRefused(body) => Some(&body.model_id),
             Body::RewardsSettled(body) => Some(&body.model_id),
+            Body::SettlementResent(body) => Some(&body.model_id),
             Body::WalletLinked(_) | Body::WalletUnlinked(_) | Body::ChainAnchored(_) => None,
         }
     }
@@ -638,7 +666,8 @@ impl Body {
             | Body::WalletLinked(_)
             | Body::WalletUnlinked(_)
             | Body::ChainAnchored(_)
-            | Body::RewardsSettled(_) => Vec::new(),
+            | Body::RewardsSettled(_)
+            | Body::SettlementResent(_) => Vec::new(),
             Body::RoundCommitted(body) => {
                 let mut floats = vec![
                     ("epsilon_round", body.epsilon_round),
@@ -805,6 +834,13 @@ impl Body {
                     w.raw(id.as_bytes());
                 }
             }
+            Body::SettlementResent(body) => {
+                w.str(&body.model_id.0);
+                w.raw(body.settlement.as_bytes());
+                w.u64(body.nonce);
+                w.u64(body.block_number);
+                w.raw(&body.tx_hash);
+            }
         }
     }
 
@@ -854,6 +890,13 @@ impl Body {
                 covers: r.vec("covers", 32, |r| {
                     Ok(EventId::from_bytes(r.array("covers")?))
                 })?,
+            }),
+            EventKind::SettlementResent => Body::SettlementResent(SettlementResent {
+                model_id: read_model_id(r)?,
+                settlement: EventId::from_bytes(r.array("settlement")?),
+                nonce: r.u64("nonce")?,
+                block_number: r.u64("block_number")?,
+                tx_hash: r.array("tx_hash")?,
             }),
             EventKind::ModelPublished => Body::ModelPublished(ModelPublished {
                 model_id: read_model_id(r)?,

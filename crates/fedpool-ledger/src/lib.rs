@@ -126,8 +126,8 @@ pub use keyfile::{
 pub use kinds::{
     Body, ChainAnchored, ChainHead, ConsentGranted, ConsentRefused, ConsentRevoked, EventKind,
     ModelId, ModelPublished, ModelReleased, ModelTerms, Payout, PolicyDecision, PrivacySpent,
-    RewardsPaid, RewardsSettled, RoundCommitted, RoundPlan, StatisticsCommitted, Transfer,
-    WalletLinked, WalletUnlinked,
+    RewardsPaid, RewardsSettled, RoundCommitted, RoundPlan, SettlementResent, StatisticsCommitted,
+    Transfer, WalletLinked, WalletUnlinked,
 };
 pub use store::{AppendOutcome, ForkEvidence, ImportReport, Store};
 pub use verify::{

@@ -238,6 +238,14 @@ fn decode_inverts_encode_for_every_kind() {
             covers: vec![id],
         }
         .into(),
+        SettlementResent {
+            model_id: "m".into(),
+            settlement: id,
+            nonce: 2,
+            block_number: u64::MAX,
+            tx_hash: [9; 32],
+        }
+        .into(),
     ];
     let kinds: std::collections::BTreeSet<EventKind> = bodies.iter().map(Body::kind).collect();
     assert_eq!(kinds.len(), EventKind::ALL.len(), "every kind is covered");

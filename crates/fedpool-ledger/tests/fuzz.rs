@@ -137,6 +137,14 @@ fn seed_events() -> Vec<Event> {
             covers: vec![EventId::from_bytes([7; 32])],
         }
         .into(),
+        SettlementResent {
+            model_id: ModelId::from("m"),
+            settlement: EventId::from_bytes([7; 32]),
+            nonce: 1,
+            block_number: 14,
+            tx_hash: [0xaa; 32],
+        }
+        .into(),
     ];
     for (i, body) in bodies.into_iter().enumerate() {
         let prev = events.last().unwrap().id();

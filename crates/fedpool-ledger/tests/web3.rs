@@ -429,6 +429,85 @@ fn after_an_unlink_the_old_wallet_is_not_paid() {
     assert!(flagged(&report, Rule::WalletSignatureInvalid).is_empty());
 }
 
+/// A resend names a new transaction for a batch its author recorded and pays nothing itself:
+/// one that names no batch, another author's batch, or the wrong nonce is flagged, and an
+/// honest one changes no balance (a later batch still may not exceed what is owed).
+#[test]
+fn a_resend_names_exactly_a_batch_its_author_settled() {
+    let (mut publisher, mut a, b, model_id, paid) = paid_model();
+    let wallet_a = wallet(21);
+    a.link(3, &wallet_a);
+    let batch = publisher.push(
+        4,
+        settlement(
+            &model_id,
+            1,
+            vec![(a.key.did(), address(&wallet_a), 70)],
+            paid,
+        ),
+    );
+    let resend = |nonce: u64, settlement: EventId| SettlementResent {
+        model_id: model_id.clone(),
+        settlement,
+        nonce,
+        block_number: 9,
+        tx_hash: [0xee; 32],
+    };
+    publisher.push(5, resend(1, batch.id()));
+    // Resent twice (two reorganisations): still one payment on the ledger.
+    publisher.push(6, resend(1, batch.id()));
+    let report = verify(&[&publisher, &a, &b]);
+    assert!(
+        flagged(&report, Rule::SettlementResentInvalid).is_empty()
+            && settlement_violations(&report).is_empty(),
+        "{report}"
+    );
+
+    // Wrong nonce; a batch that does not exist; another author's batch.
+    // (Copies of the publisher's honest chain; paid_model's publisher is seed 10.)
+    let copy = |chain: &Chain| Chain {
+        key: Keypair::insecure_from_seed(10),
+        events: chain.events.clone(),
+    };
+    let mut wrong = copy(&publisher);
+    wrong.push(7, resend(2, batch.id()));
+    wrong.push(8, resend(1, EventId::from_bytes([3; 32])));
+    let mut stranger = Chain::new(13);
+    stranger.push(1, resend(1, batch.id()));
+    let report = verify(&[&wrong, &a, &b, &stranger]);
+    let seqs: Vec<(String, u64)> = flagged(&report, Rule::SettlementResentInvalid)
+        .iter()
+        .map(|v| (v.author.unwrap().to_string(), v.seq.unwrap()))
+        .collect();
+    let publisher_did = publisher.key.did().to_string();
+    let stranger_did = stranger.key.did().to_string();
+    assert_eq!(seqs.len(), 3, "{report}");
+    for expected in [
+        (publisher_did.clone(), 6),
+        (publisher_did, 7),
+        (stranger_did, 1),
+    ] {
+        assert!(seqs.contains(&expected), "{expected:?} in {seqs:?}");
+    }
+    // A resend moves no money: a new batch for more than is owed is still refused.
+    let mut over = copy(&publisher);
+    over.push(
+        7,
+        settlement(
+            &model_id,
+            2,
+            vec![(a.key.did(), address(&wallet_a), 1)],
+            paid,
+        ),
+    );
+    let report = verify(&[&over, &a, &b]);
+    assert_eq!(
+        settlement_violations(&report),
+        vec![(Rule::SettlementExceedsRewards, 6)],
+        "{report}"
+    );
+}
+
 fn anchor_of(heads: Vec<ChainHead>) -> ChainAnchored {
     ChainAnchored {
         chain_id: 31337,

@@ -158,6 +158,9 @@ pub enum Rule {
     SettlementNotOnChain,
     /// A settlement batch reuses a nonce of its publisher and model.
     SettlementReplayed,
+    /// A `settlement-resent` names no `rewards-settled` event of its author with its model and
+    /// nonce.
+    SettlementResentInvalid,
     /// A settlement pays an owner more than the rewards it covers owe it, less earlier
     /// settlements, or covers something that is not the model's payout.
     SettlementExceedsRewards,
@@ -167,7 +170,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 47] = [
+    pub const ALL: [Rule; 48] = [
         Rule::Signature,
         Rule::ForeignNetwork,
         Rule::ChainGap,
@@ -213,6 +216,7 @@ impl Rule {
         Rule::AnchorUnrecorded,
         Rule::SettlementNotOnChain,
         Rule::SettlementReplayed,
+        Rule::SettlementResentInvalid,
         Rule::SettlementExceedsRewards,
         Rule::SettlementToUnlinkedWallet,
     ];
@@ -265,6 +269,7 @@ impl Rule {
             Rule::AnchorUnrecorded => "anchor-unrecorded",
             Rule::SettlementNotOnChain => "settlement-not-on-chain",
             Rule::SettlementReplayed => "settlement-replayed",
+            Rule::SettlementResentInvalid => "settlement-resent-invalid",
             Rule::SettlementExceedsRewards => "settlement-exceeds-rewards",
             Rule::SettlementToUnlinkedWallet => "settlement-to-unlinked-wallet",
         }

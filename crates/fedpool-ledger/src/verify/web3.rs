@@ -13,6 +13,47 @@ pub(super) fn check_web3(check: &mut Check, network: &NetworkId, admissible: &[&
     check_wallet_signatures(check, network, admissible);
     check_anchors(check, admissible);
     check_settlements(check, network, admissible);
+    check_resends(check, admissible);
+}
+
+/// A resend only names a new transaction for a batch its author recorded: it pays nothing
+/// itself, so it must name that batch exactly.
+fn check_resends(check: &mut Check, admissible: &[&Event]) {
+    let by_id: HashMap<EventId, &Event> = admissible.iter().map(|e| (e.id(), *e)).collect();
+    for &event in admissible {
+        let Body::SettlementResent(resent) = event.body() else {
+            continue;
+        };
+        let problem = match by_id.get(&resent.settlement).map(|e| (e, e.body())) {
+            Some((recorded, Body::RewardsSettled(batch))) => {
+                if recorded.author() != event.author() {
+                    Some(format!(
+                        "resends {}, a batch settled by {}, not by its author",
+                        resent.settlement,
+                        recorded.author()
+                    ))
+                } else if batch.model_id != resent.model_id || batch.nonce != resent.nonce {
+                    Some(format!(
+                        "names batch {} of model {}, but {} records batch {} of model {}",
+                        resent.nonce,
+                        resent.model_id,
+                        resent.settlement,
+                        batch.nonce,
+                        batch.model_id
+                    ))
+                } else {
+                    None
+                }
+            }
+            _ => Some(format!(
+                "resends {}, which is no rewards-settled event in the ledger",
+                resent.settlement
+            )),
+        };
+        if let Some(detail) = problem {
+            check.flag(Rule::SettlementResentInvalid, event, detail);
+        }
+    }
 }
 
 /// A link or unlink: what it claims, and whether the named wallet signed it (for this network,
