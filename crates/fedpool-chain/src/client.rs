@@ -549,16 +549,18 @@ impl ChainClient {
         }))
     }
 
+    async fn receipt(&self, tx: [u8; 32]) -> Result<Option<TransactionReceipt>, ChainError> {
+        let provider = self.provider.clone();
+        self.retrying("did not return a receipt", || {
+            let provider = provider.clone();
+            async move { transport(provider.get_transaction_receipt(B256::from(tx)).await) }
+        })
+        .await
+    }
+
     /// The block `tx` was included in, if it was.
     pub async fn transaction_block(&self, tx: [u8; 32]) -> Result<Option<u64>, ChainError> {
-        let provider = self.provider.clone();
-        let receipt = self
-            .retrying("did not return a receipt", || {
-                let provider = provider.clone();
-                async move { transport(provider.get_transaction_receipt(B256::from(tx)).await) }
-            })
-            .await?;
-        Ok(receipt.and_then(|r| r.block_number))
+        Ok(self.receipt(tx).await?.and_then(|r| r.block_number))
     }
 
     /// The block `tx` was included in and the payout batches it settled (the `Settled` events
@@ -567,14 +569,7 @@ impl ChainClient {
         &self,
         tx: [u8; 32],
     ) -> Result<Option<(u64, Vec<SettledLog>)>, ChainError> {
-        let provider = self.provider.clone();
-        let receipt = self
-            .retrying("did not return a receipt", || {
-                let provider = provider.clone();
-                async move { transport(provider.get_transaction_receipt(B256::from(tx)).await) }
-            })
-            .await?;
-        let Some(receipt) = receipt else {
+        let Some(receipt) = self.receipt(tx).await? else {
             return Ok(None);
         };
         let Some(block) = receipt.block_number else {

@@ -1459,10 +1459,31 @@ fn rewritten_ledger(
     }
 }
 
-/// Copies the publisher's ledger thrice: once with its chain re-signed from an early event
-/// (same content, one millisecond later: every id after it changes), once with its anchor event
-/// naming an anchor the chain does not hold, once with a settlement batch replayed; verify
-/// flags each (the rewrite with its author and height).
+/// `ledger verify --file PATH --anchors --rpc RPC` from the publisher's home: whether it
+/// passed, and what it printed.
+fn verify_with_anchors(publisher: &Path, path: &Path, rpc: &str) -> (bool, String) {
+    let out = run(
+        publisher,
+        &[
+            "ledger",
+            "verify",
+            "--file",
+            path.to_str().unwrap(),
+            "--anchors",
+            "--rpc",
+            rpc,
+        ],
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Copies the publisher's ledger four times: with its chain re-signed from an early event (same
+/// content, one millisecond later: every id after it changes), with its latest anchor event
+/// naming an anchor the chain does not hold, with its latest anchor event dropped, and with a
+/// settlement batch replayed; verify flags each (the rewrite with its author and height).
 fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
     use fedpool_ledger::{Body, NetworkId, Store, read_key_file};
     let network = NetworkId::new("fedpool-test-net").unwrap();
@@ -1486,20 +1507,8 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
     rewritten_ledger(&rewritten_path, &network, &events, &key, |event| {
         (event.seq() >= 2).then(|| (event.body().clone(), event.timestamp_ms() + 1))
     });
-    let out = run(
-        publisher,
-        &[
-            "ledger",
-            "verify",
-            "--file",
-            rewritten_path.to_str().unwrap(),
-            "--anchors",
-            "--rpc",
-            rpc,
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (passed, text) = verify_with_anchors(publisher, &rewritten_path, rpc);
+    assert!(!passed, "{text}");
     let flagged = text
         .lines()
         .find(|l| l.contains("[anchored-history-rewritten]"))
@@ -1530,20 +1539,8 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
         anchor.anchor_index = 99;
         Some((Body::ChainAnchored(anchor), event.timestamp_ms()))
     });
-    let out = run(
-        publisher,
-        &[
-            "ledger",
-            "verify",
-            "--file",
-            falsified_path.to_str().unwrap(),
-            "--anchors",
-            "--rpc",
-            rpc,
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (passed, text) = verify_with_anchors(publisher, &falsified_path, rpc);
+    assert!(!passed, "{text}");
     assert!(
         text.contains("[anchor-not-on-chain]") && text.contains("holds no anchor 99"),
         "{text}"
@@ -1570,26 +1567,21 @@ fn tamper_and_verify(publisher: &Path, rpc: &str, dir: &Path) {
         truncated.append(event).unwrap();
     }
     drop(truncated);
-    let truncated_path = truncated_path.to_str().unwrap();
-    let plain = run(publisher, &["ledger", "verify", "--file", truncated_path]);
-    assert!(
-        !String::from_utf8_lossy(&plain.stdout).contains("[anchor"),
-        "{plain:?}"
-    );
-    let out = run(
+    let plain = run(
         publisher,
         &[
             "ledger",
             "verify",
             "--file",
-            truncated_path,
-            "--anchors",
-            "--rpc",
-            rpc,
+            truncated_path.to_str().unwrap(),
         ],
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("[anchor"),
+        "{plain:?}"
+    );
+    let (passed, text) = verify_with_anchors(publisher, &truncated_path, rpc);
+    assert!(!passed, "{text}");
     let flagged = text
         .lines()
         .find(|l| l.contains("[anchor-unrecorded]"))

@@ -688,17 +688,16 @@ fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_sign
     // Unlinking through the JSON API, with the token: the same two signatures.
     let json = ("Content-Type", "application/json");
     let auth = ("Authorization", bearer.as_str());
-    let challenge: Value = serde_json::from_str(
-        &owner
-            .request(
-                "GET",
-                &format!("/api/wallet/message?address={address}&chain_id=31337&action=unlink"),
-                &[auth],
-                "",
-            )
-            .body,
-    )
-    .unwrap();
+    let unlink_challenge = || -> Value {
+        let answer = owner.request(
+            "GET",
+            &format!("/api/wallet/message?address={address}&chain_id=31337&action=unlink"),
+            &[auth],
+            "",
+        );
+        serde_json::from_str(&answer.body).unwrap()
+    };
+    let challenge = unlink_challenge();
     let text = challenge["message"].as_str().unwrap();
     assert!(text.starts_with("fedpool wallet unlink\n"), "{text}");
     let unlinked = owner.request(
@@ -716,17 +715,7 @@ fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_sign
     assert_eq!(unlinked.status, 200, "{}", unlinked.body);
     assert_eq!(linked_wallets(&owner), serde_json::json!([]));
     // A wallet that is not linked has nothing to unlink.
-    let challenge: Value = serde_json::from_str(
-        &owner
-            .request(
-                "GET",
-                &format!("/api/wallet/message?address={address}&chain_id=31337&action=unlink"),
-                &[auth],
-                "",
-            )
-            .body,
-    )
-    .unwrap();
+    let challenge = unlink_challenge();
     let again = owner.request(
         "POST",
         "/api/wallet/unlink",
