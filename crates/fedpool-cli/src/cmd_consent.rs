@@ -139,10 +139,27 @@ pub enum ConsentCommand {
         /// Model id, id prefix, or name.
         model: String,
     },
+    /// Write a consent receipt for a model (Kantara CR v1.1 fields, with the signed ledger
+    /// events that prove it): keep it, show it to anyone; `verify-receipt` checks it offline.
+    Receipt {
+        /// Model id, id prefix, or name.
+        model: String,
+        /// Write it to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a consent receipt against the signed events it carries (no node or ledger needed).
+    VerifyReceipt {
+        /// The receipt (JSON).
+        file: PathBuf,
+    },
 }
 
 /// Runs `fedpool consent …`.
 pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
+    if let ConsentCommand::VerifyReceipt { file } = &command {
+        return verify_receipt(file);
+    }
     let mut node = Node::open(home)?;
     let me = node.did();
     match command {
@@ -199,6 +216,26 @@ pub fn consent(home: Home, command: ConsentCommand) -> Result<()> {
             );
             Ok(())
         }
+        ConsentCommand::Receipt { model, out } => {
+            let model = node::find_model(&node.store, &model)?;
+            let receipt = crate::receipt::issue(&node, &model, now_ms())?;
+            let text = serde_json::to_string_pretty(&receipt)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, format!("{text}\n"))
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "receipt for your consent to \"{}\" ({}) written to {}",
+                        model.body.name,
+                        receipt.fedpool.status,
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        ConsentCommand::VerifyReceipt { .. } => unreachable!("handled before the node opens"),
         ConsentCommand::Explain { model } => {
             let model = node::find_model(&node.store, &model)?;
             let Some(policy) = node.home.policy()? else {
@@ -425,4 +462,43 @@ fn abbreviate(items: &[String], max: usize) -> String {
             items.len() - max
         )
     }
+}
+
+/// `fedpool consent verify-receipt FILE`
+fn verify_receipt(file: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let receipt = crate::receipt::verify(&text)
+        .with_context(|| format!("{} does not verify", file.display()))?;
+    let service = &receipt.services[0];
+    println!(
+        "OK: {} consented to {} (model {}), published by {} ({}), on {} UTC",
+        receipt.pii_principal_id,
+        service.service,
+        receipt.fedpool.model_id,
+        receipt.pii_controllers[0].pii_controller,
+        receipt.pii_controllers[0].contact,
+        format_time(receipt.consent_timestamp * 1000)
+    );
+    for purpose in &service.purposes {
+        println!("  for: {}", purpose.purpose);
+    }
+    for excluded in &receipt.fedpool.out_of_scope_uses {
+        println!("  never for: {excluded}");
+    }
+    if let Some(purpose) = service.purposes.first() {
+        println!("  fields: {}", purpose.pii_category.join(", "));
+        println!("  ends: {}", purpose.termination);
+    }
+    println!(
+        "  status when issued ({} UTC): {}{}",
+        format_time(receipt.fedpool.issued_at_ms),
+        receipt.fedpool.status,
+        receipt
+            .fedpool
+            .revoked_at_ms
+            .map(|at| format!(", revoked on {} UTC", format_time(at)))
+            .unwrap_or_default()
+    );
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod home;
 mod load;
 mod node;
 mod owner;
+mod receipt;
 mod report;
 mod simulate;
 mod web;

@@ -724,3 +724,175 @@ fn a_publication_whose_card_hash_is_not_its_contracts_is_never_decided_by_policy
     );
     assert!(ok(&owner, &["consent", "list"]).contains("no consents"));
 }
+
+/// The receipt of `model` written by `home`, parsed.
+fn receipt(home: &Path, model: &str, out: &Path) -> serde_json::Value {
+    ok(
+        home,
+        &["consent", "receipt", model, "--out", out.to_str().unwrap()],
+    );
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// `verify-receipt` on `receipt` written to a file: its output and whether it passed.
+fn verify_receipt(dir: &Path, receipt: &serde_json::Value) -> (bool, String) {
+    let path = dir.join("checked.json");
+    std::fs::write(&path, serde_json::to_string_pretty(receipt).unwrap()).unwrap();
+    let out = Command::new(BIN)
+        .args(["consent", "verify-receipt", path.to_str().unwrap()])
+        .env_remove("FEDPOOL_HOME")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+/// An owner's consent receipt carries the signed events it is made from, so anyone can check
+/// it without a node: an edited purpose, date or field, a contract swapped for another, a
+/// broken signature or a hidden revocation is named; after a revocation the receipt says so.
+#[test]
+fn a_consent_receipt_proves_itself_and_names_any_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    let digits = format!("{CONTRACTS}/../data/digits/digits.csv");
+    ok(&home, &["init"]);
+    let model = ok(&home, &["publish", &format!("{CONTRACTS}/digits.toml")]);
+    let model = model.lines().next().unwrap().to_string();
+    let other = ok(
+        &home,
+        &["publish", &format!("{CONTRACTS}/digits_private.toml")],
+    );
+    let other = other.lines().next().unwrap().to_string();
+    ok(&home, &["data", "add", "mine", &digits]);
+    let refused = err(&home, &["consent", "receipt", &model]);
+    assert!(refused.contains("you have not consented"), "{refused}");
+    for id in [&model, &other] {
+        ok(
+            &home,
+            &[
+                "consent",
+                "grant",
+                id,
+                "--data",
+                "mine",
+                "--until",
+                "2099-12-31",
+                "--epsilon-cap",
+                "4",
+            ],
+        );
+    }
+    let issued = receipt(&home, &model, &dir.path().join("receipt.json"));
+    assert_eq!(issued["version"], "KI-CR-v1.1.0");
+    assert_eq!(issued["fedpool"]["status"], "active");
+    assert_eq!(issued["fedpool"]["epsilon_cap"], 4.0);
+    let purposes = issued["services"][0]["purposes"].as_array().unwrap();
+    assert!(!purposes.is_empty() && purposes[0]["primaryPurpose"] == true);
+    assert!(
+        purposes[0]["termination"]
+            .as_str()
+            .unwrap()
+            .contains("2099-12-31")
+    );
+    let (passed, text) = verify_receipt(dir.path(), &issued);
+    assert!(passed, "{text}");
+    assert!(
+        text.starts_with("OK: ") && text.contains(purposes[0]["purpose"].as_str().unwrap()),
+        "{text}"
+    );
+
+    // Each edit is named by its field.
+    let edit = |path: &[&str], value: serde_json::Value| {
+        let mut edited = issued.clone();
+        let mut at = &mut edited;
+        for key in path {
+            at = match key.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*key],
+            };
+        }
+        *at = value;
+        edited
+    };
+    for (path, value, named) in [
+        (
+            &["services", "0", "purposes", "0", "purpose"][..],
+            serde_json::json!("anything the publisher likes"),
+            "services[0].purposes[0].purpose",
+        ),
+        (
+            &["consentTimestamp"][..],
+            serde_json::json!(1),
+            "consentTimestamp",
+        ),
+        (
+            &["services", "0", "purposes", "0", "piiCategory"][..],
+            serde_json::json!(["pixel_0_0"]),
+            "services[0].purposes[0].piiCategory",
+        ),
+        (
+            &["fedpool", "epsilon_cap"][..],
+            serde_json::json!(40.0),
+            "fedpool.epsilon_cap",
+        ),
+    ] {
+        let (passed, text) = verify_receipt(dir.path(), &edit(path, value));
+        assert!(
+            !passed && text.contains(&format!("the receipt says {named} = ")),
+            "{text}"
+        );
+    }
+    // Another model's contract in place of the one consented to.
+    let theirs = receipt(&home, &other, &dir.path().join("other.json"));
+    let swapped = edit(
+        &["fedpool", "publication_event"],
+        theirs["fedpool"]["publication_event"].clone(),
+    );
+    let (passed, text) = verify_receipt(dir.path(), &swapped);
+    assert!(
+        !passed && text.contains("not the receipt's contract"),
+        "{text}"
+    );
+    // A consent event whose last signature byte is flipped.
+    let signed = issued["fedpool"]["consent_event"].as_str().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &signed[..signed.len() - 2],
+        if signed.ends_with("00") { "01" } else { "00" }
+    );
+    let (passed, text) = verify_receipt(
+        dir.path(),
+        &edit(&["fedpool", "consent_event"], flipped.into()),
+    );
+    assert!(
+        !passed && text.contains("signature does not verify"),
+        "{text}"
+    );
+    let (passed, text) = verify_receipt(dir.path(), &serde_json::json!({"version": 1}));
+    assert!(
+        !passed && text.contains("not a fedpool consent receipt"),
+        "{text}"
+    );
+
+    // Revoked: the new receipt carries the revocation; hiding it is named.
+    ok(&home, &["consent", "revoke", &model]);
+    let revoked = receipt(&home, &model, &dir.path().join("revoked.json"));
+    assert_eq!(revoked["fedpool"]["status"], "revoked");
+    assert!(revoked["fedpool"]["revocation_event"].is_string());
+    let (passed, text) = verify_receipt(dir.path(), &revoked);
+    assert!(passed && text.contains("revoked on"), "{text}");
+    let mut hidden = revoked.clone();
+    hidden["fedpool"]["revocation_event"] = serde_json::Value::Null;
+    let (passed, text) = verify_receipt(dir.path(), &hidden);
+    assert!(
+        !passed
+            && (text.contains("the receipt says fedpool.status = \"revoked\"")
+                || text.contains("the receipt says fedpool.revoked_at_ms = ")),
+        "{text}"
+    );
+}

@@ -198,6 +198,7 @@ fn routes(model: &str) -> Vec<(&'static str, String)> {
         ("POST", format!("/api/models/{m}/grant")),
         ("POST", format!("/api/models/{m}/refuse")),
         ("POST", format!("/api/models/{m}/revoke")),
+        ("GET", format!("/api/models/{m}/receipt")),
         ("GET", "/api/policy".into()),
         ("POST", "/api/policy".into()),
         ("GET", "/api/rewards".into()),
@@ -253,6 +254,12 @@ fn every_route_answers_401_without_the_token_and_every_answer_carries_the_csp() 
             ("Cookie", session.as_str()),
         ] {
             let response = owner.request(method, &path, &[auth], "");
+            if path.ends_with("/receipt") {
+                // No consent yet: nothing to give a receipt for.
+                assert_eq!(response.status, 404, "{path}: {}", response.body);
+                assert!(response.body.contains("you have not consented"));
+                continue;
+            }
             assert!(
                 [200, 303].contains(&response.status),
                 "{path}: {} {}",
@@ -519,6 +526,51 @@ fn a_policy_error_is_shown_beside_the_field_and_nothing_is_kept() {
         std::fs::read_to_string(owner.home().join("policy.toml")).unwrap(),
         good
     );
+}
+
+#[test]
+fn an_owner_downloads_a_consent_receipt_that_anyone_can_verify() {
+    let owner = Owner::start(&digits(), &[]);
+    let bearer = format!("Bearer {}", owner.token());
+    let auth = ("Authorization", bearer.as_str());
+    let granted = owner.request(
+        "POST",
+        &format!("/api/models/{}/grant", owner.model),
+        &[auth, ("Content-Type", "application/json")],
+        r#"{"dataset": "mine"}"#,
+    );
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let session = owner.login();
+    let page = owner.request(
+        "GET",
+        &format!("/models/{}", owner.model),
+        &[("Cookie", &session)],
+        "",
+    );
+    let link = format!("/api/models/{}/receipt", owner.model);
+    assert!(
+        page.body.contains(&format!("href=\"{link}\"")),
+        "{}",
+        page.body
+    );
+    let download = owner.request("GET", &link, &[("Cookie", &session)], "");
+    assert_eq!(download.status, 200, "{}", download.body);
+    assert!(
+        download
+            .header("content-disposition")
+            .is_some_and(|d| d.starts_with("attachment;") && d.contains("consent-receipt-")),
+        "{:?}",
+        download.headers
+    );
+    let receipt: Value = serde_json::from_str(&download.body).unwrap();
+    assert_eq!(receipt["fedpool"]["status"], "active");
+    let file = owner.dir.path().join("receipt.json");
+    std::fs::write(&file, &download.body).unwrap();
+    let checked = ok(
+        &owner.home(),
+        &["consent", "verify-receipt", file.to_str().unwrap()],
+    );
+    assert!(checked.starts_with("OK: "), "{checked}");
 }
 
 /// The value of a hidden form field `name` on a page.

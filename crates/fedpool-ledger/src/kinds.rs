@@ -531,15 +531,10 @@ mod hex_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 65], D::Error> {
         let text = String::deserialize(d)?;
-        let digits = text.strip_prefix("0x").unwrap_or(&text);
-        if digits.len() != 130 || !digits.is_ascii() {
-            return Err(D::Error::custom("expected 65 bytes of hex"));
-        }
-        let mut bytes = [0u8; 65];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(D::Error::custom)?;
-        }
-        Ok(bytes)
+        crate::wallet::parse_hex(&text)
+            .map_err(D::Error::custom)?
+            .try_into()
+            .map_err(|_| D::Error::custom("expected 65 bytes of hex"))
     }
 }
 

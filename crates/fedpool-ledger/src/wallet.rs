@@ -87,18 +87,31 @@ pub fn parse_address(text: &str) -> Result<[u8; 20], String> {
 pub fn parse_signature(text: &str) -> Result<[u8; 65], String> {
     let trimmed = text.trim();
     let digits = trimmed.strip_prefix("0x").unwrap_or(trimmed);
-    if digits.len() != 130 || !digits.is_ascii() {
+    if digits.len() != 130 {
         return Err(format!(
             "a wallet signature is 65 bytes: 0x and 130 hex digits, got {} characters",
-            digits.len()
+            digits.chars().count()
         ));
     }
-    let mut bytes = [0u8; 65];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("`{}` is not hex", &digits[2 * i..2 * i + 2]))?;
+    let bytes = parse_hex(digits)?;
+    bytes
+        .try_into()
+        .map_err(|_| "a wallet signature is 65 bytes".to_string())
+}
+
+/// Bytes from hex digits, with or without a leading `0x`.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    if !digits.is_ascii() || !digits.len().is_multiple_of(2) {
+        return Err("not an even number of hex digits".into());
     }
-    Ok(bytes)
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .map_err(|_| format!("`{}` is not hex", &digits[i..i + 2]))
+        })
+        .collect()
 }
 
 /// Lower-case `0x` hex of any bytes (transaction hashes, roots).

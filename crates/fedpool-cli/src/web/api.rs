@@ -564,3 +564,42 @@ pub(crate) async fn wallet_change(
         }
     }
 }
+
+/// `GET /api/models/{id}/receipt`: this owner's consent receipt for the model, to download.
+pub(crate) async fn receipt(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let result = with_node(&app, move |node| {
+        let model = node::find_model(&node.store, &id)?;
+        let receipt = crate::receipt::issue(node, &model, crate::home::now_ms())?;
+        Ok((
+            model.body.name.clone(),
+            serde_json::to_string_pretty(&receipt)?,
+        ))
+    })
+    .await;
+    match result {
+        Ok((name, text)) => {
+            let file: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"consent-receipt-{file}.json\""),
+                    ),
+                ],
+                text,
+            )
+                .into_response()
+        }
+        Err(e) => json_error(StatusCode::NOT_FOUND, &e),
+    }
+}

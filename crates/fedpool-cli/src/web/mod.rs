@@ -99,6 +99,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/models/{id}/grant", post(api::grant))
         .route("/api/models/{id}/refuse", post(api::refuse))
         .route("/api/models/{id}/revoke", post(api::revoke))
+        .route("/api/models/{id}/receipt", get(api::receipt))
         .route("/api/policy", get(api::policy).post(api::set_policy))
         .route("/api/rewards", get(api::rewards))
         .route("/api/rewards.csv", get(api::rewards_csv))

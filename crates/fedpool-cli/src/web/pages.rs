@@ -267,6 +267,9 @@ pub(crate) async fn model_page(app: &Arc<App>, id: String, error: Option<String>
             section aria-labelledby="h-decide" {
                 h2 #h-decide { "Your decision" }
                 @if let Some(explained) = explained.as_ref().filter(|_| standing == Standing::Pending) { p { (explained) } }
+                @if matches!(standing, Standing::Granted | Standing::Revoked | Standing::Expired) {
+                    p { a href=(format!("/api/models/{id}/receipt")) download { "Download your consent receipt" } " (JSON, Kantara consent receipt fields with the signed ledger events: anyone can check it with " code { "fedpool consent verify-receipt FILE" } ")" }
+                }
                 @match standing {
                     Standing::Granted => {
                         form method="post" action=(format!("/api/models/{id}/revoke")) {
