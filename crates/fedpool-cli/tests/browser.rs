@@ -566,6 +566,33 @@ fn an_owner_grants_reads_the_ledger_and_revokes_with_the_keyboard_alone() {
             "every chart loads: {widths}"
         );
         pages.check(&client, "card-granted").await;
+        // The consent receipt is a keyboard's reach away, and what it links verifies.
+        tab_to(&client, "Download your consent receipt").await;
+        let href = client
+            .active_element()
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(href, format!("/api/models/{model}/receipt"));
+        let receipt = procs.dir.path().join("receipt.json");
+        ok(
+            &owner1,
+            &[
+                "consent",
+                "receipt",
+                &model,
+                "--out",
+                receipt.to_str().unwrap(),
+            ],
+        );
+        let checked = ok(
+            &owner1,
+            &["consent", "verify-receipt", receipt.to_str().unwrap()],
+        );
+        assert!(checked.starts_with("OK: "), "{checked}");
 
         // Revokes with the keyboard alone; the round after leaves owner1 out.
         activate(&client, "Revoke consent").await;
