@@ -53,6 +53,8 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
     let mut audit = AnchorAudit::default();
     // (anchor contract, submitting wallet) → the authors whose recorded anchors it made.
     let mut anchorers: BTreeMap<([u8; 20], [u8; 20]), Vec<Did>> = BTreeMap::new();
+    // Paying wallet → the authors whose confirmed settlements it paid.
+    let mut payers: BTreeMap<[u8; 20], Vec<Did>> = BTreeMap::new();
     for event in events {
         match event.body() {
             Body::ChainAnchored(anchored) => {
@@ -99,11 +101,10 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
                     None => {
                         audit.n_anchors_confirmed += 1;
                         if let Some(submitter) = submitter {
-                            let authors =
-                                anchorers.entry((anchored.contract, submitter)).or_default();
-                            if !authors.contains(&event.author()) {
-                                authors.push(event.author());
-                            }
+                            add_author(
+                                anchorers.entry((anchored.contract, submitter)).or_default(),
+                                event.author(),
+                            );
                         }
                         for head in &anchored.heads {
                             let entry =
@@ -129,11 +130,14 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
                     continue;
                 }
                 let problem =
-                    batch_problem(client, settled, settled.tx_hash, settled.block_number).await?;
-                let Some(problem) = problem else {
-                    audit.n_settlements_confirmed += 1;
-                    continue;
-                };
+                    match carrier(client, settled, settled.tx_hash, settled.block_number).await? {
+                        Ok(payer) => {
+                            audit.n_settlements_confirmed += 1;
+                            wallet_of(&mut payers, payer, event.author());
+                            continue;
+                        }
+                        Err(problem) => problem,
+                    };
                 // A batch the chain lost may have been sent again: it stands if a resend
                 // by its publisher carries it.
                 let mut carried = false;
@@ -144,11 +148,12 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
                     if resent.settlement != event.id() {
                         continue;
                     }
-                    match batch_problem(client, settled, resent.tx_hash, resent.block_number)
-                        .await?
-                    {
-                        None => carried = true,
-                        Some(detail) => audit.violations.push(flag(
+                    match carrier(client, settled, resent.tx_hash, resent.block_number).await? {
+                        Ok(payer) => {
+                            carried = true;
+                            wallet_of(&mut payers, payer, event.author());
+                        }
+                        Err(detail) => audit.violations.push(flag(
                             Rule::SettlementNotOnChain,
                             resend,
                             format!("the resend of batch {}: {detail}", settled.nonce),
@@ -167,28 +172,52 @@ pub async fn audit(client: &ChainClient, events: &[Event]) -> Result<AnchorAudit
             _ => {}
         }
     }
+    // The wallet an author pays with is one it may anchor with: its anchors in any anchor
+    // contract this ledger uses are looked for too, so dropping *every* anchor event of its
+    // own does not hide them.
+    let contracts: std::collections::BTreeSet<[u8; 20]> =
+        anchorers.keys().map(|&(contract, _)| contract).collect();
+    for contract in contracts {
+        for (&wallet, authors) in &payers {
+            for &author in authors {
+                add_author(anchorers.entry((contract, wallet)).or_default(), author);
+            }
+        }
+    }
     unrecorded_anchors(client, events, &anchorers, &mut audit).await?;
     Ok(audit)
 }
 
-/// Why transaction `tx` (recorded in block `block`) does not carry the batch `settled`
-/// records, or `None` if it does: its receipt must hold the payout contract's `Settled` event
-/// for the batch's model and nonce, with its token, total and number of transfers.
-async fn batch_problem(
+/// Adds `author` to the authors known to use a wallet, once.
+fn wallet_of(known: &mut BTreeMap<[u8; 20], Vec<Did>>, wallet: [u8; 20], author: Did) {
+    add_author(known.entry(wallet).or_default(), author);
+}
+
+fn add_author(authors: &mut Vec<Did>, author: Did) {
+    if !authors.contains(&author) {
+        authors.push(author);
+    }
+}
+
+/// The wallet that paid the batch `settled` records in transaction `tx` (recorded in block
+/// `block`), or why that transaction does not carry it: its receipt must hold the payout
+/// contract's `Settled` event for the batch's model and nonce, with its token, total and
+/// number of transfers.
+async fn carrier(
     client: &ChainClient,
     settled: &fedpool_ledger::RewardsSettled,
     tx: [u8; 32],
     block: u64,
-) -> Result<Option<String>, ChainError> {
+) -> Result<Result<[u8; 20], String>, ChainError> {
     let Some((found_block, batches)) = client.settlements_in(tx).await? else {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "settlement batch {} records transaction {} in block {block}, but the chain has it nowhere",
             settled.nonce,
             hex(&tx)
         )));
     };
     if found_block != block {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "settlement batch {} records transaction {} in block {block}, but the chain has it in block {found_block}",
             settled.nonce,
             hex(&tx)
@@ -196,7 +225,7 @@ async fn batch_problem(
     }
     let key = crate::model_key(&settled.model_id);
     let total: u128 = settled.transfers.iter().map(|t| u128::from(t.amount)).sum();
-    let carries = batches.iter().any(|b| {
+    let carrying = batches.iter().find(|b| {
         b.contract == settled.payouts_contract
             && b.model_key == key
             && b.nonce == settled.nonce
@@ -204,7 +233,7 @@ async fn batch_problem(
             && b.total == alloy::primitives::U256::from(total)
             && b.count == alloy::primitives::U256::from(settled.transfers.len())
     });
-    Ok((!carries).then(|| {
+    Ok(carrying.map(|b| b.payer).ok_or_else(|| {
         format!(
             "transaction {} (block {block}) carries no settlement of batch {} of model {} paying {total} in {} transfers from payout contract {}",
             hex(&tx),
@@ -216,9 +245,9 @@ async fn batch_problem(
     }))
 }
 
-/// Flags every anchor on chain by a wallet that made some recorded anchor, when no
+/// Flags every anchor on chain by a wallet an author anchors or pays with, when no
 /// `chain-anchored` event records it: an author who anchored, rewrote what came after and
-/// dropped the later anchor events with it cannot hide that the later anchors exist.
+/// dropped the anchor events with it cannot hide that those anchors exist.
 async fn unrecorded_anchors(
     client: &ChainClient,
     events: &[Event],
@@ -246,7 +275,7 @@ async fn unrecorded_anchors(
                 author: (authors.len() == 1).then(|| authors[0]),
                 seq: None,
                 detail: format!(
-                    "anchor {} (block {}, transaction {}) was made by wallet {}, which {} anchors with, and no chain-anchored event records it: it was removed from the ledger, with whatever history it vouched for, or its anchoring never finished (`fedpool anchor` records a lost one)",
+                    "anchor {} (block {}, transaction {}) was made by wallet {}, which {} anchors or pays with, and no chain-anchored event records it: it was removed from the ledger, with whatever history it vouched for, or its anchoring never finished (`fedpool anchor` records a lost one)",
                     logged.index,
                     logged.block_number,
                     hex(&logged.tx_hash),

@@ -362,10 +362,13 @@ async fn a_batch_dropped_by_a_reorganisation_is_flagged_and_paid_again_once() {
 /// An author anchors twice, then drops the second anchor's event from its ledger (as one
 /// hiding what it rewrote after the first would): the audit finds the second anchor on chain
 /// by the wallet the first one names and flags it as unrecorded, with the author. Another
-/// wallet's anchors in the same contract are none of its business.
+/// wallet's anchors in the same contract are none of its business. Dropping every anchor event
+/// does not help: the wallet that pays its settlements is looked for too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anchor_dropped_from_its_authors_ledger_is_flagged_as_unrecorded() {
-    use fedpool_ledger::{ChainAnchored, Event, Keypair, NetworkId, Rule};
+    use fedpool_ledger::{
+        ChainAnchored, Event, Keypair, NetworkId, RewardsSettled, Rule, Transfer,
+    };
     let anvil = Anvil::start(0, None);
     let url = anvil.url();
     let wallet = EvmWallet::from_hex(DEV_ACCOUNT_0_KEY).unwrap();
@@ -430,5 +433,77 @@ async fn an_anchor_dropped_from_its_authors_ledger_is_flagged_as_unrecorded() {
             .starts_with(&format!("anchor 1 (block {}", second.block_number)),
         "{}",
         flagged.detail
+    );
+
+    // Every anchor event of its own dropped: the wallet it pays rewards with is the one it
+    // anchors with, and another node's recorded anchor names the contract, so both of its
+    // anchors are still found.
+    let paid = client
+        .settle(
+            &deployment,
+            fedpool_chain::model_key(&"m".into()),
+            1,
+            &[([0x55; 20], 5)],
+        )
+        .await
+        .unwrap();
+    let addresses = deployment.addresses().unwrap();
+    let settlement = Event::sign(
+        &network,
+        &author,
+        1,
+        None,
+        1,
+        RewardsSettled {
+            model_id: "m".into(),
+            chain_id: client.chain_id(),
+            payouts_contract: addresses.payouts,
+            token: addresses.token,
+            nonce: 1,
+            block_number: paid.block_number,
+            tx_hash: paid.tx_hash,
+            transfers: vec![Transfer {
+                owner: author.did(),
+                address: [0x55; 20],
+                amount: 5,
+            }],
+            covers: vec![],
+        },
+    )
+    .unwrap();
+    let neighbour = Keypair::insecure_from_seed(8);
+    let theirs = Event::sign(
+        &network,
+        &neighbour,
+        1,
+        None,
+        1,
+        ChainAnchored {
+            chain_id: client.chain_id(),
+            contract,
+            anchor_index: third.index,
+            block_number: third.block_number,
+            tx_hash: third.tx_hash,
+            root: [3; 32],
+            heads: vec![],
+        },
+    )
+    .unwrap();
+    let none_of_its_own = fedpool_chain::audit(&client, &[settlement, theirs])
+        .await
+        .unwrap();
+    let flagged: Vec<(Rule, Option<fedpool_ledger::Did>)> = none_of_its_own
+        .violations
+        .iter()
+        .map(|v| (v.rule, v.author))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            (Rule::AnchorUnrecorded, Some(author.did())),
+            (Rule::AnchorUnrecorded, Some(author.did()))
+        ],
+        "{:?}",
+        none_of_its_own.violations
     );
 }

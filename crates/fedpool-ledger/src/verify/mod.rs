@@ -149,9 +149,9 @@ pub enum Rule {
     /// An anchor event's root, index or block is not what the chain holds (checked when the
     /// verifier asks the chain: `ledger verify --anchors`).
     AnchorNotOnChain,
-    /// The chain holds an anchor by a wallet some author anchors with, and the ledger has no
-    /// record of it: the author's `chain-anchored` event was removed (with whatever history
-    /// it vouched for) or never written (checked when the verifier asks the chain).
+    /// The chain holds an anchor by a wallet some author anchors or pays with, and the ledger
+    /// has no record of it: the author's `chain-anchored` event was removed (with whatever
+    /// history it vouched for) or never written (checked when the verifier asks the chain).
     AnchorUnrecorded,
     /// A settlement's transaction is not in the block it records (checked when the verifier
     /// asks the chain).
