@@ -279,12 +279,12 @@ pub(crate) fn deployed_chain_id(home: &Home) -> Option<u64> {
         .flatten()
 }
 
-fn chain_id_for(home: &Home, given: Option<u64>) -> Result<u64> {
+fn chain_id_for(node: &Node, given: Option<u64>) -> Result<u64> {
     match given {
         Some(id) => Ok(id),
-        None => load_deployment(home)
-            .map(|d| d.chain_id)
-            .context("say which chain with --chain-id"),
+        None => owner::settlement_chain(node)?.context(
+            "say which chain with --chain-id (no chain.json here, and the ledger names no chain yet)",
+        ),
     }
 }
 
@@ -307,7 +307,7 @@ pub fn wallet(home: Home, command: WalletCommand) -> Result<()> {
         } => {
             let node = Node::open(home)?;
             let address = parse_address(&address).map_err(anyhow::Error::msg)?;
-            let chain_id = chain_id_for(&node.home, chain_id)?;
+            let chain_id = chain_id_for(&node, chain_id)?;
             let action = if unlink {
                 WalletAction::Unlink
             } else {
@@ -350,7 +350,7 @@ pub fn wallet(home: Home, command: WalletCommand) -> Result<()> {
 
 fn link(home: Home, args: LinkArgs, action: WalletAction) -> Result<()> {
     let mut node = Node::open(home)?;
-    let chain_id = chain_id_for(&node.home, args.chain_id)?;
+    let chain_id = chain_id_for(&node, args.chain_id)?;
     let (address, signature) = match (&args.address, &args.signature) {
         (Some(address), Some(signature)) => {
             let address = parse_address(address).map_err(anyhow::Error::msg)?;

@@ -540,3 +540,26 @@ pub fn linked_wallets(node: &Node) -> Result<Vec<(u64, [u8; 20])>> {
     let refs: Vec<_> = mine.iter().collect();
     Ok(WalletLinks::from_events(node.store.network(), &refs).linked_wallets(&me))
 }
+
+/// The chain an owner's wallet is for when it does not say: the chain of this home's contracts
+/// (chain.json) if it has any, else the chain the ledger's latest anchor or settlement names
+/// (where publishers pay, as far as this node has heard).
+pub fn settlement_chain(node: &Node) -> Result<Option<u64>> {
+    if let Some(chain_id) = crate::cmd_chain::deployed_chain_id(&node.home) {
+        return Ok(Some(chain_id));
+    }
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    for kind in [
+        fedpool_ledger::EventKind::RewardsSettled,
+        fedpool_ledger::EventKind::ChainAnchored,
+    ] {
+        for event in node.store.events_by_kind(kind)? {
+            match event.body() {
+                Body::RewardsSettled(s) => seen.push((event.timestamp_ms(), s.chain_id)),
+                Body::ChainAnchored(a) => seen.push((event.timestamp_ms(), a.chain_id)),
+                _ => {}
+            }
+        }
+    }
+    Ok(seen.into_iter().max().map(|(_, chain_id)| chain_id))
+}

@@ -1270,7 +1270,15 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
     // chain instead of paying it again.
     let owner3 = cluster.home("owner3");
     ok(&owner3, &["wallet", "new"]);
-    ok(&owner3, &["wallet", "link", "--chain-id", "31337"]);
+    // Without --chain-id the link is for the chain the publisher settles on, as owner 3's own
+    // ledger shows it (it has no chain.json).
+    cluster.wait_for(
+        "the publisher's settlements to reach owner 3",
+        Duration::from_secs(30),
+        |c| events_of_kind(&c.home("owner3"), "rewards-settled") > 0,
+    );
+    let linked = ok(&owner3, &["wallet", "link"]);
+    assert!(linked.contains("on chain 31337"), "{linked}");
     cluster.wait_for(
         "owner 3's link to reach the publisher",
         Duration::from_secs(30),

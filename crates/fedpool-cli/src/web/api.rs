@@ -393,7 +393,7 @@ pub(crate) fn parse_wallet_fields(
     let address = parse_address(address).map_err(anyhow::Error::msg)?;
     let chain_id = match chain_id.trim() {
         "" => default_chain.context(
-            "say which chain: this node has no chain.json (`fedpool chain use`) to take it from",
+            "say which chain: this node has no chain.json and its ledger names no chain yet",
         )?,
         text => text
             .parse::<u64>()
@@ -448,7 +448,7 @@ pub(crate) async fn wallet(State(app): State<Arc<App>>) -> Response {
             .collect();
         Ok(json!({
             "linked": linked,
-            "chain_id": crate::cmd_chain::deployed_chain_id(&node.home),
+            "chain_id": owner::settlement_chain(node)?,
         }))
     })
     .await;
@@ -469,7 +469,7 @@ pub(crate) async fn wallet_message(
         let (chain_id, address) = parse_wallet_fields(
             &query.address,
             query.chain_id.as_deref().unwrap_or(""),
-            crate::cmd_chain::deployed_chain_id(&node.home),
+            owner::settlement_chain(node)?,
         )?;
         owner::wallet_challenge(node, action, chain_id, &address)
     })
@@ -519,11 +519,8 @@ pub(crate) async fn wallet_change(
     };
     let result = with_node(&app, move |node| {
         let action = wallet_action(Some(&action))?;
-        let (chain_id, address) = parse_wallet_fields(
-            &form.address,
-            &chain_text,
-            crate::cmd_chain::deployed_chain_id(&node.home),
-        )?;
+        let (chain_id, address) =
+            parse_wallet_fields(&form.address, &chain_text, owner::settlement_chain(node)?)?;
         let signature = parse_signature(&form.signature).map_err(anyhow::Error::msg)?;
         let signed_seq = form
             .seq

@@ -732,7 +732,7 @@ pub(crate) async fn wallet_page(
     );
     let loaded = with_node(app, move |node| {
         let linked = owner::linked_wallets(node)?;
-        let default_chain = crate::cmd_chain::deployed_chain_id(&node.home);
+        let default_chain = owner::settlement_chain(node)?;
         let challenge = asked.then(|| {
             super::api::parse_wallet_fields(&address_text, &chain_text, default_chain).and_then(
                 |(chain_id, address)| {
