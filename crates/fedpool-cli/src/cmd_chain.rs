@@ -103,7 +103,8 @@ pub enum WalletCommand {
         /// The wallet's address.
         #[arg(long)]
         address: String,
-        /// The chain payouts are made on (default: chain.json's).
+        /// The chain payouts are made on (default: chain.json's, else the one the ledger's latest
+        /// anchor or settlement names).
         #[arg(long)]
         chain_id: Option<u64>,
         /// The message for an unlink instead.
@@ -127,7 +128,8 @@ pub struct LinkArgs {
     /// …and its personal_sign signature of `fedpool wallet message`.
     #[arg(long, requires = "address")]
     pub signature: Option<String>,
-    /// The chain payouts are made on (default: chain.json's).
+    /// The chain payouts are made on (default: chain.json's, else the one the ledger's latest
+    /// anchor or settlement names).
     #[arg(long)]
     pub chain_id: Option<u64>,
 }
