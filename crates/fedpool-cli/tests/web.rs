@@ -749,36 +749,32 @@ fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_sign
         );
         serde_json::from_str(&answer.body).unwrap()
     };
-    let challenge = unlink_challenge();
-    let text = challenge["message"].as_str().unwrap();
-    assert!(text.starts_with("fedpool wallet unlink\n"), "{text}");
-    let unlinked = owner.request(
-        "POST",
-        "/api/wallet/unlink",
-        &[auth, json],
-        &serde_json::json!({
+    // Signs the node's current unlink text with the wallet and posts it (naming its seq, as
+    // the page does, or not).
+    let unlink = |with_seq: bool| {
+        let challenge = unlink_challenge();
+        let text = challenge["message"].as_str().unwrap();
+        assert!(text.starts_with("fedpool wallet unlink\n"), "{text}");
+        let mut body = serde_json::json!({
             "address": address,
             "chain_id": 31337,
-            "seq": challenge["seq"],
             "signature": hex(&wallet.sign_message(text).unwrap()),
-        })
-        .to_string(),
-    );
+        });
+        if with_seq {
+            body["seq"] = challenge["seq"].clone();
+        }
+        owner.request(
+            "POST",
+            "/api/wallet/unlink",
+            &[auth, json],
+            &body.to_string(),
+        )
+    };
+    let unlinked = unlink(true);
     assert_eq!(unlinked.status, 200, "{}", unlinked.body);
     assert_eq!(linked_wallets(&owner), serde_json::json!([]));
     // A wallet that is not linked has nothing to unlink.
-    let challenge = unlink_challenge();
-    let again = owner.request(
-        "POST",
-        "/api/wallet/unlink",
-        &[auth, json],
-        &serde_json::json!({
-            "address": address,
-            "chain_id": 31337,
-            "signature": hex(&wallet.sign_message(challenge["message"].as_str().unwrap()).unwrap()),
-        })
-        .to_string(),
-    );
+    let again = unlink(false);
     assert_eq!(again.status, 422);
     assert!(again.body.contains("nothing to unlink"), "{}", again.body);
     let verified = ok(&owner.home(), &["ledger", "verify"]);
