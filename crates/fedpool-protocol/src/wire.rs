@@ -297,13 +297,21 @@ fn read_task(r: &mut Reader<'_>) -> Result<RoundTask, WireError> {
             let scaling = r.option("scaling", |r| {
                 let at = r.at;
                 let text = r.string("scaling")?;
-                FeatureScaling::from_json(&text)
-                    .map(Arc::new)
-                    .map_err(|e| WireError::Invalid {
+                let scaling = FeatureScaling::from_json(&text).map_err(|e| WireError::Invalid {
+                    field: "scaling",
+                    offset: at,
+                    reason: e.to_string(),
+                })?;
+                // One message, one encoding: text that parses to the same scaling but is
+                // spelled differently (`3805` for `3805.0`, spaces, reordered keys) is refused.
+                if scaling.to_canonical_json() != text {
+                    return Err(WireError::Invalid {
                         field: "scaling",
                         offset: at,
-                        reason: e.to_string(),
-                    })
+                        reason: "the scaling is not in its canonical JSON form".into(),
+                    });
+                }
+                Ok(Arc::new(scaling))
             })?;
             Ok(RoundTask::Train { scaling })
         }
