@@ -277,6 +277,17 @@ fn consenting_cluster(
         Duration::from_secs(30),
         |c| c.status("publisher")["ledger"]["authors"] == n_consenting + 1,
     );
+    // A member builds a secure round's directory from the consents its own ledger holds: one
+    // that has not heard every other member's consent yet gives the round up (and logs why).
+    // Rounds here start from synced ledgers.
+    for i in 1..=n_consenting {
+        let owner = format!("owner{i}");
+        cluster.wait_for(
+            "every consent to reach every consenting owner",
+            Duration::from_secs(30),
+            |c| c.status(&owner)["ledger"]["authors"] == n_consenting + 1,
+        );
+    }
     model
 }
 

@@ -125,6 +125,8 @@ struct OwnerModel {
     /// Its address in the model's rounds.
     me: NodeId,
     link: OwnerLink,
+    /// How many of the participant's given-up secure rounds the node has logged.
+    aborts_logged: usize,
 }
 
 /// A round's members by address and identity.
@@ -350,6 +352,7 @@ impl Owner {
                 model_id.clone(),
                 OwnerModel {
                     driver,
+                    aborts_logged: 0,
                     me,
                     link: OwnerLink {
                         publisher_peer: peer_id_of(&publisher)?,
@@ -433,7 +436,16 @@ fn drive(
         actions: Vec::new(),
         untrainable: Vec::new(),
     };
-    step(&mut model.driver, &mut host)?;
+    let stepped = step(&mut model.driver, &mut host);
+    // The operator hears why this node left a secure round (a member whose consent its
+    // ledger has not seen yet, a publisher gone silent, a sum with too little noise): the
+    // protocol only keeps the reason.
+    let aborts = model.participant().secure_aborts();
+    for (round, why) in &aborts[model.aborts_logged.min(aborts.len())..] {
+        tracing::warn!(model = %model_id, round = %round, reason = %why, "this node gave up a secure round");
+    }
+    model.aborts_logged = aborts.len();
+    stepped?;
     while !host.untrainable.is_empty() {
         let failed = std::mem::take(&mut host.untrainable)
             .into_iter()
