@@ -699,13 +699,8 @@ fn an_owner_grants_reads_the_ledger_and_revokes_with_the_keyboard_alone() {
             .unwrap();
         assert!(message.starts_with("fedpool wallet link\n"), "{message:?}");
         pages.check(&client, "wallet-sign").await;
-        let signature: String = wallet
-            .sign_message(&message)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        type_into(&client, "signature", &format!("0x{signature}")).await;
+        let signature = fedpool_ledger::wallet::hex(&wallet.sign_message(&message).unwrap());
+        type_into(&client, "signature", &signature).await;
         activate(&client, "Link this wallet").await;
         let linked = wait_for_page(&client, "the link", |t| t.contains("Wallet linked")).await;
         assert!(linked.contains(&wallet.address_text()), "{linked}");

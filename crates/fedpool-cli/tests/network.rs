@@ -1253,10 +1253,7 @@ fn rewards_settle_on_chain_once_through_a_chain_restart_and_anchors_expose_a_rew
             .iter()
             .map(|b| b.as_u64().unwrap() as u8)
             .collect();
-        format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
+        fedpool_ledger::wallet::hex(&bytes)
     };
     let pending = serde_json::json!({
         "model_id": last["model_id"],

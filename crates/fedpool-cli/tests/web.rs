@@ -291,13 +291,7 @@ fn a_cross_site_change_without_the_csrf_token_is_refused_and_nothing_is_signed()
         &[("Cookie", &session)],
         "",
     );
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's forms carry the CSRF token")
-        .to_string();
+    let csrf = hidden_field(&page.body, "csrf");
     let grant = format!("/api/models/{}/grant", owner.model);
     let form = ("Content-Type", "application/x-www-form-urlencoded");
     let json = ("Content-Type", "application/json");
@@ -469,13 +463,7 @@ fn a_policy_error_is_shown_beside_the_field_and_nothing_is_kept() {
     let owner = Owner::start(&digits(), &[]);
     let session = owner.login();
     let page = owner.request("GET", "/policies", &[("Cookie", &session)], "");
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = hidden_field(&page.body, "csrf");
     // A rule with a key no rule has, on the policy's sixth line.
     let bad = "dataset = \"mine\"\n\n[[rule]]\nname = \"r\"\naction = \"grant\"\npurpose_contians = [\"postal\"]\n";
     let body: String = serde_urlencoded_like(&[("policy", bad), ("csrf", &csrf)]);
@@ -657,7 +645,7 @@ fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_sign
                 ("address", &address),
                 ("chain_id", "31337"),
                 ("seq", seq),
-                ("signature", &hex(signature)),
+                ("signature", &fedpool_ledger::wallet::hex(signature)),
                 ("csrf", csrf),
             ]),
         )
@@ -758,7 +746,7 @@ fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_sign
         let mut body = serde_json::json!({
             "address": address,
             "chain_id": 31337,
-            "signature": hex(&wallet.sign_message(text).unwrap()),
+            "signature": fedpool_ledger::wallet::hex(&wallet.sign_message(text).unwrap()),
         });
         if with_seq {
             body["seq"] = challenge["seq"].clone();
@@ -779,11 +767,6 @@ fn an_owner_links_and_unlinks_a_wallet_from_the_page_only_with_that_wallets_sign
     assert!(again.body.contains("nothing to unlink"), "{}", again.body);
     let verified = ok(&owner.home(), &["ledger", "verify"]);
     assert!(verified.contains("OK"), "{verified}");
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("0x{digits}")
 }
 
 /// `application/x-www-form-urlencoded`, as a browser encodes a form.

@@ -284,6 +284,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<[u8; 32]> {
+    // Exactly 64 digits, as the token is written: no `0x` spelling of it.
+    if text.len() != 64 {
+        return None;
+    }
     fedpool_ledger::wallet::parse_hex(text)
         .ok()?
         .try_into()
